@@ -1,0 +1,53 @@
+//===- LqPasses.td - lq passes ------------------------------*- tablegen -*-===//
+
+#ifndef LQ_PASSES_TD
+#define LQ_PASSES_TD
+
+include "mlir/Pass/PassBase.td"
+
+def LqExpandLinear : Pass<"lq-expand-linear"> {
+  let summary = "Expand lq.linear and lq.linear_grad into quantizers and GEMMs";
+  let description = [{
+    Rewrites each training-level op into scale computation, quantize and
+    `lq.matmul` ops:
+
+    * `lq.linear`: SAWB clips of x and W, signed/unsigned int4 quantization,
+      and the forward GEMM `Q(x) Q(W)^T + b` (`role = forward`).
+    * `lq.linear_grad`: the LUQ scale of dy (`lq.max_abs`, or the
+      in-hindsight estimate), one LUQ quantization of dy per SMP sample, the
+      SAWB quantizations of W and x, and the backward-data and
+      weight-gradient GEMMs. Both GEMMs consume the same LUQ codes, so they
+      see the same random sample of dy.
+
+    Layers without an explicit `stream` get the smallest stream ids not
+    used explicitly in the same function. Two layers with the same explicit
+    stream and the same seed value are an error: their gradients would share
+    random numbers.
+  }];
+  let dependentDialects = ["::mlir::arith::ArithDialect"];
+}
+
+def LqLowerToLinalg : Pass<"lq-lower-to-linalg", "::mlir::ModuleOp"> {
+  let summary = "Reference lowering of lq ops to linalg, tensor and arith";
+  let description = [{
+    Lowers every lq op to `linalg.generic` / `linalg.fill` / `tensor` and
+    `arith` ops on tensors that compute exactly the numerics of
+    `docs/numerics.md`: Philox4x32-10 in 32-bit integer arithmetic, LUQ with
+    the exponent read from the f32 bits, SAWB with round-half-even, and the
+    GEMM accumulated in i32. Quantized tensors become `tensor<MxNxi8>` of
+    codes (one code per byte). `lq.linear` and `lq.linear_grad` are
+    expanded first, as `lq-expand-linear` does.
+
+    The result runs through upstream bufferization and LLVM lowering
+    unchanged; it is the executable definition that CPU and GPU kernels are
+    tested against.
+  }];
+  let dependentDialects = [
+    "::mlir::arith::ArithDialect",
+    "::mlir::linalg::LinalgDialect",
+    "::mlir::math::MathDialect",
+    "::mlir::tensor::TensorDialect"
+  ];
+}
+
+#endif // LQ_PASSES_TD
