@@ -26,5 +26,5 @@ config.substitutions.append(
 # lq tools come from the build; FileCheck, not, mlir-opt and mlir-runner from
 # the LLVM installation.
 tool_dirs = [config.lq_tools_dir, config.llvm_tools_dir]
-tools = ["lq-opt", "mlir-opt", "mlir-runner"]
+tools = ["lq-opt", "mlir-opt", "mlir-runner", "not"]
 llvm_config.add_tool_substitutions(tools, tool_dirs)

@@ -1,0 +1,47 @@
+# Shared by scripts/demo and scripts/test: install what is missing, then
+# configure and build incrementally. Source it; do not run it.
+
+LQ_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+LQ_BUILD=${LQ_BUILD:-$LQ_ROOT/build}
+
+# Debian 12 packages lq builds and tests with.
+LQ_PACKAGES=(
+  build-essential cmake ninja-build ccache python3
+  llvm-22-dev llvm-22-tools libmlir-22-dev mlir-22-tools
+  libfmt-dev libgtest-dev libgmock-dev libbenchmark-dev
+)
+
+lq_log() { printf '\033[1m==> %s\033[0m\n' "$*"; }
+
+lq_missing_packages() {
+  local pkg
+  for pkg in "$@"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' ||
+      echo "$pkg"
+  done
+}
+
+# Installs the packages that are not installed yet; refreshes the package
+# lists only when something has to be installed.
+lq_install_packages() {
+  local missing
+  missing=$(lq_missing_packages "$@")
+  [ -z "$missing" ] && return 0
+  local sudo=()
+  [ "$(id -u)" -ne 0 ] && sudo=(sudo)
+  lq_log "installing: $(echo $missing)"
+  "${sudo[@]}" apt-get update -qq
+  # shellcheck disable=SC2086
+  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends $missing
+}
+
+lq_build() {
+  local jobs
+  jobs=$(nproc 2>/dev/null || echo 2)
+  if [ ! -f "$LQ_BUILD/build.ninja" ]; then
+    lq_log "configuring $LQ_BUILD"
+    cmake -G Ninja -S "$LQ_ROOT" -B "$LQ_BUILD" -DCMAKE_BUILD_TYPE=Release
+  fi
+  lq_log "building"
+  cmake --build "$LQ_BUILD" -j "$jobs"
+}
