@@ -17,10 +17,12 @@ def Lq_F32Vector : 1DTensorOf<[F32]>;
 def Lq_MaxAbsOp : Lq_Op<"max_abs", [Pure]> {
   let summary = "maximum of |x| over a tensor, and whether it is finite";
   let description = [{
-    Computes `m = max |x_i|` exactly (the result does not depend on the
-    order of evaluation) and `nonfinite`, true when any element is NaN or
-    +-Inf. This is the LUQ max scaling statistic; the maximum of the signed
-    values would be wrong for tensors whose largest magnitude is negative.
+    Computes `m = max |x_i|` over the finite elements, exactly (the result
+    does not depend on the order of evaluation), and `nonfinite`, true when
+    any element is NaN or +-Inf. This is the LUQ max scaling statistic; the
+    maximum of the signed values would be wrong for tensors whose largest
+    magnitude is negative. Ignoring non-finite elements keeps an
+    in-hindsight estimate usable after a step that was skipped.
 
     ```mlir
     %m, %bad = lq.max_abs %dy : tensor<128x512xf32>
@@ -37,7 +39,7 @@ def Lq_SawbClipOp : Lq_Op<"sawb_clip", [Pure]> {
     Computes the 4-bit SAWB clip `12.1 * sqrt(E[x^2]) - 12.2 * E[|x|]` from
     f64 moments, rounded to f32. When that value is not finite, not
     positive, or above `max |x|`, the clip is `max |x|`. Non-finite inputs
-    give a non-finite clip, which `lq.quantize` turns into zero codes and a
+    give a NaN clip, which `lq.quantize` turns into zero codes and a
     `nonfinite` flag.
 
     ```mlir
@@ -59,19 +61,21 @@ def Lq_QuantizeOp : Lq_Op<"quantize", [Pure]> {
     The result type's format selects the quantizer:
 
     * `!lq.log4`: LUQ. `range` is the max scale `m` (from `lq.max_abs`, or
-      an in-hindsight estimate with the `hindsight` unit attribute).
-      Stochastic underflow and logarithmic rounding draw their uniforms from
-      Philox4x32-10 keyed by `seed`, at counter (element index, `sample`,
-      `stream`). `scale` is `alpha = m / 64`. In hindsight mode, elements
-      whose scaled magnitude exceeds 64 saturate and are counted in
-      `overflow`.
+      an in-hindsight estimate, marked with the `hindsight` unit
+      attribute). Stochastic underflow and logarithmic rounding draw their
+      uniforms from Philox4x32-10 keyed by `seed`, at counter (element
+      index, `sample`, `stream`). `scale` is `alpha = m / 64`. Elements
+      whose scaled magnitude exceeds 64 (possible only when `m` is an
+      estimate) saturate and are counted in `overflow`.
     * `!lq.sint4` / `!lq.uint4`: SAWB round-to-nearest-even with `range` the
       clip (from `lq.sawb_clip`); `scale` is `clip / 7` (signed) or
       `clip / 15` (unsigned). No seed, stream or sample.
 
-    If any input element is NaN or +-Inf, every code is zero, `scale` is 0
-    and `nonfinite` is true. Two quantize ops with equal operands and
-    attributes produce identical codes, whichever device runs them.
+    If any input element or `range` is NaN or +-Inf, every code is zero,
+    `scale` is 0 and `nonfinite` is true. A finite `range` below 2^-120
+    (zero included) gives zero codes and scale 0 without the flag. Two
+    quantize ops with equal operands and attributes produce identical codes,
+    whichever device runs them.
 
     ```mlir
     %q, %alpha, %bad, %ovf = lq.quantize %dy range %m seed %seed
@@ -256,7 +260,7 @@ def Lq_LinearGradOp : Lq_Op<"linear_grad", [Pure]> {
     Results: `dx`, `dW`, `grad_max` (this step's `max |dy|`, from which the
     caller forms the next in-hindsight estimate), `nonfinite` (dy held NaN
     or Inf: both gradients are zero and the caller should skip the step),
-    and `overflow` (hindsight saturations).
+    and `overflow` (elements above the in-hindsight estimate, saturated).
 
     ```mlir
     %dx, %dw, %gmax, %bad, %ovf = lq.linear_grad %x, %w, %dy seed %seed

@@ -33,6 +33,8 @@ using namespace lq;
 namespace {
 
 using BodyFn = function_ref<void(NumericsBuilder &, ValueRange)>;
+
+constexpr uint32_t kQuietNaNBits = 0x7FC00000u;
 using utils::IteratorType;
 
 /// Builds a linalg.generic whose body is written with a NumericsBuilder.
@@ -107,17 +109,28 @@ reduceAll(OpBuilder &b, Location loc, Value input, ValueRange inits,
   return results;
 }
 
-/// max |x| as i32 bits (NaN and Inf above every finite magnitude).
-Value maxAbsBits(OpBuilder &b, Location loc, Value input) {
+struct MaxAbs {
+  Value maxBits;   // i32 bits of max |x| over the finite elements
+  Value nonfinite; // i1: some element is NaN or Inf
+};
+
+/// max |x| over the finite elements and the non-finite flag, in one pass of
+/// unsigned integer maxima over magnitude bits (NaN and Inf sort above every
+/// finite magnitude).
+MaxAbs computeMaxAbs(OpBuilder &b, Location loc, Value input) {
   ImplicitLocOpBuilder ib(loc, b);
   NumericsBuilder top(ib);
-  return reduceAll(b, loc, input, {top.i32(0)},
-                   [](NumericsBuilder &nb, Value x, ValueRange acc) {
-                     ImplicitLocOpBuilder &ib = nb.builder();
-                     Value bits = nb.absBits(toF32(ib, x));
-                     return SmallVector<Value>{
-                         arith::MaxUIOp::create(ib, bits, acc[0])};
-                   })[0];
+  SmallVector<Value> maxima = reduceAll(
+      b, loc, input, {top.i32(0), top.i32(0)},
+      [](NumericsBuilder &nb, Value x, ValueRange acc) {
+        ImplicitLocOpBuilder &eb = nb.builder();
+        Value bits = nb.absBits(toF32(eb, x));
+        Value finite = arith::SelectOp::create(eb, nb.isNonfiniteBits(bits),
+                                               nb.i32(0), bits);
+        return SmallVector<Value>{arith::MaxUIOp::create(eb, finite, acc[0]),
+                                  arith::MaxUIOp::create(eb, bits, acc[1])};
+      });
+  return {maxima[0], top.isNonfiniteBits(maxima[1])};
 }
 
 Value indexToI64(ImplicitLocOpBuilder &b, Value index) {
@@ -134,14 +147,10 @@ struct MaxAbsLowering : OpConversionPattern<MaxAbsOp> {
   matchAndRewrite(MaxAbsOp op, OpAdaptor adaptor,
                   ConversionPatternRewriter &rewriter) const override {
     Location loc = op.getLoc();
-    Value bits = maxAbsBits(rewriter, loc, adaptor.getInput());
+    MaxAbs maxAbs = computeMaxAbs(rewriter, loc, adaptor.getInput());
     ImplicitLocOpBuilder ib(loc, rewriter);
-    NumericsBuilder nb(ib);
-    Value nonfinite = nb.isNonfiniteBits(bits);
-    Value max = arith::SelectOp::create(
-        ib, nonfinite, nb.f32(std::numeric_limits<float>::infinity()),
-        arith::BitcastOp::create(ib, ib.getF32Type(), bits));
-    rewriter.replaceOp(op, {max, nonfinite});
+    Value max = arith::BitcastOp::create(ib, ib.getF32Type(), maxAbs.maxBits);
+    rewriter.replaceOp(op, {max, maxAbs.nonfinite});
     return success();
   }
 };
@@ -169,7 +178,10 @@ struct SawbClipLowering : OpConversionPattern<SawbClipOp> {
                                            arith::MulFOp::create(eb, d, d));
           Value ab = arith::AddFOp::create(eb, acc[1],
                                            math::AbsFOp::create(eb, d));
-          Value mx = arith::MaxUIOp::create(eb, body.absBits(x32), acc[2]);
+          Value bits = body.absBits(x32);
+          Value finite = arith::SelectOp::create(
+              eb, body.isNonfiniteBits(bits), body.i32(0), bits);
+          Value mx = arith::MaxUIOp::create(eb, finite, acc[2]);
           return SmallVector<Value>{sq, ab, mx};
         });
 
@@ -187,9 +199,15 @@ struct SawbClipLowering : OpConversionPattern<SawbClipOp> {
         arith::MulFOp::create(ib, c64(12.2), meanAbs));
     Value clip = arith::TruncFOp::create(ib, ib.getF32Type(), clip64);
 
-    Value nonfinite = nb.isNonfiniteBits(sums[2]);
-    Value max = arith::BitcastOp::create(ib, ib.getF32Type(), sums[2]);
+    // Squares of f32 values cannot overflow an f64 sum, so the sum is
+    // non-finite exactly when an element is.
     Value inf = nb.f32(std::numeric_limits<float>::infinity());
+    Value nonfinite = arith::CmpFOp::create(
+        ib, arith::CmpFPredicate::UGE, sums[0],
+        arith::ConstantFloatOp::create(
+            ib, ib.getF64Type(),
+            APFloat(std::numeric_limits<double>::infinity())));
+    Value max = arith::BitcastOp::create(ib, ib.getF32Type(), sums[2]);
     // Fall back to max |x| when the moment estimate is unusable.
     Value notPositive =
         arith::CmpFOp::create(ib, arith::CmpFPredicate::ULE, clip, nb.f32(0));
@@ -200,7 +218,8 @@ struct SawbClipLowering : OpConversionPattern<SawbClipOp> {
     Value fallback = arith::OrIOp::create(
         ib, arith::OrIOp::create(ib, notPositive, isInf), aboveMax);
     clip = arith::SelectOp::create(ib, fallback, max, clip);
-    clip = arith::SelectOp::create(ib, nonfinite, inf, clip);
+    clip = arith::SelectOp::create(ib, nonfinite, nb.f32FromBits(kQuietNaNBits),
+                                   clip);
     rewriter.replaceOp(op, clip);
     return success();
   }
@@ -218,8 +237,13 @@ struct QuantizeLowering : OpConversionPattern<QuantizeOp> {
     ImplicitLocOpBuilder ib(loc, rewriter);
     NumericsBuilder nb(ib);
 
-    Value nonfinite = nb.isNonfiniteBits(maxAbsBits(rewriter, loc, input));
+    // A NaN or Inf range (a broken in-hindsight estimate or SAWB clip) is
+    // reported like a non-finite input; a tiny or negative one just gives
+    // zero codes.
     Value range = adaptor.getRange();
+    Value nonfinite = arith::OrIOp::create(
+        ib, computeMaxAbs(rewriter, loc, input).nonfinite,
+        nb.isNonfiniteBits(nb.absBits(range)));
     Value zeroAll = arith::OrIOp::create(
         ib, nonfinite,
         arith::XOrIOp::create(ib, nb.isUsableRange(range),
@@ -261,7 +285,7 @@ struct QuantizeLowering : OpConversionPattern<QuantizeOp> {
         });
 
     Value overflow = nb.i32(0);
-    if (op.getHindsight()) {
+    if (format == Format::Log4) {
       Value count = reduceAll(rewriter, loc, input, {nb.i32(0)},
                               [&](NumericsBuilder &body, Value x,
                                   ValueRange acc) {
