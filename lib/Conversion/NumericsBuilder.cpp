@@ -25,20 +25,33 @@ constexpr uint32_t kTwoPowMinus120Bits = 0x03800000u; // 2^-120
 constexpr int kF32ExponentBias = 127;
 } // namespace
 
+Type NumericsBuilder::shaped(Type elementType) {
+  if (width == 0)
+    return elementType;
+  return VectorType::get({width}, elementType);
+}
+
+Value NumericsBuilder::constant(Type elementType, TypedAttr value) {
+  if (width == 0)
+    return arith::ConstantOp::create(b, value);
+  auto type = cast<VectorType>(shaped(elementType));
+  return arith::ConstantOp::create(b, DenseElementsAttr::get(type, value));
+}
+
 Value NumericsBuilder::i8(int64_t v) {
-  return arith::ConstantIntOp::create(b, b.getI8Type(), v);
+  return constant(b.getI8Type(), b.getIntegerAttr(b.getI8Type(), v));
 }
 Value NumericsBuilder::i32(int64_t v) {
-  return arith::ConstantIntOp::create(b, b.getI32Type(), v);
+  return constant(b.getI32Type(), b.getIntegerAttr(b.getI32Type(), v));
 }
 Value NumericsBuilder::i64(int64_t v) {
-  return arith::ConstantIntOp::create(b, b.getI64Type(), v);
+  return constant(b.getI64Type(), b.getIntegerAttr(b.getI64Type(), v));
 }
 Value NumericsBuilder::f32(float v) {
-  return arith::ConstantFloatOp::create(b, b.getF32Type(), APFloat(v));
+  return constant(b.getF32Type(), b.getF32FloatAttr(v));
 }
 Value NumericsBuilder::f32FromBits(uint32_t bits) {
-  return arith::BitcastOp::create(b, b.getF32Type(), i32(bits));
+  return arith::BitcastOp::create(b, shaped(b.getF32Type()), i32(bits));
 }
 
 std::array<Value, 4> NumericsBuilder::philox(std::array<Value, 4> c,
@@ -64,7 +77,7 @@ std::array<Value, 4> NumericsBuilder::philox(std::array<Value, 4> c,
 
 Value NumericsBuilder::uniform(Value seed, Value stream, Value sample,
                                Value index) {
-  Type i32Type = b.getI32Type();
+  Type i32Type = shaped(b.getI32Type());
   Value block = arith::ShRUIOp::create(b, index, i64(2));
   Value c0 = arith::TruncIOp::create(b, i32Type, block);
   Value c1 = arith::TruncIOp::create(
@@ -84,12 +97,12 @@ Value NumericsBuilder::uniform(Value seed, Value stream, Value sample,
   }
   // 24 random bits scaled by 2^-24: exact in f32.
   Value top24 = arith::ShRUIOp::create(b, word, i32(8));
-  Value asFloat = arith::UIToFPOp::create(b, b.getF32Type(), top24);
+  Value asFloat = arith::UIToFPOp::create(b, shaped(b.getF32Type()), top24);
   return arith::MulFOp::create(b, asFloat, f32FromBits(kTwoPowMinus24Bits));
 }
 
 Value NumericsBuilder::absBits(Value x) {
-  Value bits = arith::BitcastOp::create(b, b.getI32Type(), x);
+  Value bits = arith::BitcastOp::create(b, shaped(b.getI32Type()), x);
   return arith::AndIOp::create(b, bits, i32(kF32AbsMask));
 }
 
@@ -107,7 +120,7 @@ Value NumericsBuilder::isUsableRange(Value m) {
 }
 
 Value NumericsBuilder::luqScaled(Value x, Value inv) {
-  Value a = arith::BitcastOp::create(b, b.getF32Type(), absBits(x));
+  Value a = arith::BitcastOp::create(b, shaped(b.getF32Type()), absBits(x));
   return arith::MulFOp::create(b, a, inv);
 }
 
@@ -117,7 +130,7 @@ Value NumericsBuilder::luqOverflows(Value x, Value inv) {
 }
 
 Value NumericsBuilder::luqCode(Value x, Value inv, Value u) {
-  Type i32Type = b.getI32Type(), f32Type = b.getF32Type();
+  Type i32Type = shaped(b.getI32Type()), f32Type = shaped(b.getF32Type());
   Value xBits = arith::BitcastOp::create(b, i32Type, x);
   Value sign = arith::ShRUIOp::create(b, xBits, i32(31));
   Value r = luqScaled(x, inv);
@@ -155,7 +168,7 @@ Value NumericsBuilder::luqCode(Value x, Value inv, Value u) {
   Value isZero = arith::CmpIOp::create(b, arith::CmpIPredicate::eq, e, i32(0));
   Value signBit = arith::SelectOp::create(
       b, isZero, i32(0), arith::ShLIOp::create(b, sign, i32(3)));
-  return arith::TruncIOp::create(b, b.getI8Type(),
+  return arith::TruncIOp::create(b, shaped(b.getI8Type()),
                                  arith::OrIOp::create(b, e, signBit));
 }
 
@@ -168,13 +181,30 @@ Value NumericsBuilder::sawbCode(Value x, Value inv, bool isUnsigned) {
   Value clamped =
       arith::MinimumFOp::create(b, arith::MaximumFOp::create(b, v, lo), hi);
   Value rounded = math::RoundEvenOp::create(b, clamped);
-  Value q = arith::FPToSIOp::create(b, b.getI32Type(), rounded);
+  Value q = arith::FPToSIOp::create(b, shaped(b.getI32Type()), rounded);
   Value nibble = arith::AndIOp::create(b, q, i32(0xF));
-  return arith::TruncIOp::create(b, b.getI8Type(), nibble);
+  return arith::TruncIOp::create(b, shaped(b.getI8Type()), nibble);
+}
+
+Value NumericsBuilder::toBf16(Value x) {
+  Type i32Type = shaped(b.getI32Type());
+  Value bits = arith::BitcastOp::create(b, i32Type, x);
+  Value lsb = arith::AndIOp::create(
+      b, arith::ShRUIOp::create(b, bits, i32(16)), i32(1));
+  Value rounded = arith::ShRUIOp::create(
+      b, arith::AddIOp::create(b, arith::AddIOp::create(b, bits, i32(0x7FFF)), lsb),
+      i32(16));
+  Value quietNaN =
+      arith::OrIOp::create(b, arith::ShRUIOp::create(b, bits, i32(16)), i32(0x40));
+  Value isNaN = arith::CmpIOp::create(b, arith::CmpIPredicate::ugt,
+                                      absBits(x), i32(kF32InfBits));
+  Value result = arith::SelectOp::create(b, isNaN, quietNaN, rounded);
+  Value half = arith::TruncIOp::create(b, shaped(b.getI16Type()), result);
+  return arith::BitcastOp::create(b, shaped(b.getBF16Type()), half);
 }
 
 Value NumericsBuilder::decode(Value code, Format format) {
-  Type i32Type = b.getI32Type();
+  Type i32Type = shaped(b.getI32Type());
   switch (format) {
   case Format::UInt4:
     return arith::ExtUIOp::create(b, i32Type, code);

@@ -73,7 +73,13 @@ SawbClipResult sawbClip(const MatrixView &x) {
       maxMagnitude = std::fmax(maxMagnitude, std::fabs(value));
     }
   }
-  double count = double(x.size());
+  result.clip = sawbClipFromMoments(sumSquares, sumMagnitudes,
+                                    double(x.size()), maxMagnitude);
+  return result;
+}
+
+float sawbClipFromMoments(double sumSquares, double sumMagnitudes,
+                          double count, float maxMagnitude) {
   double meanSquare = sumSquares / count;
   double meanMagnitude = sumMagnitudes / count;
   double root = kSawbSqrtCoefficient * std::sqrt(meanSquare);
@@ -81,8 +87,7 @@ SawbClipResult sawbClip(const MatrixView &x) {
   float clip = float(root - shrink);
   if (!std::isfinite(clip) || clip <= 0.0f || clip > maxMagnitude)
     clip = maxMagnitude;
-  result.clip = clip;
-  return result;
+  return clip;
 }
 
 SawbResult sawbEncode(const MatrixView &x, float clip, SawbKind kind,

@@ -20,12 +20,20 @@
 
 namespace lq {
 
-/// Scalar LUQ/SAWB math on i32/i64/f32 SSA values. All values are scalars.
+/// LUQ/SAWB math on i32/i64/f32 SSA values: scalars, or vectors of `width`
+/// lanes (every value then has that many lanes and the math is elementwise,
+/// so a vectorized kernel computes exactly what a scalar loop computes).
 class NumericsBuilder {
 public:
-  explicit NumericsBuilder(mlir::ImplicitLocOpBuilder &b) : b(b) {}
+  explicit NumericsBuilder(mlir::ImplicitLocOpBuilder &b, int64_t width = 0)
+      : b(b), width(width) {}
 
   mlir::ImplicitLocOpBuilder &builder() { return b; }
+
+  /// `elementType`, or a vector of it in vector mode.
+  mlir::Type shaped(mlir::Type elementType);
+  /// A constant of `type` (scalar) splat to the builder's shape.
+  mlir::Value constant(mlir::Type elementType, mlir::TypedAttr value);
 
   mlir::Value i8(int64_t v);
   mlir::Value i32(int64_t v);
@@ -64,11 +72,16 @@ public:
   /// f32 `x` with inverse step `inv` (7 / clip or 15 / clip).
   mlir::Value sawbCode(mlir::Value x, mlir::Value inv, bool isUnsigned);
 
+  /// f32 -> bf16, round to nearest even; a NaN stays a quiet NaN. In
+  /// integer ops, so that no runtime library call is needed.
+  mlir::Value toBf16(mlir::Value x);
+
   /// The integer value (i32) of a code nibble (i8) of `format`.
   mlir::Value decode(mlir::Value code, Format format);
 
 private:
   mlir::ImplicitLocOpBuilder &b;
+  int64_t width;
 };
 
 } // namespace lq

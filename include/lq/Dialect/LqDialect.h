@@ -3,6 +3,8 @@
 #ifndef LQ_DIALECT_LQDIALECT_H
 #define LQ_DIALECT_LQDIALECT_H
 
+#include "lq/Format.h"
+
 #include "mlir/Bytecode/BytecodeOpInterface.h"
 #include "mlir/Dialect/Tensor/IR/Tensor.h"
 #include "mlir/IR/BuiltinTypes.h"
@@ -23,9 +25,6 @@
 #include "lq/Dialect/LqOps.h.inc"
 
 namespace lq {
-
-/// The 4-bit formats of the numerics, in the order of their code tables.
-enum class Format { SInt4, UInt4, Log4 };
 
 /// Format of an lq format type (`!lq.sint4`, `!lq.uint4`, `!lq.log4`).
 Format getFormat(mlir::Type formatType);

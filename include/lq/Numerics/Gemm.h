@@ -57,7 +57,7 @@ struct GemmOptions {
   uint32_t lhsSamples = 1;
   // n values added to every row of C; null for no bias.
   const float *bias = nullptr;
-  // max(C, +0), NaN included (a NaN becomes +0, like fmaxf).
+  // max(C, +0); a NaN stays NaN.
   bool relu = false;
 };
 

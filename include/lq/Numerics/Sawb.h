@@ -47,6 +47,12 @@ struct SawbClipResult {
 // max |x|.
 SawbClipResult sawbClip(const MatrixView &x);
 
+// The clip rule alone, from the moments of `count` finite elements: sums
+// of x^2 and |x| in f64 and max |x|. Kernels that sum in another order
+// call this so that only the summation differs.
+float sawbClipFromMoments(double sumSquares, double sumMagnitudes,
+                          double count, float maxMagnitude);
+
 struct SawbResult {
   Status status = Status::Ok;
   // The clip used; 0 when every code was forced to 0.

@@ -1,0 +1,14 @@
+//===- Format.h - the 4-bit code formats of lq ------------------*- C++ -*-===//
+
+#ifndef LQ_FORMAT_H
+#define LQ_FORMAT_H
+
+namespace lq {
+
+/// The 4-bit formats of the numerics: SAWB signed int4 (-7..7), SAWB
+/// unsigned int4 (0..15), and the LUQ radix-2 log format [sign, exponent].
+enum class Format { SInt4, UInt4, Log4 };
+
+} // namespace lq
+
+#endif // LQ_FORMAT_H

@@ -1,0 +1,242 @@
+//===- Runtime.h - compile, cache and launch lq kernels ---------*- C++ -*-===//
+//
+// The public C++ API of lq's runtime:
+//
+//   lq::Runtime &rt = lq::Runtime::get();
+//   lq::Result<lq::Kernel> k = rt.compile(lq::GemmSpec::backwardData());
+//   lq::LaunchArgs args;
+//   args.lhs = lq::TensorRef::f32(dy, batch, out_features);
+//   args.rhs = lq::TensorRef::f32(w, out_features, in_features);
+//   args.out = lq::TensorRef::f32(dx, batch, in_features);
+//   args.seed = step_seed;
+//   lq::Result<lq::LaunchStatus> st = k->launch(args);
+//
+// A kernel is compiled once per GemmSpec (shapes are launch arguments),
+// cached in memory and on disk, and runs the whole fused pipeline:
+// statistics, quantization (LUQ or SAWB, each element once), packing, the
+// exact int32 GEMM and the f32 epilogue. Results are bit-identical to the
+// numerics in docs/numerics.md. Errors come back as Result values with a
+// message; nothing here throws or aborts on bad input.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef LQ_RUNTIME_RUNTIME_H
+#define LQ_RUNTIME_RUNTIME_H
+
+#include "lq/Format.h"
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+
+namespace lq {
+
+/// A value or an error message.
+template <typename T> class Result {
+public:
+  Result(T value) : value(std::move(value)) {}
+  static Result failure(std::string message) {
+    Result r;
+    r.message = std::move(message);
+    return r;
+  }
+  bool ok() const { return value.has_value(); }
+  explicit operator bool() const { return ok(); }
+  const std::string &error() const { return message; }
+  T &operator*() { return *value; }
+  const T &operator*() const { return *value; }
+  T *operator->() { return &*value; }
+  const T *operator->() const { return &*value; }
+
+private:
+  Result() = default;
+  std::optional<T> value;
+  std::string message;
+};
+
+/// Element types of tensors handed to kernels. `Packed4` is the storage
+/// form of 4-bit codes: two per byte, low nibble first, rows padded to
+/// whole bytes.
+enum class DType { F32, BF16, Packed4 };
+
+/// Where a kernel runs.
+enum class Target { HostCPU, CudaSm80, CudaSm90a };
+
+enum class Device { CPU, CUDA };
+
+/// A 2-D row-major view of caller memory (DLPack-like): `rowStride` counts
+/// elements between rows (bytes for Packed4).
+struct TensorRef {
+  void *data = nullptr;
+  DType dtype = DType::F32;
+  int64_t rows = 0;
+  int64_t cols = 0;
+  int64_t rowStride = 0;
+  Device device = Device::CPU;
+
+  static TensorRef f32(float *data, int64_t rows, int64_t cols) {
+    return {data, DType::F32, rows, cols, cols, Device::CPU};
+  }
+  static TensorRef f32(const float *data, int64_t rows, int64_t cols) {
+    return f32(const_cast<float *>(data), rows, cols);
+  }
+  /// bf16 as raw 16-bit patterns.
+  static TensorRef bf16(uint16_t *data, int64_t rows, int64_t cols) {
+    return {data, DType::BF16, rows, cols, cols, Device::CPU};
+  }
+  static TensorRef bf16(const uint16_t *data, int64_t rows, int64_t cols) {
+    return bf16(const_cast<uint16_t *>(data), rows, cols);
+  }
+  static TensorRef packed4(uint8_t *data, int64_t rows, int64_t cols) {
+    return {data, DType::Packed4, rows, cols, (cols + 1) / 2, Device::CPU};
+  }
+  static TensorRef packed4(const uint8_t *data, int64_t rows, int64_t cols) {
+    return packed4(const_cast<uint8_t *>(data), rows, cols);
+  }
+};
+
+/// One GEMM operand: its 4-bit format, how it is passed, and whether it is
+/// stored transposed ([K, M] for the left operand, [N, K] for the right).
+struct OperandSpec {
+  Format format = Format::SInt4;
+  DType dtype = DType::F32;
+  bool transposed = false;
+};
+
+/// What a GEMM kernel computes: C = Q(A) Q(B) * s (+ bias) (ReLU).
+struct GemmSpec {
+  OperandSpec lhs;
+  OperandSpec rhs;
+  /// SMP: LUQ samples of the left operand (a power of two, 1..64).
+  unsigned samples = 1;
+  /// The left operand's LUQ scale is the caller's in-hindsight estimate
+  /// (LaunchArgs::maxEstimate) instead of a max pass over it.
+  bool hindsight = false;
+  bool bias = false;
+  bool relu = false;
+  DType output = DType::F32;
+  Target target = Target::HostCPU;
+
+  /// y[B, O] = Q(x[B, I]) Q(W[O, I])^T (+ bias) (ReLU); SAWB int4 operands,
+  /// x unsigned when it is known to be non-negative.
+  static GemmSpec forward(DType input = DType::F32,
+                          bool unsignedInput = false);
+  /// dx[B, I] = Q_luq(dy[B, O]) Q(W[O, I]).
+  static GemmSpec backwardData(DType input = DType::F32, unsigned samples = 1);
+  /// dW[O, I] = Q_luq(dy[B, O])^T Q(x[B, I]).
+  static GemmSpec weightGrad(DType input = DType::F32, unsigned samples = 1,
+                             bool unsignedInput = false);
+
+  /// A stable description, e.g. for logs and cache keys.
+  std::string describe() const;
+};
+
+/// Buffers and per-launch values of a GEMM.
+struct LaunchArgs {
+  TensorRef lhs, rhs, out;
+  /// `bias` has `out.cols` elements when the spec has a bias.
+  const float *bias = nullptr;
+  int64_t biasLength = 0;
+  /// LUQ random stream: the 64-bit seed and the 32-bit stream id. Both
+  /// backward GEMMs of a layer must use the same pair to see one sample.
+  uint64_t seed = 0;
+  uint32_t stream = 0;
+  /// Scales of Packed4 operands (what quantize() returned with them).
+  float lhsScale = 0.0f;
+  float rhsScale = 0.0f;
+  /// In-hindsight max estimate of the left operand (GemmSpec::hindsight).
+  float maxEstimate = 0.0f;
+};
+
+/// What a launch reports besides its output.
+struct LaunchStatus {
+  /// An operand (or the hindsight estimate) held NaN or Inf: its codes
+  /// were zeroed; the caller should skip the step.
+  bool nonfinite = false;
+  /// Elements above the in-hindsight estimate (saturated), all samples.
+  uint64_t overflow = 0;
+  /// max |A| over the finite elements of a float LUQ left operand: the
+  /// input of the next in-hindsight estimate.
+  float lhsMax = 0.0f;
+  /// Scales of the operands as quantized (alpha or step).
+  float lhsScale = 0.0f;
+  float rhsScale = 0.0f;
+  /// Ranges the float operands were quantized with: the LUQ max (or
+  /// estimate) or the SAWB clip.
+  float lhsRange = 0.0f;
+  float rhsRange = 0.0f;
+};
+
+/// Standalone quantization of one float tensor to packed 4-bit storage.
+struct QuantizeArgs {
+  TensorRef input;
+  TensorRef output; // Packed4, same shape
+  Format format = Format::Log4;
+  uint64_t seed = 0;
+  uint32_t stream = 0;
+  uint32_t sample = 0;
+  /// LUQ only: use this max instead of computing max |x|.
+  std::optional<float> maxEstimate;
+};
+
+struct QuantizeStatus {
+  float scale = 0.0f;
+  bool nonfinite = false;
+  uint64_t overflow = 0;
+  /// max |x| over the finite elements (LUQ) or the SAWB clip.
+  float range = 0.0f;
+};
+
+class KernelImpl;
+
+/// A compiled kernel: cheap to copy, safe to launch from several threads.
+class Kernel {
+public:
+  const GemmSpec &spec() const;
+  Result<LaunchStatus> launch(const LaunchArgs &args) const;
+
+private:
+  friend class Runtime;
+  explicit Kernel(std::shared_ptr<const KernelImpl> impl)
+      : impl(std::move(impl)) {}
+  std::shared_ptr<const KernelImpl> impl;
+};
+
+/// Counters of the compile cache.
+struct CacheCounters {
+  uint64_t memoryHits = 0;
+  uint64_t diskHits = 0;
+  uint64_t compiles = 0;
+};
+
+class RuntimeImpl;
+
+/// The process-wide runtime: host JIT, compile cache and worker threads.
+class Runtime {
+public:
+  static Runtime &get();
+
+  Result<Kernel> compile(const GemmSpec &spec);
+  /// Quantizes `args.input` to `args.output` (LUQ or SAWB), as the GEMM
+  /// kernels would.
+  Result<QuantizeStatus> quantize(const QuantizeArgs &args);
+
+  CacheCounters cacheCounters() const;
+  /// Forgets compiled kernels held in memory (the disk cache stays).
+  void clearMemoryCache();
+  /// The host CPU as the JIT targets it (name and features).
+  std::string hostDescription() const;
+  unsigned threads() const;
+
+  ~Runtime();
+
+private:
+  Runtime();
+  std::unique_ptr<RuntimeImpl> impl;
+};
+
+} // namespace lq
+
+#endif // LQ_RUNTIME_RUNTIME_H

@@ -1,0 +1,162 @@
+//===- HostJit.cpp - MLIR kernel modules to host machine code -------------===//
+
+#include "HostJit.h"
+
+#include "mlir/ExecutionEngine/OptUtils.h"
+#include "mlir/IR/MLIRContext.h"
+#include "mlir/Target/LLVMIR/Dialect/Builtin/BuiltinToLLVMIRTranslation.h"
+#include "mlir/Target/LLVMIR/Dialect/LLVMIR/LLVMToLLVMIRTranslation.h"
+#include "mlir/Target/LLVMIR/Export.h"
+
+#include "llvm/ExecutionEngine/Orc/ExecutionUtils.h"
+#include "llvm/ExecutionEngine/Orc/JITTargetMachineBuilder.h"
+#include "llvm/IR/LegacyPassManager.h"
+#include "llvm/IR/Module.h"
+#include "llvm/Support/FileSystem.h"
+#include "llvm/Support/MemoryBuffer.h"
+#include "llvm/Support/Path.h"
+#include "llvm/Support/TargetSelect.h"
+#include "llvm/Support/raw_ostream.h"
+#include "llvm/Target/TargetMachine.h"
+
+using namespace lq;
+using namespace lq::runtime;
+
+namespace {
+
+llvm::Error makeError(const llvm::Twine &message) {
+  return llvm::createStringError(llvm::inconvertibleErrorCode(), message);
+}
+
+/// Writes one pipeline stage to <dumpDir>/<name>.<stage>.
+void dumpStage(llvm::StringRef dumpDir, llvm::StringRef name,
+               llvm::StringRef stage,
+               llvm::function_ref<void(llvm::raw_ostream &)> print) {
+  if (dumpDir.empty())
+    return;
+  if (llvm::sys::fs::create_directories(dumpDir))
+    return;
+  llvm::SmallString<256> path(dumpDir);
+  llvm::sys::path::append(path, (name + "." + stage).str());
+  std::error_code ec;
+  llvm::raw_fd_ostream os(path, ec);
+  if (!ec)
+    print(os);
+}
+
+} // namespace
+
+llvm::Expected<void *> LoadedObject::lookup(llvm::StringRef name) const {
+  auto address = jit.lookup(dylib, ("_mlir_ciface_" + name).str());
+  if (!address)
+    return address.takeError();
+  return address->toPtr<void *>();
+}
+
+llvm::Expected<std::unique_ptr<HostJit>> HostJit::create() {
+  static std::once_flag targetsInitialized;
+  std::call_once(targetsInitialized, [] {
+    llvm::InitializeNativeTarget();
+    llvm::InitializeNativeTargetAsmPrinter();
+  });
+  auto builder = llvm::orc::JITTargetMachineBuilder::detectHost();
+  if (!builder)
+    return builder.takeError();
+  builder->setCodeGenOptLevel(llvm::CodeGenOptLevel::Aggressive);
+  auto machine = builder->createTargetMachine();
+  if (!machine)
+    return machine.takeError();
+
+  std::unique_ptr<HostJit> host(new HostJit());
+  host->cpuName = (*machine)->getTargetCPU().str();
+  host->featureString = (*machine)->getTargetFeatureString().str();
+  host->tripleString = (*machine)->getTargetTriple().str();
+  host->targetMachine = std::move(*machine);
+  auto jit = llvm::orc::LLJITBuilder()
+                 .setJITTargetMachineBuilder(std::move(*builder))
+                 .create();
+  if (!jit)
+    return jit.takeError();
+  host->jit = std::move(*jit);
+  return host;
+}
+
+llvm::Expected<std::string> HostJit::compile(const CpuGemmSpec &spec,
+                                             bool quantizeOnly,
+                                             llvm::StringRef dumpDir,
+                                             llvm::StringRef name) {
+  mlir::MLIRContext ctx(mlir::MLIRContext::Threading::DISABLED);
+  mlir::OwningOpRef<mlir::ModuleOp> module =
+      quantizeOnly ? buildCpuQuantizeKernels(ctx, spec.lhs)
+                   : buildCpuGemmKernels(ctx, spec);
+  dumpStage(dumpDir, name, "1-kernels.mlir",
+            [&](llvm::raw_ostream &os) { module->print(os); });
+  if (mlir::failed(module->verify()))
+    return makeError("generated kernel module does not verify: " + name);
+  if (mlir::failed(lowerCpuKernelsToLLVM(*module)))
+    return makeError("lowering kernels to the LLVM dialect failed: " + name);
+  dumpStage(dumpDir, name, "2-llvm-dialect.mlir",
+            [&](llvm::raw_ostream &os) { module->print(os); });
+
+  mlir::registerBuiltinDialectTranslation(ctx);
+  mlir::registerLLVMDialectTranslation(ctx);
+  llvm::LLVMContext llvmContext;
+  std::unique_ptr<llvm::Module> llvmModule =
+      mlir::translateModuleToLLVMIR(*module, llvmContext, name);
+  if (!llvmModule)
+    return makeError("translation to LLVM IR failed: " + name);
+
+  std::lock_guard<std::mutex> lock(mutex);
+  llvmModule->setDataLayout(targetMachine->createDataLayout());
+  llvmModule->setTargetTriple(targetMachine->getTargetTriple());
+  auto optimize = mlir::makeOptimizingTransformer(/*optLevel=*/3,
+                                                  /*sizeLevel=*/0,
+                                                  targetMachine.get());
+  if (llvm::Error err = optimize(llvmModule.get()))
+    return std::move(err);
+  dumpStage(dumpDir, name, "3-optimized.ll",
+            [&](llvm::raw_ostream &os) { llvmModule->print(os, nullptr); });
+
+  llvm::SmallVector<char, 0> object;
+  llvm::raw_svector_ostream os(object);
+  llvm::legacy::PassManager codegen;
+  if (targetMachine->addPassesToEmitFile(codegen, os, nullptr,
+                                         llvm::CodeGenFileType::ObjectFile))
+    return makeError("the host target cannot emit object files");
+  codegen.run(*llvmModule);
+  if (!dumpDir.empty()) {
+    llvm::SmallVector<char, 0> assembly;
+    llvm::raw_svector_ostream asmStream(assembly);
+    llvm::legacy::PassManager asmGen;
+    if (!targetMachine->addPassesToEmitFile(asmGen, asmStream, nullptr,
+                                            llvm::CodeGenFileType::AssemblyFile)) {
+      asmGen.run(*llvmModule);
+      dumpStage(dumpDir, name, "4-host.s",
+                [&](llvm::raw_ostream &out) { out << assembly; });
+    }
+  }
+  return std::string(object.begin(), object.end());
+}
+
+llvm::Expected<std::shared_ptr<LoadedObject>>
+HostJit::load(std::shared_ptr<const std::string> object, llvm::StringRef name) {
+  std::lock_guard<std::mutex> lock(mutex);
+  // One dylib per object: every kernel module defines the same stage names.
+  auto dylib = jit->createJITDylib((name + "." + llvm::Twine(dylibCount++)).str());
+  if (!dylib)
+    return dylib.takeError();
+  auto process = llvm::orc::DynamicLibrarySearchGenerator::GetForCurrentProcess(
+      jit->getDataLayout().getGlobalPrefix());
+  if (!process)
+    return process.takeError();
+  dylib->addGenerator(std::move(*process));
+  auto buffer = llvm::MemoryBuffer::getMemBuffer(
+      llvm::StringRef(object->data(), object->size()), name,
+      /*RequiresNullTerminator=*/false);
+  if (llvm::Error err = jit->addObjectFile(*dylib, std::move(buffer)))
+    return std::move(err);
+  // The buffer refers to the cached blob; the loaded object keeps it alive.
+  auto loaded = std::shared_ptr<LoadedObject>(new LoadedObject(*jit, *dylib));
+  keepAlive.push_back(std::move(object));
+  return loaded;
+}

@@ -1,0 +1,71 @@
+//===- HostJit.h - MLIR kernel modules to host machine code -----*- C++ -*-===//
+//
+// Internal to the runtime. Compilation and loading are separate steps that
+// meet at an ELF object: a cold compile lowers MLIR to LLVM IR, optimizes
+// and emits an object; a cache hit (memory or disk) only loads the object.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef LQ_LIB_RUNTIME_HOSTJIT_H
+#define LQ_LIB_RUNTIME_HOSTJIT_H
+
+#include "lq/Conversion/CpuKernels.h"
+
+#include "llvm/ExecutionEngine/Orc/LLJIT.h"
+#include "llvm/Support/Error.h"
+
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+namespace lq::runtime {
+
+/// Symbols of one loaded object; keeps its code alive.
+class LoadedObject {
+public:
+  /// The address of the C interface of stage `name` (e.g. "lq_gemm").
+  llvm::Expected<void *> lookup(llvm::StringRef name) const;
+
+private:
+  friend class HostJit;
+  LoadedObject(llvm::orc::LLJIT &jit, llvm::orc::JITDylib &dylib)
+      : jit(jit), dylib(dylib) {}
+  llvm::orc::LLJIT &jit;
+  llvm::orc::JITDylib &dylib;
+};
+
+class HostJit {
+public:
+  static llvm::Expected<std::unique_ptr<HostJit>> create();
+
+  /// Builds the CPU kernel module of a GEMM (or, with `quantizeOnly`, of the
+  /// standalone quantizer of `spec.lhs`) and compiles it to an object.
+  /// With `dumpDir`, every stage's IR is written there.
+  llvm::Expected<std::string> compile(const CpuGemmSpec &spec,
+                                      bool quantizeOnly,
+                                      llvm::StringRef dumpDir,
+                                      llvm::StringRef name);
+
+  llvm::Expected<std::shared_ptr<LoadedObject>>
+  load(std::shared_ptr<const std::string> object, llvm::StringRef name);
+
+  /// Host CPU name and feature string the objects are compiled for.
+  const std::string &cpu() const { return cpuName; }
+  const std::string &features() const { return featureString; }
+  const std::string &triple() const { return tripleString; }
+
+private:
+  HostJit() = default;
+  std::unique_ptr<llvm::orc::LLJIT> jit;
+  std::unique_ptr<llvm::TargetMachine> targetMachine;
+  std::string cpuName, featureString, tripleString;
+  std::mutex mutex;
+  unsigned dylibCount = 0;
+  /// Loaded objects refer to their cached blobs until linked.
+  std::vector<std::shared_ptr<const std::string>> keepAlive;
+};
+
+} // namespace lq::runtime
+
+#endif // LQ_LIB_RUNTIME_HOSTJIT_H

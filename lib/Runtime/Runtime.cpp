@@ -1,0 +1,700 @@
+//===- Runtime.cpp - compile, cache and launch lq kernels -----------------===//
+
+#include "lq/Runtime/Runtime.h"
+
+#include "HostJit.h"
+#include "lq/Numerics/Sawb.h"
+#include "lq/Runtime/Cache.h"
+
+#include "llvm/Config/llvm-config.h"
+#include "llvm/Support/Process.h"
+#include "llvm/Support/ThreadPool.h"
+#include "llvm/Support/Threading.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <mutex>
+#include <unordered_map>
+#include <vector>
+
+using namespace lq;
+using namespace lq::runtime;
+
+namespace {
+
+/// The memref descriptor of a 1-D memref as the C interface passes it.
+struct MemRefDesc {
+  void *allocated;
+  void *aligned;
+  int64_t offset;
+  int64_t size;
+  int64_t stride;
+};
+
+/// Kernel memrefs have an identity layout: their offset is always 0, so a
+/// view into a buffer starts at its own pointer.
+MemRefDesc memref(const void *data, int64_t size) {
+  void *p = const_cast<void *>(data);
+  return {p, p, 0, size, 1};
+}
+
+// C interfaces of the generated stages (see CpuKernels.h).
+using MaxAbsFn = void (*)(MemRefDesc *, int64_t, int64_t, int64_t, int64_t,
+                          int64_t, MemRefDesc *);
+using QuantFn = void (*)(MemRefDesc *, int64_t, int64_t, int64_t, int64_t,
+                         int64_t, MemRefDesc *, float, uint64_t, uint32_t,
+                         uint32_t, MemRefDesc *);
+using Pack4Fn = void (*)(MemRefDesc *, int64_t, int64_t, int64_t, int64_t,
+                         MemRefDesc *, int64_t);
+using PackAFn = void (*)(MemRefDesc *, int64_t, int64_t, int64_t, int64_t,
+                         int64_t, int64_t, int64_t, MemRefDesc *);
+using PackBFn = void (*)(MemRefDesc *, int64_t, int64_t, int64_t, int64_t,
+                         int64_t, MemRefDesc *);
+using GemmFn = void (*)(MemRefDesc *, MemRefDesc *, int64_t, int64_t, int64_t,
+                        int64_t, int64_t, int64_t, float, MemRefDesc *,
+                        MemRefDesc *, int64_t);
+
+constexpr uint32_t kF32InfBits = 0x7F800000u;
+constexpr float kMinRange = 0x1p-120f;
+/// Rows per statistics chunk: fixed, so that f64 sums do not depend on the
+/// number of threads.
+constexpr int64_t kMomentRows = 32;
+/// Largest |a * b| of two codes when at most one is log4.
+constexpr int64_t kMaxCodeProduct = 15 * 64;
+
+const char *lqVersion() { return "0.1.0"; }
+
+std::string dtypeName(DType dtype) {
+  switch (dtype) {
+  case DType::F32:
+    return "f32";
+  case DType::BF16:
+    return "bf16";
+  case DType::Packed4:
+    return "packed4";
+  }
+  return "?";
+}
+
+std::string formatName(Format format) {
+  switch (format) {
+  case Format::SInt4:
+    return "sint4";
+  case Format::UInt4:
+    return "uint4";
+  case Format::Log4:
+    return "log4";
+  }
+  return "?";
+}
+
+bool usableRange(float m) {
+  return m >= kMinRange && m < std::numeric_limits<float>::infinity();
+}
+
+float bitsToFloat(uint32_t bits) {
+  float f;
+  std::memcpy(&f, &bits, sizeof(f));
+  return f;
+}
+
+size_t elementBytes(DType dtype) {
+  return dtype == DType::F32 ? 4 : dtype == DType::BF16 ? 2 : 1;
+}
+
+OperandStorage storageOf(DType dtype) {
+  switch (dtype) {
+  case DType::F32:
+    return OperandStorage::F32;
+  case DType::BF16:
+    return OperandStorage::BF16;
+  case DType::Packed4:
+    return OperandStorage::Packed;
+  }
+  return OperandStorage::F32;
+}
+
+CpuGemmSpec toCpuSpec(const GemmSpec &spec) {
+  CpuGemmSpec cpu;
+  cpu.lhs = {spec.lhs.format, storageOf(spec.lhs.dtype), spec.lhs.transposed};
+  cpu.rhs = {spec.rhs.format, storageOf(spec.rhs.dtype), spec.rhs.transposed};
+  cpu.bias = spec.bias;
+  cpu.relu = spec.relu;
+  cpu.bf16Output = spec.output == DType::BF16;
+  return cpu;
+}
+
+std::string validateSpec(const GemmSpec &spec) {
+  if (spec.target != Target::HostCPU)
+    return "target not supported by the host runtime: use a CUDA build and "
+           "device for sm_80/sm_90a kernels";
+  if (spec.lhs.format == Format::Log4 && spec.rhs.format == Format::Log4)
+    return "at most one GEMM operand may be log4 (the exact int32 bound "
+           "assumes |a * b| <= 15 * 64)";
+  if (spec.samples < 1 || spec.samples > 64 ||
+      (spec.samples & (spec.samples - 1)) != 0)
+    return "SMP sample count must be a power of two in [1, 64], got " +
+           std::to_string(spec.samples);
+  if (spec.samples > 1 && spec.lhs.format != Format::Log4)
+    return "SMP samples apply to a LUQ (log4) left operand";
+  if (spec.hindsight &&
+      (spec.lhs.format != Format::Log4 || spec.lhs.dtype == DType::Packed4))
+    return "in-hindsight scaling applies to a float LUQ (log4) left operand";
+  if (spec.output == DType::Packed4)
+    return "GEMM output must be f32 or bf16";
+  return "";
+}
+
+/// Runs body(begin, end) over [0, count) split into at most `parts` ranges
+/// on the pool, and waits.
+void parallelFor(llvm::ThreadPoolInterface &pool, int64_t count, int64_t parts,
+                 llvm::function_ref<void(int64_t, int64_t)> body) {
+  parts = std::max<int64_t>(1, std::min(parts, count));
+  if (parts == 1) {
+    if (count > 0)
+      body(0, count);
+    return;
+  }
+  llvm::ThreadPoolTaskGroup group(pool);
+  int64_t step = (count + parts - 1) / parts;
+  for (int64_t begin = step; begin < count; begin += step) {
+    int64_t end = std::min(count, begin + step);
+    group.async([=] { body(begin, end); });
+  }
+  body(0, std::min(count, step));
+  group.wait();
+}
+
+} // namespace
+
+//===----------------------------------------------------------------------===//
+// Specs
+//===----------------------------------------------------------------------===//
+
+GemmSpec GemmSpec::forward(DType input, bool unsignedInput) {
+  GemmSpec spec;
+  spec.lhs = {unsignedInput ? Format::UInt4 : Format::SInt4, input, false};
+  spec.rhs = {Format::SInt4, input, /*transposed=*/true};
+  return spec;
+}
+
+GemmSpec GemmSpec::backwardData(DType input, unsigned samples) {
+  GemmSpec spec;
+  spec.lhs = {Format::Log4, input, false};
+  spec.rhs = {Format::SInt4, input, false};
+  spec.samples = samples;
+  return spec;
+}
+
+GemmSpec GemmSpec::weightGrad(DType input, unsigned samples,
+                              bool unsignedInput) {
+  GemmSpec spec;
+  spec.lhs = {Format::Log4, input, /*transposed=*/true};
+  spec.rhs = {unsignedInput ? Format::UInt4 : Format::SInt4, input, false};
+  spec.samples = samples;
+  return spec;
+}
+
+std::string GemmSpec::describe() const {
+  auto side = [](const OperandSpec &op) {
+    return formatName(op.format) + ":" + dtypeName(op.dtype) +
+           (op.transposed ? ":t" : ":n");
+  };
+  std::string target = this->target == Target::HostCPU    ? "host"
+                       : this->target == Target::CudaSm80 ? "sm_80"
+                                                          : "sm_90a";
+  return "gemm lhs=" + side(lhs) + " rhs=" + side(rhs) +
+         " smp=" + std::to_string(samples) + " hindsight=" +
+         (hindsight ? "1" : "0") + " bias=" + (bias ? "1" : "0") +
+         " relu=" + (relu ? "1" : "0") + " out=" + dtypeName(output) +
+         " target=" + target;
+}
+
+//===----------------------------------------------------------------------===//
+// Kernels
+//===----------------------------------------------------------------------===//
+
+namespace lq {
+
+/// Stage entry points of one loaded kernel object.
+struct Stages {
+  std::shared_ptr<LoadedObject> object;
+  MaxAbsFn maxAbs[2] = {nullptr, nullptr};
+  MaxAbsFn moments[2] = {nullptr, nullptr};
+  QuantFn quant[2] = {nullptr, nullptr};
+  Pack4Fn pack4 = nullptr;
+  PackAFn packA = nullptr;
+  PackBFn packB = nullptr;
+  GemmFn gemm = nullptr;
+};
+
+class KernelImpl {
+public:
+  KernelImpl(GemmSpec spec, Stages stages, llvm::ThreadPoolInterface &pool,
+             unsigned threads)
+      : spec(std::move(spec)), stages(std::move(stages)), pool(pool),
+        threads(threads) {}
+
+  Result<LaunchStatus> launch(const LaunchArgs &args) const;
+
+  struct Quantized {
+    std::vector<int8_t> codes; // float operands: one code per byte
+    float scale = 0.0f;
+    bool nonfinite = false;
+    uint64_t overflow = 0;
+    float max = 0.0f;   // LUQ: max |x| over the finite elements
+    float range = 0.0f; // the LUQ max or estimate, or the SAWB clip
+  };
+  /// Statistics, scale and codes of a float operand; SMP sample ids are
+  /// firstSample, firstSample + 1, ...
+  Quantized quantizeOperand(int side, const OperandSpec &op,
+                            const TensorRef &t, unsigned samples,
+                            uint32_t firstSample,
+                            const LaunchArgs &args) const;
+
+  GemmSpec spec;
+  Stages stages;
+  llvm::ThreadPoolInterface &pool;
+  unsigned threads;
+};
+
+} // namespace lq
+
+namespace {
+
+std::string checkTensor(const char *name, const TensorRef &t, DType dtype) {
+  std::string prefix = std::string(name) + ": ";
+  if (t.device != Device::CPU)
+    return prefix + "host kernels need host memory";
+  if (t.dtype != dtype)
+    return prefix + "dtype " + dtypeName(t.dtype) + " does not match the " +
+           "kernel's " + dtypeName(dtype);
+  if (t.rows < 0 || t.cols < 0)
+    return prefix + "negative shape";
+  int64_t minStride = dtype == DType::Packed4 ? (t.cols + 1) / 2 : t.cols;
+  if (t.rowStride < minStride)
+    return prefix + "row stride " + std::to_string(t.rowStride) +
+           " is smaller than a row (" + std::to_string(minStride) + ")";
+  if (t.rows > 0 && t.cols > 0 && t.data == nullptr)
+    return prefix + "null data for a non-empty tensor";
+  return "";
+}
+
+std::string shapeString(int64_t r, int64_t c) {
+  return std::to_string(r) + "x" + std::to_string(c);
+}
+
+} // namespace
+
+KernelImpl::Quantized
+KernelImpl::quantizeOperand(int side, const OperandSpec &op,
+                            const TensorRef &t, unsigned samples,
+                            uint32_t firstSample,
+                            const LaunchArgs &args) const {
+  Quantized q;
+  int64_t rows = t.rows, cols = t.cols, count = rows * cols;
+  q.codes.assign(size_t(count) * samples, 0);
+  MemRefDesc in = memref(t.data, rows * t.rowStride);
+  int64_t parts = threads;
+  bool luq = op.format == Format::Log4;
+  float inv = 0.0f;
+  bool zero = false;
+
+  if (luq) {
+    float m = args.maxEstimate;
+    if (!spec.hindsight) {
+      std::vector<int32_t> partial(2 * parts, 0);
+      std::vector<int64_t> bounds(parts + 1, rows);
+      parallelFor(pool, rows, parts, [&](int64_t r0, int64_t r1) {
+        int64_t chunk = (rows + parts - 1) / parts;
+        int64_t slot = r0 / chunk;
+        MemRefDesc out = memref(&partial[2 * slot], 2);
+        MemRefDesc input = in;
+        stages.maxAbs[side](&input, rows, cols, t.rowStride, r0, r1, &out);
+      });
+      uint32_t finite = 0, raw = 0;
+      for (int64_t i = 0; i < parts; ++i) {
+        finite = std::max(finite, uint32_t(partial[2 * i]));
+        raw = std::max(raw, uint32_t(partial[2 * i + 1]));
+      }
+      m = bitsToFloat(finite);
+      q.max = m;
+      q.nonfinite = raw >= kF32InfBits;
+    } else {
+      q.nonfinite = !std::isfinite(m);
+    }
+    q.range = m;
+    zero = q.nonfinite || !usableRange(m);
+    inv = 64.0f / m;
+    q.scale = zero ? 0.0f : m / 64.0f;
+  } else {
+    int64_t chunks = (rows + kMomentRows - 1) / kMomentRows;
+    std::vector<double> partial(4 * chunks, 0.0);
+    parallelFor(pool, chunks, parts, [&](int64_t c0, int64_t c1) {
+      for (int64_t c = c0; c < c1; ++c) {
+        MemRefDesc out = memref(&partial[4 * c], 4);
+        MemRefDesc input = in;
+        stages.moments[side](&input, rows, cols, t.rowStride, c * kMomentRows,
+                             std::min(rows, (c + 1) * kMomentRows), &out);
+      }
+    });
+    double sumSquares = 0.0, sumMagnitudes = 0.0;
+    float max = 0.0f;
+    for (int64_t c = 0; c < chunks; ++c) {
+      sumSquares += partial[4 * c];
+      sumMagnitudes += partial[4 * c + 1];
+      max = std::max(max, float(partial[4 * c + 2]));
+      q.nonfinite |= !(partial[4 * c + 3] < double(bitsToFloat(kF32InfBits)));
+    }
+    float clip = count == 0 ? 0.0f
+                            : numerics::sawbClipFromMoments(
+                                  sumSquares, sumMagnitudes, double(count), max);
+    q.range = clip;
+    float levels = op.format == Format::SInt4 ? 7.0f : 15.0f;
+    zero = q.nonfinite || !usableRange(clip);
+    inv = levels / clip;
+    q.scale = zero ? 0.0f : clip / levels;
+  }
+  if (zero)
+    return q; // codes are already zero
+
+  std::vector<int32_t> stats(2 * parts * samples, 0);
+  for (unsigned s = 0; s < samples; ++s) {
+    parallelFor(pool, rows, parts, [&](int64_t r0, int64_t r1) {
+      int64_t chunk = (rows + parts - 1) / parts;
+      int64_t slot = s * parts + r0 / chunk;
+      MemRefDesc input = in;
+      MemRefDesc codes = memref(q.codes.data() + s * count, count);
+      MemRefDesc out = memref(&stats[2 * slot], 2);
+      stages.quant[side](&input, rows, cols, t.rowStride, r0, r1, &codes, inv,
+                         args.seed, args.stream, firstSample + s, &out);
+    });
+  }
+  uint32_t raw = 0;
+  for (size_t i = 0; i < stats.size(); i += 2) {
+    q.overflow += uint32_t(stats[i]);
+    raw = std::max(raw, uint32_t(stats[i + 1]));
+  }
+  if (spec.hindsight && side == 0) {
+    q.nonfinite |= raw >= kF32InfBits;
+    q.max = q.nonfinite ? 0.0f : bitsToFloat(raw);
+    if (q.nonfinite) {
+      std::fill(q.codes.begin(), q.codes.end(), 0);
+      q.scale = 0.0f;
+      q.overflow = 0;
+    }
+  }
+  return q;
+}
+
+Result<LaunchStatus> KernelImpl::launch(const LaunchArgs &args) const {
+  const GemmSpec &s = spec;
+  unsigned samples = s.samples;
+  DType outType = s.output;
+  for (auto check : {checkTensor("lhs", args.lhs, s.lhs.dtype),
+                     checkTensor("rhs", args.rhs, s.rhs.dtype),
+                     checkTensor("out", args.out, outType)})
+    if (!check.empty())
+      return Result<LaunchStatus>::failure(check);
+
+  // Stored shapes: lhs [M, K] or [K, M] (samples stacked along rows when
+  // packed), rhs [K, N] or [N, K].
+  int64_t lhsRows = args.lhs.rows;
+  if (s.lhs.dtype == DType::Packed4) {
+    if (lhsRows % samples != 0)
+      return Result<LaunchStatus>::failure(
+          "lhs: packed SMP samples are stacked along rows: " +
+          std::to_string(lhsRows) + " rows is not a multiple of " +
+          std::to_string(samples));
+    lhsRows /= samples;
+  }
+  int64_t M = s.lhs.transposed ? args.lhs.cols : lhsRows;
+  int64_t K = s.lhs.transposed ? lhsRows : args.lhs.cols;
+  int64_t Kb = s.rhs.transposed ? args.rhs.cols : args.rhs.rows;
+  int64_t N = s.rhs.transposed ? args.rhs.rows : args.rhs.cols;
+  if (K != Kb)
+    return Result<LaunchStatus>::failure(
+        "reduction dimensions differ: lhs gives K = " + std::to_string(K) +
+        ", rhs gives K = " + std::to_string(Kb));
+  if (args.out.rows != M || args.out.cols != N)
+    return Result<LaunchStatus>::failure(
+        "out: shape " + shapeString(args.out.rows, args.out.cols) +
+        " does not match the product's " + shapeString(M, N));
+  if (s.bias && (args.bias == nullptr || args.biasLength != N))
+    return Result<LaunchStatus>::failure(
+        "bias: the kernel needs " + std::to_string(N) + " values, got " +
+        (args.bias ? std::to_string(args.biasLength) : std::string("none")));
+  if (K * int64_t(samples) * kMaxCodeProduct >= (int64_t(1) << 31))
+    return Result<LaunchStatus>::failure(
+        "K = " + std::to_string(K) + " with " + std::to_string(samples) +
+        " samples can overflow the exact int32 accumulator");
+
+  LaunchStatus status;
+  if (M == 0 || N == 0)
+    return status;
+
+  // Codes of each operand: quantized here (float) or the caller's bytes.
+  Quantized lhs, rhs;
+  const void *lhsSrc = args.lhs.data, *rhsSrc = args.rhs.data;
+  int64_t lhsStride = args.lhs.rowStride, rhsStride = args.rhs.rowStride;
+  int64_t lhsSampleStride = lhsRows * args.lhs.rowStride;
+  if (s.lhs.dtype != DType::Packed4) {
+    lhs = quantizeOperand(0, s.lhs, args.lhs, samples, 0, args);
+    lhsSrc = lhs.codes.data();
+    lhsStride = args.lhs.cols;
+    lhsSampleStride = args.lhs.rows * args.lhs.cols;
+  } else {
+    lhs.scale = args.lhsScale;
+  }
+  if (s.rhs.dtype != DType::Packed4) {
+    rhs = quantizeOperand(1, s.rhs, args.rhs, 1, 0, args);
+    rhsSrc = rhs.codes.data();
+    rhsStride = args.rhs.cols;
+  } else {
+    rhs.scale = args.rhsScale;
+  }
+
+  int64_t Kp = (K + 1) / 2;
+  int64_t rowBlocks = (M + kCpuTileRows - 1) / kCpuTileRows;
+  int64_t colBlocks = (N + kCpuTileCols - 1) / kCpuTileCols;
+  std::vector<int32_t> panelA(size_t(rowBlocks) * samples * Kp * kCpuTileRows);
+  std::vector<int16_t> panelB(size_t(colBlocks) * Kp * kCpuTileCols * 2);
+  int64_t lhsBytes = lhsSampleStride * samples;
+  int64_t rhsBytes = args.rhs.rows * rhsStride;
+  parallelFor(pool, rowBlocks, threads, [&](int64_t b0, int64_t b1) {
+    MemRefDesc src = memref(lhsSrc, lhsBytes);
+    MemRefDesc panel = memref(panelA.data(), int64_t(panelA.size()));
+    stages.packA(&src, M, K, samples, lhsStride, lhsSampleStride, b0, b1,
+                 &panel);
+  });
+  parallelFor(pool, colBlocks, threads, [&](int64_t b0, int64_t b1) {
+    MemRefDesc src = memref(rhsSrc, rhsBytes);
+    MemRefDesc panel = memref(panelB.data(), int64_t(panelB.size()));
+    stages.packB(&src, K, N, rhsStride, b0, b1, &panel);
+  });
+
+  float scale = lhs.scale * rhs.scale;
+  if (samples > 1)
+    scale = scale * (1.0f / float(samples));
+  parallelFor(pool, rowBlocks, threads, [&](int64_t b0, int64_t b1) {
+    MemRefDesc a = memref(panelA.data(), int64_t(panelA.size()));
+    MemRefDesc b = memref(panelB.data(), int64_t(panelB.size()));
+    MemRefDesc bias = memref(args.bias, s.bias ? N : 0);
+    MemRefDesc out = memref(args.out.data, M * args.out.rowStride);
+    stages.gemm(&a, &b, M, N, Kp, samples, b0, b1, scale, &bias, &out,
+                args.out.rowStride);
+  });
+
+  status.nonfinite = lhs.nonfinite || rhs.nonfinite;
+  status.overflow = lhs.overflow;
+  status.lhsMax = lhs.max;
+  status.lhsScale = lhs.scale;
+  status.rhsScale = rhs.scale;
+  status.lhsRange = lhs.range;
+  status.rhsRange = rhs.range;
+  return status;
+}
+
+const GemmSpec &Kernel::spec() const { return impl->spec; }
+
+Result<LaunchStatus> Kernel::launch(const LaunchArgs &args) const {
+  return impl->launch(args);
+}
+
+//===----------------------------------------------------------------------===//
+// Runtime
+//===----------------------------------------------------------------------===//
+
+namespace lq {
+
+class RuntimeImpl {
+public:
+  RuntimeImpl()
+      : pool(llvm::hardware_concurrency()),
+        threads(std::max(1u, llvm::hardware_concurrency().compute_thread_count())) {
+  }
+
+  Result<std::shared_ptr<const KernelImpl>> compile(const GemmSpec &spec,
+                                                    bool quantizeOnly);
+  llvm::Expected<HostJit *> hostJit();
+
+  llvm::DefaultThreadPool pool;
+  unsigned threads;
+  std::mutex mutex;
+  std::unordered_map<std::string, std::shared_ptr<const KernelImpl>> loaded;
+  std::unique_ptr<HostJit> jit;
+};
+
+} // namespace lq
+
+llvm::Expected<HostJit *> RuntimeImpl::hostJit() {
+  if (!jit) {
+    auto created = HostJit::create();
+    if (!created)
+      return created.takeError();
+    jit = std::move(*created);
+  }
+  return jit.get();
+}
+
+Result<std::shared_ptr<const KernelImpl>>
+RuntimeImpl::compile(const GemmSpec &spec, bool quantizeOnly) {
+  using R = Result<std::shared_ptr<const KernelImpl>>;
+  std::string description = (quantizeOnly ? "quantize " : "") + spec.describe();
+  std::lock_guard<std::mutex> lock(mutex);
+  if (auto it = loaded.find(description); it != loaded.end())
+    return it->second;
+
+  auto host = hostJit();
+  if (!host)
+    return R::failure(llvm::toString(host.takeError()));
+  CpuGemmSpec cpuSpec = toCpuSpec(spec);
+  std::string name = quantizeOnly ? "lq_quantize" : "lq_gemm";
+  std::string key = makeCacheKey({{"kernel", description},
+                                  {"cpu-spec", cpuSpec.describe()},
+                                  {"lq", lqVersion()},
+                                  {"llvm", LLVM_VERSION_STRING},
+                                  {"triple", (*host)->triple()},
+                                  {"cpu", (*host)->cpu()},
+                                  {"features", (*host)->features()}});
+  std::string dumpDir;
+  if (std::optional<std::string> dir = llvm::sys::Process::GetEnv("LQ_DUMP_DIR"))
+    dumpDir = *dir;
+  auto entry = CompileCache::global().getOrCompile(
+      key, [&]() -> llvm::Expected<CompileResult> {
+        auto object =
+            (*host)->compile(cpuSpec, quantizeOnly, dumpDir, name + "." + key.substr(0, 16));
+        if (!object)
+          return object.takeError();
+        return CompileResult{std::move(*object), description};
+      });
+  if (!entry)
+    return R::failure(llvm::toString(entry.takeError()));
+  auto object = (*host)->load(entry->blob, name);
+  if (!object)
+    return R::failure(llvm::toString(object.takeError()));
+
+  Stages stages;
+  stages.object = *object;
+  std::string error;
+  auto lookup = [&](const char *stage, auto &fn) {
+    auto address = (*object)->lookup(stage);
+    if (!address) {
+      error = llvm::toString(address.takeError());
+      return;
+    }
+    fn = reinterpret_cast<std::remove_reference_t<decltype(fn)>>(*address);
+  };
+  const char *sideNames[2] = {"lhs", "rhs"};
+  const OperandSpec *ops[2] = {&spec.lhs, &spec.rhs};
+  for (int side = 0; side < (quantizeOnly ? 1 : 2); ++side) {
+    if (ops[side]->dtype == DType::Packed4)
+      continue;
+    std::string suffix = sideNames[side];
+    if (ops[side]->format == Format::Log4)
+      lookup(("lq_maxabs_" + suffix).c_str(), stages.maxAbs[side]);
+    else
+      lookup(("lq_moments_" + suffix).c_str(), stages.moments[side]);
+    lookup(("lq_quant_" + suffix).c_str(), stages.quant[side]);
+  }
+  if (quantizeOnly) {
+    lookup("lq_pack4", stages.pack4);
+  } else {
+    lookup("lq_pack_a", stages.packA);
+    lookup("lq_pack_b", stages.packB);
+    lookup("lq_gemm", stages.gemm);
+  }
+  if (!error.empty())
+    return R::failure("loading the kernel object failed: " + error);
+  auto impl = std::make_shared<const KernelImpl>(spec, std::move(stages), pool,
+                                                 threads);
+  loaded.emplace(description, impl);
+  return std::shared_ptr<const KernelImpl>(impl);
+}
+
+Runtime::Runtime() : impl(std::make_unique<RuntimeImpl>()) {}
+Runtime::~Runtime() = default;
+
+Runtime &Runtime::get() {
+  static Runtime runtime;
+  return runtime;
+}
+
+Result<Kernel> Runtime::compile(const GemmSpec &spec) {
+  if (std::string error = validateSpec(spec); !error.empty())
+    return Result<Kernel>::failure(error);
+  auto impl = this->impl->compile(spec, /*quantizeOnly=*/false);
+  if (!impl)
+    return Result<Kernel>::failure(impl.error());
+  return Kernel(*impl);
+}
+
+Result<QuantizeStatus> Runtime::quantize(const QuantizeArgs &args) {
+  using R = Result<QuantizeStatus>;
+  if (args.input.dtype == DType::Packed4)
+    return R::failure("input: quantize takes f32 or bf16 values");
+  if (args.maxEstimate && args.format != Format::Log4)
+    return R::failure("a max estimate applies to LUQ (log4) only");
+  for (auto check :
+       {checkTensor("input", args.input, args.input.dtype),
+        checkTensor("output", args.output, DType::Packed4)})
+    if (!check.empty())
+      return R::failure(check);
+  if (args.output.rows != args.input.rows ||
+      args.output.cols != args.input.cols)
+    return R::failure("output: shape " +
+                      shapeString(args.output.rows, args.output.cols) +
+                      " differs from the input's " +
+                      shapeString(args.input.rows, args.input.cols));
+  GemmSpec spec;
+  spec.lhs = {args.format, args.input.dtype, false};
+  spec.rhs = {Format::SInt4, DType::F32, false};
+  spec.hindsight = args.maxEstimate.has_value();
+  auto kernel = impl->compile(spec, /*quantizeOnly=*/true);
+  if (!kernel)
+    return R::failure(kernel.error());
+
+  LaunchArgs launch;
+  launch.seed = args.seed;
+  launch.stream = args.stream;
+  launch.maxEstimate = args.maxEstimate.value_or(0.0f);
+  const KernelImpl &k = **kernel;
+  KernelImpl::Quantized q =
+      k.quantizeOperand(0, spec.lhs, args.input, 1, args.sample, launch);
+  const TensorRef &out = args.output;
+  parallelFor(k.pool, out.rows, k.threads, [&](int64_t r0, int64_t r1) {
+    MemRefDesc codes = memref(q.codes.data(), int64_t(q.codes.size()));
+    MemRefDesc bytes = memref(out.data, out.rows * out.rowStride);
+    k.stages.pack4(&codes, out.rows, out.cols, r0, r1, &bytes, out.rowStride);
+  });
+  QuantizeStatus status;
+  status.scale = q.scale;
+  status.nonfinite = q.nonfinite;
+  status.overflow = q.overflow;
+  status.range = args.format == Format::Log4 ? q.max : q.range;
+  return status;
+}
+
+CacheCounters Runtime::cacheCounters() const {
+  CacheStats stats = CompileCache::global().stats();
+  return {stats.memoryHits, stats.diskHits, stats.misses};
+}
+
+void Runtime::clearMemoryCache() {
+  std::lock_guard<std::mutex> lock(impl->mutex);
+  impl->loaded.clear();
+  CompileCache::global().clearMemory();
+}
+
+std::string Runtime::hostDescription() const {
+  auto host = impl->hostJit();
+  if (!host) {
+    std::string message = llvm::toString(host.takeError());
+    return "unavailable: " + message;
+  }
+  return (*host)->triple() + " " + (*host)->cpu();
+}
+
+unsigned Runtime::threads() const { return impl->threads; }

@@ -1,0 +1,398 @@
+//===- RuntimeCpuTest.cpp - host kernels against the numerics core --------===//
+//
+// Every generated CPU kernel must produce the bits of the scalar numerics
+// core: same codes (given the same scale), same GEMM output. Shapes are
+// randomized and include 1, odd and prime sizes and sizes just off the
+// micro-kernel tile.
+//
+//===----------------------------------------------------------------------===//
+
+#include "lq/Numerics/Numerics.h"
+#include "lq/Runtime/Runtime.h"
+
+#include "llvm/Support/FileSystem.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace num = lq::numerics;
+using lq::DType;
+using lq::Format;
+
+namespace {
+
+/// Keeps compiled kernels of this test out of the user's cache.
+class TempCacheEnvironment : public ::testing::Environment {
+public:
+  void SetUp() override {
+    llvm::SmallString<128> dir;
+    ASSERT_FALSE(llvm::sys::fs::createUniqueDirectory("lq-runtime-test", dir));
+    path = std::string(dir);
+    setenv("LQ_CACHE_DIR", path.c_str(), 1);
+  }
+  void TearDown() override { llvm::sys::fs::remove_directories(path); }
+  std::string path;
+};
+const auto *cacheEnvironment =
+    ::testing::AddGlobalTestEnvironment(new TempCacheEnvironment);
+
+num::Format numericsFormat(Format f) {
+  switch (f) {
+  case Format::SInt4:
+    return num::Format::Int4Signed;
+  case Format::UInt4:
+    return num::Format::Int4Unsigned;
+  case Format::Log4:
+    return num::Format::Log4;
+  }
+  return num::Format::Log4;
+}
+
+/// A float matrix as f32 and as its bf16 rounding.
+struct Matrix {
+  int64_t rows = 0, cols = 0;
+  std::vector<float> f32;
+  std::vector<uint16_t> bf16;
+
+  Matrix(int64_t rows, int64_t cols, std::mt19937 &rng, bool nonNegative)
+      : rows(rows), cols(cols), f32(rows * cols), bf16(rows * cols) {
+    // Heavy-tailed like neural gradients: a normal times 2^(uniform bin).
+    std::normal_distribution<float> normal(0.0f, 1.0f);
+    std::uniform_int_distribution<int> octave(-6, 3);
+    for (size_t i = 0; i < f32.size(); ++i) {
+      float v = normal(rng) * std::ldexp(1.0f, octave(rng));
+      f32[i] = nonNegative ? std::fabs(v) : v;
+      bf16[i] = num::floatToBf16(f32[i]);
+    }
+  }
+  lq::TensorRef ref(DType dtype) const {
+    return dtype == DType::BF16 ? lq::TensorRef::bf16(bf16.data(), rows, cols)
+                                : lq::TensorRef::f32(f32.data(), rows, cols);
+  }
+  num::MatrixView view(DType dtype) const {
+    return dtype == DType::BF16
+               ? num::MatrixView::bf16(bf16.data(), rows, cols)
+               : num::MatrixView::f32(f32.data(), rows, cols);
+  }
+};
+
+/// Codes of one float operand as the numerics core makes them, given the
+/// range the kernel reported.
+std::vector<int8_t> referenceCodes(const Matrix &x, DType dtype, Format format,
+                                   unsigned samples, float range,
+                                   bool hindsight, uint64_t seed,
+                                   uint32_t stream, float *scale) {
+  std::vector<int8_t> codes(x.rows * x.cols * samples);
+  num::MatrixView view = x.view(dtype);
+  if (format == Format::Log4) {
+    for (unsigned s = 0; s < samples; ++s) {
+      num::RandomKey key{seed, stream, s};
+      num::LuqResult r =
+          hindsight ? num::luqEncodeHindsight(view, range, key,
+                                              codes.data() + s * view.size())
+                    : num::luqEncode(view, key, codes.data() + s * view.size());
+      EXPECT_EQ(r.status, num::Status::Ok);
+      *scale = r.alpha;
+    }
+    return codes;
+  }
+  num::SawbClipResult clip = num::sawbClip(view);
+  // The kernel sums the f64 moments in another order: the clip may differ
+  // in the last bits only.
+  EXPECT_NEAR(clip.clip, range, 1e-5f * std::fabs(clip.clip));
+  num::SawbResult r = num::sawbEncode(
+      view, range,
+      format == Format::SInt4 ? num::SawbKind::Signed : num::SawbKind::Unsigned,
+      codes.data());
+  EXPECT_EQ(r.status, num::Status::Ok);
+  *scale = r.step;
+  return codes;
+}
+
+struct Case {
+  lq::GemmSpec spec;
+  int64_t m, n, k;
+};
+
+std::string describe(const Case &c) {
+  return c.spec.describe() + " M=" + std::to_string(c.m) +
+         " N=" + std::to_string(c.n) + " K=" + std::to_string(c.k);
+}
+
+/// Runs one case through the kernel and the numerics core; compares bits.
+void checkCase(const Case &c, std::mt19937 &rng) {
+  SCOPED_TRACE(describe(c));
+  const lq::GemmSpec &spec = c.spec;
+  auto kernel = lq::Runtime::get().compile(spec);
+  ASSERT_TRUE(kernel.ok()) << kernel.error();
+
+  int64_t aRows = spec.lhs.transposed ? c.k : c.m;
+  int64_t aCols = spec.lhs.transposed ? c.m : c.k;
+  int64_t bRows = spec.rhs.transposed ? c.n : c.k;
+  int64_t bCols = spec.rhs.transposed ? c.k : c.n;
+  Matrix a(aRows, aCols, rng, spec.lhs.format == Format::UInt4);
+  Matrix b(bRows, bCols, rng, spec.rhs.format == Format::UInt4);
+  std::vector<float> bias(c.n);
+  std::uniform_real_distribution<float> biasDist(-0.5f, 0.5f);
+  for (float &v : bias)
+    v = biasDist(rng);
+
+  lq::LaunchArgs args;
+  args.lhs = a.ref(spec.lhs.dtype);
+  args.rhs = b.ref(spec.rhs.dtype);
+  std::vector<float> outF32(c.m * c.n, -1.0f);
+  std::vector<uint16_t> outBf16(c.m * c.n, 0xFFFF);
+  args.out = spec.output == DType::BF16
+                 ? lq::TensorRef::bf16(outBf16.data(), c.m, c.n)
+                 : lq::TensorRef::f32(outF32.data(), c.m, c.n);
+  if (spec.bias) {
+    args.bias = bias.data();
+    args.biasLength = c.n;
+  }
+  args.seed = rng();
+  args.stream = rng() % 1000;
+  if (spec.hindsight) {
+    // An estimate below the true max, so that some elements saturate.
+    num::MaxAbsResult max = num::maxAbs(a.view(spec.lhs.dtype));
+    args.maxEstimate = max.maxAbs * 0.75f;
+  }
+  auto status = kernel->launch(args);
+  ASSERT_TRUE(status.ok()) << status.error();
+  EXPECT_FALSE(status->nonfinite);
+
+  float lhsScale = 0.0f, rhsScale = 0.0f;
+  std::vector<int8_t> lhsCodes = referenceCodes(
+      a, spec.lhs.dtype, spec.lhs.format, spec.samples, status->lhsRange,
+      spec.hindsight, args.seed, args.stream, &lhsScale);
+  std::vector<int8_t> rhsCodes =
+      referenceCodes(b, spec.rhs.dtype, spec.rhs.format, 1, status->rhsRange,
+                     false, args.seed, args.stream, &rhsScale);
+  EXPECT_EQ(num::floatToBits(status->lhsScale), num::floatToBits(lhsScale));
+  EXPECT_EQ(num::floatToBits(status->rhsScale), num::floatToBits(rhsScale));
+  if (spec.hindsight) {
+    EXPECT_GT(status->overflow, 0u);
+  }
+
+  std::vector<float> refF32(c.m * c.n);
+  std::vector<uint16_t> refBf16(c.m * c.n);
+  num::GemmOptions options;
+  options.lhsSamples = spec.samples;
+  options.bias = spec.bias ? bias.data() : nullptr;
+  options.relu = spec.relu;
+  num::GemmResult ref = num::quantizedGemm(
+      {size_t(c.m), size_t(c.n), size_t(c.k)},
+      {lhsCodes.data(), numericsFormat(spec.lhs.format), lhsScale,
+       spec.lhs.transposed},
+      {rhsCodes.data(), numericsFormat(spec.rhs.format), rhsScale,
+       spec.rhs.transposed},
+      options, {refF32.data(), refBf16.data(), nullptr});
+  ASSERT_EQ(ref.status, num::Status::Ok);
+
+  int64_t mismatches = 0;
+  for (int64_t i = 0; i < c.m * c.n; ++i) {
+    bool same = spec.output == DType::BF16
+                    ? outBf16[i] == refBf16[i]
+                    : num::floatToBits(outF32[i]) ==
+                          num::floatToBits(refF32[i]);
+    if (!same && mismatches++ < 5)
+      ADD_FAILURE() << "element (" << i / c.n << ", " << i % c.n
+                    << "): kernel "
+                    << (spec.output == DType::BF16
+                            ? num::bf16ToFloat(outBf16[i])
+                            : outF32[i])
+                    << " reference "
+                    << (spec.output == DType::BF16
+                            ? num::bf16ToFloat(refBf16[i])
+                            : refF32[i]);
+  }
+  EXPECT_EQ(mismatches, 0);
+}
+
+/// Sizes around the tile (6 x 16, K in pairs) plus 1 and primes.
+std::vector<std::array<int64_t, 3>> shapes(std::mt19937 &rng, int count) {
+  std::vector<std::array<int64_t, 3>> result = {
+      {1, 1, 1}, {6, 16, 2}, {7, 17, 3}, {13, 31, 29}, {5, 15, 1}};
+  std::uniform_int_distribution<int64_t> dim(1, 70);
+  for (int i = 0; i < count; ++i)
+    result.push_back({dim(rng), dim(rng), dim(rng)});
+  return result;
+}
+
+void checkSpec(lq::GemmSpec spec, uint32_t seed, int extraShapes = 3) {
+  std::mt19937 rng(seed);
+  for (auto [m, n, k] : shapes(rng, extraShapes))
+    checkCase({spec, m, n, k}, rng);
+}
+
+TEST(RuntimeCpu, ForwardMatchesNumerics) {
+  checkSpec(lq::GemmSpec::forward(), 1);
+}
+
+TEST(RuntimeCpu, ForwardUnsignedBiasReluBf16Input) {
+  lq::GemmSpec spec = lq::GemmSpec::forward(DType::BF16, true);
+  spec.bias = true;
+  spec.relu = true;
+  checkSpec(spec, 2);
+}
+
+TEST(RuntimeCpu, ForwardBf16Output) {
+  lq::GemmSpec spec = lq::GemmSpec::forward();
+  spec.bias = true;
+  spec.output = DType::BF16;
+  checkSpec(spec, 3);
+}
+
+TEST(RuntimeCpu, BackwardDataMatchesNumerics) {
+  checkSpec(lq::GemmSpec::backwardData(), 4);
+}
+
+TEST(RuntimeCpu, BackwardDataSmp2Bf16) {
+  checkSpec(lq::GemmSpec::backwardData(DType::BF16, 2), 5);
+}
+
+TEST(RuntimeCpu, WeightGradMatchesNumerics) {
+  checkSpec(lq::GemmSpec::weightGrad(), 6);
+}
+
+TEST(RuntimeCpu, WeightGradSmp4Unsigned) {
+  checkSpec(lq::GemmSpec::weightGrad(DType::F32, 4, true), 7);
+}
+
+TEST(RuntimeCpu, BackwardDataHindsightCountsOverflow) {
+  lq::GemmSpec spec = lq::GemmSpec::backwardData();
+  spec.hindsight = true;
+  checkSpec(spec, 8);
+}
+
+/// Both backward GEMMs of a layer quantize dy on the fly; with the same
+/// seed and stream they must see the same LUQ sample: dW computed from the
+/// codes that dx used equals the weight-gradient kernel's output.
+TEST(RuntimeCpu, BackwardGemmsShareTheSample) {
+  std::mt19937 rng(9);
+  const int64_t batch = 23, in = 37, out = 19;
+  Matrix dy(batch, out, rng, false), x(batch, in, rng, false);
+  auto wg = lq::Runtime::get().compile(lq::GemmSpec::weightGrad());
+  ASSERT_TRUE(wg.ok()) << wg.error();
+  std::vector<float> dw(out * in);
+  lq::LaunchArgs args;
+  args.lhs = dy.ref(DType::F32);
+  args.rhs = x.ref(DType::F32);
+  args.out = lq::TensorRef::f32(dw.data(), out, in);
+  args.seed = 77;
+  args.stream = 5;
+  auto st = wg->launch(args);
+  ASSERT_TRUE(st.ok()) << st.error();
+
+  // The LUQ codes of dy as the backward-data kernel would draw them.
+  std::vector<int8_t> codes(batch * out);
+  num::LuqResult luq =
+      num::luqEncode(dy.view(DType::F32), {77, 5, 0}, codes.data());
+  std::vector<int8_t> xCodes(batch * in);
+  num::SawbResult sawb = num::sawbEncode(x.view(DType::F32), st->rhsRange,
+                                         num::SawbKind::Signed, xCodes.data());
+  std::vector<float> ref(out * in);
+  num::quantizedGemm({size_t(out), size_t(in), size_t(batch)},
+                     {codes.data(), num::Format::Log4, luq.alpha, true},
+                     {xCodes.data(), num::Format::Int4Signed, sawb.step, false},
+                     {}, {ref.data(), nullptr, nullptr});
+  for (size_t i = 0; i < ref.size(); ++i)
+    ASSERT_EQ(num::floatToBits(dw[i]), num::floatToBits(ref[i])) << i;
+}
+
+TEST(RuntimeCpu, PackedOperandsMatchFloatPath) {
+  // Quantize with the standalone kernel, then multiply the packed codes:
+  // the same bits as the fused kernel.
+  std::mt19937 rng(10);
+  const int64_t m = 11, n = 21, k = 9;
+  Matrix dy(m, k, rng, false), w(k, n, rng, false);
+  std::vector<uint8_t> dyPacked(m * ((k + 1) / 2)), wPacked(k * ((n + 1) / 2));
+  lq::QuantizeArgs qa;
+  qa.input = dy.ref(DType::F32);
+  qa.output = lq::TensorRef::packed4(dyPacked.data(), m, k);
+  qa.format = Format::Log4;
+  qa.seed = 3;
+  qa.stream = 4;
+  auto qdy = lq::Runtime::get().quantize(qa);
+  ASSERT_TRUE(qdy.ok()) << qdy.error();
+  qa.input = w.ref(DType::F32);
+  qa.output = lq::TensorRef::packed4(wPacked.data(), k, n);
+  qa.format = Format::SInt4;
+  auto qw = lq::Runtime::get().quantize(qa);
+  ASSERT_TRUE(qw.ok()) << qw.error();
+
+  // The packed bytes are the numerics core's.
+  std::vector<int8_t> codes(m * k);
+  num::luqEncode(dy.view(DType::F32), {3, 4, 0}, codes.data());
+  std::vector<uint8_t> expected(dyPacked.size());
+  num::packCodes(num::Format::Log4, codes.data(), m, k, expected.data());
+  EXPECT_EQ(dyPacked, expected);
+
+  lq::GemmSpec packedSpec = lq::GemmSpec::backwardData(DType::Packed4);
+  auto packed = lq::Runtime::get().compile(packedSpec);
+  ASSERT_TRUE(packed.ok()) << packed.error();
+  std::vector<float> fromPacked(m * n), fused(m * n);
+  lq::LaunchArgs args;
+  args.lhs = lq::TensorRef::packed4(dyPacked.data(), m, k);
+  args.rhs = lq::TensorRef::packed4(wPacked.data(), k, n);
+  args.out = lq::TensorRef::f32(fromPacked.data(), m, n);
+  args.lhsScale = qdy->scale;
+  args.rhsScale = qw->scale;
+  ASSERT_TRUE(packed->launch(args).ok());
+
+  auto fusedKernel = lq::Runtime::get().compile(lq::GemmSpec::backwardData());
+  ASSERT_TRUE(fusedKernel.ok());
+  args.lhs = dy.ref(DType::F32);
+  args.rhs = w.ref(DType::F32);
+  args.out = lq::TensorRef::f32(fused.data(), m, n);
+  args.seed = 3;
+  args.stream = 4;
+  ASSERT_TRUE(fusedKernel->launch(args).ok());
+  for (size_t i = 0; i < fused.size(); ++i)
+    ASSERT_EQ(num::floatToBits(fromPacked[i]), num::floatToBits(fused[i])) << i;
+}
+
+TEST(RuntimeCpu, NonFiniteGradientIsReportedAndZeroed) {
+  std::mt19937 rng(11);
+  Matrix dy(8, 8, rng, false), w(8, 8, rng, false);
+  dy.f32[13] = std::nanf("");
+  auto kernel = lq::Runtime::get().compile(lq::GemmSpec::backwardData());
+  ASSERT_TRUE(kernel.ok());
+  std::vector<float> out(64, 1.0f);
+  lq::LaunchArgs args;
+  args.lhs = dy.ref(DType::F32);
+  args.rhs = w.ref(DType::F32);
+  args.out = lq::TensorRef::f32(out.data(), 8, 8);
+  auto st = kernel->launch(args);
+  ASSERT_TRUE(st.ok());
+  EXPECT_TRUE(st->nonfinite);
+  EXPECT_EQ(st->lhsScale, 0.0f);
+  for (float v : out)
+    EXPECT_EQ(num::floatToBits(v), 0u);
+}
+
+TEST(RuntimeCpu, EmptyAndDegenerateShapes) {
+  auto kernel = lq::Runtime::get().compile(lq::GemmSpec::forward());
+  ASSERT_TRUE(kernel.ok());
+  std::vector<float> x(4, 1.0f), w(4, 1.0f), out(4, 7.0f);
+  lq::LaunchArgs args;
+  // K = 0: the product is empty, the output is the epilogue of 0.
+  args.lhs = lq::TensorRef::f32(x.data(), 2, 0);
+  args.rhs = lq::TensorRef::f32(w.data(), 2, 0);
+  args.out = lq::TensorRef::f32(out.data(), 2, 2);
+  auto st = kernel->launch(args);
+  ASSERT_TRUE(st.ok()) << st.error();
+  for (float v : out)
+    EXPECT_EQ(v, 0.0f);
+  // M = 0: nothing to write.
+  args.lhs = lq::TensorRef::f32(x.data(), 0, 2);
+  args.rhs = lq::TensorRef::f32(w.data(), 2, 2);
+  args.out = lq::TensorRef::f32(out.data(), 0, 2);
+  EXPECT_TRUE(kernel->launch(args).ok());
+}
+
+} // namespace
