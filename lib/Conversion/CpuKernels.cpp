@@ -94,8 +94,17 @@ private:
   }
 
   Type storageType(const CpuOperandSpec &op);
-  /// Loads `width` (0: one) elements of a float operand as f32.
-  Value loadF32(Value memref, Value offset, int64_t width);
+  /// Loads kLanes elements of a float operand as f32; with a lane mask, the
+  /// lanes outside it read 0.
+  Value loadLanes(Value memref, Value offset, Value mask);
+  Value reduce(vector::CombiningKind kind, Value v);
+
+  /// One step over kLanes columns at `c`: `mask` is null for a full chunk
+  /// and selects the valid lanes of the last, partial one.
+  using ColumnStep =
+      function_ref<SmallVector<Value>(Value c, Value mask, ValueRange acc)>;
+  /// Runs `step` over the columns [0, cols) of a row, threading `init`.
+  SmallVector<Value> columnLoop(Value cols, ValueRange init, ColumnStep step);
 
   void buildMaxAbs(StringRef side, const CpuOperandSpec &op);
   void buildMoments(StringRef side, const CpuOperandSpec &op);
@@ -143,31 +152,70 @@ Type KernelModuleBuilder::storageType(const CpuOperandSpec &op) {
   case OperandStorage::F32:
     return b.getF32Type();
   case OperandStorage::BF16:
-    return b.getBF16Type();
+    // Raw bf16 bits: widening is a shift, and no bf16 arithmetic (with its
+    // runtime library calls) reaches the backend.
+    return b.getI16Type();
   case OperandStorage::Packed:
     return b.getI8Type();
   }
   llvm_unreachable("unknown storage");
 }
 
-Value KernelModuleBuilder::loadF32(Value memref, Value offset, int64_t width) {
-  Type element = cast<MemRefType>(memref.getType()).getElementType();
-  Value v;
-  if (width == 0)
-    v = memref::LoadOp::create(b, memref, ValueRange{offset});
-  else
-    v = vector::LoadOp::create(b, VectorType::get({width}, element), memref,
-                               ValueRange{offset});
-  if (element.isF32())
-    return v;
-  Type f32 = b.getF32Type();
-  return arith::ExtFOp::create(
-      b, width == 0 ? f32 : Type(VectorType::get({width}, f32)), v);
-}
-
 //===----------------------------------------------------------------------===//
 // Statistics
 //===----------------------------------------------------------------------===//
+
+SmallVector<Value> KernelModuleBuilder::columnLoop(Value cols, ValueRange init,
+                                                  ColumnStep step) {
+  Value vecEnd = roundDown(cols, kLanes);
+  auto full = scf::ForOp::create(
+      b, index(0), vecEnd, index(kLanes), init,
+      [&](OpBuilder &, Location, Value c, ValueRange acc) {
+        scf::YieldOp::create(b, step(c, Value(), acc));
+      });
+  Value rest = arith::SubIOp::create(b, cols, vecEnd);
+  Value hasTail =
+      arith::CmpIOp::create(b, arith::CmpIPredicate::ne, rest, index(0));
+  auto tail = scf::IfOp::create(
+      b, hasTail,
+      [&](OpBuilder &, Location) {
+        Value mask = vector::CreateMaskOp::create(
+            b, VectorType::get({kLanes}, b.getI1Type()), ValueRange{rest});
+        scf::YieldOp::create(b, step(vecEnd, mask, full.getResults()));
+      },
+      [&](OpBuilder &, Location) {
+        scf::YieldOp::create(b, full.getResults());
+      });
+  return SmallVector<Value>(tail.getResults());
+}
+
+Value KernelModuleBuilder::loadLanes(Value memref, Value offset, Value mask) {
+  Type element = cast<MemRefType>(memref.getType()).getElementType();
+  auto type = VectorType::get({kLanes}, element);
+  Value v;
+  if (!mask) {
+    v = vector::LoadOp::create(b, type, memref, ValueRange{offset});
+  } else {
+    // Masked-off lanes read 0: no magnitude, no square, no overflow.
+    Value zeros = arith::ConstantOp::create(
+        b, DenseElementsAttr::get(type, b.getZeroAttr(element)));
+    v = vector::MaskedLoadOp::create(b, type, memref, ValueRange{offset}, mask,
+                                     zeros);
+  }
+  if (element.isF32())
+    return v;
+  auto wide = VectorType::get({kLanes}, b.getI32Type());
+  Value bits = arith::ShLIOp::create(
+      b, arith::ExtUIOp::create(b, wide, v),
+      arith::ConstantOp::create(
+          b, DenseElementsAttr::get(wide, b.getI32IntegerAttr(16))));
+  return arith::BitcastOp::create(
+      b, VectorType::get({kLanes}, b.getF32Type()), bits);
+}
+
+Value KernelModuleBuilder::reduce(vector::CombiningKind kind, Value v) {
+  return vector::ReductionOp::create(b, kind, v);
+}
 
 // lq_maxabs_<side>(in, rows, cols, stride, r0, r1, out: [max finite |x| bits,
 // max |x| bits])
@@ -178,48 +226,31 @@ void KernelModuleBuilder::buildMaxAbs(StringRef side,
       ("lq_maxabs_" + side).str(),
       {memref1d(storageType(op)), idx, idx, idx, idx, idx, memref1d(i32)});
   Value in = args[0], cols = args[2], stride = args[3];
-  Value vecEnd = roundDown(cols, kLanes);
-  NumericsBuilder vnb(b, kLanes), snb(b);
-  auto vzero = vnb.i32(0), szero = snb.i32(0);
-
+  NumericsBuilder nb(b, kLanes);
+  Value zero = nb.i32(0);
   auto rows = scf::ForOp::create(
-      b, args[4], args[5], index(1), ValueRange{vzero, vzero, szero, szero},
+      b, args[4], args[5], index(1), ValueRange{zero, zero},
       [&](OpBuilder &, Location, Value r, ValueRange acc) {
         Value base = muli(r, stride);
-        auto step = [&](NumericsBuilder &nb, Value x, ValueRange a) {
-          Value bits = nb.absBits(x);
-          Value finite = arith::SelectOp::create(b, nb.isNonfiniteBits(bits),
-                                                 nb.i32(0), bits);
-          return SmallVector<Value>{arith::MaxUIOp::create(b, a[0], finite),
-                                    arith::MaxUIOp::create(b, a[1], bits)};
-        };
-        auto vec = scf::ForOp::create(
-            b, index(0), vecEnd, index(kLanes), acc.take_front(2),
-            [&](OpBuilder &, Location, Value c, ValueRange a) {
-              scf::YieldOp::create(
-                  b, step(vnb, loadF32(in, addi(base, c), kLanes), a));
-            });
-        auto tail = scf::ForOp::create(
-            b, vecEnd, cols, index(1), acc.drop_front(2),
-            [&](OpBuilder &, Location, Value c, ValueRange a) {
-              scf::YieldOp::create(b,
-                                   step(snb, loadF32(in, addi(base, c), 0), a));
-            });
-        SmallVector<Value> next(vec.getResults());
-        next.append(tail.getResults().begin(), tail.getResults().end());
-        scf::YieldOp::create(b, next);
+        scf::YieldOp::create(
+            b, columnLoop(cols, acc, [&](Value c, Value mask, ValueRange a) {
+              Value bits = nb.absBits(loadLanes(in, addi(base, c), mask));
+              Value finite = arith::SelectOp::create(
+                  b, nb.isNonfiniteBits(bits), nb.i32(0), bits);
+              return SmallVector<Value>{
+                  arith::MaxUIOp::create(b, a[0], finite),
+                  arith::MaxUIOp::create(b, a[1], bits)};
+            }));
       });
-  for (int i = 0; i < 2; ++i) {
-    Value lanes = vector::ReductionOp::create(b, vector::CombiningKind::MAXUI,
-                                              rows.getResult(i));
-    Value all = arith::MaxUIOp::create(b, lanes, rows.getResult(2 + i));
-    memref::StoreOp::create(b, all, args[6], ValueRange{index(i)});
-  }
+  for (int i = 0; i < 2; ++i)
+    memref::StoreOp::create(
+        b, reduce(vector::CombiningKind::MAXUI, rows.getResult(i)), args[6],
+        ValueRange{index(i)});
   endFunction();
 }
 
 // lq_moments_<side>(in, rows, cols, stride, r0, r1, out: [sum x^2, sum |x|,
-// max finite |x|, non-finite]) in f64, per lane then across lanes, so the
+// max finite |x|, max |x|]) in f64, per lane then across lanes, so the
 // result depends only on the row range.
 void KernelModuleBuilder::buildMoments(StringRef side,
                                        const CpuOperandSpec &op) {
@@ -228,63 +259,36 @@ void KernelModuleBuilder::buildMoments(StringRef side,
       ("lq_moments_" + side).str(),
       {memref1d(storageType(op)), idx, idx, idx, idx, idx, memref1d(f64)});
   Value in = args[0], cols = args[2], stride = args[3];
-  Value vecEnd = roundDown(cols, kLanes);
-  auto zeros = [&](int64_t width) {
-    Attribute zero = b.getF64FloatAttr(0.0);
-    if (width == 0)
-      return Value(arith::ConstantOp::create(b, cast<TypedAttr>(zero)));
-    return Value(arith::ConstantOp::create(
-        b, DenseElementsAttr::get(VectorType::get({width}, f64), zero)));
-  };
-  NumericsBuilder vnb(b, kLanes), snb(b);
-  Value vz = zeros(kLanes), sz = zeros(0);
-
-  auto step = [&](NumericsBuilder &nb, Value x, ValueRange a,
-                  int64_t width) -> SmallVector<Value> {
-    Type wide = width ? Type(VectorType::get({width}, f64)) : f64;
-    Value d = arith::ExtFOp::create(b, wide, x);
-    Value bits = nb.absBits(x);
-    Value finite = arith::SelectOp::create(b, nb.isNonfiniteBits(bits),
-                                           nb.i32(0), bits);
-    return {arith::AddFOp::create(b, a[0], arith::MulFOp::create(b, d, d)),
-            arith::AddFOp::create(b, a[1], math::AbsFOp::create(b, d)),
-            arith::MaxUIOp::create(b, a[2], finite),
-            arith::MaxUIOp::create(b, a[3], bits)};
-  };
+  auto wide = VectorType::get({kLanes}, f64);
+  NumericsBuilder nb(b, kLanes);
+  Value zeros = arith::ConstantOp::create(
+      b, DenseElementsAttr::get(wide, b.getF64FloatAttr(0.0)));
   auto rows = scf::ForOp::create(
       b, args[4], args[5], index(1),
-      ValueRange{vz, vz, vnb.i32(0), vnb.i32(0), sz, sz, snb.i32(0),
-                 snb.i32(0)},
+      ValueRange{zeros, zeros, nb.i32(0), nb.i32(0)},
       [&](OpBuilder &, Location, Value r, ValueRange acc) {
         Value base = muli(r, stride);
-        auto vec = scf::ForOp::create(
-            b, index(0), vecEnd, index(kLanes), acc.take_front(4),
-            [&](OpBuilder &, Location, Value c, ValueRange a) {
-              scf::YieldOp::create(
-                  b, step(vnb, loadF32(in, addi(base, c), kLanes), a, kLanes));
-            });
-        auto tail = scf::ForOp::create(
-            b, vecEnd, cols, index(1), acc.drop_front(4),
-            [&](OpBuilder &, Location, Value c, ValueRange a) {
-              scf::YieldOp::create(
-                  b, step(snb, loadF32(in, addi(base, c), 0), a, 0));
-            });
-        SmallVector<Value> next(vec.getResults());
-        next.append(tail.getResults().begin(), tail.getResults().end());
-        scf::YieldOp::create(b, next);
+        scf::YieldOp::create(
+            b, columnLoop(cols, acc, [&](Value c, Value mask, ValueRange a) {
+              Value x = loadLanes(in, addi(base, c), mask);
+              Value d = arith::ExtFOp::create(b, wide, x);
+              Value bits = nb.absBits(x);
+              Value finite = arith::SelectOp::create(
+                  b, nb.isNonfiniteBits(bits), nb.i32(0), bits);
+              return SmallVector<Value>{
+                  arith::AddFOp::create(b, a[0], arith::MulFOp::create(b, d, d)),
+                  arith::AddFOp::create(b, a[1], math::AbsFOp::create(b, d)),
+                  arith::MaxUIOp::create(b, a[2], finite),
+                  arith::MaxUIOp::create(b, a[3], bits)};
+            }));
       });
   Value out = args[6];
+  for (int i = 0; i < 2; ++i)
+    memref::StoreOp::create(b,
+                            reduce(vector::CombiningKind::ADD, rows.getResult(i)),
+                            out, ValueRange{index(i)});
   for (int i = 0; i < 2; ++i) {
-    Value lanes = vector::ReductionOp::create(b, vector::CombiningKind::ADD,
-                                              rows.getResult(i));
-    memref::StoreOp::create(
-        b, arith::AddFOp::create(b, lanes, rows.getResult(4 + i)), out,
-        ValueRange{index(i)});
-  }
-  for (int i = 0; i < 2; ++i) {
-    Value lanes = vector::ReductionOp::create(b, vector::CombiningKind::MAXUI,
-                                              rows.getResult(2 + i));
-    Value bits = arith::MaxUIOp::create(b, lanes, rows.getResult(6 + i));
+    Value bits = reduce(vector::CombiningKind::MAXUI, rows.getResult(2 + i));
     Value asFloat = arith::ExtFOp::create(
         b, f64, Value(arith::BitcastOp::create(b, b.getF32Type(), bits)));
     memref::StoreOp::create(b, asFloat, out, ValueRange{index(2 + i)});
@@ -293,7 +297,7 @@ void KernelModuleBuilder::buildMoments(StringRef side,
 }
 
 //===----------------------------------------------------------------------===//
-// Quantization to integer code values
+// Quantization to codes
 //===----------------------------------------------------------------------===//
 
 // lq_quant_<side>(in, rows, cols, stride, r0, r1, codes, inv, seed, stream,
@@ -307,82 +311,61 @@ void KernelModuleBuilder::buildQuantize(StringRef side,
       ("lq_quant_" + side).str(),
       {memref1d(storageType(op)), idx, idx, idx, idx, idx, memref1d(i8), f32,
        i64, i32, i32, memref1d(i32)});
-  Value in = args[0], cols = args[2], stride = args[3], vals = args[6];
-  Value inv = args[7], seed = args[8], stream = args[9], sample = args[10];
+  Value in = args[0], cols = args[2], stride = args[3], codes = args[6];
   bool luq = op.format == Format::Log4;
-  Value vecEnd = roundDown(cols, kLanes);
 
   auto splat = [&](Value scalar) -> Value {
     return vector::BroadcastOp::create(
         b, VectorType::get({kLanes}, scalar.getType()), scalar);
   };
+  Value inv = splat(args[7]), seed = splat(args[8]), stream = splat(args[9]),
+        sample = splat(args[10]);
   SmallVector<int64_t> laneIds;
   for (int64_t lane = 0; lane < kLanes; ++lane)
     laneIds.push_back(lane);
   Value laneOffsets = arith::ConstantOp::create(
       b, DenseElementsAttr::get(VectorType::get({kLanes}, i64),
                                 ArrayRef<int64_t>(laneIds)));
-  struct Params {
-    Value inv, seed, stream, sample;
-  } scalarParams{inv, seed, stream, sample},
-      vectorParams{splat(inv), splat(seed), splat(stream), splat(sample)};
 
-  // Quantizes one element (width 0) or kLanes elements at column c of row
-  // r; the Philox index is the element's row-major index in [rows, cols].
-  auto step = [&](NumericsBuilder &nb, Value r, Value c, ValueRange acc,
-                  int64_t width) -> SmallVector<Value> {
-    const Params &p = width ? vectorParams : scalarParams;
-    Value x = loadF32(in, addi(muli(r, stride), c), width);
-    Value element = addi(muli(r, cols), c);
-    Value code, over = nb.i32(0);
-    if (luq) {
-      Value index = indexToI64(element);
-      if (width)
-        index = addi(splat(index), laneOffsets);
-      code = nb.luqCode(x, p.inv, nb.uniform(p.seed, p.stream, p.sample, index));
-      over = arith::ExtUIOp::create(b, nb.shaped(i32), nb.luqOverflows(x, p.inv));
-    } else {
-      code = nb.sawbCode(x, p.inv, op.format == Format::UInt4);
-    }
-    if (width)
-      vector::StoreOp::create(b, code, vals, ValueRange{element});
-    else
-      memref::StoreOp::create(b, code, vals, ValueRange{element});
-    return {arith::AddIOp::create(b, acc[0], over),
-            arith::MaxUIOp::create(b, acc[1], nb.absBits(x))};
-  };
-
-  NumericsBuilder vnb(b, kLanes), snb(b);
-  Value vz = vnb.i32(0), sz = snb.i32(0);
+  NumericsBuilder nb(b, kLanes);
+  Value zero = nb.i32(0);
   auto rows = scf::ForOp::create(
-      b, args[4], args[5], index(1), ValueRange{vz, vz, sz, sz},
+      b, args[4], args[5], index(1), ValueRange{zero, zero},
       [&](OpBuilder &, Location, Value r, ValueRange acc) {
-        auto vec = scf::ForOp::create(
-            b, index(0), vecEnd, index(kLanes), acc.take_front(2),
-            [&](OpBuilder &, Location, Value c, ValueRange a) {
-              scf::YieldOp::create(b, step(vnb, r, c, a, kLanes));
-            });
-        auto tail = scf::ForOp::create(
-            b, vecEnd, cols, index(1), acc.drop_front(2),
-            [&](OpBuilder &, Location, Value c, ValueRange a) {
-              scf::YieldOp::create(b, step(snb, r, c, a, 0));
-            });
-        SmallVector<Value> next(vec.getResults());
-        next.append(tail.getResults().begin(), tail.getResults().end());
-        scf::YieldOp::create(b, next);
+        Value base = muli(r, stride);
+        Value rowStart = muli(r, cols);
+        scf::YieldOp::create(
+            b, columnLoop(cols, acc, [&](Value c, Value mask, ValueRange a) {
+              Value x = loadLanes(in, addi(base, c), mask);
+              // The Philox index is the element's row-major index in
+              // [rows, cols], whatever the storage stride.
+              Value element = addi(rowStart, c);
+              Value code, over = nb.i32(0);
+              if (luq) {
+                Value index = addi(splat(indexToI64(element)), laneOffsets);
+                code = nb.luqCode(x, inv,
+                                  nb.uniform(seed, stream, sample, index));
+                over = arith::ExtUIOp::create(b, nb.shaped(i32),
+                                              nb.luqOverflows(x, inv));
+              } else {
+                code = nb.sawbCode(x, inv, op.format == Format::UInt4);
+              }
+              if (mask)
+                vector::MaskedStoreOp::create(b, codes, ValueRange{element},
+                                              mask, code);
+              else
+                vector::StoreOp::create(b, code, codes, ValueRange{element});
+              return SmallVector<Value>{
+                  arith::AddIOp::create(b, a[0], over),
+                  arith::MaxUIOp::create(b, a[1], nb.absBits(x))};
+            }));
       });
-  Value overflow = arith::AddIOp::create(
-      b,
-      vector::ReductionOp::create(b, vector::CombiningKind::ADD,
-                                  rows.getResult(0)),
-      rows.getResult(2));
-  Value maxBits = arith::MaxUIOp::create(
-      b,
-      vector::ReductionOp::create(b, vector::CombiningKind::MAXUI,
-                                  rows.getResult(1)),
-      rows.getResult(3));
-  memref::StoreOp::create(b, overflow, args[11], ValueRange{index(0)});
-  memref::StoreOp::create(b, maxBits, args[11], ValueRange{index(1)});
+  memref::StoreOp::create(b, reduce(vector::CombiningKind::ADD,
+                                    rows.getResult(0)),
+                          args[11], ValueRange{index(0)});
+  memref::StoreOp::create(b, reduce(vector::CombiningKind::MAXUI,
+                                    rows.getResult(1)),
+                          args[11], ValueRange{index(1)});
   endFunction();
 }
 
@@ -555,7 +538,7 @@ Value KernelModuleBuilder::epilogueValue(NumericsBuilder &nb, Value acc,
   if (spec.relu)
     v = arith::MaximumFOp::create(b, v, nb.f32(0.0f));
   if (spec.bf16Output)
-    v = nb.toBf16(v);
+    v = nb.toBf16Bits(v);
   return v;
 }
 
@@ -636,7 +619,7 @@ void KernelModuleBuilder::buildEpilogue(Value out, Value ldc, Value m,
 void KernelModuleBuilder::buildGemm() {
   Type idx = b.getIndexType(), i16 = b.getI16Type(), i32 = b.getI32Type(),
        f32 = b.getF32Type();
-  Type outElem = spec.bf16Output ? b.getBF16Type() : f32;
+  Type outElem = spec.bf16Output ? Type(i16) : f32;
   ValueRange args = beginFunction(
       "lq_gemm", {memref1d(i32), memref1d(i16), idx, idx, idx, idx, idx, idx,
                   f32, memref1d(f32), memref1d(outElem), idx});

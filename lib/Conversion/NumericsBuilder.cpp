@@ -186,7 +186,7 @@ Value NumericsBuilder::sawbCode(Value x, Value inv, bool isUnsigned) {
   return arith::TruncIOp::create(b, shaped(b.getI8Type()), nibble);
 }
 
-Value NumericsBuilder::toBf16(Value x) {
+Value NumericsBuilder::toBf16Bits(Value x) {
   Type i32Type = shaped(b.getI32Type());
   Value bits = arith::BitcastOp::create(b, i32Type, x);
   Value lsb = arith::AndIOp::create(
@@ -199,8 +199,7 @@ Value NumericsBuilder::toBf16(Value x) {
   Value isNaN = arith::CmpIOp::create(b, arith::CmpIPredicate::ugt,
                                       absBits(x), i32(kF32InfBits));
   Value result = arith::SelectOp::create(b, isNaN, quietNaN, rounded);
-  Value half = arith::TruncIOp::create(b, shaped(b.getI16Type()), result);
-  return arith::BitcastOp::create(b, shaped(b.getBF16Type()), half);
+  return arith::TruncIOp::create(b, shaped(b.getI16Type()), result);
 }
 
 Value NumericsBuilder::decode(Value code, Format format) {

@@ -44,6 +44,15 @@ void dumpStage(llvm::StringRef dumpDir, llvm::StringRef name,
     print(os);
 }
 
+/// Only the C interfaces are called from outside. Internal stage bodies get
+/// inlined into their one wrapper and dropped, instead of being optimized
+/// and compiled twice.
+void internalizeStageBodies(llvm::Module &module) {
+  for (llvm::Function &fn : module)
+    if (!fn.isDeclaration() && !fn.getName().starts_with("_mlir_ciface_"))
+      fn.setLinkage(llvm::GlobalValue::InternalLinkage);
+}
+
 } // namespace
 
 llvm::Expected<void *> LoadedObject::lookup(llvm::StringRef name) const {
@@ -109,7 +118,10 @@ llvm::Expected<std::string> HostJit::compile(const CpuGemmSpec &spec,
   std::lock_guard<std::mutex> lock(mutex);
   llvmModule->setDataLayout(targetMachine->createDataLayout());
   llvmModule->setTargetTriple(targetMachine->getTargetTriple());
-  auto optimize = mlir::makeOptimizingTransformer(/*optLevel=*/3,
+  internalizeStageBodies(*llvmModule);
+  // The kernels arrive vectorized and unrolled by construction: O1 is enough
+  // to clean them up, and keeps a cold compile short.
+  auto optimize = mlir::makeOptimizingTransformer(/*optLevel=*/1,
                                                   /*sizeLevel=*/0,
                                                   targetMachine.get());
   if (llvm::Error err = optimize(llvmModule.get()))

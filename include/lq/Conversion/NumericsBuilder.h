@@ -72,9 +72,9 @@ public:
   /// f32 `x` with inverse step `inv` (7 / clip or 15 / clip).
   mlir::Value sawbCode(mlir::Value x, mlir::Value inv, bool isUnsigned);
 
-  /// f32 -> bf16, round to nearest even; a NaN stays a quiet NaN. In
-  /// integer ops, so that no runtime library call is needed.
-  mlir::Value toBf16(mlir::Value x);
+  /// f32 -> bf16 bits (i16), round to nearest even; a NaN stays a quiet
+  /// NaN. In integer ops, so that no runtime library call is needed.
+  mlir::Value toBf16Bits(mlir::Value x);
 
   /// The integer value (i32) of a code nibble (i8) of `format`.
   mlir::Value decode(mlir::Value code, Format format);
