@@ -50,4 +50,42 @@ def LqLowerToLinalg : Pass<"lq-lower-to-linalg", "::mlir::ModuleOp"> {
   ];
 }
 
+def LqCpuKernels : Pass<"lq-cpu-kernels", "::mlir::ModuleOp"> {
+  let summary = "Generate the x86-64 kernel stages of every lq.matmul";
+  let description = [{
+    For each `lq.matmul` whose operands come from `lq.quantize` (float
+    operands, quantized inside the kernel) or `lq.unpack` (packed 4-bit
+    operands), adds the CPU kernel stage functions that the runtime
+    launches, named `lq_gemm<N>_<stage>`, and records the prefix on the
+    matmul as `lq.cpu_kernel`:
+
+    * `maxabs_*` / `moments_*`: scale statistics of a float operand;
+    * `quant_*`: quantization to 4-bit codes, 8 lanes at a time (LUQ with
+      the Philox stream, or SAWB), each element once;
+    * `pack_a` / `pack_b`: integer values in int16 panels for the
+      micro-kernel;
+    * `gemm`: the AVX2 `vpmaddwd` micro-kernel (6x16 tile, exact int32
+      accumulators, SMP samples summed in registers) and the f32 epilogue.
+
+    The functions work on memrefs with `scf`, `vector`, `arith`, `math` and
+    LLVM x86 intrinsics; `lq-cpu-kernels-to-llvm` lowers them.
+  }];
+  let dependentDialects = [
+    "::mlir::arith::ArithDialect", "::mlir::func::FuncDialect",
+    "::mlir::LLVM::LLVMDialect", "::mlir::math::MathDialect",
+    "::mlir::memref::MemRefDialect", "::mlir::scf::SCFDialect",
+    "::mlir::vector::VectorDialect"
+  ];
+}
+
+def LqCpuKernelsToLLVM : Pass<"lq-cpu-kernels-to-llvm", "::mlir::ModuleOp"> {
+  let summary = "Lower generated CPU kernel stages to the LLVM dialect";
+  let description = [{
+    The lowering the host JIT applies to kernel modules: SCF to control
+    flow, vector/math/arith/memref/func/index to the LLVM dialect, with C
+    interfaces (`_mlir_ciface_*`) for the stage functions.
+  }];
+  let dependentDialects = ["::mlir::LLVM::LLVMDialect"];
+}
+
 #endif // LQ_PASSES_TD

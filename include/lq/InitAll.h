@@ -15,7 +15,8 @@ class DialectRegistry;
 namespace lq {
 
 /// The lq dialect and the upstream dialects its programs and lowerings use
-/// (func, arith, math, tensor, linalg, bufferization, memref, scf).
+/// (func, arith, math, tensor, linalg, bufferization, memref, scf, vector,
+/// llvm).
 void registerAllDialects(mlir::DialectRegistry &registry);
 
 /// lq's passes and the upstream passes of its pipelines.
