@@ -103,8 +103,9 @@ private:
   /// and selects the valid lanes of the last, partial one.
   using ColumnStep =
       function_ref<SmallVector<Value>(Value c, Value mask, ValueRange acc)>;
-  /// Runs `step` over the columns [0, cols) of a row, threading `init`.
-  SmallVector<Value> columnLoop(Value cols, ValueRange init, ColumnStep step);
+  /// Runs `step` over the columns [begin, cols) of a row, threading `init`.
+  SmallVector<Value> columnLoop(Value begin, Value cols, ValueRange init,
+                                ColumnStep step);
 
   void buildMaxAbs(StringRef side, const CpuOperandSpec &op);
   void buildMoments(StringRef side, const CpuOperandSpec &op);
@@ -165,11 +166,13 @@ Type KernelModuleBuilder::storageType(const CpuOperandSpec &op) {
 // Statistics
 //===----------------------------------------------------------------------===//
 
-SmallVector<Value> KernelModuleBuilder::columnLoop(Value cols, ValueRange init,
+SmallVector<Value> KernelModuleBuilder::columnLoop(Value begin, Value cols,
+                                                  ValueRange init,
                                                   ColumnStep step) {
-  Value vecEnd = roundDown(cols, kLanes);
+  Value vecEnd =
+      addi(begin, roundDown(arith::SubIOp::create(b, cols, begin), kLanes));
   auto full = scf::ForOp::create(
-      b, index(0), vecEnd, index(kLanes), init,
+      b, begin, vecEnd, index(kLanes), init,
       [&](OpBuilder &, Location, Value c, ValueRange acc) {
         scf::YieldOp::create(b, step(c, Value(), acc));
       });
@@ -233,7 +236,8 @@ void KernelModuleBuilder::buildMaxAbs(StringRef side,
       [&](OpBuilder &, Location, Value r, ValueRange acc) {
         Value base = muli(r, stride);
         scf::YieldOp::create(
-            b, columnLoop(cols, acc, [&](Value c, Value mask, ValueRange a) {
+            b, columnLoop(index(0), cols, acc,
+                          [&](Value c, Value mask, ValueRange a) {
               Value bits = nb.absBits(loadLanes(in, addi(base, c), mask));
               Value finite = arith::SelectOp::create(
                   b, nb.isNonfiniteBits(bits), nb.i32(0), bits);
@@ -269,7 +273,8 @@ void KernelModuleBuilder::buildMoments(StringRef side,
       [&](OpBuilder &, Location, Value r, ValueRange acc) {
         Value base = muli(r, stride);
         scf::YieldOp::create(
-            b, columnLoop(cols, acc, [&](Value c, Value mask, ValueRange a) {
+            b, columnLoop(index(0), cols, acc,
+                          [&](Value c, Value mask, ValueRange a) {
               Value x = loadLanes(in, addi(base, c), mask);
               Value d = arith::ExtFOp::create(b, wide, x);
               Value bits = nb.absBits(x);
@@ -328,37 +333,105 @@ void KernelModuleBuilder::buildQuantize(StringRef side,
                                 ArrayRef<int64_t>(laneIds)));
 
   NumericsBuilder nb(b, kLanes);
+  // Quantizes kLanes elements at column c given their uniforms (LUQ) and
+  // accumulates the overflow count and the max magnitude bits.
+  auto quantizeLanes = [&](Value base, Value element, Value c, Value mask,
+                           Value u, ValueRange a) -> SmallVector<Value> {
+    Value x = loadLanes(in, addi(base, c), mask);
+    Value code, over = nb.i32(0);
+    if (luq) {
+      code = nb.luqCode(x, inv, u);
+      over = arith::ExtUIOp::create(b, nb.shaped(i32), nb.luqOverflows(x, inv));
+    } else {
+      code = nb.sawbCode(x, inv, op.format == Format::UInt4);
+    }
+    if (mask)
+      vector::MaskedStoreOp::create(b, codes, ValueRange{element}, mask, code);
+    else
+      vector::StoreOp::create(b, code, codes, ValueRange{element});
+    return {arith::AddIOp::create(b, a[0], over),
+            arith::MaxUIOp::create(b, a[1], nb.absBits(x))};
+  };
+  // One lane per element: each lane runs Philox for its own element.
+  auto laneStep = [&](Value base, Value rowStart) {
+    return [&, base, rowStart](Value c, Value mask, ValueRange a) {
+      // The Philox index is the element's row-major index in [rows, cols],
+      // whatever the storage stride.
+      Value element = addi(rowStart, c);
+      Value u;
+      if (luq)
+        u = nb.uniform(seed, stream, sample,
+                       addi(splat(indexToI64(element)), laneOffsets));
+      return quantizeLanes(base, element, c, mask, u, a);
+    };
+  };
+
   Value zero = nb.i32(0);
   auto rows = scf::ForOp::create(
       b, args[4], args[5], index(1), ValueRange{zero, zero},
       [&](OpBuilder &, Location, Value r, ValueRange acc) {
         Value base = muli(r, stride);
         Value rowStart = muli(r, cols);
-        scf::YieldOp::create(
-            b, columnLoop(cols, acc, [&](Value c, Value mask, ValueRange a) {
-              Value x = loadLanes(in, addi(base, c), mask);
-              // The Philox index is the element's row-major index in
-              // [rows, cols], whatever the storage stride.
+        if (!luq) {
+          scf::YieldOp::create(
+              b, columnLoop(index(0), cols, acc, laneStep(base, rowStart)));
+          return;
+        }
+        // Philox gives four words per counter block of four elements. Where
+        // a row covers whole blocks, each lane computes one block and the
+        // words are transposed into element order: a quarter of the work.
+        Value misalign = arith::RemUIOp::create(b, rowStart, index(4));
+        Value head = arith::MinUIOp::create(
+            b, arith::RemUIOp::create(
+                   b, arith::SubIOp::create(b, index(4), misalign), index(4)),
+            cols);
+        Value mainEnd = addi(
+            head, roundDown(arith::SubIOp::create(b, cols, head), 4 * kLanes));
+        auto headStep = scf::IfOp::create(
+            b,
+            arith::CmpIOp::create(b, arith::CmpIPredicate::ne, head, index(0)),
+            [&](OpBuilder &, Location) {
+              Value mask = vector::CreateMaskOp::create(
+                  b, VectorType::get({kLanes}, b.getI1Type()), ValueRange{head});
+              scf::YieldOp::create(
+                  b, laneStep(base, rowStart)(index(0), mask, acc));
+            },
+            [&](OpBuilder &, Location) { scf::YieldOp::create(b, acc); });
+        auto blocks = scf::ForOp::create(
+            b, head, mainEnd, index(4 * kLanes), headStep.getResults(),
+            [&](OpBuilder &, Location, Value c, ValueRange a) {
               Value element = addi(rowStart, c);
-              Value code, over = nb.i32(0);
-              if (luq) {
-                Value index = addi(splat(indexToI64(element)), laneOffsets);
-                code = nb.luqCode(x, inv,
-                                  nb.uniform(seed, stream, sample, index));
-                over = arith::ExtUIOp::create(b, nb.shaped(i32),
-                                              nb.luqOverflows(x, inv));
-              } else {
-                code = nb.sawbCode(x, inv, op.format == Format::UInt4);
+              Value block = arith::ShRUIOp::create(
+                  b, splat(indexToI64(element)),
+                  arith::ConstantOp::create(
+                      b, DenseElementsAttr::get(
+                             VectorType::get({kLanes}, i64),
+                             b.getI64IntegerAttr(2))));
+              block = addi(block, laneOffsets);
+              std::array<Value, 4> w =
+                  nb.philoxBlock(seed, stream, sample, block);
+              auto shuffle = [&](Value x, Value y, ArrayRef<int64_t> mask) {
+                return vector::ShuffleOp::create(b, x, y, mask).getResult();
+              };
+              Value w01lo = shuffle(w[0], w[1], {0, 8, 1, 9, 2, 10, 3, 11});
+              Value w23lo = shuffle(w[2], w[3], {0, 8, 1, 9, 2, 10, 3, 11});
+              Value w01hi = shuffle(w[0], w[1], {4, 12, 5, 13, 6, 14, 7, 15});
+              Value w23hi = shuffle(w[2], w[3], {4, 12, 5, 13, 6, 14, 7, 15});
+              Value ordered[4] = {
+                  shuffle(w01lo, w23lo, {0, 1, 8, 9, 2, 3, 10, 11}),
+                  shuffle(w01lo, w23lo, {4, 5, 12, 13, 6, 7, 14, 15}),
+                  shuffle(w01hi, w23hi, {0, 1, 8, 9, 2, 3, 10, 11}),
+                  shuffle(w01hi, w23hi, {4, 5, 12, 13, 6, 7, 14, 15})};
+              SmallVector<Value> next(a);
+              for (int64_t q = 0; q < 4; ++q) {
+                Value cq = addi(c, index(q * kLanes));
+                next = quantizeLanes(base, addi(rowStart, cq), cq, Value(),
+                                     nb.wordToUniform(ordered[q]), next);
               }
-              if (mask)
-                vector::MaskedStoreOp::create(b, codes, ValueRange{element},
-                                              mask, code);
-              else
-                vector::StoreOp::create(b, code, codes, ValueRange{element});
-              return SmallVector<Value>{
-                  arith::AddIOp::create(b, a[0], over),
-                  arith::MaxUIOp::create(b, a[1], nb.absBits(x))};
-            }));
+              scf::YieldOp::create(b, next);
+            });
+        scf::YieldOp::create(b, columnLoop(mainEnd, cols, blocks.getResults(),
+                                           laneStep(base, rowStart)));
       });
   memref::StoreOp::create(b, reduce(vector::CombiningKind::ADD,
                                     rows.getResult(0)),
@@ -445,37 +518,61 @@ void KernelModuleBuilder::buildPackA() {
   const CpuOperandSpec &op = spec.lhs;
   NumericsBuilder nb(b);
 
-  auto value = [&](Value sample, Value m, Value k) {
+  // The value at (m, k) of a sample. Checked reads clamp the indices into
+  // the operand and zero the padding; interior blocks skip that work.
+  auto value = [&](Value sampleSrc, Value m, Value k, bool checked) {
+    Value mc = checked ? arith::MinUIOp::create(b, m, lastM).getResult() : m;
+    Value kc = checked ? arith::MinUIOp::create(b, k, lastK).getResult() : k;
+    Value v = op.transposed ? loadCodeValue(op, sampleSrc, kc, mc, rowStride)
+                            : loadCodeValue(op, sampleSrc, mc, kc, rowStride);
+    if (!checked)
+      return v;
     Value inside = arith::AndIOp::create(
         b, arith::CmpIOp::create(b, arith::CmpIPredicate::ult, m, M),
         arith::CmpIOp::create(b, arith::CmpIPredicate::ult, k, K));
-    // Clamped indices keep the load in bounds; the select zeroes the pad.
-    Value mc = arith::MinUIOp::create(b, m, lastM);
-    Value kc = arith::MinUIOp::create(b, k, lastK);
-    Value sampleSrc = memref::SubViewOp::create(
-        b, src, ArrayRef<OpFoldResult>{OpFoldResult(muli(sample, sampleStride))},
-        ArrayRef<OpFoldResult>{OpFoldResult(sampleStride)},
-        ArrayRef<OpFoldResult>{b.getIndexAttr(1)});
-    Value v = op.transposed ? loadCodeValue(op, sampleSrc, kc, mc, rowStride)
-                            : loadCodeValue(op, sampleSrc, mc, kc, rowStride);
     return arith::SelectOp::create(b, inside, v, nb.i32(0)).getResult();
   };
+  auto packPairs = [&](Value mb, Value s, Value sampleSrc, Value pBegin,
+                       Value pEnd, bool checked) {
+    forEach(pBegin, pEnd, [&](Value p) {
+      Value k0 = muli(p, index(2));
+      Value k1 = addi(k0, index(1));
+      for (int64_t r = 0; r < kCpuTileRows; ++r) {
+        Value m = addi(muli(mb, index(kCpuTileRows)), index(r));
+        Value lo = arith::AndIOp::create(b, value(sampleSrc, m, k0, checked),
+                                         nb.i32(0xFFFF));
+        Value hi = arith::ShLIOp::create(b, value(sampleSrc, m, k1, checked),
+                                         nb.i32(16));
+        Value slot = addi(muli(addi(muli(addi(muli(mb, S), s), Kp), p),
+                               index(kCpuTileRows)),
+                          index(r));
+        memref::StoreOp::create(b, arith::OrIOp::create(b, lo, hi), panel,
+                                ValueRange{slot});
+      }
+    });
+  };
+  Value wholePairs = arith::DivUIOp::create(b, K, index(2));
   forEach(args[6], args[7], [&](Value mb) {
+    Value rowsInside = arith::CmpIOp::create(
+        b, arith::CmpIPredicate::ule,
+        muli(addi(mb, index(1)), index(kCpuTileRows)), M);
     forEach(index(0), S, [&](Value s) {
-      forEach(index(0), Kp, [&](Value p) {
-        Value k0 = muli(p, index(2));
-        Value k1 = addi(k0, index(1));
-        for (int64_t r = 0; r < kCpuTileRows; ++r) {
-          Value m = addi(muli(mb, index(kCpuTileRows)), index(r));
-          Value lo = arith::AndIOp::create(b, value(s, m, k0), nb.i32(0xFFFF));
-          Value hi = arith::ShLIOp::create(b, value(s, m, k1), nb.i32(16));
-          Value slot = addi(muli(addi(muli(addi(muli(mb, S), s), Kp), p),
-                                 index(kCpuTileRows)),
-                            index(r));
-          memref::StoreOp::create(b, arith::OrIOp::create(b, lo, hi), panel,
-                                  ValueRange{slot});
-        }
-      });
+      Value sampleSrc = memref::SubViewOp::create(
+          b, src,
+          ArrayRef<OpFoldResult>{OpFoldResult(muli(s, sampleStride))},
+          ArrayRef<OpFoldResult>{OpFoldResult(sampleStride)},
+          ArrayRef<OpFoldResult>{b.getIndexAttr(1)});
+      scf::IfOp::create(
+          b, rowsInside,
+          [&](OpBuilder &, Location) {
+            packPairs(mb, s, sampleSrc, index(0), wholePairs, false);
+            packPairs(mb, s, sampleSrc, wholePairs, Kp, true);
+            scf::YieldOp::create(b);
+          },
+          [&](OpBuilder &, Location) {
+            packPairs(mb, s, sampleSrc, index(0), Kp, true);
+            scf::YieldOp::create(b);
+          });
     });
   });
   endFunction();
@@ -497,30 +594,50 @@ void KernelModuleBuilder::buildPackB() {
   const CpuOperandSpec &op = spec.rhs;
   Value zero = arith::ConstantIntOp::create(b, i16, 0);
 
-  auto value = [&](Value k, Value n) {
-    Value inside = arith::AndIOp::create(
-        b, arith::CmpIOp::create(b, arith::CmpIPredicate::ult, k, K),
-        arith::CmpIOp::create(b, arith::CmpIPredicate::ult, n, N));
-    Value nc = arith::MinUIOp::create(b, n, lastN);
-    Value kc = arith::MinUIOp::create(b, k, lastK);
+  auto value = [&](Value k, Value n, bool checked) {
+    Value nc = checked ? arith::MinUIOp::create(b, n, lastN).getResult() : n;
+    Value kc = checked ? arith::MinUIOp::create(b, k, lastK).getResult() : k;
     Value v = op.transposed ? loadCodeValue(op, src, nc, kc, rowStride)
                             : loadCodeValue(op, src, kc, nc, rowStride);
     v = arith::TruncIOp::create(b, i16, v);
+    if (!checked)
+      return v;
+    Value inside = arith::AndIOp::create(
+        b, arith::CmpIOp::create(b, arith::CmpIPredicate::ult, k, K),
+        arith::CmpIOp::create(b, arith::CmpIPredicate::ult, n, N));
     return arith::SelectOp::create(b, inside, v, zero).getResult();
   };
-  forEach(args[4], args[5], [&](Value nblock) {
-    forEach(index(0), Kp, [&](Value p) {
+  auto packPairs = [&](Value nblock, Value pBegin, Value pEnd, bool checked) {
+    forEach(pBegin, pEnd, [&](Value p) {
       Value k0 = muli(p, index(2));
       Value k1 = addi(k0, index(1));
       Value base = muli(addi(muli(nblock, Kp), p), index(kCpuTileCols * 2));
       for (int64_t c = 0; c < kCpuTileCols; ++c) {
         Value n = addi(muli(nblock, index(kCpuTileCols)), index(c));
         Value slot = addi(base, index(2 * c));
-        memref::StoreOp::create(b, value(k0, n), panel, ValueRange{slot});
-        memref::StoreOp::create(b, value(k1, n), panel,
+        memref::StoreOp::create(b, value(k0, n, checked), panel,
+                                ValueRange{slot});
+        memref::StoreOp::create(b, value(k1, n, checked), panel,
                                 ValueRange{addi(slot, index(1))});
       }
     });
+  };
+  Value wholePairs = arith::DivUIOp::create(b, K, index(2));
+  forEach(args[4], args[5], [&](Value nblock) {
+    Value colsInside = arith::CmpIOp::create(
+        b, arith::CmpIPredicate::ule,
+        muli(addi(nblock, index(1)), index(kCpuTileCols)), N);
+    scf::IfOp::create(
+        b, colsInside,
+        [&](OpBuilder &, Location) {
+          packPairs(nblock, index(0), wholePairs, false);
+          packPairs(nblock, wholePairs, Kp, true);
+          scf::YieldOp::create(b);
+        },
+        [&](OpBuilder &, Location) {
+          packPairs(nblock, index(0), Kp, true);
+          scf::YieldOp::create(b);
+        });
   });
   endFunction();
 }

@@ -75,18 +75,30 @@ std::array<Value, 4> NumericsBuilder::philox(std::array<Value, 4> c,
   return c;
 }
 
-Value NumericsBuilder::uniform(Value seed, Value stream, Value sample,
-                               Value index) {
+std::array<Value, 4> NumericsBuilder::philoxBlock(Value seed, Value stream,
+                                                  Value sample, Value block) {
   Type i32Type = shaped(b.getI32Type());
-  Value block = arith::ShRUIOp::create(b, index, i64(2));
   Value c0 = arith::TruncIOp::create(b, i32Type, block);
   Value c1 = arith::TruncIOp::create(
       b, i32Type, arith::ShRUIOp::create(b, block, i64(32)));
   Value k0 = arith::TruncIOp::create(b, i32Type, seed);
   Value k1 = arith::TruncIOp::create(
       b, i32Type, arith::ShRUIOp::create(b, seed, i64(32)));
-  std::array<Value, 4> words = philox({c0, c1, sample, stream}, {k0, k1});
+  return philox({c0, c1, sample, stream}, {k0, k1});
+}
 
+Value NumericsBuilder::wordToUniform(Value word) {
+  // 24 random bits scaled by 2^-24: exact in f32.
+  Value top24 = arith::ShRUIOp::create(b, word, i32(8));
+  Value asFloat = arith::UIToFPOp::create(b, shaped(b.getF32Type()), top24);
+  return arith::MulFOp::create(b, asFloat, f32FromBits(kTwoPowMinus24Bits));
+}
+
+Value NumericsBuilder::uniform(Value seed, Value stream, Value sample,
+                               Value index) {
+  Type i32Type = shaped(b.getI32Type());
+  std::array<Value, 4> words = philoxBlock(
+      seed, stream, sample, arith::ShRUIOp::create(b, index, i64(2)));
   Value lane = arith::TruncIOp::create(
       b, i32Type, arith::AndIOp::create(b, index, i64(3)));
   Value word = words[3];
@@ -95,10 +107,7 @@ Value NumericsBuilder::uniform(Value seed, Value stream, Value sample,
         arith::CmpIOp::create(b, arith::CmpIPredicate::eq, lane, i32(w));
     word = arith::SelectOp::create(b, isLane, words[w], word);
   }
-  // 24 random bits scaled by 2^-24: exact in f32.
-  Value top24 = arith::ShRUIOp::create(b, word, i32(8));
-  Value asFloat = arith::UIToFPOp::create(b, shaped(b.getF32Type()), top24);
-  return arith::MulFOp::create(b, asFloat, f32FromBits(kTwoPowMinus24Bits));
+  return wordToUniform(word);
 }
 
 Value NumericsBuilder::absBits(Value x) {

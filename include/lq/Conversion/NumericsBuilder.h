@@ -45,6 +45,13 @@ public:
   std::array<mlir::Value, 4> philox(std::array<mlir::Value, 4> counter,
                                     std::array<mlir::Value, 2> key);
 
+  /// The four Philox words of counter block `block` (i64): the random words
+  /// of elements 4 * block + 0..3.
+  std::array<mlir::Value, 4> philoxBlock(mlir::Value seed, mlir::Value stream,
+                                         mlir::Value sample, mlir::Value block);
+  /// The f32 uniform in [0, 1) of a random word: its top 24 bits * 2^-24.
+  mlir::Value wordToUniform(mlir::Value word);
+
   /// The f32 uniform in [0, 1) of element `index` (i64) for `seed` (i64),
   /// `sample` and `stream` (i32).
   mlir::Value uniform(mlir::Value seed, mlir::Value stream, mlir::Value sample,
