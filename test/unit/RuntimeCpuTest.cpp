@@ -396,3 +396,62 @@ TEST(RuntimeCpu, EmptyAndDegenerateShapes) {
 }
 
 } // namespace
+
+namespace {
+
+TEST(RuntimeProgram, SpecFromBackwardDataProgram) {
+  const char *program = R"mlir(
+    func.func @dx(%dy: tensor<?x512xbf16>, %w: tensor<512x784xf32>, %seed: i64) -> tensor<?x784xf32> {
+      %m, %bad = lq.max_abs %dy : tensor<?x512xbf16>
+      %g0, %a, %nf, %ov = lq.quantize %dy range %m seed %seed : tensor<?x512xbf16> -> !lq.qtensor<?x512x!lq.log4>
+      %g1, %a1, %nf1, %ov1 = lq.quantize %dy range %m seed %seed {sample = 1} : tensor<?x512xbf16> -> !lq.qtensor<?x512x!lq.log4>
+      %c = lq.sawb_clip %w : tensor<512x784xf32>
+      %qw, %sw, %nf2, %ov2 = lq.quantize %w range %c : tensor<512x784xf32> -> !lq.qtensor<512x784x!lq.sint4>
+      %dx = lq.matmul (%g0, %g1) scale %a, %qw scale %sw {role = #lq.role<backward_data>}
+          : (!lq.qtensor<?x512x!lq.log4>, !lq.qtensor<?x512x!lq.log4>), !lq.qtensor<512x784x!lq.sint4> -> tensor<?x784xf32>
+      return %dx : tensor<?x784xf32>
+    })mlir";
+  auto spec = lq::GemmSpec::fromProgram(program);
+  ASSERT_TRUE(spec.ok()) << spec.error();
+  lq::GemmSpec expected = lq::GemmSpec::backwardData(DType::BF16, 2);
+  expected.rhs.dtype = DType::F32;
+  EXPECT_EQ(spec->describe(), expected.describe());
+  auto kernel = lq::Runtime::get().compileProgram(program);
+  EXPECT_TRUE(kernel.ok()) << kernel.error();
+}
+
+TEST(RuntimeProgram, LinearLayerExpandsToTheForwardGemm) {
+  const char *program = R"mlir(
+    func.func @y(%x: tensor<8x16xf32>, %w: tensor<4x16xf32>, %b: tensor<4xf32>) -> tensor<8x4xf32> {
+      %y = lq.linear %x, %w bias %b {unsigned_input} : tensor<8x16xf32>, tensor<4x16xf32>, tensor<4xf32> -> tensor<8x4xf32>
+      return %y : tensor<8x4xf32>
+    })mlir";
+  auto spec = lq::GemmSpec::fromProgram(program);
+  ASSERT_TRUE(spec.ok()) << spec.error();
+  lq::GemmSpec expected = lq::GemmSpec::forward(DType::F32, true);
+  expected.bias = true;
+  EXPECT_EQ(spec->describe(), expected.describe());
+}
+
+TEST(RuntimeProgram, BadProgramsAreErrors) {
+  auto syntax = lq::GemmSpec::fromProgram("func.func @f( {");
+  ASSERT_FALSE(syntax.ok());
+  EXPECT_NE(syntax.error().find("invalid lq program"), std::string::npos);
+  EXPECT_NE(syntax.error().find("program:1:"), std::string::npos)
+      << syntax.error();
+
+  auto none = lq::GemmSpec::fromProgram("func.func @f() { return }");
+  ASSERT_FALSE(none.ok());
+  EXPECT_NE(none.error().find("exactly one lq.matmul"), std::string::npos);
+
+  auto invalid = lq::GemmSpec::fromProgram(R"mlir(
+    func.func @f(%x: tensor<4x8xf32>, %m: f32) {
+      %q, %a, %nf, %ov = lq.quantize %x range %m : tensor<4x8xf32> -> !lq.qtensor<4x8x!lq.log4>
+      return
+    })mlir");
+  ASSERT_FALSE(invalid.ok());
+  EXPECT_NE(invalid.error().find("needs a seed"), std::string::npos)
+      << invalid.error();
+}
+
+} // namespace

@@ -29,6 +29,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 
 namespace lq {
@@ -129,6 +130,12 @@ struct GemmSpec {
   static GemmSpec weightGrad(DType input = DType::F32, unsigned samples = 1,
                              bool unsignedInput = false);
 
+  /// The spec of the one lq.matmul in an lq program (MLIR text): its
+  /// operand formats and producers (lq.quantize: f32/bf16 quantized in the
+  /// kernel; lq.unpack: packed), transposes, SMP samples, hindsight,
+  /// epilogue. lq.linear / lq.linear_grad are expanded first.
+  static Result<GemmSpec> fromProgram(std::string_view program);
+
   /// A stable description, e.g. for logs and cache keys.
   std::string describe() const;
 };
@@ -219,6 +226,8 @@ public:
   static Runtime &get();
 
   Result<Kernel> compile(const GemmSpec &spec);
+  /// compile(GemmSpec::fromProgram(program)).
+  Result<Kernel> compileProgram(std::string_view program);
   /// Quantizes `args.input` to `args.output` (LUQ or SAWB), as the GEMM
   /// kernels would.
   Result<QuantizeStatus> quantize(const QuantizeArgs &args);

@@ -1,0 +1,117 @@
+//===- Program.cpp - GEMM kernels from lq programs -------------------------===//
+//
+// An lq program (text) names a GEMM by its ops: lq.matmul with operands from
+// lq.quantize (quantized inside the kernel) or lq.unpack (packed operands),
+// or a training-level lq.linear / lq.linear_grad expanded first. The kernel
+// spec is read off those ops, so a program and the equivalent GemmSpec give
+// the same kernel.
+//
+//===----------------------------------------------------------------------===//
+
+#include "lq/Runtime/Runtime.h"
+
+#include "lq/Dialect/LqDialect.h"
+#include "lq/InitAll.h"
+#include "lq/Transforms/Passes.h"
+
+#include "mlir/IR/Diagnostics.h"
+#include "mlir/IR/DialectRegistry.h"
+#include "mlir/IR/MLIRContext.h"
+#include "mlir/Parser/Parser.h"
+#include "mlir/Pass/PassManager.h"
+#include "mlir/Transforms/Passes.h"
+
+#include "llvm/Support/SourceMgr.h"
+#include "llvm/Support/raw_ostream.h"
+
+using namespace mlir;
+
+namespace {
+
+using SpecResult = lq::Result<lq::GemmSpec>;
+
+/// The operand of a GEMM as the program produces it, or an error.
+std::string readOperand(lq::MatmulOp op, Value operand, bool transposed,
+                        lq::OperandSpec &spec, bool &hindsight) {
+  auto qType = cast<lq::QTensorType>(operand.getType());
+  spec.format = lq::getFormat(qType.getFormat());
+  spec.transposed = transposed;
+  if (auto quantize = operand.getDefiningOp<lq::QuantizeOp>()) {
+    Type element = quantize.getInput().getType().getElementType();
+    if (!element.isF32() && !element.isBF16())
+      return "quantized operands must be f32 or bf16 tensors";
+    spec.dtype = element.isBF16() ? lq::DType::BF16 : lq::DType::F32;
+    hindsight |= quantize.getHindsight();
+    return "";
+  }
+  if (operand.getDefiningOp<lq::UnpackOp>()) {
+    spec.dtype = lq::DType::Packed4;
+    return "";
+  }
+  return "GEMM operands must come from lq.quantize or lq.unpack";
+}
+
+SpecResult specFromModule(ModuleOp module) {
+  SmallVector<lq::MatmulOp> matmuls;
+  module.walk([&](lq::MatmulOp op) { matmuls.push_back(op); });
+  if (matmuls.size() != 1)
+    return SpecResult::failure("a kernel program must hold exactly one "
+                               "lq.matmul (after lq-expand-linear), found " +
+                               std::to_string(matmuls.size()));
+  lq::MatmulOp op = matmuls.front();
+  lq::GemmSpec spec;
+  bool hindsight = false, rhsHindsight = false;
+  std::string error = readOperand(op, op.getLhs().front(), op.getTransposeLhs(),
+                                  spec.lhs, hindsight);
+  if (error.empty())
+    error = readOperand(op, op.getRhs(), op.getTransposeRhs(), spec.rhs,
+                        rhsHindsight);
+  if (!error.empty())
+    return SpecResult::failure(error);
+  spec.samples = op.getNumSamples();
+  spec.hindsight = hindsight;
+  spec.bias = bool(op.getBias());
+  spec.relu = op.getRelu();
+  spec.output = cast<RankedTensorType>(op.getType()).getElementType().isBF16()
+                    ? lq::DType::BF16
+                    : lq::DType::F32;
+  return spec;
+}
+
+} // namespace
+
+lq::Result<lq::GemmSpec> lq::GemmSpec::fromProgram(std::string_view program) {
+  DialectRegistry registry;
+  lq::registerAllDialects(registry);
+  MLIRContext ctx(registry, MLIRContext::Threading::DISABLED);
+  std::string diagnostics;
+  llvm::raw_string_ostream os(diagnostics);
+  ScopedDiagnosticHandler handler(&ctx, [&](Diagnostic &diag) {
+    if (auto file = dyn_cast<FileLineColLoc>(diag.getLocation()))
+      os << file.getFilename().getValue() << ":" << file.getLine() << ":"
+         << file.getColumn() << ": ";
+    os << diag << "\n";
+    return success();
+  });
+  llvm::SourceMgr sources;
+  sources.AddNewSourceBuffer(
+      llvm::MemoryBuffer::getMemBufferCopy(
+          llvm::StringRef(program.data(), program.size()), "program"),
+      llvm::SMLoc());
+  OwningOpRef<ModuleOp> module = parseSourceFile<ModuleOp>(sources, &ctx);
+  if (!module)
+    return SpecResult::failure("invalid lq program: " + diagnostics);
+  PassManager pm(&ctx);
+  pm.addPass(lq::createLqExpandLinear());
+  pm.addPass(createCanonicalizerPass());
+  if (failed(pm.run(*module)))
+    return SpecResult::failure("invalid lq program: " + diagnostics);
+  return specFromModule(*module);
+}
+
+lq::Result<lq::Kernel> lq::Runtime::compileProgram(std::string_view program) {
+  Result<GemmSpec> spec = GemmSpec::fromProgram(program);
+  if (!spec)
+    return Result<Kernel>::failure(spec.error());
+  return compile(*spec);
+}
