@@ -731,18 +731,20 @@ void KernelModuleBuilder::buildEpilogue(Value out, Value ldc, Value m,
   b.setInsertionPointAfter(ifOp);
 }
 
-// lq_gemm(panelA, panelB, M, N, Kp, S, mb0, mb1, scale, bias, out, ldc):
-// row blocks [mb0, mb1) times every column block.
+// lq_gemm(panelA, panelB, M, N, Kp, S, mb0, mb1, scale, bias, out, ldc,
+// group): row blocks [mb0, mb1) times every column block, `group` row blocks
+// at a time, so that their A panels stay in cache while every B panel
+// streams past them once per group.
 void KernelModuleBuilder::buildGemm() {
   Type idx = b.getIndexType(), i16 = b.getI16Type(), i32 = b.getI32Type(),
        f32 = b.getF32Type();
   Type outElem = spec.bf16Output ? Type(i16) : f32;
   ValueRange args = beginFunction(
       "lq_gemm", {memref1d(i32), memref1d(i16), idx, idx, idx, idx, idx, idx,
-                  f32, memref1d(f32), memref1d(outElem), idx});
+                  f32, memref1d(f32), memref1d(outElem), idx, idx});
   Value panelA = args[0], panelB = args[1], M = args[2], N = args[3],
         Kp = args[4], S = args[5], scale = args[8], bias = args[9],
-        out = args[10], ldc = args[11];
+        out = args[10], ldc = args[11], group = args[12];
   Value colBlocks = ceilDiv(N, kCpuTileCols);
   constexpr int64_t halves = kCpuTileCols / kLanes;
   // Edge tiles go through this stack copy; allocated once, outside the loops.
@@ -763,8 +765,12 @@ void KernelModuleBuilder::buildGemm() {
           scf::YieldOp::create(b, body(iv, iter));
         });
   };
-  forLoop(args[6], args[7], {}, [&](Value mb, ValueRange) {
-    forLoop(index(0), colBlocks, {}, [&](Value nblock, ValueRange) {
+  auto groups = scf::ForOp::create(b, args[6], args[7], group);
+  b.setInsertionPointToStart(groups.getBody());
+  Value groupEnd = arith::MinUIOp::create(
+      b, addi(groups.getInductionVar(), group), args[7]);
+  forLoop(index(0), colBlocks, {}, [&](Value nblock, ValueRange) {
+    forLoop(groups.getInductionVar(), groupEnd, {}, [&](Value mb, ValueRange) {
       Value bBase = muli(muli(nblock, Kp), index(kCpuTileCols * 2));
       auto samples = forLoop(index(0), S, zeros, [&](Value s, ValueRange acc) {
         Value aBase =
@@ -803,6 +809,7 @@ void KernelModuleBuilder::buildGemm() {
     });
     return SmallVector<Value>{};
   });
+  b.setInsertionPointAfter(groups);
   endFunction();
 }
 

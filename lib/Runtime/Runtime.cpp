@@ -54,13 +54,16 @@ using PackBFn = void (*)(MemRefDesc *, int64_t, int64_t, int64_t, int64_t,
                          int64_t, MemRefDesc *);
 using GemmFn = void (*)(MemRefDesc *, MemRefDesc *, int64_t, int64_t, int64_t,
                         int64_t, int64_t, int64_t, float, MemRefDesc *,
-                        MemRefDesc *, int64_t);
+                        MemRefDesc *, int64_t, int64_t);
 
 constexpr uint32_t kF32InfBits = 0x7F800000u;
 constexpr float kMinRange = 0x1p-120f;
 /// Rows per statistics chunk: fixed, so that f64 sums do not depend on the
 /// number of threads.
 constexpr int64_t kMomentRows = 32;
+/// Bytes of A panels a GEMM keeps hot while B panels stream past: about half
+/// of a per-core L2 cache.
+constexpr int64_t kPanelGroupBytes = 192 * 1024;
 /// Largest |a * b| of two codes when at most one is log4.
 constexpr int64_t kMaxCodeProduct = 15 * 64;
 
@@ -478,13 +481,16 @@ Result<LaunchStatus> KernelImpl::launch(const LaunchArgs &args) const {
   float scale = lhs.scale * rhs.scale;
   if (samples > 1)
     scale = scale * (1.0f / float(samples));
+  // Row blocks per group: as many A panels as fit the cache budget.
+  int64_t panelBytes = int64_t(samples) * Kp * kCpuTileRows * 4;
+  int64_t group = std::max<int64_t>(1, kPanelGroupBytes / std::max<int64_t>(1, panelBytes));
   parallelFor(pool, rowBlocks, threads, [&](int64_t b0, int64_t b1) {
     MemRefDesc a = memref(panelA.data(), int64_t(panelA.size()));
     MemRefDesc b = memref(panelB.data(), int64_t(panelB.size()));
     MemRefDesc bias = memref(args.bias, s.bias ? N : 0);
     MemRefDesc out = memref(args.out.data, M * args.out.rowStride);
     stages.gemm(&a, &b, M, N, Kp, samples, b0, b1, scale, &bias, &out,
-                args.out.rowStride);
+                args.out.rowStride, group);
   });
 
   status.nonfinite = lhs.nonfinite || rhs.nonfinite;

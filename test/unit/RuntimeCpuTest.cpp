@@ -263,6 +263,14 @@ TEST(RuntimeCpu, WeightGradSmp4Unsigned) {
   checkSpec(lq::GemmSpec::weightGrad(DType::F32, 4, true), 7);
 }
 
+// With a long K only a few row blocks fit the cache budget of a panel
+// group: the GEMM then walks several groups, across threads.
+TEST(RuntimeCpu, LongReductionUsesSeveralPanelGroups) {
+  std::mt19937 rng(12);
+  checkCase({lq::GemmSpec::backwardData(), 61, 35, 4001}, rng);
+  checkCase({lq::GemmSpec::weightGrad(DType::F32, 2), 55, 19, 3003}, rng);
+}
+
 TEST(RuntimeCpu, BackwardDataHindsightCountsOverflow) {
   lq::GemmSpec spec = lq::GemmSpec::backwardData();
   spec.hindsight = true;
