@@ -24,6 +24,11 @@ using namespace lq::runtime;
 
 namespace {
 
+/// LLVM optimization level of kernel modules: they arrive vectorized and
+/// unrolled by construction, so O1 is enough to clean them up and keeps a
+/// cold compile short.
+constexpr unsigned kOptLevel = 1;
+
 llvm::Error makeError(const llvm::Twine &message) {
   return llvm::createStringError(llvm::inconvertibleErrorCode(), message);
 }
@@ -54,6 +59,11 @@ void internalizeStageBodies(llvm::Module &module) {
 }
 
 } // namespace
+
+std::string HostJit::options() {
+  return "llvm-opt=O" + std::to_string(kOptLevel) +
+         " codegen=aggressive internalized-stages";
+}
 
 llvm::Expected<void *> LoadedObject::lookup(llvm::StringRef name) const {
   auto address = jit.lookup(dylib, ("_mlir_ciface_" + name).str());
@@ -90,19 +100,29 @@ llvm::Expected<std::unique_ptr<HostJit>> HostJit::create() {
   return host;
 }
 
-llvm::Expected<std::string> HostJit::compile(const CpuGemmSpec &spec,
-                                             bool quantizeOnly,
+HostJit::KernelModule HostJit::build(const CpuGemmSpec &spec,
+                                     bool quantizeOnly) {
+  KernelModule kernels;
+  kernels.context = std::make_unique<mlir::MLIRContext>(
+      mlir::MLIRContext::Threading::DISABLED);
+  kernels.module = quantizeOnly
+                       ? buildCpuQuantizeKernels(*kernels.context, spec.lhs)
+                       : buildCpuGemmKernels(*kernels.context, spec);
+  llvm::raw_string_ostream os(kernels.text);
+  kernels.module->print(os);
+  return kernels;
+}
+
+llvm::Expected<std::string> HostJit::compile(KernelModule &kernels,
                                              llvm::StringRef dumpDir,
                                              llvm::StringRef name) {
-  mlir::MLIRContext ctx(mlir::MLIRContext::Threading::DISABLED);
-  mlir::OwningOpRef<mlir::ModuleOp> module =
-      quantizeOnly ? buildCpuQuantizeKernels(ctx, spec.lhs)
-                   : buildCpuGemmKernels(ctx, spec);
+  mlir::MLIRContext &ctx = *kernels.context;
+  mlir::ModuleOp module = *kernels.module;
   dumpStage(dumpDir, name, "1-kernels.mlir",
-            [&](llvm::raw_ostream &os) { module->print(os); });
-  if (mlir::failed(module->verify()))
+            [&](llvm::raw_ostream &os) { os << kernels.text; });
+  if (mlir::failed(module.verify()))
     return makeError("generated kernel module does not verify: " + name);
-  if (mlir::failed(lowerCpuKernelsToLLVM(*module)))
+  if (mlir::failed(lowerCpuKernelsToLLVM(module)))
     return makeError("lowering kernels to the LLVM dialect failed: " + name);
   dumpStage(dumpDir, name, "2-llvm-dialect.mlir",
             [&](llvm::raw_ostream &os) { module->print(os); });
@@ -111,7 +131,7 @@ llvm::Expected<std::string> HostJit::compile(const CpuGemmSpec &spec,
   mlir::registerLLVMDialectTranslation(ctx);
   llvm::LLVMContext llvmContext;
   std::unique_ptr<llvm::Module> llvmModule =
-      mlir::translateModuleToLLVMIR(*module, llvmContext, name);
+      mlir::translateModuleToLLVMIR(module, llvmContext, name);
   if (!llvmModule)
     return makeError("translation to LLVM IR failed: " + name);
 
@@ -119,9 +139,7 @@ llvm::Expected<std::string> HostJit::compile(const CpuGemmSpec &spec,
   llvmModule->setDataLayout(targetMachine->createDataLayout());
   llvmModule->setTargetTriple(targetMachine->getTargetTriple());
   internalizeStageBodies(*llvmModule);
-  // The kernels arrive vectorized and unrolled by construction: O1 is enough
-  // to clean them up, and keeps a cold compile short.
-  auto optimize = mlir::makeOptimizingTransformer(/*optLevel=*/1,
+  auto optimize = mlir::makeOptimizingTransformer(kOptLevel,
                                                   /*sizeLevel=*/0,
                                                   targetMachine.get());
   if (llvm::Error err = optimize(llvmModule.get()))

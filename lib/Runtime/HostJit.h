@@ -11,6 +11,8 @@
 
 #include "lq/Conversion/CpuKernels.h"
 
+#include "mlir/IR/MLIRContext.h"
+
 #include "llvm/ExecutionEngine/Orc/LLJIT.h"
 #include "llvm/Support/Error.h"
 
@@ -39,16 +41,27 @@ class HostJit {
 public:
   static llvm::Expected<std::unique_ptr<HostJit>> create();
 
-  /// Builds the CPU kernel module of a GEMM (or, with `quantizeOnly`, of the
-  /// standalone quantizer of `spec.lhs`) and compiles it to an object.
-  /// With `dumpDir`, every stage's IR is written there.
-  llvm::Expected<std::string> compile(const CpuGemmSpec &spec,
-                                      bool quantizeOnly,
+  /// The CPU kernel module of a GEMM (or, with `quantizeOnly`, of the
+  /// standalone quantizer of `spec.lhs`), in its own context.
+  struct KernelModule {
+    std::unique_ptr<mlir::MLIRContext> context;
+    mlir::OwningOpRef<mlir::ModuleOp> module;
+    /// The module printed: what the cache key hashes.
+    std::string text;
+  };
+  static KernelModule build(const CpuGemmSpec &spec, bool quantizeOnly);
+
+  /// Lowers and compiles a kernel module to an object. With `dumpDir`,
+  /// every stage's IR is written there.
+  llvm::Expected<std::string> compile(KernelModule &kernels,
                                       llvm::StringRef dumpDir,
                                       llvm::StringRef name);
 
   llvm::Expected<std::shared_ptr<LoadedObject>>
   load(std::shared_ptr<const std::string> object, llvm::StringRef name);
+
+  /// The compilation options an object depends on (part of the cache key).
+  static std::string options();
 
   /// Host CPU name and feature string the objects are compiled for.
   const std::string &cpu() const { return cpuName; }

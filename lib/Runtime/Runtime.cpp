@@ -558,8 +558,12 @@ RuntimeImpl::compile(const GemmSpec &spec, bool quantizeOnly) {
     return R::failure(llvm::toString(host.takeError()));
   CpuGemmSpec cpuSpec = toCpuSpec(spec);
   std::string name = quantizeOnly ? "lq_quantize" : "lq_gemm";
+  // The generated IR is part of the key: a change of the generator changes
+  // the key even where the spec and versions do not.
+  HostJit::KernelModule kernels = HostJit::build(cpuSpec, quantizeOnly);
   std::string key = makeCacheKey({{"kernel", description},
-                                  {"cpu-spec", cpuSpec.describe()},
+                                  {"ir", kernels.text},
+                                  {"options", HostJit::options()},
                                   {"lq", lqVersion()},
                                   {"llvm", LLVM_VERSION_STRING},
                                   {"triple", (*host)->triple()},
@@ -571,7 +575,7 @@ RuntimeImpl::compile(const GemmSpec &spec, bool quantizeOnly) {
   auto entry = CompileCache::global().getOrCompile(
       key, [&]() -> llvm::Expected<CompileResult> {
         auto object =
-            (*host)->compile(cpuSpec, quantizeOnly, dumpDir, name + "." + key.substr(0, 16));
+            (*host)->compile(kernels, dumpDir, name + "." + key.substr(0, 16));
         if (!object)
           return object.takeError();
         return CompileResult{std::move(*object), description};
