@@ -129,7 +129,24 @@ CpuGemmSpec toCpuSpec(const GemmSpec &spec) {
   return cpu;
 }
 
+bool knownFormat(Format f) {
+  return f == Format::SInt4 || f == Format::UInt4 || f == Format::Log4;
+}
+
+bool knownDType(DType d) {
+  return d == DType::F32 || d == DType::BF16 || d == DType::Packed4;
+}
+
 std::string validateSpec(const GemmSpec &spec) {
+  if (!knownFormat(spec.lhs.format) || !knownFormat(spec.rhs.format))
+    return "unknown operand format";
+  if (!knownDType(spec.lhs.dtype) || !knownDType(spec.rhs.dtype))
+    return "unknown operand dtype";
+  if (!knownDType(spec.output))
+    return "unknown output dtype";
+  if (spec.target != Target::HostCPU && spec.target != Target::CudaSm80 &&
+      spec.target != Target::CudaSm90a)
+    return "unknown target";
   if (spec.target != Target::HostCPU)
     return "target not supported by the host runtime: use a CUDA build and "
            "device for sm_80/sm_90a kernels";
@@ -282,7 +299,25 @@ std::string checkTensor(const char *name, const TensorRef &t, DType dtype) {
            " is smaller than a row (" + std::to_string(minStride) + ")";
   if (t.rows > 0 && t.cols > 0 && t.data == nullptr)
     return prefix + "null data for a non-empty tensor";
+  // Workspaces hold up to 64 SMP samples of codes of a tensor: its bytes
+  // times 64 must fit, with room to spare.
+  int64_t bytes;
+  if (__builtin_mul_overflow(t.rows, t.rowStride, &bytes) ||
+      __builtin_mul_overflow(bytes, int64_t(elementBytes(dtype)) * 64, &bytes))
+    return prefix + "shape " + std::to_string(t.rows) + "x" +
+           std::to_string(t.cols) + " with row stride " +
+           std::to_string(t.rowStride) + " is too large";
   return "";
+}
+
+/// Scales of packed operands multiply every output: they must be finite and
+/// not negative.
+std::string checkScale(const char *name, float scale) {
+  if (std::isfinite(scale) && scale >= 0.0f)
+    return "";
+  return std::string(name) + ": the scale of a packed operand must be finite "
+                             "and >= 0, got " +
+         std::to_string(scale);
 }
 
 std::string shapeString(int64_t r, int64_t c) {
@@ -425,6 +460,9 @@ Result<LaunchStatus> KernelImpl::launch(const LaunchArgs &args) const {
     return Result<LaunchStatus>::failure(
         "out: shape " + shapeString(args.out.rows, args.out.cols) +
         " does not match the product's " + shapeString(M, N));
+  if (!s.bias && args.bias != nullptr)
+    return Result<LaunchStatus>::failure(
+        "bias: given, but the kernel was compiled without a bias");
   if (s.bias && (args.bias == nullptr || args.biasLength != N))
     return Result<LaunchStatus>::failure(
         "bias: the kernel needs " + std::to_string(N) + " values, got " +
@@ -449,6 +487,8 @@ Result<LaunchStatus> KernelImpl::launch(const LaunchArgs &args) const {
     lhsStride = args.lhs.cols;
     lhsSampleStride = args.lhs.rows * args.lhs.cols;
   } else {
+    if (std::string error = checkScale("lhs", args.lhsScale); !error.empty())
+      return Result<LaunchStatus>::failure(error);
     lhs.scale = args.lhsScale;
   }
   if (s.rhs.dtype != DType::Packed4) {
@@ -456,6 +496,8 @@ Result<LaunchStatus> KernelImpl::launch(const LaunchArgs &args) const {
     rhsSrc = rhs.codes.data();
     rhsStride = args.rhs.cols;
   } else {
+    if (std::string error = checkScale("rhs", args.rhsScale); !error.empty())
+      return Result<LaunchStatus>::failure(error);
     rhs.scale = args.rhsScale;
   }
 
@@ -643,8 +685,10 @@ Result<Kernel> Runtime::compile(const GemmSpec &spec) {
 
 Result<QuantizeStatus> Runtime::quantize(const QuantizeArgs &args) {
   using R = Result<QuantizeStatus>;
-  if (args.input.dtype == DType::Packed4)
+  if (args.input.dtype != DType::F32 && args.input.dtype != DType::BF16)
     return R::failure("input: quantize takes f32 or bf16 values");
+  if (!knownFormat(args.format))
+    return R::failure("unknown format");
   if (args.maxEstimate && args.format != Format::Log4)
     return R::failure("a max estimate applies to LUQ (log4) only");
   for (auto check :

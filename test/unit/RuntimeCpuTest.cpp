@@ -10,7 +10,8 @@
 #include "lq/Numerics/Numerics.h"
 #include "lq/Runtime/Runtime.h"
 
-#include "llvm/Support/FileSystem.h"
+#include "KernelCacheEnvironment.h"
+
 
 #include <gtest/gtest.h>
 
@@ -26,20 +27,8 @@ using lq::Format;
 
 namespace {
 
-/// Keeps compiled kernels of this test out of the user's cache.
-class TempCacheEnvironment : public ::testing::Environment {
-public:
-  void SetUp() override {
-    llvm::SmallString<128> dir;
-    ASSERT_FALSE(llvm::sys::fs::createUniqueDirectory("lq-runtime-test", dir));
-    path = std::string(dir);
-    setenv("LQ_CACHE_DIR", path.c_str(), 1);
-  }
-  void TearDown() override { llvm::sys::fs::remove_directories(path); }
-  std::string path;
-};
 const auto *cacheEnvironment =
-    ::testing::AddGlobalTestEnvironment(new TempCacheEnvironment);
+    ::testing::AddGlobalTestEnvironment(new KernelCacheEnvironment);
 
 num::Format numericsFormat(Format f) {
   switch (f) {
