@@ -614,17 +614,28 @@ RuntimeImpl::compile(const GemmSpec &spec, bool quantizeOnly) {
   std::string dumpDir;
   if (std::optional<std::string> dir = llvm::sys::Process::GetEnv("LQ_DUMP_DIR"))
     dumpDir = *dir;
-  auto entry = CompileCache::global().getOrCompile(
-      key, [&]() -> llvm::Expected<CompileResult> {
-        auto object =
-            (*host)->compile(kernels, dumpDir, name + "." + key.substr(0, 16));
-        if (!object)
-          return object.takeError();
-        return CompileResult{std::move(*object), description};
-      });
-  if (!entry)
-    return R::failure(llvm::toString(entry.takeError()));
-  auto object = (*host)->load(entry->blob, name);
+  auto compileObject = [&]() -> llvm::Expected<CompileResult> {
+    auto object =
+        (*host)->compile(kernels, dumpDir, name + "." + key.substr(0, 16));
+    if (!object)
+      return object.takeError();
+    return CompileResult{std::move(*object), description};
+  };
+  // A dump asks to see the compilation: compile even when the cache holds
+  // the object.
+  std::shared_ptr<const std::string> blob;
+  if (!dumpDir.empty()) {
+    auto compiled = compileObject();
+    if (!compiled)
+      return R::failure(llvm::toString(compiled.takeError()));
+    blob = std::make_shared<const std::string>(std::move(compiled->blob));
+  } else {
+    auto entry = CompileCache::global().getOrCompile(key, compileObject);
+    if (!entry)
+      return R::failure(llvm::toString(entry.takeError()));
+    blob = entry->blob;
+  }
+  auto object = (*host)->load(blob, name);
   if (!object)
     return R::failure(llvm::toString(object.takeError()));
 

@@ -12,9 +12,13 @@
 
 #include "KernelCacheEnvironment.h"
 
+#include "llvm/Support/FileSystem.h"
+#include "llvm/Support/Path.h"
+
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <random>
@@ -449,6 +453,32 @@ TEST(RuntimeProgram, BadProgramsAreErrors) {
   ASSERT_FALSE(invalid.ok());
   EXPECT_NE(invalid.error().find("needs a seed"), std::string::npos)
       << invalid.error();
+}
+
+} // namespace
+
+namespace {
+
+TEST(RuntimeDump, EveryStageIsWrittenToTheDumpDirectory) {
+  llvm::SmallString<128> dir;
+  ASSERT_FALSE(llvm::sys::fs::createUniqueDirectory("lq-dump-test", dir));
+  setenv("LQ_DUMP_DIR", dir.c_str(), 1);
+  lq::Runtime::get().clearMemoryCache();
+  auto kernel = lq::Runtime::get().compile(lq::GemmSpec::forward());
+  unsetenv("LQ_DUMP_DIR");
+  ASSERT_TRUE(kernel.ok()) << kernel.error();
+  std::vector<std::string> stages;
+  std::error_code ec;
+  for (llvm::sys::fs::directory_iterator it(dir, ec), end; it != end && !ec;
+       it.increment(ec))
+    stages.push_back(llvm::sys::path::filename(it->path()).str());
+  std::sort(stages.begin(), stages.end());
+  ASSERT_EQ(stages.size(), 4u);
+  EXPECT_NE(stages[0].find(".1-kernels.mlir"), std::string::npos);
+  EXPECT_NE(stages[1].find(".2-llvm-dialect.mlir"), std::string::npos);
+  EXPECT_NE(stages[2].find(".3-optimized.ll"), std::string::npos);
+  EXPECT_NE(stages[3].find(".4-host.s"), std::string::npos);
+  llvm::sys::fs::remove_directories(dir);
 }
 
 } // namespace
