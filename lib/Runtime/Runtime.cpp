@@ -167,24 +167,39 @@ std::string validateSpec(const GemmSpec &spec) {
   return "";
 }
 
-/// Runs body(begin, end) over [0, count) split into at most `parts` ranges
-/// on the pool, and waits.
-void parallelFor(llvm::ThreadPoolInterface &pool, int64_t count, int64_t parts,
-                 llvm::function_ref<void(int64_t, int64_t)> body) {
-  parts = std::max<int64_t>(1, std::min(parts, count));
+/// Runs body(part, begin, end) over [0, count) split into at most
+/// `maxParts` ranges of at least `grain` items each, on the pool, and
+/// waits. Work too small to pay for a thread hand-off runs inline.
+void parallelFor(llvm::ThreadPoolInterface &pool, int64_t count,
+                 int64_t maxParts, int64_t grain,
+                 llvm::function_ref<void(int64_t, int64_t, int64_t)> body) {
+  if (count <= 0)
+    return;
+  int64_t parts =
+      std::clamp<int64_t>(count / std::max<int64_t>(1, grain), 1, maxParts);
   if (parts == 1) {
-    if (count > 0)
-      body(0, count);
+    body(0, 0, count);
     return;
   }
   llvm::ThreadPoolTaskGroup group(pool);
   int64_t step = (count + parts - 1) / parts;
-  for (int64_t begin = step; begin < count; begin += step) {
-    int64_t end = std::min(count, begin + step);
-    group.async([=] { body(begin, end); });
+  for (int64_t part = 1; part * step < count; ++part) {
+    int64_t begin = part * step, end = std::min(count, begin + step);
+    group.async([=] { body(part, begin, end); });
   }
-  body(0, std::min(count, step));
+  body(0, 0, std::min(count, step));
   group.wait();
+}
+
+/// Items per thread below which handing work to another thread costs more
+/// than it saves: about 16K elements of a quantizer's rows, or 256K
+/// multiply-adds of GEMM tiles.
+int64_t rowGrain(int64_t cols) {
+  return (16384 + std::max<int64_t>(1, cols) - 1) / std::max<int64_t>(1, cols);
+}
+int64_t tileGrain(int64_t macsPerItem) {
+  return (262144 + std::max<int64_t>(1, macsPerItem) - 1) /
+         std::max<int64_t>(1, macsPerItem);
 }
 
 } // namespace
@@ -344,11 +359,9 @@ KernelImpl::quantizeOperand(int side, const OperandSpec &op,
     float m = args.maxEstimate;
     if (!spec.hindsight) {
       std::vector<int32_t> partial(2 * parts, 0);
-      std::vector<int64_t> bounds(parts + 1, rows);
-      parallelFor(pool, rows, parts, [&](int64_t r0, int64_t r1) {
-        int64_t chunk = (rows + parts - 1) / parts;
-        int64_t slot = r0 / chunk;
-        MemRefDesc out = memref(&partial[2 * slot], 2);
+      parallelFor(pool, rows, parts, rowGrain(cols), [&](int64_t part,
+                                                         int64_t r0, int64_t r1) {
+        MemRefDesc out = memref(&partial[2 * part], 2);
         MemRefDesc input = in;
         stages.maxAbs[side](&input, rows, cols, t.rowStride, r0, r1, &out);
       });
@@ -370,7 +383,8 @@ KernelImpl::quantizeOperand(int side, const OperandSpec &op,
   } else {
     int64_t chunks = (rows + kMomentRows - 1) / kMomentRows;
     std::vector<double> partial(4 * chunks, 0.0);
-    parallelFor(pool, chunks, parts, [&](int64_t c0, int64_t c1) {
+    parallelFor(pool, chunks, parts, rowGrain(cols) / kMomentRows,
+                [&](int64_t, int64_t c0, int64_t c1) {
       for (int64_t c = c0; c < c1; ++c) {
         MemRefDesc out = memref(&partial[4 * c], 4);
         MemRefDesc input = in;
@@ -400,9 +414,9 @@ KernelImpl::quantizeOperand(int side, const OperandSpec &op,
 
   std::vector<int32_t> stats(2 * parts * samples, 0);
   for (unsigned s = 0; s < samples; ++s) {
-    parallelFor(pool, rows, parts, [&](int64_t r0, int64_t r1) {
-      int64_t chunk = (rows + parts - 1) / parts;
-      int64_t slot = s * parts + r0 / chunk;
+    parallelFor(pool, rows, parts, rowGrain(cols), [&](int64_t part, int64_t r0,
+                                                       int64_t r1) {
+      int64_t slot = s * parts + part;
       MemRefDesc input = in;
       MemRefDesc codes = memref(q.codes.data() + s * count, count);
       MemRefDesc out = memref(&stats[2 * slot], 2);
@@ -508,13 +522,15 @@ Result<LaunchStatus> KernelImpl::launch(const LaunchArgs &args) const {
   std::vector<int16_t> panelB(size_t(colBlocks) * Kp * kCpuTileCols * 2);
   int64_t lhsBytes = lhsSampleStride * samples;
   int64_t rhsBytes = args.rhs.rows * rhsStride;
-  parallelFor(pool, rowBlocks, threads, [&](int64_t b0, int64_t b1) {
+  parallelFor(pool, rowBlocks, threads, rowGrain(kCpuTileRows * K * samples),
+              [&](int64_t, int64_t b0, int64_t b1) {
     MemRefDesc src = memref(lhsSrc, lhsBytes);
     MemRefDesc panel = memref(panelA.data(), int64_t(panelA.size()));
     stages.packA(&src, M, K, samples, lhsStride, lhsSampleStride, b0, b1,
                  &panel);
   });
-  parallelFor(pool, colBlocks, threads, [&](int64_t b0, int64_t b1) {
+  parallelFor(pool, colBlocks, threads, rowGrain(kCpuTileCols * K),
+              [&](int64_t, int64_t b0, int64_t b1) {
     MemRefDesc src = memref(rhsSrc, rhsBytes);
     MemRefDesc panel = memref(panelB.data(), int64_t(panelB.size()));
     stages.packB(&src, K, N, rhsStride, b0, b1, &panel);
@@ -526,7 +542,9 @@ Result<LaunchStatus> KernelImpl::launch(const LaunchArgs &args) const {
   // Row blocks per group: as many A panels as fit the cache budget.
   int64_t panelBytes = int64_t(samples) * Kp * kCpuTileRows * 4;
   int64_t group = std::max<int64_t>(1, kPanelGroupBytes / std::max<int64_t>(1, panelBytes));
-  parallelFor(pool, rowBlocks, threads, [&](int64_t b0, int64_t b1) {
+  parallelFor(pool, rowBlocks, threads,
+              tileGrain(kCpuTileRows * N * K * int64_t(samples)),
+              [&](int64_t, int64_t b0, int64_t b1) {
     MemRefDesc a = memref(panelA.data(), int64_t(panelA.size()));
     MemRefDesc b = memref(panelB.data(), int64_t(panelB.size()));
     MemRefDesc bias = memref(args.bias, s.bias ? N : 0);
@@ -729,7 +747,8 @@ Result<QuantizeStatus> Runtime::quantize(const QuantizeArgs &args) {
   KernelImpl::Quantized q =
       k.quantizeOperand(0, spec.lhs, args.input, 1, args.sample, launch);
   const TensorRef &out = args.output;
-  parallelFor(k.pool, out.rows, k.threads, [&](int64_t r0, int64_t r1) {
+  parallelFor(k.pool, out.rows, k.threads, rowGrain(out.cols),
+              [&](int64_t, int64_t r0, int64_t r1) {
     MemRefDesc codes = memref(q.codes.data(), int64_t(q.codes.size()));
     MemRefDesc bytes = memref(out.data, out.rows * out.rowStride);
     k.stages.pack4(&codes, out.rows, out.cols, r0, r1, &bytes, out.rowStride);
