@@ -275,7 +275,7 @@ public:
   Result<LaunchStatus> launch(const LaunchArgs &args) const;
 
   struct Quantized {
-    std::vector<int8_t> codes; // float operands: one code per byte
+    std::unique_ptr<int8_t[]> codes; // float operands: one code per byte
     float scale = 0.0f;
     bool nonfinite = false;
     uint64_t overflow = 0;
@@ -348,7 +348,8 @@ KernelImpl::quantizeOperand(int side, const OperandSpec &op,
                             const LaunchArgs &args) const {
   Quantized q;
   int64_t rows = t.rows, cols = t.cols, count = rows * cols;
-  q.codes.assign(size_t(count) * samples, 0);
+  // Every code is written by the quantizer, or zeroed below.
+  q.codes.reset(new int8_t[size_t(count) * samples]);
   MemRefDesc in = memref(t.data, rows * t.rowStride);
   int64_t parts = threads;
   bool luq = op.format == Format::Log4;
@@ -409,8 +410,10 @@ KernelImpl::quantizeOperand(int side, const OperandSpec &op,
     inv = levels / clip;
     q.scale = zero ? 0.0f : clip / levels;
   }
-  if (zero)
-    return q; // codes are already zero
+  if (zero) {
+    std::memset(q.codes.get(), 0, size_t(count) * samples);
+    return q;
+  }
 
   std::vector<int32_t> stats(2 * parts * samples, 0);
   for (unsigned s = 0; s < samples; ++s) {
@@ -418,7 +421,7 @@ KernelImpl::quantizeOperand(int side, const OperandSpec &op,
                                                        int64_t r1) {
       int64_t slot = s * parts + part;
       MemRefDesc input = in;
-      MemRefDesc codes = memref(q.codes.data() + s * count, count);
+      MemRefDesc codes = memref(q.codes.get() + s * count, count);
       MemRefDesc out = memref(&stats[2 * slot], 2);
       stages.quant[side](&input, rows, cols, t.rowStride, r0, r1, &codes, inv,
                          args.seed, args.stream, firstSample + s, &out);
@@ -433,7 +436,7 @@ KernelImpl::quantizeOperand(int side, const OperandSpec &op,
     q.nonfinite |= raw >= kF32InfBits;
     q.max = q.nonfinite ? 0.0f : bitsToFloat(raw);
     if (q.nonfinite) {
-      std::fill(q.codes.begin(), q.codes.end(), 0);
+      std::memset(q.codes.get(), 0, size_t(count) * samples);
       q.scale = 0.0f;
       q.overflow = 0;
     }
@@ -497,7 +500,7 @@ Result<LaunchStatus> KernelImpl::launch(const LaunchArgs &args) const {
   int64_t lhsSampleStride = lhsRows * args.lhs.rowStride;
   if (s.lhs.dtype != DType::Packed4) {
     lhs = quantizeOperand(0, s.lhs, args.lhs, samples, 0, args);
-    lhsSrc = lhs.codes.data();
+    lhsSrc = lhs.codes.get();
     lhsStride = args.lhs.cols;
     lhsSampleStride = args.lhs.rows * args.lhs.cols;
   } else {
@@ -507,7 +510,7 @@ Result<LaunchStatus> KernelImpl::launch(const LaunchArgs &args) const {
   }
   if (s.rhs.dtype != DType::Packed4) {
     rhs = quantizeOperand(1, s.rhs, args.rhs, 1, 0, args);
-    rhsSrc = rhs.codes.data();
+    rhsSrc = rhs.codes.get();
     rhsStride = args.rhs.cols;
   } else {
     if (std::string error = checkScale("rhs", args.rhsScale); !error.empty())
@@ -518,22 +521,30 @@ Result<LaunchStatus> KernelImpl::launch(const LaunchArgs &args) const {
   int64_t Kp = (K + 1) / 2;
   int64_t rowBlocks = (M + kCpuTileRows - 1) / kCpuTileRows;
   int64_t colBlocks = (N + kCpuTileCols - 1) / kCpuTileCols;
-  std::vector<int32_t> panelA(size_t(rowBlocks) * samples * Kp * kCpuTileRows);
-  std::vector<int16_t> panelB(size_t(colBlocks) * Kp * kCpuTileCols * 2);
+  // Packing writes every element of both panels (padding included).
+  size_t panelASize = size_t(rowBlocks) * samples * Kp * kCpuTileRows;
+  size_t panelBSize = size_t(colBlocks) * Kp * kCpuTileCols * 2;
+  std::unique_ptr<int32_t[]> panelA(new int32_t[panelASize]);
+  std::unique_ptr<int16_t[]> panelB(new int16_t[panelBSize]);
   int64_t lhsBytes = lhsSampleStride * samples;
   int64_t rhsBytes = args.rhs.rows * rhsStride;
-  parallelFor(pool, rowBlocks, threads, rowGrain(kCpuTileRows * K * samples),
-              [&](int64_t, int64_t b0, int64_t b1) {
-    MemRefDesc src = memref(lhsSrc, lhsBytes);
-    MemRefDesc panel = memref(panelA.data(), int64_t(panelA.size()));
-    stages.packA(&src, M, K, samples, lhsStride, lhsSampleStride, b0, b1,
-                 &panel);
-  });
-  parallelFor(pool, colBlocks, threads, rowGrain(kCpuTileCols * K),
-              [&](int64_t, int64_t b0, int64_t b1) {
-    MemRefDesc src = memref(rhsSrc, rhsBytes);
-    MemRefDesc panel = memref(panelB.data(), int64_t(panelB.size()));
-    stages.packB(&src, K, N, rhsStride, b0, b1, &panel);
+  // Both operands in one hand-off: row blocks of A, then column blocks of B.
+  int64_t packItems = rowBlocks + colBlocks;
+  parallelFor(pool, packItems, threads,
+              rowGrain(std::max(kCpuTileRows * samples, kCpuTileCols) * K),
+              [&](int64_t, int64_t i0, int64_t i1) {
+    if (i0 < rowBlocks) {
+      MemRefDesc src = memref(lhsSrc, lhsBytes);
+      MemRefDesc panel = memref(panelA.get(), int64_t(panelASize));
+      stages.packA(&src, M, K, samples, lhsStride, lhsSampleStride, i0,
+                   std::min(i1, rowBlocks), &panel);
+    }
+    if (i1 > rowBlocks) {
+      MemRefDesc src = memref(rhsSrc, rhsBytes);
+      MemRefDesc panel = memref(panelB.get(), int64_t(panelBSize));
+      stages.packB(&src, K, N, rhsStride, std::max(i0, rowBlocks) - rowBlocks,
+                   i1 - rowBlocks, &panel);
+    }
   });
 
   float scale = lhs.scale * rhs.scale;
@@ -545,8 +556,8 @@ Result<LaunchStatus> KernelImpl::launch(const LaunchArgs &args) const {
   parallelFor(pool, rowBlocks, threads,
               tileGrain(kCpuTileRows * N * K * int64_t(samples)),
               [&](int64_t, int64_t b0, int64_t b1) {
-    MemRefDesc a = memref(panelA.data(), int64_t(panelA.size()));
-    MemRefDesc b = memref(panelB.data(), int64_t(panelB.size()));
+    MemRefDesc a = memref(panelA.get(), int64_t(panelASize));
+    MemRefDesc b = memref(panelB.get(), int64_t(panelBSize));
     MemRefDesc bias = memref(args.bias, s.bias ? N : 0);
     MemRefDesc out = memref(args.out.data, M * args.out.rowStride);
     stages.gemm(&a, &b, M, N, Kp, samples, b0, b1, scale, &bias, &out,
@@ -749,7 +760,7 @@ Result<QuantizeStatus> Runtime::quantize(const QuantizeArgs &args) {
   const TensorRef &out = args.output;
   parallelFor(k.pool, out.rows, k.threads, rowGrain(out.cols),
               [&](int64_t, int64_t r0, int64_t r1) {
-    MemRefDesc codes = memref(q.codes.data(), int64_t(q.codes.size()));
+    MemRefDesc codes = memref(q.codes.get(), out.rows * out.cols);
     MemRefDesc bytes = memref(out.data, out.rows * out.rowStride);
     k.stages.pack4(&codes, out.rows, out.cols, r0, r1, &bytes, out.rowStride);
   });
