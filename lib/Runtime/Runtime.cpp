@@ -282,6 +282,14 @@ public:
     float max = 0.0f;   // LUQ: max |x| over the finite elements
     float range = 0.0f; // the LUQ max or estimate, or the SAWB clip
   };
+  struct SawbStats {
+    float clip = 0.0f; // the SAWB clip rule on the kernel's moments
+    float max = 0.0f;  // max |x| over the finite elements
+    bool nonfinite = false;
+  };
+  /// The SAWB statistics of a float operand (moments in fixed row chunks).
+  SawbStats sawbStatistics(int side, const TensorRef &t) const;
+
   /// Statistics, scale and codes of a float operand; SMP sample ids are
   /// firstSample, firstSample + 1, ...
   Quantized quantizeOperand(int side, const OperandSpec &op,
@@ -341,6 +349,38 @@ std::string shapeString(int64_t r, int64_t c) {
 
 } // namespace
 
+KernelImpl::SawbStats KernelImpl::sawbStatistics(int side,
+                                                 const TensorRef &t) const {
+  int64_t rows = t.rows, cols = t.cols;
+  int64_t chunks = (rows + kMomentRows - 1) / kMomentRows;
+  std::vector<double> partial(4 * chunks, 0.0);
+  MemRefDesc in = memref(t.data, rows * t.rowStride);
+  parallelFor(pool, chunks, threads, rowGrain(cols) / kMomentRows,
+              [&](int64_t, int64_t c0, int64_t c1) {
+    for (int64_t c = c0; c < c1; ++c) {
+      MemRefDesc out = memref(&partial[4 * c], 4);
+      MemRefDesc input = in;
+      stages.moments[side](&input, rows, cols, t.rowStride, c * kMomentRows,
+                           std::min(rows, (c + 1) * kMomentRows), &out);
+    }
+  });
+  SawbStats stats;
+  double sumSquares = 0.0, sumMagnitudes = 0.0;
+  for (int64_t c = 0; c < chunks; ++c) {
+    sumSquares += partial[4 * c];
+    sumMagnitudes += partial[4 * c + 1];
+    stats.max = std::max(stats.max, float(partial[4 * c + 2]));
+    stats.nonfinite |=
+        !(partial[4 * c + 3] < double(bitsToFloat(kF32InfBits)));
+  }
+  if (stats.nonfinite)
+    stats.clip = std::numeric_limits<float>::quiet_NaN();
+  else if (rows * cols > 0)
+    stats.clip = numerics::sawbClipFromMoments(
+        sumSquares, sumMagnitudes, double(rows * cols), stats.max);
+  return stats;
+}
+
 KernelImpl::Quantized
 KernelImpl::quantizeOperand(int side, const OperandSpec &op,
                             const TensorRef &t, unsigned samples,
@@ -382,28 +422,9 @@ KernelImpl::quantizeOperand(int side, const OperandSpec &op,
     inv = 64.0f / m;
     q.scale = zero ? 0.0f : m / 64.0f;
   } else {
-    int64_t chunks = (rows + kMomentRows - 1) / kMomentRows;
-    std::vector<double> partial(4 * chunks, 0.0);
-    parallelFor(pool, chunks, parts, rowGrain(cols) / kMomentRows,
-                [&](int64_t, int64_t c0, int64_t c1) {
-      for (int64_t c = c0; c < c1; ++c) {
-        MemRefDesc out = memref(&partial[4 * c], 4);
-        MemRefDesc input = in;
-        stages.moments[side](&input, rows, cols, t.rowStride, c * kMomentRows,
-                             std::min(rows, (c + 1) * kMomentRows), &out);
-      }
-    });
-    double sumSquares = 0.0, sumMagnitudes = 0.0;
-    float max = 0.0f;
-    for (int64_t c = 0; c < chunks; ++c) {
-      sumSquares += partial[4 * c];
-      sumMagnitudes += partial[4 * c + 1];
-      max = std::max(max, float(partial[4 * c + 2]));
-      q.nonfinite |= !(partial[4 * c + 3] < double(bitsToFloat(kF32InfBits)));
-    }
-    float clip = count == 0 ? 0.0f
-                            : numerics::sawbClipFromMoments(
-                                  sumSquares, sumMagnitudes, double(count), max);
+    SawbStats stats = sawbStatistics(side, t);
+    q.nonfinite = stats.nonfinite;
+    float clip = stats.clip;
     q.range = clip;
     float levels = op.format == Format::SInt4 ? 7.0f : 15.0f;
     zero = q.nonfinite || !usableRange(clip);
@@ -770,6 +791,27 @@ Result<QuantizeStatus> Runtime::quantize(const QuantizeArgs &args) {
   status.overflow = q.overflow;
   status.range = args.format == Format::Log4 ? q.max : q.range;
   return status;
+}
+
+Result<TensorStatistics> Runtime::statistics(const TensorRef &input) {
+  using R = Result<TensorStatistics>;
+  if (input.dtype != DType::F32 && input.dtype != DType::BF16)
+    return R::failure("input: statistics take f32 or bf16 values");
+  if (std::string check = checkTensor("input", input, input.dtype);
+      !check.empty())
+    return R::failure(check);
+  // The SAWB quantizer of this dtype holds the moments stage.
+  GemmSpec spec;
+  spec.lhs = {Format::SInt4, input.dtype, false};
+  auto kernel = impl->compile(spec, /*quantizeOnly=*/true);
+  if (!kernel)
+    return R::failure(kernel.error());
+  KernelImpl::SawbStats stats = (*kernel)->sawbStatistics(0, input);
+  TensorStatistics result;
+  result.maxAbs = stats.max;
+  result.sawbClip = stats.clip;
+  result.nonfinite = stats.nonfinite;
+  return result;
 }
 
 CacheCounters Runtime::cacheCounters() const {

@@ -20,6 +20,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <cstdlib>
 #include <random>
 #include <string>
@@ -479,6 +480,35 @@ TEST(RuntimeDump, EveryStageIsWrittenToTheDumpDirectory) {
   EXPECT_NE(stages[2].find(".3-optimized.ll"), std::string::npos);
   EXPECT_NE(stages[3].find(".4-host.s"), std::string::npos);
   llvm::sys::fs::remove_directories(dir);
+}
+
+} // namespace
+
+namespace {
+
+TEST(RuntimeStatistics, MaxAndClipOfAFloatTensor) {
+  std::mt19937 rng(13);
+  for (auto [rows, cols] : {std::pair<int64_t, int64_t>{1, 1}, {37, 53},
+                            {100, 8}, {3, 1001}}) {
+    Matrix x(rows, cols, rng, false);
+    for (DType dtype : {DType::F32, DType::BF16}) {
+      auto stats = lq::Runtime::get().statistics(x.ref(dtype));
+      ASSERT_TRUE(stats.ok()) << stats.error();
+      num::MaxAbsResult max = num::maxAbs(x.view(dtype));
+      num::SawbClipResult clip = num::sawbClip(x.view(dtype));
+      EXPECT_EQ(num::floatToBits(stats->maxAbs), num::floatToBits(max.maxAbs));
+      EXPECT_NEAR(stats->sawbClip, clip.clip, 1e-5f * clip.clip);
+      EXPECT_FALSE(stats->nonfinite);
+    }
+    x.f32[rows * cols / 2] = -std::numeric_limits<float>::infinity();
+    auto bad = lq::Runtime::get().statistics(x.ref(DType::F32));
+    ASSERT_TRUE(bad.ok());
+    EXPECT_TRUE(bad->nonfinite);
+    EXPECT_TRUE(std::isnan(bad->sawbClip));
+  }
+  auto packed = lq::Runtime::get().statistics(lq::TensorRef::packed4(
+      static_cast<const uint8_t *>(nullptr), 0, 0));
+  EXPECT_FALSE(packed.ok());
 }
 
 } // namespace

@@ -196,6 +196,15 @@ struct QuantizeStatus {
   float range = 0.0f;
 };
 
+/// Scale statistics of one float tensor, as the kernels compute them.
+struct TensorStatistics {
+  /// max |x| over the finite elements: the LUQ scale input.
+  float maxAbs = 0.0f;
+  /// The SAWB clip (NaN when an element is not finite).
+  float sawbClip = 0.0f;
+  bool nonfinite = false;
+};
+
 class KernelImpl;
 
 /// A compiled kernel: cheap to copy, safe to launch from several threads.
@@ -228,6 +237,8 @@ public:
   Result<Kernel> compile(const GemmSpec &spec);
   /// compile(GemmSpec::fromProgram(program)).
   Result<Kernel> compileProgram(std::string_view program);
+  /// max |x| and the SAWB clip of a float tensor, in one pass.
+  Result<TensorStatistics> statistics(const TensorRef &input);
   /// Quantizes `args.input` to `args.output` (LUQ or SAWB), as the GEMM
   /// kernels would.
   Result<QuantizeStatus> quantize(const QuantizeArgs &args);

@@ -1,4 +1,4 @@
-//===- CpuKernelsPass.cpp - lq.matmul to generated CPU kernel stages ------===//
+//===- CpuKernelsGen.cpp - lq.matmul to generated CPU kernel stages -------===//
 
 #include "lq/Conversion/CpuKernels.h"
 #include "lq/Dialect/LqDialect.h"
@@ -13,7 +13,6 @@
 
 namespace lq {
 #define GEN_PASS_DEF_LQCPUKERNELS
-#define GEN_PASS_DEF_LQCPUKERNELSTOLLVM
 #include "lq/Dialect/LqPasses.h.inc"
 } // namespace lq
 
@@ -82,14 +81,6 @@ struct LqCpuKernelsPass : lq::impl::LqCpuKernelsBase<LqCpuKernelsPass> {
       op->setAttr("lq.cpu_spec",
                   StringAttr::get(&getContext(), spec.describe()));
     }
-  }
-};
-
-struct LqCpuKernelsToLLVMPass
-    : lq::impl::LqCpuKernelsToLLVMBase<LqCpuKernelsToLLVMPass> {
-  void runOnOperation() override {
-    if (failed(lowerCpuKernelsToLLVM(getOperation())))
-      signalPassFailure();
   }
 };
 
