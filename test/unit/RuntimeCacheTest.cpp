@@ -22,6 +22,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdlib>
+
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -727,13 +729,22 @@ TEST(RuntimeCacheUnusable, DirectoryIsARegularFile) {
 
 // Root ignores permission bits, so this needs an ordinary user.
 TEST(RuntimeCacheUnusable, ReadOnlyDirectory) {
-  if (::geteuid() == 0)
-    GTEST_SKIP() << "permission bits do not stop root from writing";
   TempDir temp;
   std::string root = temp.sub("cache");
   ASSERT_FALSE(sys::fs::create_directories(root + "/v1"));
   ASSERT_EQ(::chmod((root + "/v1").c_str(), 0555), 0);
-  expectMemoryOnlyWithOneWarning(root);
+  // Permission bits do not stop root: as root, the scenario runs in a child
+  // process that has dropped to an unprivileged user.
+  auto scenario = [&] {
+    if (::geteuid() == 0) {
+      ::chmod(temp.path.c_str(), 0755);
+      if (::setgid(65534) != 0 || ::setuid(65534) != 0)
+        std::_Exit(2);
+    }
+    expectMemoryOnlyWithOneWarning(root);
+    std::_Exit(::testing::Test::HasFailure() ? 1 : 0);
+  };
+  EXPECT_EXIT(scenario(), ::testing::ExitedWithCode(0), "");
   ::chmod((root + "/v1").c_str(), 0755);
   EXPECT_TRUE(filesBelow(root).empty());
 }
