@@ -25,9 +25,6 @@ def pack(codes, cols):
         out += [(row[2*j] & 0xF) | ((row[2*j+1] & 0xF) << 4) for j in range(len(row)//2)]
     return out
 
-def fmt_row(vals):
-    return "[" + ", ".join(str(v) for v in vals) + "]"
-
 funcs, calls, checks = [], [], []
 PRINT = '''    %{n}i = arith.extui %{n} : tensor<{shape}xi8> to tensor<{shape}xi32>
     %{n}u = tensor.cast %{n}i : tensor<{shape}xi32> to tensor<*xi32>
@@ -113,7 +110,6 @@ for r in range(M):
     lines.append(lead + vals + RB)
 checks.append("// " + g['name'] + "\n" + "\n".join(lines))
 
-labels = [c['name'] for c in d['luq']] + [c['name'] for c in d['sawb']] + [g['name']]
 out = []
 out.append('''// Executes the reference lowering on the golden vectors of the numerics
 // (test/golden/numerics_v1.json, from an independent implementation) and
