@@ -8,7 +8,7 @@ LQ_BUILD=${LQ_BUILD:-$LQ_ROOT/build}
 LQ_PACKAGES=(
   build-essential cmake ninja-build ccache python3
   llvm-22-dev llvm-22-tools libmlir-22-dev mlir-22-tools
-  libfmt-dev libgtest-dev libgmock-dev libbenchmark-dev
+  libgtest-dev libgmock-dev libbenchmark-dev
   libopenblas-dev  # lq-bench only: its SGEMM baseline
   libzstd-dev      # LLVMSupport links it in a -DLQ_STATIC_LLVM=ON build
 )
