@@ -64,6 +64,9 @@ constexpr int64_t kMomentRows = 32;
 /// Bytes of A panels a GEMM keeps hot while B panels stream past: about half
 /// of a per-core L2 cache.
 constexpr int64_t kPanelGroupBytes = 192 * 1024;
+/// Float operands with fewer elements than this (both together) are
+/// quantized side by side, one thread each.
+constexpr int64_t kSideBySideElements = int64_t(1) << 21;
 /// Largest |a * b| of two codes when at most one is log4.
 constexpr int64_t kMaxCodeProduct = 15 * 64;
 
@@ -287,15 +290,17 @@ public:
     float max = 0.0f;  // max |x| over the finite elements
     bool nonfinite = false;
   };
-  /// The SAWB statistics of a float operand (moments in fixed row chunks).
-  SawbStats sawbStatistics(int side, const TensorRef &t) const;
+  /// The SAWB statistics of a float operand (moments in fixed row chunks),
+  /// on at most `maxParts` threads.
+  SawbStats sawbStatistics(int side, const TensorRef &t,
+                           int64_t maxParts) const;
 
-  /// Statistics, scale and codes of a float operand; SMP sample ids are
-  /// firstSample, firstSample + 1, ...
+  /// Statistics, scale and codes of a float operand on at most `maxParts`
+  /// threads; SMP sample ids are firstSample, firstSample + 1, ...
   Quantized quantizeOperand(int side, const OperandSpec &op,
                             const TensorRef &t, unsigned samples,
-                            uint32_t firstSample,
-                            const LaunchArgs &args) const;
+                            uint32_t firstSample, const LaunchArgs &args,
+                            int64_t maxParts) const;
 
   GemmSpec spec;
   Stages stages;
@@ -349,13 +354,13 @@ std::string shapeString(int64_t r, int64_t c) {
 
 } // namespace
 
-KernelImpl::SawbStats KernelImpl::sawbStatistics(int side,
-                                                 const TensorRef &t) const {
+KernelImpl::SawbStats KernelImpl::sawbStatistics(int side, const TensorRef &t,
+                                                 int64_t maxParts) const {
   int64_t rows = t.rows, cols = t.cols;
   int64_t chunks = (rows + kMomentRows - 1) / kMomentRows;
   std::vector<double> partial(4 * chunks, 0.0);
   MemRefDesc in = memref(t.data, rows * t.rowStride);
-  parallelFor(pool, chunks, threads, rowGrain(cols) / kMomentRows,
+  parallelFor(pool, chunks, maxParts, rowGrain(cols) / kMomentRows,
               [&](int64_t, int64_t c0, int64_t c1) {
     for (int64_t c = c0; c < c1; ++c) {
       MemRefDesc out = memref(&partial[4 * c], 4);
@@ -384,14 +389,14 @@ KernelImpl::SawbStats KernelImpl::sawbStatistics(int side,
 KernelImpl::Quantized
 KernelImpl::quantizeOperand(int side, const OperandSpec &op,
                             const TensorRef &t, unsigned samples,
-                            uint32_t firstSample,
-                            const LaunchArgs &args) const {
+                            uint32_t firstSample, const LaunchArgs &args,
+                            int64_t maxParts) const {
   Quantized q;
   int64_t rows = t.rows, cols = t.cols, count = rows * cols;
   // Every code is written by the quantizer, or zeroed below.
   q.codes.reset(new int8_t[size_t(count) * samples]);
   MemRefDesc in = memref(t.data, rows * t.rowStride);
-  int64_t parts = threads;
+  int64_t parts = maxParts;
   bool luq = op.format == Format::Log4;
   float inv = 0.0f;
   bool zero = false;
@@ -422,7 +427,7 @@ KernelImpl::quantizeOperand(int side, const OperandSpec &op,
     inv = 64.0f / m;
     q.scale = zero ? 0.0f : m / 64.0f;
   } else {
-    SawbStats stats = sawbStatistics(side, t);
+    SawbStats stats = sawbStatistics(side, t, maxParts);
     q.nonfinite = stats.nonfinite;
     float clip = stats.clip;
     q.range = clip;
@@ -514,28 +519,51 @@ Result<LaunchStatus> KernelImpl::launch(const LaunchArgs &args) const {
   if (M == 0 || N == 0)
     return status;
 
+  bool lhsFloat = s.lhs.dtype != DType::Packed4;
+  bool rhsFloat = s.rhs.dtype != DType::Packed4;
+  if (!lhsFloat)
+    if (std::string error = checkScale("lhs", args.lhsScale); !error.empty())
+      return Result<LaunchStatus>::failure(error);
+  if (!rhsFloat)
+    if (std::string error = checkScale("rhs", args.rhsScale); !error.empty())
+      return Result<LaunchStatus>::failure(error);
+
   // Codes of each operand: quantized here (float) or the caller's bytes.
+  // Small operands are quantized side by side, one per thread: one thread
+  // hand-off instead of two per operand.
   Quantized lhs, rhs;
+  int64_t floatElements = (lhsFloat ? lhsRows * args.lhs.cols * samples : 0) +
+                          (rhsFloat ? args.rhs.rows * args.rhs.cols : 0);
+  bool sideBySide = lhsFloat && rhsFloat && threads > 1 &&
+                    floatElements < kSideBySideElements;
+  int64_t parts = sideBySide ? 1 : threads;
+  {
+    llvm::ThreadPoolTaskGroup group(pool);
+    auto quantizeRhs = [&] {
+      rhs = quantizeOperand(1, s.rhs, args.rhs, 1, 0, args, parts);
+    };
+    if (rhsFloat && sideBySide)
+      group.async(quantizeRhs);
+    if (lhsFloat)
+      lhs = quantizeOperand(0, s.lhs, args.lhs, samples, 0, args, parts);
+    if (rhsFloat && !sideBySide)
+      quantizeRhs();
+    group.wait();
+  }
   const void *lhsSrc = args.lhs.data, *rhsSrc = args.rhs.data;
   int64_t lhsStride = args.lhs.rowStride, rhsStride = args.rhs.rowStride;
   int64_t lhsSampleStride = lhsRows * args.lhs.rowStride;
-  if (s.lhs.dtype != DType::Packed4) {
-    lhs = quantizeOperand(0, s.lhs, args.lhs, samples, 0, args);
+  if (lhsFloat) {
     lhsSrc = lhs.codes.get();
     lhsStride = args.lhs.cols;
     lhsSampleStride = args.lhs.rows * args.lhs.cols;
   } else {
-    if (std::string error = checkScale("lhs", args.lhsScale); !error.empty())
-      return Result<LaunchStatus>::failure(error);
     lhs.scale = args.lhsScale;
   }
-  if (s.rhs.dtype != DType::Packed4) {
-    rhs = quantizeOperand(1, s.rhs, args.rhs, 1, 0, args);
+  if (rhsFloat) {
     rhsSrc = rhs.codes.get();
     rhsStride = args.rhs.cols;
   } else {
-    if (std::string error = checkScale("rhs", args.rhsScale); !error.empty())
-      return Result<LaunchStatus>::failure(error);
     rhs.scale = args.rhsScale;
   }
 
@@ -777,7 +805,8 @@ Result<QuantizeStatus> Runtime::quantize(const QuantizeArgs &args) {
   launch.maxEstimate = args.maxEstimate.value_or(0.0f);
   const KernelImpl &k = **kernel;
   KernelImpl::Quantized q =
-      k.quantizeOperand(0, spec.lhs, args.input, 1, args.sample, launch);
+      k.quantizeOperand(0, spec.lhs, args.input, 1, args.sample, launch,
+                        k.threads);
   const TensorRef &out = args.output;
   parallelFor(k.pool, out.rows, k.threads, rowGrain(out.cols),
               [&](int64_t, int64_t r0, int64_t r1) {
@@ -806,7 +835,8 @@ Result<TensorStatistics> Runtime::statistics(const TensorRef &input) {
   auto kernel = impl->compile(spec, /*quantizeOnly=*/true);
   if (!kernel)
     return R::failure(kernel.error());
-  KernelImpl::SawbStats stats = (*kernel)->sawbStatistics(0, input);
+  KernelImpl::SawbStats stats =
+      (*kernel)->sawbStatistics(0, input, (*kernel)->threads);
   TensorStatistics result;
   result.maxAbs = stats.max;
   result.sawbClip = stats.clip;
