@@ -32,18 +32,6 @@ namespace {
 /// Lanes of the f32/i32 vectors: one AVX2 register.
 constexpr int64_t kLanes = 8;
 
-const char *formatName(Format format) {
-  switch (format) {
-  case Format::SInt4:
-    return "sint4";
-  case Format::UInt4:
-    return "uint4";
-  case Format::Log4:
-    return "log4";
-  }
-  llvm_unreachable("unknown format");
-}
-
 const char *storageName(OperandStorage storage) {
   switch (storage) {
   case OperandStorage::F32:

@@ -84,18 +84,6 @@ std::string dtypeName(DType dtype) {
   return "?";
 }
 
-std::string formatName(Format format) {
-  switch (format) {
-  case Format::SInt4:
-    return "sint4";
-  case Format::UInt4:
-    return "uint4";
-  case Format::Log4:
-    return "log4";
-  }
-  return "?";
-}
-
 bool usableRange(float m) {
   return m >= kMinRange && m < std::numeric_limits<float>::infinity();
 }
@@ -237,7 +225,7 @@ GemmSpec GemmSpec::weightGrad(DType input, unsigned samples,
 
 std::string GemmSpec::describe() const {
   auto side = [](const OperandSpec &op) {
-    return formatName(op.format) + ":" + dtypeName(op.dtype) +
+    return std::string(formatName(op.format)) + ":" + dtypeName(op.dtype) +
            (op.transposed ? ":t" : ":n");
   };
   std::string target = this->target == Target::HostCPU    ? "host"
