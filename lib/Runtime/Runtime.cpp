@@ -3,7 +3,7 @@
 #include "lq/Runtime/Runtime.h"
 
 #include "HostJit.h"
-#include "lq/Numerics/Sawb.h"
+#include "Spec.h"
 #include "lq/Runtime/Cache.h"
 
 #include "llvm/Config/llvm-config.h"
@@ -14,7 +14,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
-#include <limits>
 #include <mutex>
 #include <unordered_map>
 #include <vector>
@@ -56,8 +55,6 @@ using GemmFn = void (*)(MemRefDesc *, MemRefDesc *, int64_t, int64_t, int64_t,
                         int64_t, int64_t, int64_t, float, MemRefDesc *,
                         MemRefDesc *, int64_t, int64_t);
 
-constexpr uint32_t kF32InfBits = 0x7F800000u;
-constexpr float kMinRange = 0x1p-120f;
 /// Rows per statistics chunk: fixed, so that f64 sums do not depend on the
 /// number of threads.
 constexpr int64_t kMomentRows = 32;
@@ -67,35 +64,13 @@ constexpr int64_t kPanelGroupBytes = 192 * 1024;
 /// Float operands with fewer elements than this (both together) are
 /// quantized side by side, one thread each.
 constexpr int64_t kSideBySideElements = int64_t(1) << 21;
-/// Largest |a * b| of two codes when at most one is log4.
-constexpr int64_t kMaxCodeProduct = 15 * 64;
 
 const char *lqVersion() { return "0.1.0"; }
-
-std::string dtypeName(DType dtype) {
-  switch (dtype) {
-  case DType::F32:
-    return "f32";
-  case DType::BF16:
-    return "bf16";
-  case DType::Packed4:
-    return "packed4";
-  }
-  return "?";
-}
-
-bool usableRange(float m) {
-  return m >= kMinRange && m < std::numeric_limits<float>::infinity();
-}
 
 float bitsToFloat(uint32_t bits) {
   float f;
   std::memcpy(&f, &bits, sizeof(f));
   return f;
-}
-
-size_t elementBytes(DType dtype) {
-  return dtype == DType::F32 ? 4 : dtype == DType::BF16 ? 2 : 1;
 }
 
 OperandStorage storageOf(DType dtype) {
@@ -118,44 +93,6 @@ CpuGemmSpec toCpuSpec(const GemmSpec &spec) {
   cpu.relu = spec.relu;
   cpu.bf16Output = spec.output == DType::BF16;
   return cpu;
-}
-
-bool knownFormat(Format f) {
-  return f == Format::SInt4 || f == Format::UInt4 || f == Format::Log4;
-}
-
-bool knownDType(DType d) {
-  return d == DType::F32 || d == DType::BF16 || d == DType::Packed4;
-}
-
-std::string validateSpec(const GemmSpec &spec) {
-  if (!knownFormat(spec.lhs.format) || !knownFormat(spec.rhs.format))
-    return "unknown operand format";
-  if (!knownDType(spec.lhs.dtype) || !knownDType(spec.rhs.dtype))
-    return "unknown operand dtype";
-  if (!knownDType(spec.output))
-    return "unknown output dtype";
-  if (spec.target != Target::HostCPU && spec.target != Target::CudaSm80 &&
-      spec.target != Target::CudaSm90a)
-    return "unknown target";
-  if (spec.target != Target::HostCPU)
-    return "target not supported by the host runtime: use a CUDA build and "
-           "device for sm_80/sm_90a kernels";
-  if (spec.lhs.format == Format::Log4 && spec.rhs.format == Format::Log4)
-    return "at most one GEMM operand may be log4 (the exact int32 bound "
-           "assumes |a * b| <= 15 * 64)";
-  if (spec.samples < 1 || spec.samples > 64 ||
-      (spec.samples & (spec.samples - 1)) != 0)
-    return "SMP sample count must be a power of two in [1, 64], got " +
-           std::to_string(spec.samples);
-  if (spec.samples > 1 && spec.lhs.format != Format::Log4)
-    return "SMP samples apply to a LUQ (log4) left operand";
-  if (spec.hindsight &&
-      (spec.lhs.format != Format::Log4 || spec.lhs.dtype == DType::Packed4))
-    return "in-hindsight scaling applies to a float LUQ (log4) left operand";
-  if (spec.output == DType::Packed4)
-    return "GEMM output must be f32 or bf16";
-  return "";
 }
 
 /// Runs body(part, begin, end) over [0, count) split into at most
@@ -194,49 +131,6 @@ int64_t tileGrain(int64_t macsPerItem) {
 }
 
 } // namespace
-
-//===----------------------------------------------------------------------===//
-// Specs
-//===----------------------------------------------------------------------===//
-
-GemmSpec GemmSpec::forward(DType input, bool unsignedInput) {
-  GemmSpec spec;
-  spec.lhs = {unsignedInput ? Format::UInt4 : Format::SInt4, input, false};
-  spec.rhs = {Format::SInt4, input, /*transposed=*/true};
-  return spec;
-}
-
-GemmSpec GemmSpec::backwardData(DType input, unsigned samples) {
-  GemmSpec spec;
-  spec.lhs = {Format::Log4, input, false};
-  spec.rhs = {Format::SInt4, input, false};
-  spec.samples = samples;
-  return spec;
-}
-
-GemmSpec GemmSpec::weightGrad(DType input, unsigned samples,
-                              bool unsignedInput) {
-  GemmSpec spec;
-  spec.lhs = {Format::Log4, input, /*transposed=*/true};
-  spec.rhs = {unsignedInput ? Format::UInt4 : Format::SInt4, input, false};
-  spec.samples = samples;
-  return spec;
-}
-
-std::string GemmSpec::describe() const {
-  auto side = [](const OperandSpec &op) {
-    return std::string(formatName(op.format)) + ":" + dtypeName(op.dtype) +
-           (op.transposed ? ":t" : ":n");
-  };
-  std::string target = this->target == Target::HostCPU    ? "host"
-                       : this->target == Target::CudaSm80 ? "sm_80"
-                                                          : "sm_90a";
-  return "gemm lhs=" + side(lhs) + " rhs=" + side(rhs) +
-         " smp=" + std::to_string(samples) + " hindsight=" +
-         (hindsight ? "1" : "0") + " bias=" + (bias ? "1" : "0") +
-         " relu=" + (relu ? "1" : "0") + " out=" + dtypeName(output) +
-         " target=" + target;
-}
 
 //===----------------------------------------------------------------------===//
 // Kernels
@@ -298,50 +192,6 @@ public:
 
 } // namespace lq
 
-namespace {
-
-std::string checkTensor(const char *name, const TensorRef &t, DType dtype) {
-  std::string prefix = std::string(name) + ": ";
-  if (t.device != Device::CPU)
-    return prefix + "host kernels need host memory";
-  if (t.dtype != dtype)
-    return prefix + "dtype " + dtypeName(t.dtype) + " does not match the " +
-           "kernel's " + dtypeName(dtype);
-  if (t.rows < 0 || t.cols < 0)
-    return prefix + "negative shape";
-  int64_t minStride = dtype == DType::Packed4 ? (t.cols + 1) / 2 : t.cols;
-  if (t.rowStride < minStride)
-    return prefix + "row stride " + std::to_string(t.rowStride) +
-           " is smaller than a row (" + std::to_string(minStride) + ")";
-  if (t.rows > 0 && t.cols > 0 && t.data == nullptr)
-    return prefix + "null data for a non-empty tensor";
-  // Workspaces hold up to 64 SMP samples of codes of a tensor: its bytes
-  // times 64 must fit, with room to spare.
-  int64_t bytes;
-  if (__builtin_mul_overflow(t.rows, t.rowStride, &bytes) ||
-      __builtin_mul_overflow(bytes, int64_t(elementBytes(dtype)) * 64, &bytes))
-    return prefix + "shape " + std::to_string(t.rows) + "x" +
-           std::to_string(t.cols) + " with row stride " +
-           std::to_string(t.rowStride) + " is too large";
-  return "";
-}
-
-/// Scales of packed operands multiply every output: they must be finite and
-/// not negative.
-std::string checkScale(const char *name, float scale) {
-  if (std::isfinite(scale) && scale >= 0.0f)
-    return "";
-  return std::string(name) + ": the scale of a packed operand must be finite "
-                             "and >= 0, got " +
-         std::to_string(scale);
-}
-
-std::string shapeString(int64_t r, int64_t c) {
-  return std::to_string(r) + "x" + std::to_string(c);
-}
-
-} // namespace
-
 KernelImpl::SawbStats KernelImpl::sawbStatistics(int side, const TensorRef &t,
                                                  int64_t maxParts) const {
   int64_t rows = t.rows, cols = t.cols;
@@ -366,11 +216,8 @@ KernelImpl::SawbStats KernelImpl::sawbStatistics(int side, const TensorRef &t,
     stats.nonfinite |=
         !(partial[4 * c + 3] < double(bitsToFloat(kF32InfBits)));
   }
-  if (stats.nonfinite)
-    stats.clip = std::numeric_limits<float>::quiet_NaN();
-  else if (rows * cols > 0)
-    stats.clip = numerics::sawbClipFromMoments(
-        sumSquares, sumMagnitudes, double(rows * cols), stats.max);
+  stats.clip = sawbClipFromSums(sumSquares, sumMagnitudes, rows * cols,
+                                stats.max, stats.nonfinite);
   return stats;
 }
 
@@ -385,12 +232,10 @@ KernelImpl::quantizeOperand(int side, const OperandSpec &op,
   q.codes.reset(new int8_t[size_t(count) * samples]);
   MemRefDesc in = memref(t.data, rows * t.rowStride);
   int64_t parts = maxParts;
-  bool luq = op.format == Format::Log4;
-  float inv = 0.0f;
-  bool zero = false;
-
-  if (luq) {
+  OperandQuantizer quantizer;
+  if (op.format == Format::Log4) {
     float m = args.maxEstimate;
+    bool nonfinite;
     if (!spec.hindsight) {
       std::vector<int32_t> partial(2 * parts, 0);
       parallelFor(pool, rows, parts, rowGrain(cols), [&](int64_t part,
@@ -406,24 +251,20 @@ KernelImpl::quantizeOperand(int side, const OperandSpec &op,
       }
       m = bitsToFloat(finite);
       q.max = m;
-      q.nonfinite = raw >= kF32InfBits;
+      nonfinite = raw >= kF32InfBits;
     } else {
-      q.nonfinite = !std::isfinite(m);
+      nonfinite = !std::isfinite(m);
     }
-    q.range = m;
-    zero = q.nonfinite || !usableRange(m);
-    inv = 64.0f / m;
-    q.scale = zero ? 0.0f : m / 64.0f;
+    quantizer = luqQuantizer(m, nonfinite);
   } else {
     SawbStats stats = sawbStatistics(side, t, maxParts);
-    q.nonfinite = stats.nonfinite;
-    float clip = stats.clip;
-    q.range = clip;
-    float levels = op.format == Format::SInt4 ? 7.0f : 15.0f;
-    zero = q.nonfinite || !usableRange(clip);
-    inv = levels / clip;
-    q.scale = zero ? 0.0f : clip / levels;
+    quantizer = sawbQuantizer(stats.clip, stats.nonfinite, op.format);
   }
+  q.nonfinite = quantizer.nonfinite;
+  q.range = quantizer.range;
+  q.scale = quantizer.scale;
+  bool zero = quantizer.zero;
+  float inv = quantizer.inv;
   if (zero) {
     std::memset(q.codes.get(), 0, size_t(count) * samples);
     return q;
@@ -461,47 +302,11 @@ KernelImpl::quantizeOperand(int side, const OperandSpec &op,
 Result<LaunchStatus> KernelImpl::launch(const LaunchArgs &args) const {
   const GemmSpec &s = spec;
   unsigned samples = s.samples;
-  DType outType = s.output;
-  for (auto check : {checkTensor("lhs", args.lhs, s.lhs.dtype),
-                     checkTensor("rhs", args.rhs, s.rhs.dtype),
-                     checkTensor("out", args.out, outType)})
-    if (!check.empty())
-      return Result<LaunchStatus>::failure(check);
-
-  // Stored shapes: lhs [M, K] or [K, M] (samples stacked along rows when
-  // packed), rhs [K, N] or [N, K].
-  int64_t lhsRows = args.lhs.rows;
-  if (s.lhs.dtype == DType::Packed4) {
-    if (lhsRows % samples != 0)
-      return Result<LaunchStatus>::failure(
-          "lhs: packed SMP samples are stacked along rows: " +
-          std::to_string(lhsRows) + " rows is not a multiple of " +
-          std::to_string(samples));
-    lhsRows /= samples;
-  }
-  int64_t M = s.lhs.transposed ? args.lhs.cols : lhsRows;
-  int64_t K = s.lhs.transposed ? lhsRows : args.lhs.cols;
-  int64_t Kb = s.rhs.transposed ? args.rhs.cols : args.rhs.rows;
-  int64_t N = s.rhs.transposed ? args.rhs.rows : args.rhs.cols;
-  if (K != Kb)
-    return Result<LaunchStatus>::failure(
-        "reduction dimensions differ: lhs gives K = " + std::to_string(K) +
-        ", rhs gives K = " + std::to_string(Kb));
-  if (args.out.rows != M || args.out.cols != N)
-    return Result<LaunchStatus>::failure(
-        "out: shape " + shapeString(args.out.rows, args.out.cols) +
-        " does not match the product's " + shapeString(M, N));
-  if (!s.bias && args.bias != nullptr)
-    return Result<LaunchStatus>::failure(
-        "bias: given, but the kernel was compiled without a bias");
-  if (s.bias && (args.bias == nullptr || args.biasLength != N))
-    return Result<LaunchStatus>::failure(
-        "bias: the kernel needs " + std::to_string(N) + " values, got " +
-        (args.bias ? std::to_string(args.biasLength) : std::string("none")));
-  if (K * int64_t(samples) * kMaxCodeProduct >= (int64_t(1) << 31))
-    return Result<LaunchStatus>::failure(
-        "K = " + std::to_string(K) + " with " + std::to_string(samples) +
-        " samples can overflow the exact int32 accumulator");
+  Result<GemmProblem> problem = checkGemmLaunch(s, args, Device::CPU);
+  if (!problem)
+    return Result<LaunchStatus>::failure(problem.error());
+  int64_t M = problem->m, N = problem->n, K = problem->k;
+  int64_t lhsRows = problem->lhsRows;
 
   LaunchStatus status;
   if (M == 0 || N == 0)
@@ -509,13 +314,6 @@ Result<LaunchStatus> KernelImpl::launch(const LaunchArgs &args) const {
 
   bool lhsFloat = s.lhs.dtype != DType::Packed4;
   bool rhsFloat = s.rhs.dtype != DType::Packed4;
-  if (!lhsFloat)
-    if (std::string error = checkScale("lhs", args.lhsScale); !error.empty())
-      return Result<LaunchStatus>::failure(error);
-  if (!rhsFloat)
-    if (std::string error = checkScale("rhs", args.rhsScale); !error.empty())
-      return Result<LaunchStatus>::failure(error);
-
   // Codes of each operand: quantized here (float) or the caller's bytes.
   // Small operands are quantized side by side, one per thread: one thread
   // hand-off instead of two per operand.
@@ -754,6 +552,10 @@ Runtime &Runtime::get() {
 Result<Kernel> Runtime::compile(const GemmSpec &spec) {
   if (std::string error = validateSpec(spec); !error.empty())
     return Result<Kernel>::failure(error);
+  if (spec.target != Target::HostCPU)
+    return Result<Kernel>::failure(
+        "target not supported by the host runtime: use a CUDA build and "
+        "device for sm_80/sm_90a kernels");
   auto impl = this->impl->compile(spec, /*quantizeOnly=*/false);
   if (!impl)
     return Result<Kernel>::failure(impl.error());
@@ -762,23 +564,8 @@ Result<Kernel> Runtime::compile(const GemmSpec &spec) {
 
 Result<QuantizeStatus> Runtime::quantize(const QuantizeArgs &args) {
   using R = Result<QuantizeStatus>;
-  if (args.input.dtype != DType::F32 && args.input.dtype != DType::BF16)
-    return R::failure("input: quantize takes f32 or bf16 values");
-  if (!knownFormat(args.format))
-    return R::failure("unknown format");
-  if (args.maxEstimate && args.format != Format::Log4)
-    return R::failure("a max estimate applies to LUQ (log4) only");
-  for (auto check :
-       {checkTensor("input", args.input, args.input.dtype),
-        checkTensor("output", args.output, DType::Packed4)})
-    if (!check.empty())
-      return R::failure(check);
-  if (args.output.rows != args.input.rows ||
-      args.output.cols != args.input.cols)
-    return R::failure("output: shape " +
-                      shapeString(args.output.rows, args.output.cols) +
-                      " differs from the input's " +
-                      shapeString(args.input.rows, args.input.cols));
+  if (std::string error = checkQuantize(args, Device::CPU); !error.empty())
+    return R::failure(error);
   GemmSpec spec;
   spec.lhs = {args.format, args.input.dtype, false};
   spec.rhs = {Format::SInt4, DType::F32, false};
@@ -814,7 +601,7 @@ Result<TensorStatistics> Runtime::statistics(const TensorRef &input) {
   using R = Result<TensorStatistics>;
   if (input.dtype != DType::F32 && input.dtype != DType::BF16)
     return R::failure("input: statistics take f32 or bf16 values");
-  if (std::string check = checkTensor("input", input, input.dtype);
+  if (std::string check = checkTensor("input", input, input.dtype, Device::CPU);
       !check.empty())
     return R::failure(check);
   // The SAWB quantizer of this dtype holds the moments stage.

@@ -1,0 +1,284 @@
+//===- Spec.cpp - GemmSpec rules and launch checks shared by all runtimes -===//
+
+#include "Spec.h"
+
+#include "lq/Numerics/Sawb.h"
+
+#include <cmath>
+#include <limits>
+
+using namespace lq;
+using namespace lq::runtime;
+
+//===----------------------------------------------------------------------===//
+// Specs
+//===----------------------------------------------------------------------===//
+
+GemmSpec GemmSpec::forward(DType input, bool unsignedInput) {
+  GemmSpec spec;
+  spec.lhs = {unsignedInput ? Format::UInt4 : Format::SInt4, input, false};
+  spec.rhs = {Format::SInt4, input, /*transposed=*/true};
+  return spec;
+}
+
+GemmSpec GemmSpec::backwardData(DType input, unsigned samples) {
+  GemmSpec spec;
+  spec.lhs = {Format::Log4, input, false};
+  spec.rhs = {Format::SInt4, input, false};
+  spec.samples = samples;
+  return spec;
+}
+
+GemmSpec GemmSpec::weightGrad(DType input, unsigned samples,
+                              bool unsignedInput) {
+  GemmSpec spec;
+  spec.lhs = {Format::Log4, input, /*transposed=*/true};
+  spec.rhs = {unsignedInput ? Format::UInt4 : Format::SInt4, input, false};
+  spec.samples = samples;
+  return spec;
+}
+
+std::string GemmSpec::describe() const {
+  auto side = [](const OperandSpec &op) {
+    return std::string(formatName(op.format)) + ":" + dtypeName(op.dtype) +
+           (op.transposed ? ":t" : ":n");
+  };
+  return "gemm lhs=" + side(lhs) + " rhs=" + side(rhs) +
+         " smp=" + std::to_string(samples) + " hindsight=" +
+         (hindsight ? "1" : "0") + " bias=" + (bias ? "1" : "0") +
+         " relu=" + (relu ? "1" : "0") + " out=" + dtypeName(output) +
+         " target=" + targetName(target);
+}
+
+std::string lq::runtime::dtypeName(DType dtype) {
+  switch (dtype) {
+  case DType::F32:
+    return "f32";
+  case DType::BF16:
+    return "bf16";
+  case DType::Packed4:
+    return "packed4";
+  }
+  return "?";
+}
+
+const char *lq::runtime::targetName(Target target) {
+  switch (target) {
+  case Target::HostCPU:
+    return "host";
+  case Target::CudaSm80:
+    return "sm_80";
+  case Target::CudaSm90a:
+    return "sm_90a";
+  }
+  return "?";
+}
+
+size_t lq::runtime::elementBytes(DType dtype) {
+  return dtype == DType::F32 ? 4 : dtype == DType::BF16 ? 2 : 1;
+}
+
+bool lq::runtime::knownFormat(Format f) {
+  return f == Format::SInt4 || f == Format::UInt4 || f == Format::Log4;
+}
+
+bool lq::runtime::knownDType(DType d) {
+  return d == DType::F32 || d == DType::BF16 || d == DType::Packed4;
+}
+
+std::string lq::runtime::validateSpec(const GemmSpec &spec) {
+  if (!knownFormat(spec.lhs.format) || !knownFormat(spec.rhs.format))
+    return "unknown operand format";
+  if (!knownDType(spec.lhs.dtype) || !knownDType(spec.rhs.dtype))
+    return "unknown operand dtype";
+  if (!knownDType(spec.output))
+    return "unknown output dtype";
+  if (spec.target != Target::HostCPU && spec.target != Target::CudaSm80 &&
+      spec.target != Target::CudaSm90a)
+    return "unknown target";
+  if (spec.lhs.format == Format::Log4 && spec.rhs.format == Format::Log4)
+    return "at most one GEMM operand may be log4 (the exact int32 bound "
+           "assumes |a * b| <= 15 * 64)";
+  if (spec.samples < 1 || spec.samples > 64 ||
+      (spec.samples & (spec.samples - 1)) != 0)
+    return "SMP sample count must be a power of two in [1, 64], got " +
+           std::to_string(spec.samples);
+  if (spec.samples > 1 && spec.lhs.format != Format::Log4)
+    return "SMP samples apply to a LUQ (log4) left operand";
+  if (spec.hindsight &&
+      (spec.lhs.format != Format::Log4 || spec.lhs.dtype == DType::Packed4))
+    return "in-hindsight scaling applies to a float LUQ (log4) left operand";
+  if (spec.output == DType::Packed4)
+    return "GEMM output must be f32 or bf16";
+  return "";
+}
+
+//===----------------------------------------------------------------------===//
+// Launch arguments
+//===----------------------------------------------------------------------===//
+
+std::string lq::runtime::checkTensor(const char *name, const TensorRef &t,
+                                     DType dtype, Device device) {
+  std::string prefix = std::string(name) + ": ";
+  if (t.device != device)
+    return prefix + (device == Device::CPU
+                         ? "host kernels need host memory"
+                         : "CUDA kernels need device memory (Device::CUDA)");
+  if (t.dtype != dtype)
+    return prefix + "dtype " + dtypeName(t.dtype) + " does not match the " +
+           "kernel's " + dtypeName(dtype);
+  if (t.rows < 0 || t.cols < 0)
+    return prefix + "negative shape";
+  int64_t minStride = dtype == DType::Packed4 ? (t.cols + 1) / 2 : t.cols;
+  if (t.rowStride < minStride)
+    return prefix + "row stride " + std::to_string(t.rowStride) +
+           " is smaller than a row (" + std::to_string(minStride) + ")";
+  if (t.rows > 0 && t.cols > 0 && t.data == nullptr)
+    return prefix + "null data for a non-empty tensor";
+  // Workspaces hold up to 64 SMP samples of codes of a tensor: its bytes
+  // times 64 must fit, with room to spare.
+  int64_t bytes;
+  if (__builtin_mul_overflow(t.rows, t.rowStride, &bytes) ||
+      __builtin_mul_overflow(bytes, int64_t(elementBytes(dtype)) * 64, &bytes))
+    return prefix + "shape " + std::to_string(t.rows) + "x" +
+           std::to_string(t.cols) + " with row stride " +
+           std::to_string(t.rowStride) + " is too large";
+  return "";
+}
+
+std::string lq::runtime::shapeString(int64_t r, int64_t c) {
+  return std::to_string(r) + "x" + std::to_string(c);
+}
+
+namespace {
+
+/// Scales of packed operands multiply every output: they must be finite and
+/// not negative.
+std::string checkScale(const char *name, float scale) {
+  if (std::isfinite(scale) && scale >= 0.0f)
+    return "";
+  return std::string(name) + ": the scale of a packed operand must be finite "
+                             "and >= 0, got " +
+         std::to_string(scale);
+}
+
+} // namespace
+
+Result<GemmProblem> lq::runtime::checkGemmLaunch(const GemmSpec &s,
+                                                 const LaunchArgs &args,
+                                                 Device device) {
+  using R = Result<GemmProblem>;
+  unsigned samples = s.samples;
+  for (auto check : {checkTensor("lhs", args.lhs, s.lhs.dtype, device),
+                     checkTensor("rhs", args.rhs, s.rhs.dtype, device),
+                     checkTensor("out", args.out, s.output, device)})
+    if (!check.empty())
+      return R::failure(check);
+
+  // Stored shapes: lhs [M, K] or [K, M] (samples stacked along rows when
+  // packed), rhs [K, N] or [N, K].
+  int64_t lhsRows = args.lhs.rows;
+  if (s.lhs.dtype == DType::Packed4) {
+    if (lhsRows % samples != 0)
+      return R::failure("lhs: packed SMP samples are stacked along rows: " +
+                        std::to_string(lhsRows) +
+                        " rows is not a multiple of " +
+                        std::to_string(samples));
+    lhsRows /= samples;
+  }
+  GemmProblem p;
+  p.lhsRows = lhsRows;
+  p.m = s.lhs.transposed ? args.lhs.cols : lhsRows;
+  p.k = s.lhs.transposed ? lhsRows : args.lhs.cols;
+  int64_t kb = s.rhs.transposed ? args.rhs.cols : args.rhs.rows;
+  p.n = s.rhs.transposed ? args.rhs.rows : args.rhs.cols;
+  if (p.k != kb)
+    return R::failure("reduction dimensions differ: lhs gives K = " +
+                      std::to_string(p.k) +
+                      ", rhs gives K = " + std::to_string(kb));
+  if (args.out.rows != p.m || args.out.cols != p.n)
+    return R::failure("out: shape " + shapeString(args.out.rows, args.out.cols) +
+                      " does not match the product's " + shapeString(p.m, p.n));
+  if (!s.bias && args.bias != nullptr)
+    return R::failure("bias: given, but the kernel was compiled without a bias");
+  if (s.bias && (args.bias == nullptr || args.biasLength != p.n))
+    return R::failure(
+        "bias: the kernel needs " + std::to_string(p.n) + " values, got " +
+        (args.bias ? std::to_string(args.biasLength) : std::string("none")));
+  if (p.k * int64_t(samples) * kMaxCodeProduct >= (int64_t(1) << 31))
+    return R::failure("K = " + std::to_string(p.k) + " with " +
+                      std::to_string(samples) +
+                      " samples can overflow the exact int32 accumulator");
+  // An empty output reads nothing, not even the scales.
+  if (p.m > 0 && p.n > 0) {
+    if (s.lhs.dtype == DType::Packed4)
+      if (std::string error = checkScale("lhs", args.lhsScale); !error.empty())
+        return R::failure(error);
+    if (s.rhs.dtype == DType::Packed4)
+      if (std::string error = checkScale("rhs", args.rhsScale); !error.empty())
+        return R::failure(error);
+  }
+  return p;
+}
+
+std::string lq::runtime::checkQuantize(const QuantizeArgs &args,
+                                       Device device) {
+  if (args.input.dtype != DType::F32 && args.input.dtype != DType::BF16)
+    return "input: quantize takes f32 or bf16 values";
+  if (!knownFormat(args.format))
+    return "unknown format";
+  if (args.maxEstimate && args.format != Format::Log4)
+    return "a max estimate applies to LUQ (log4) only";
+  for (auto check :
+       {checkTensor("input", args.input, args.input.dtype, device),
+        checkTensor("output", args.output, DType::Packed4, device)})
+    if (!check.empty())
+      return check;
+  if (args.output.rows != args.input.rows ||
+      args.output.cols != args.input.cols)
+    return "output: shape " + shapeString(args.output.rows, args.output.cols) +
+           " differs from the input's " +
+           shapeString(args.input.rows, args.input.cols);
+  return "";
+}
+
+//===----------------------------------------------------------------------===//
+// Quantizer parameters
+//===----------------------------------------------------------------------===//
+
+bool lq::runtime::usableRange(float m) {
+  return m >= kMinRange && m < std::numeric_limits<float>::infinity();
+}
+
+OperandQuantizer lq::runtime::luqQuantizer(float m, bool nonfinite) {
+  OperandQuantizer q;
+  q.range = m;
+  q.nonfinite = nonfinite;
+  q.zero = nonfinite || !usableRange(m);
+  q.inv = 64.0f / m;
+  q.scale = q.zero ? 0.0f : m / 64.0f;
+  return q;
+}
+
+OperandQuantizer lq::runtime::sawbQuantizer(float clip, bool nonfinite,
+                                            Format format) {
+  OperandQuantizer q;
+  float levels = format == Format::SInt4 ? 7.0f : 15.0f;
+  q.range = clip;
+  q.nonfinite = nonfinite;
+  q.zero = nonfinite || !usableRange(clip);
+  q.inv = levels / clip;
+  q.scale = q.zero ? 0.0f : clip / levels;
+  return q;
+}
+
+float lq::runtime::sawbClipFromSums(double sumSquares, double sumMagnitudes,
+                                    int64_t count, float maxFinite,
+                                    bool nonfinite) {
+  if (nonfinite)
+    return std::numeric_limits<float>::quiet_NaN();
+  if (count == 0)
+    return 0.0f;
+  return numerics::sawbClipFromMoments(sumSquares, sumMagnitudes,
+                                       double(count), maxFinite);
+}

@@ -1,0 +1,90 @@
+//===- Spec.h - GemmSpec rules and launch checks shared by all runtimes ---===//
+//
+// Internal to the runtimes. Plain C++ with no LLVM: the host runtime and the
+// CUDA launcher validate specs and launch arguments with the same code and
+// derive a float operand's quantizer (inverse step, scale, zero flag) from
+// its statistics with the same rules, so that both report the same errors
+// and the same scales.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef LQ_LIB_RUNTIME_SPEC_H
+#define LQ_LIB_RUNTIME_SPEC_H
+
+#include "lq/Runtime/Runtime.h"
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace lq::runtime {
+
+/// f32 bits of +Inf: max |x| bits at or above it mean NaN or Inf.
+constexpr uint32_t kF32InfBits = 0x7F800000u;
+/// Below this range the inverse step (64 / m, 15 / clip) overflows f32.
+constexpr float kMinRange = 0x1p-120f;
+/// Largest |a * b| of two codes when at most one is log4.
+constexpr int64_t kMaxCodeProduct = 15 * 64;
+
+std::string dtypeName(DType dtype);
+/// "host", "sm_80", "sm_90a" (the spelling of GemmSpec::describe).
+const char *targetName(Target target);
+size_t elementBytes(DType dtype);
+bool knownFormat(Format format);
+bool knownDType(DType dtype);
+
+/// Why `spec` is not a valid GEMM, or "" when it is. Target-agnostic: which
+/// runtime can run the spec's target is for the runtime to say.
+std::string validateSpec(const GemmSpec &spec);
+
+/// Why `t` cannot be the tensor `name` of a kernel that reads `dtype` on
+/// `device`, or "".
+std::string checkTensor(const char *name, const TensorRef &t, DType dtype,
+                        Device device);
+std::string shapeString(int64_t rows, int64_t cols);
+
+/// The logical problem of a GEMM launch.
+struct GemmProblem {
+  int64_t m = 0, n = 0, k = 0;
+  /// Stored rows of one SMP sample of the left operand (K when transposed).
+  int64_t lhsRows = 0;
+};
+
+/// Checks every argument of a launch of `spec` on `device` (tensors, shapes
+/// against each other and the transposes, bias, the exact int32 bound, the
+/// scales of packed operands when there is output to write) and returns
+/// the problem's sizes.
+Result<GemmProblem> checkGemmLaunch(const GemmSpec &spec,
+                                    const LaunchArgs &args, Device device);
+
+/// Why `args` cannot be quantized on `device`, or "".
+std::string checkQuantize(const QuantizeArgs &args, Device device);
+
+bool usableRange(float range);
+
+/// How a float operand is quantized, from its statistics.
+struct OperandQuantizer {
+  /// The LUQ max (or estimate) or the SAWB clip.
+  float range = 0.0f;
+  /// 64 / m (LUQ) or levels / clip (SAWB): the kernels' multiplier.
+  float inv = 0.0f;
+  /// alpha or step; 0 when every code is zero.
+  float scale = 0.0f;
+  /// Every code is zero: the range is not finite or not usable.
+  bool zero = false;
+  bool nonfinite = false;
+};
+
+/// LUQ with max (or estimate) `m`; `nonfinite` when the tensor or the
+/// estimate holds NaN or Inf.
+OperandQuantizer luqQuantizer(float m, bool nonfinite);
+/// SAWB with `clip` in `format` (SInt4: 7 levels, UInt4: 15).
+OperandQuantizer sawbQuantizer(float clip, bool nonfinite, Format format);
+/// The SAWB clip of `count` elements from moments summed in a kernel's
+/// order: NaN when an element is not finite, 0 for an empty tensor.
+float sawbClipFromSums(double sumSquares, double sumMagnitudes, int64_t count,
+                       float maxFinite, bool nonfinite);
+
+} // namespace lq::runtime
+
+#endif // LQ_LIB_RUNTIME_SPEC_H
