@@ -78,6 +78,40 @@ def LqCpuKernels : Pass<"lq-cpu-kernels", "::mlir::ModuleOp"> {
   ];
 }
 
+def LqGpuKernels : Pass<"lq-gpu-kernels", "::mlir::ModuleOp"> {
+  let summary = "Generate the CUDA kernels of every lq.matmul";
+  let description = [{
+    For each `lq.matmul` whose operands come from `lq.quantize` or
+    `lq.unpack`, adds a `gpu.module @lq_gemm<N>` with the kernels the
+    runtime launches (see `lq/Runtime/GpuAbi.h`) and records its name on
+    the matmul as `lq.gpu_kernel`:
+
+    * `lq_stats_*`: max |x| (one atomic per block) and, for SAWB operands,
+      per-block f64 moments in a fixed order;
+    * `lq_quant_*`: quantization to packed 4-bit storage (LUQ with the
+      Philox stream, or SAWB), four elements per thread;
+    * `lq_gemm_<tile>_<copy>`: the fused GEMM: operand tiles copied with
+      `cp.async` (or plain loads for unaligned layouts), quantized or
+      widened into int8 tiles in shared memory, multiplied on the tensor
+      cores (`mma.sync` s8 on sm_80, `wgmma` s8 on sm_90a) into exact
+      int32 sums, SMP samples in the same accumulators, and the epilogue
+      (scale, bias, ReLU, f32/bf16);
+    * `lq_fill_epilogue` (in-hindsight mode): the result of all-zero codes.
+
+    The kernels are in the `gpu`, `nvvm`, `llvm`, `arith`, `math` and `scf`
+    dialects; `lq-lower-to-gpu` takes them to PTX.
+  }];
+  let options = [
+    Option<"chip", "chip", "std::string", /*default=*/"\"sm_80\"",
+           "Target GPU: sm_80 (mma.sync) or sm_90a (wgmma)">
+  ];
+  let dependentDialects = [
+    "::mlir::arith::ArithDialect", "::mlir::gpu::GPUDialect",
+    "::mlir::LLVM::LLVMDialect", "::mlir::math::MathDialect",
+    "::mlir::NVVM::NVVMDialect", "::mlir::scf::SCFDialect"
+  ];
+}
+
 def LqCpuKernelsToLLVM : Pass<"lq-cpu-kernels-to-llvm", "::mlir::ModuleOp"> {
   let summary = "Lower generated CPU kernel stages to the LLVM dialect";
   let description = [{

@@ -16,7 +16,7 @@ namespace lq {
 
 /// The lq dialect and the upstream dialects its programs and lowerings use
 /// (func, arith, math, tensor, linalg, bufferization, memref, scf, vector,
-/// llvm).
+/// llvm, gpu, nvvm) and the NVVM target serializer.
 void registerAllDialects(mlir::DialectRegistry &registry);
 
 /// lq's passes and the upstream passes of its pipelines.

@@ -638,15 +638,7 @@ void KernelModuleBuilder::buildPackB() {
 
 Value KernelModuleBuilder::epilogueValue(NumericsBuilder &nb, Value acc,
                                          Value scale, Value bias) {
-  Value v = arith::MulFOp::create(
-      b, arith::SIToFPOp::create(b, nb.shaped(b.getF32Type()), acc), scale);
-  if (bias)
-    v = arith::AddFOp::create(b, v, bias);
-  if (spec.relu)
-    v = arith::MaximumFOp::create(b, v, nb.f32(0.0f));
-  if (spec.bf16Output)
-    v = nb.toBf16Bits(v);
-  return v;
+  return nb.epilogue(acc, scale, bias, spec.relu, spec.bf16Output);
 }
 
 // Writes the accumulators of the tile at (m, n): whole tiles with vector

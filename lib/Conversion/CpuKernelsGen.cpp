@@ -19,20 +19,19 @@ namespace lq {
 using namespace mlir;
 using namespace lq;
 
-namespace {
-
 /// How an operand reaches the kernel, read off its producer.
-FailureOr<CpuOperandSpec> operandSpec(MatmulOp op, Value operand,
-                                      bool transposed, StringRef side) {
+FailureOr<CpuOperandSpec> lq::matmulOperandSpec(MatmulOp op, Value operand,
+                                                bool transposed,
+                                                StringRef side,
+                                                StringRef device) {
   CpuOperandSpec spec;
   spec.format = getFormat(cast<QTensorType>(operand.getType()).getFormat());
   spec.transposed = transposed;
   if (auto quantize = operand.getDefiningOp<QuantizeOp>()) {
     Type element = quantize.getInput().getType().getElementType();
     if (element.isF16())
-      return op.emitError() << side
-                            << " operand: f16 inputs have no CPU kernel yet; "
-                               "use f32 or bf16";
+      return op.emitError() << side << " operand: f16 inputs have no "
+                            << device << " kernel yet; use f32 or bf16";
     spec.storage = element.isBF16() ? OperandStorage::BF16 : OperandStorage::F32;
     return spec;
   }
@@ -42,8 +41,11 @@ FailureOr<CpuOperandSpec> operandSpec(MatmulOp op, Value operand,
   }
   return op.emitError() << side
                         << " operand must come from lq.quantize or lq.unpack "
-                           "to be fused into a CPU kernel";
+                           "to be fused into a "
+                        << device << " kernel";
 }
+
+namespace {
 
 struct LqCpuKernelsPass : lq::impl::LqCpuKernelsBase<LqCpuKernelsPass> {
   void runOnOperation() override {
@@ -54,9 +56,11 @@ struct LqCpuKernelsPass : lq::impl::LqCpuKernelsBase<LqCpuKernelsPass> {
     unsigned index = 0;
     for (MatmulOp op : matmuls) {
       FailureOr<CpuOperandSpec> lhs =
-          operandSpec(op, op.getLhs().front(), op.getTransposeLhs(), "left");
+          matmulOperandSpec(op, op.getLhs().front(),
+                            op.getTransposeLhs(), "left", "CPU");
       FailureOr<CpuOperandSpec> rhs =
-          operandSpec(op, op.getRhs(), op.getTransposeRhs(), "right");
+          matmulOperandSpec(op, op.getRhs(), op.getTransposeRhs(),
+                            "right", "CPU");
       if (failed(lhs) || failed(rhs))
         return signalPassFailure();
       CpuGemmSpec spec;

@@ -189,7 +189,12 @@ Value NumericsBuilder::sawbCode(Value x, Value inv, bool isUnsigned) {
   Value hi = f32(isUnsigned ? 15.0f : 7.0f);
   Value clamped =
       arith::MinimumFOp::create(b, arith::MaximumFOp::create(b, v, lo), hi);
-  Value rounded = math::RoundEvenOp::create(b, clamped);
+  // Round half to even by adding and removing 1.5 * 2^23: exact for
+  // |v| <= 2^22, and plain f32 adds on every target (the NVVM lowering
+  // sends math.roundeven to libdevice).
+  Value magic = f32(12582912.0f);
+  Value rounded = arith::SubFOp::create(
+      b, arith::AddFOp::create(b, clamped, magic), magic);
   Value q = arith::FPToSIOp::create(b, shaped(b.getI32Type()), rounded);
   Value nibble = arith::AndIOp::create(b, q, i32(0xF));
   return arith::TruncIOp::create(b, shaped(b.getI8Type()), nibble);
@@ -209,6 +214,19 @@ Value NumericsBuilder::toBf16Bits(Value x) {
                                       absBits(x), i32(kF32InfBits));
   Value result = arith::SelectOp::create(b, isNaN, quietNaN, rounded);
   return arith::TruncIOp::create(b, shaped(b.getI16Type()), result);
+}
+
+Value NumericsBuilder::epilogue(Value acc, Value scale, Value bias, bool relu,
+                                bool bf16Output) {
+  Value v = arith::MulFOp::create(
+      b, arith::SIToFPOp::create(b, shaped(b.getF32Type()), acc), scale);
+  if (bias)
+    v = arith::AddFOp::create(b, v, bias);
+  if (relu)
+    v = arith::MaximumFOp::create(b, v, f32(0.0f));
+  if (bf16Output)
+    v = toBf16Bits(v);
+  return v;
 }
 
 Value NumericsBuilder::decode(Value code, Format format) {

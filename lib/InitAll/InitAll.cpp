@@ -3,6 +3,7 @@
 #include "lq/InitAll.h"
 
 #include "lq/Dialect/LqDialect.h"
+#include "lq/Target/GpuTarget.h"
 #include "lq/Transforms/Passes.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
@@ -38,10 +39,12 @@ void lq::registerAllDialects(mlir::DialectRegistry &registry) {
   mlir::linalg::registerBufferizableOpInterfaceExternalModels(registry);
   mlir::scf::registerBufferizableOpInterfaceExternalModels(registry);
   mlir::tensor::registerBufferizableOpInterfaceExternalModels(registry);
+  lq::registerGpuTargetInterfaces(registry);
 }
 
 void lq::registerAllPasses() {
   lq::registerLqPasses();
+  lq::registerGpuPipelines();
   mlir::registerCanonicalizerPass();
   mlir::registerCSEPass();
   mlir::registerLinalgPasses();

@@ -51,14 +51,7 @@ std::string readOperand(lq::MatmulOp op, Value operand, bool transposed,
   return "GEMM operands must come from lq.quantize or lq.unpack";
 }
 
-SpecResult specFromModule(ModuleOp module) {
-  SmallVector<lq::MatmulOp> matmuls;
-  module.walk([&](lq::MatmulOp op) { matmuls.push_back(op); });
-  if (matmuls.size() != 1)
-    return SpecResult::failure("a kernel program must hold exactly one "
-                               "lq.matmul (after lq-expand-linear), found " +
-                               std::to_string(matmuls.size()));
-  lq::MatmulOp op = matmuls.front();
+SpecResult specFromMatmul(lq::MatmulOp op) {
   lq::GemmSpec spec;
   bool hindsight = false, rhsHindsight = false;
   std::string error = readOperand(op, op.getLhs().front(), op.getTransposeLhs(),
@@ -80,7 +73,9 @@ SpecResult specFromModule(ModuleOp module) {
 
 } // namespace
 
-lq::Result<lq::GemmSpec> lq::GemmSpec::fromProgram(std::string_view program) {
+lq::Result<std::vector<lq::GemmSpec>>
+lq::GemmSpec::allFromProgram(std::string_view program) {
+  using SpecsResult = Result<std::vector<GemmSpec>>;
   DialectRegistry registry;
   lq::registerAllDialects(registry);
   MLIRContext ctx(registry, MLIRContext::Threading::DISABLED);
@@ -100,13 +95,35 @@ lq::Result<lq::GemmSpec> lq::GemmSpec::fromProgram(std::string_view program) {
       llvm::SMLoc());
   OwningOpRef<ModuleOp> module = parseSourceFile<ModuleOp>(sources, &ctx);
   if (!module)
-    return SpecResult::failure("invalid lq program: " + diagnostics);
+    return SpecsResult::failure("invalid lq program: " + diagnostics);
   PassManager pm(&ctx);
   pm.addPass(lq::createLqExpandLinear());
   pm.addPass(createCanonicalizerPass());
   if (failed(pm.run(*module)))
-    return SpecResult::failure("invalid lq program: " + diagnostics);
-  return specFromModule(*module);
+    return SpecsResult::failure("invalid lq program: " + diagnostics);
+  std::vector<GemmSpec> specs;
+  std::string error;
+  module->walk([&](lq::MatmulOp op) {
+    SpecResult spec = specFromMatmul(op);
+    if (!spec && error.empty())
+      error = spec.error();
+    else if (spec)
+      specs.push_back(*spec);
+  });
+  if (!error.empty())
+    return SpecsResult::failure(error);
+  return specs;
+}
+
+lq::Result<lq::GemmSpec> lq::GemmSpec::fromProgram(std::string_view program) {
+  Result<std::vector<GemmSpec>> specs = allFromProgram(program);
+  if (!specs)
+    return SpecResult::failure(specs.error());
+  if (specs->size() != 1)
+    return SpecResult::failure("a kernel program must hold exactly one "
+                               "lq.matmul (after lq-expand-linear), found " +
+                               std::to_string(specs->size()));
+  return specs->front();
 }
 
 lq::Result<lq::Kernel> lq::Runtime::compileProgram(std::string_view program) {

@@ -51,6 +51,15 @@ struct CpuGemmSpec {
   std::string describe() const;
 };
 
+/// How `operand` of `op` reaches a fused kernel, read off its producer:
+/// lq.quantize (f32/bf16, quantized in the kernel) or lq.unpack (packed).
+/// Emits an error naming `side` and `device` otherwise.
+mlir::FailureOr<CpuOperandSpec> matmulOperandSpec(MatmulOp op,
+                                                  mlir::Value operand,
+                                                  bool transposed,
+                                                  llvm::StringRef side,
+                                                  llvm::StringRef device);
+
 /// Micro-kernel tile: rows of the left operand and columns of the right one
 /// held in accumulators; K advances in pairs (one vpmaddwd).
 constexpr int64_t kCpuTileRows = 6;

@@ -83,6 +83,11 @@ public:
   /// NaN. In integer ops, so that no runtime library call is needed.
   mlir::Value toBf16Bits(mlir::Value x);
 
+  /// The GEMM epilogue of an exact sum `acc` (i32): f32(acc) * scale
+  /// (+ bias) (ReLU, keeping NaN), as f32 or as bf16 bits (i16).
+  mlir::Value epilogue(mlir::Value acc, mlir::Value scale, mlir::Value bias,
+                       bool relu, bool bf16Output);
+
   /// The integer value (i32) of a code nibble (i8) of `format`.
   mlir::Value decode(mlir::Value code, Format format);
 

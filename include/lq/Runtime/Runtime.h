@@ -31,6 +31,7 @@
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 namespace lq {
 
@@ -135,6 +136,8 @@ struct GemmSpec {
   /// kernel; lq.unpack: packed), transposes, SMP samples, hindsight,
   /// epilogue. lq.linear / lq.linear_grad are expanded first.
   static Result<GemmSpec> fromProgram(std::string_view program);
+  /// The specs of every lq.matmul of an lq program, in program order.
+  static Result<std::vector<GemmSpec>> allFromProgram(std::string_view program);
 
   /// A stable description, e.g. for logs and cache keys.
   std::string describe() const;

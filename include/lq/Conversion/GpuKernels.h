@@ -1,0 +1,80 @@
+//===- GpuKernels.h - generated CUDA kernels of a quantized GEMM -*- C++ -*-===//
+//
+// The GPU form of a fused quantized GEMM: a gpu.module of kernels built from
+// the numerics in NumericsBuilder (the same arithmetic as the CPU kernels
+// and the linalg reference), in the gpu/nvvm/llvm dialects. The kernel
+// names, parameters and launch geometry are the contract in
+// lq/Runtime/GpuAbi.h.
+//
+// The GEMM main loop, per CTA tile and k-step:
+//   1. copy the raw operand tiles (f32, bf16 bits or packed codes) from
+//      global to a shared-memory stage: cp.async (16-byte chunks, several
+//      stages in flight) or plain loads for unaligned layouts;
+//   2. convert the stage to an int8 tile in shared memory: LUQ (Philox
+//      stream, indexed by the element's place in the stored tensor, so any
+//      tiling draws the same sample) or SAWB on float data, widening of
+//      packed codes; masked edges give 0;
+//   3. tensor cores on the int8 tiles: mma.sync m16n8k32 s8 (sm_80) or
+//      wgmma m64nNk32 s8 from shared-memory descriptors (sm_90a), exact
+//      int32 accumulation, SMP samples summed in the same accumulators;
+// then the epilogue: scale, bias, ReLU, f32 or bf16 stores.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef LQ_CONVERSION_GPUKERNELS_H
+#define LQ_CONVERSION_GPUKERNELS_H
+
+#include "lq/Conversion/CpuKernels.h"
+#include "lq/Runtime/GpuAbi.h"
+
+#include "mlir/IR/BuiltinOps.h"
+#include "mlir/IR/OwningOpRef.h"
+
+#include <string>
+#include <vector>
+
+namespace lq {
+
+/// A GPU target: the chip and the PTX ISA the kernels are written for.
+enum class GpuChip { Sm80, Sm90a };
+
+const char *gpuChipName(GpuChip chip);
+/// The PTX ISA version features the kernels use ("+ptx80").
+const char *gpuChipFeatures(GpuChip chip);
+/// Parses "sm_80" / "sm_90a".
+std::optional<GpuChip> parseGpuChip(llvm::StringRef name);
+
+struct GpuGemmSpec {
+  CpuOperandSpec lhs, rhs;
+  /// SMP samples of a LUQ left operand, summed in the accumulators.
+  unsigned samples = 1;
+  /// Count the statistics of a float LUQ left operand in the GEMM (the
+  /// in-hindsight mode has no pre-pass).
+  bool hindsight = false;
+  bool bias = false;
+  bool relu = false;
+  bool bf16Output = false;
+  GpuChip chip = GpuChip::Sm80;
+
+  std::string describe() const;
+};
+
+/// The tile configurations the GEMM of `spec` is generated with (small
+/// first): the launcher picks one per shape.
+std::vector<gpu::GemmTile> gpuGemmTiles(const GpuGemmSpec &spec);
+
+/// Builds a module holding `gpu.module @lq_kernels` with the kernels of
+/// `spec` (statistics and quantizers of its float operands, the GEMM in
+/// every tile and copy variant, and the epilogue fill of hindsight mode).
+mlir::OwningOpRef<mlir::ModuleOp> buildGpuGemmKernels(mlir::MLIRContext &ctx,
+                                                      const GpuGemmSpec &spec);
+
+/// Builds the statistics and quantizer kernels of one float operand
+/// (`lq_stats_lhs`, `lq_quant_lhs`).
+mlir::OwningOpRef<mlir::ModuleOp>
+buildGpuQuantizeKernels(mlir::MLIRContext &ctx, const CpuOperandSpec &op,
+                        GpuChip chip);
+
+} // namespace lq
+
+#endif // LQ_CONVERSION_GPUKERNELS_H

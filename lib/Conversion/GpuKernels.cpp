@@ -1,0 +1,1035 @@
+//===- GpuKernels.cpp - generated CUDA kernels of a quantized GEMM --------===//
+
+#include "lq/Conversion/GpuKernels.h"
+#include "lq/Conversion/NumericsBuilder.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/GPU/IR/GPUDialect.h"
+#include "mlir/Dialect/LLVMIR/LLVMDialect.h"
+#include "mlir/Dialect/LLVMIR/NVVMDialect.h"
+#include "mlir/Dialect/Math/IR/Math.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
+#include "mlir/IR/ImplicitLocOpBuilder.h"
+
+#include "llvm/ADT/StringSwitch.h"
+
+using namespace mlir;
+using namespace lq;
+namespace abi = lq::gpu;
+
+const char *lq::gpuChipName(GpuChip chip) {
+  return chip == GpuChip::Sm80 ? "sm_80" : "sm_90a";
+}
+
+const char *lq::gpuChipFeatures(GpuChip chip) {
+  // PTX 8.0 is the first ISA with wgmma (sm_90a); one ISA for both keeps
+  // the cache key and the toolchain requirement simple.
+  (void)chip;
+  return "+ptx80";
+}
+
+std::optional<GpuChip> lq::parseGpuChip(llvm::StringRef name) {
+  return llvm::StringSwitch<std::optional<GpuChip>>(name)
+      .Case("sm_80", GpuChip::Sm80)
+      .Case("sm_90a", GpuChip::Sm90a)
+      .Default(std::nullopt);
+}
+
+std::string GpuGemmSpec::describe() const {
+  CpuGemmSpec cpu{lhs, rhs, bias, relu, bf16Output};
+  return cpu.describe() + " smp=" + std::to_string(samples) +
+         " hindsight=" + (hindsight ? "1" : "0") + " chip=" + gpuChipName(chip);
+}
+
+namespace {
+
+/// Bytes of an element of `storage` times two (packed codes are half a
+/// byte).
+int64_t halfBytes(OperandStorage storage) {
+  switch (storage) {
+  case OperandStorage::F32:
+    return 8;
+  case OperandStorage::BF16:
+    return 4;
+  case OperandStorage::Packed:
+    return 1;
+  }
+  llvm_unreachable("unknown storage");
+}
+
+constexpr int64_t kBK = 32;
+/// int8 tile rows of the mma.sync layout: 32 bytes of K plus 16 of padding,
+/// which puts the 8 rows x 4 words of a fragment load in 32 distinct banks.
+constexpr int64_t kTileRowBytes = kBK + 16;
+/// A wgmma core matrix: 8 rows x 16 bytes, stored contiguously.
+constexpr int64_t kCoreBytes = 128;
+
+/// The stored side of a GEMM operand as the kernel sees it.
+struct Side {
+  const CpuOperandSpec *op;
+  bool isA;
+  /// Stored with K contiguous: a non-transposed A [M, K] or a transposed
+  /// B [N, K].
+  bool kContig;
+  int64_t tileMN;
+  /// The staging tile: rows x contiguous elements, as stored.
+  int64_t sr, sc;
+  int64_t rowBytes() const { return sc * halfBytes(op->storage) / 2; }
+  int64_t stageBytes() const { return sr * rowBytes(); }
+  bool isFloat() const { return op->storage != OperandStorage::Packed; }
+  bool luq() const { return op->format == Format::Log4; }
+};
+
+Side makeSide(const CpuOperandSpec &op, bool isA, int64_t tileMN) {
+  Side s;
+  s.op = &op;
+  s.isA = isA;
+  s.kContig = isA ? !op.transposed : op.transposed;
+  s.tileMN = tileMN;
+  s.sr = s.kContig ? tileMN : kBK;
+  s.sc = s.kContig ? kBK : tileMN;
+  return s;
+}
+
+int64_t stagesFor(const CpuGemmSpec &spec) {
+  bool anyF32 = spec.lhs.storage == OperandStorage::F32 ||
+                spec.rhs.storage == OperandStorage::F32;
+  return anyF32 ? 3 : 4;
+}
+
+class GpuModuleBuilder {
+public:
+  GpuModuleBuilder(MLIRContext &ctx, GpuChip chip)
+      : ctx(ctx), chip(chip), loc(UnknownLoc::get(&ctx)),
+        module(ModuleOp::create(loc)), b(loc, &ctx) {
+    ctx.loadDialect<mlir::gpu::GPUDialect, NVVM::NVVMDialect, LLVM::LLVMDialect,
+                    arith::ArithDialect, math::MathDialect, scf::SCFDialect>();
+    module.get()->setAttr(mlir::gpu::GPUDialect::getContainerModuleAttrName(),
+                          b.getUnitAttr());
+    b.setInsertionPointToEnd(module->getBody());
+    gpuModule = mlir::gpu::GPUModuleOp::create(b, "lq_kernels");
+    // The GEMM's stages and tiles live in dynamic shared memory, sized at
+    // launch (GemmTile::smemBytes).
+    b.setInsertionPointToStart(gpuModule.getBody());
+    LLVM::GlobalOp::create(b, LLVM::LLVMArrayType::get(b.getI8Type(), 0),
+                           /*isConstant=*/false, LLVM::Linkage::External,
+                           "lq_smem", Attribute(), /*alignment=*/16,
+                           /*addrSpace=*/3);
+  }
+
+  OwningOpRef<ModuleOp> take() { return std::move(module); }
+
+  void buildStats(const CpuOperandSpec &op, bool lhs);
+  void buildQuantize(const CpuOperandSpec &op, bool lhs);
+  void buildGemm(const GpuGemmSpec &spec, const abi::GemmTile &tile,
+                 bool vec);
+  void buildFill(const GpuGemmSpec &spec);
+
+private:
+  Type ptrG() { return LLVM::LLVMPointerType::get(&ctx, 1); }
+  Type ptrS() { return LLVM::LLVMPointerType::get(&ctx, 3); }
+  Type i8() { return b.getI8Type(); }
+  Type i16() { return b.getI16Type(); }
+  Type i32() { return b.getI32Type(); }
+  Type i64() { return b.getI64Type(); }
+  Type f32() { return b.getF32Type(); }
+  Type f64() { return b.getF64Type(); }
+
+  Value c32(int64_t v) { return arith::ConstantIntOp::create(b, v, 32); }
+  Value c64(int64_t v) { return arith::ConstantIntOp::create(b, v, 64); }
+  Value add(Value x, Value y) { return arith::AddIOp::create(b, x, y); }
+  Value sub(Value x, Value y) { return arith::SubIOp::create(b, x, y); }
+  Value mul(Value x, Value y) { return arith::MulIOp::create(b, x, y); }
+  Value divu(Value x, Value y) { return arith::DivUIOp::create(b, x, y); }
+  Value remu(Value x, Value y) { return arith::RemUIOp::create(b, x, y); }
+  Value ult(Value x, Value y) {
+    return arith::CmpIOp::create(b, arith::CmpIPredicate::ult, x, y);
+  }
+  Value slt(Value x, Value y) {
+    return arith::CmpIOp::create(b, arith::CmpIPredicate::slt, x, y);
+  }
+  Value ne(Value x, Value y) {
+    return arith::CmpIOp::create(b, arith::CmpIPredicate::ne, x, y);
+  }
+  Value land(Value x, Value y) { return arith::AndIOp::create(b, x, y); }
+  Value select(Value c, Value x, Value y) {
+    return arith::SelectOp::create(b, c, x, y);
+  }
+  Value ext64(Value v) { return arith::ExtUIOp::create(b, i64(), v); }
+  Value sext64(Value v) { return arith::ExtSIOp::create(b, i64(), v); }
+
+  Value tid() { return NVVM::ThreadIdXOp::create(b, i32()); }
+  Value ctaX() { return NVVM::BlockIdXOp::create(b, i32()); }
+  Value ctaY() { return NVVM::BlockIdYOp::create(b, i32()); }
+  Value gridX() { return NVVM::GridDimXOp::create(b, i32()); }
+  void barrier() { NVVM::Barrier0Op::create(b); }
+
+  Value gep(Value base, Type element, Value offset) {
+    return LLVM::GEPOp::create(b, base.getType(), element, base,
+                               ValueRange{offset});
+  }
+  Value load(Type type, Value ptr) { return LLVM::LoadOp::create(b, type, ptr); }
+  void store(Value v, Value ptr) { LLVM::StoreOp::create(b, v, ptr); }
+
+  /// The kernel's dynamic shared memory.
+  Value smem() {
+    return LLVM::AddressOfOp::create(b, ptrS(), "lq_smem");
+  }
+  /// A static shared array of `count` elements of `element`.
+  Value staticShared(StringRef name, Type element, int64_t count);
+
+  /// Starts `gpu.func @name(args) kernel` for `threads` threads per block.
+  ValueRange beginKernel(StringRef name, ArrayRef<Type> args, int64_t threads);
+  void endKernel() { mlir::gpu::ReturnOp::create(b); }
+
+  void ifThen(Value cond, function_ref<void()> body) {
+    auto op = scf::IfOp::create(b, cond, /*withElseRegion=*/false);
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPointToStart(&op.getThenRegion().front());
+    body();
+  }
+  /// scf.for from `lo` to `hi` by `step` threading `init`.
+  using LoopBody = function_ref<SmallVector<Value>(Value, ValueRange)>;
+  SmallVector<Value> loop(Value lo, Value hi, Value step, ValueRange init,
+                          LoopBody body) {
+    auto op = scf::ForOp::create(
+        b, lo, hi, step, init,
+        [&](OpBuilder &, Location, Value iv, ValueRange args) {
+          scf::YieldOp::create(b, body(iv, args));
+        });
+    return SmallVector<Value>(op.getResults());
+  }
+
+  /// The f32 value of element `index` of a float operand in global memory.
+  Value loadFloat(OperandStorage storage, Value base, Value index);
+  /// Widens bf16 bits (i16) to f32.
+  Value widenBf16(Value bits);
+  /// The four uniforms of the consecutive elements idx0..idx0+3 (i64):
+  /// one Philox block when idx0 is a multiple of four, else two.
+  std::array<Value, 4> groupUniforms(NumericsBuilder &nb, Value seed,
+                                     Value stream, Value sample, Value idx0);
+  /// Warp-wide reduction of an i32 (unsigned max or add).
+  Value warpReduce(Value v, bool isMax);
+  /// Adds the hindsight/quantizer counters of this thread with one atomic
+  /// per warp.
+  void flushCounters(Value counters, Value overflow, Value maxBits);
+
+  /// The GEMM kernel's pieces.
+  struct GemmState;
+  void copyStage(GemmState &g, const Side &side, Value it, Value stage);
+  SmallVector<Value> convertStage(GemmState &g, const Side &side, Value stage,
+                                  Value sample, Value k0, ValueRange stats);
+  Value tileAddress(GemmState &g, Value mn, Value k);
+  SmallVector<Value> mmaStep(GemmState &g, ValueRange acc);
+  Value epilogueValue(NumericsBuilder &nb, const GpuGemmSpec &spec, Value acc,
+                      Value scale, Value bias);
+
+  MLIRContext &ctx;
+  GpuChip chip;
+  Location loc;
+  OwningOpRef<ModuleOp> module;
+  ImplicitLocOpBuilder b;
+  mlir::gpu::GPUModuleOp gpuModule;
+};
+
+Value GpuModuleBuilder::staticShared(StringRef name, Type element,
+                                     int64_t count) {
+  if (!gpuModule.lookupSymbol(name)) {
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPointToStart(gpuModule.getBody());
+    LLVM::GlobalOp::create(b, LLVM::LLVMArrayType::get(element, count),
+                           /*isConstant=*/false, LLVM::Linkage::Internal, name,
+                           Attribute(), /*alignment=*/16, /*addrSpace=*/3);
+  }
+  return LLVM::AddressOfOp::create(b, ptrS(), name);
+}
+
+ValueRange GpuModuleBuilder::beginKernel(StringRef name, ArrayRef<Type> args,
+                                         int64_t threads) {
+  b.setInsertionPointToEnd(gpuModule.getBody());
+  auto fn = mlir::gpu::GPUFuncOp::create(b, name, b.getFunctionType(args, {}));
+  fn->setAttr(mlir::gpu::GPUDialect::getKernelFuncAttrName(), b.getUnitAttr());
+  fn.setKnownBlockSizeAttr(
+      b.getDenseI32ArrayAttr({int32_t(threads), 1, 1}));
+  b.setInsertionPointToStart(&fn.getBody().front());
+  return fn.getArguments();
+}
+
+Value GpuModuleBuilder::widenBf16(Value bits) {
+  Value wide = arith::ShLIOp::create(
+      b, arith::ExtUIOp::create(b, i32(), bits), c32(16));
+  return arith::BitcastOp::create(b, f32(), wide);
+}
+
+Value GpuModuleBuilder::loadFloat(OperandStorage storage, Value base,
+                                  Value index) {
+  if (storage == OperandStorage::F32)
+    return load(f32(), gep(base, f32(), index));
+  return widenBf16(load(i16(), gep(base, i16(), index)));
+}
+
+std::array<Value, 4> GpuModuleBuilder::groupUniforms(NumericsBuilder &nb,
+                                                     Value seed, Value stream,
+                                                     Value sample, Value idx0) {
+  Value block = arith::ShRUIOp::create(b, idx0, c64(2));
+  Value offset = arith::TruncIOp::create(b, i32(), land(idx0, c64(3)));
+  std::array<Value, 4> first = nb.philoxBlock(seed, stream, sample, block);
+  // The group straddles two blocks unless it starts on a block boundary.
+  auto second = scf::IfOp::create(
+      b, ne(offset, c32(0)),
+      [&](OpBuilder &, Location) {
+        std::array<Value, 4> next =
+            nb.philoxBlock(seed, stream, sample, add(block, c64(1)));
+        scf::YieldOp::create(b, ValueRange(next));
+      },
+      [&](OpBuilder &, Location) {
+        scf::YieldOp::create(b, ValueRange(first));
+      });
+  Value words[8] = {first[0], first[1], first[2], first[3],
+                    second.getResult(0), second.getResult(1),
+                    second.getResult(2), second.getResult(3)};
+  std::array<Value, 4> uniforms;
+  for (int64_t i = 0; i < 4; ++i) {
+    // Element i draws word (offset + i) of the two blocks.
+    Value word = words[i + 3];
+    for (int64_t j = 2; j >= 0; --j)
+      word = select(arith::CmpIOp::create(b, arith::CmpIPredicate::eq, offset,
+                                          c32(j)),
+                    words[i + j], word);
+    uniforms[i] = nb.wordToUniform(word);
+  }
+  return uniforms;
+}
+
+Value GpuModuleBuilder::warpReduce(Value v, bool isMax) {
+  Value all = c32(-1), clamp = c32(31);
+  for (int64_t offset = 16; offset >= 1; offset /= 2) {
+    Value other = NVVM::ShflOp::create(b, i32(), all, v, c32(offset), clamp,
+                                       NVVM::ShflKind::bfly, UnitAttr());
+    v = isMax ? Value(arith::MaxUIOp::create(b, v, other)) : add(v, other);
+  }
+  return v;
+}
+
+void GpuModuleBuilder::flushCounters(Value counters, Value overflow,
+                                     Value maxBits) {
+  Value over = warpReduce(overflow, /*isMax=*/false);
+  Value bits = warpReduce(maxBits, /*isMax=*/true);
+  Value lane = land(tid(), c32(31));
+  ifThen(arith::CmpIOp::create(b, arith::CmpIPredicate::eq, lane, c32(0)),
+         [&] {
+    ifThen(ne(over, c32(0)), [&] {
+      LLVM::AtomicRMWOp::create(b, LLVM::AtomicBinOp::add, counters, over,
+                                LLVM::AtomicOrdering::monotonic);
+    });
+    LLVM::AtomicRMWOp::create(b, LLVM::AtomicBinOp::umax,
+                              gep(counters, i32(), c32(1)), bits,
+                              LLVM::AtomicOrdering::monotonic);
+  });
+}
+
+//===----------------------------------------------------------------------===//
+// Statistics
+//===----------------------------------------------------------------------===//
+
+void GpuModuleBuilder::buildStats(const CpuOperandSpec &op, bool lhs) {
+  ValueRange args =
+      beginKernel(abi::statsKernel(lhs), {ptrG(), i64(), i64(), i64(), ptrG()},
+                  abi::kStatsThreads);
+  Value in = args[0], rows = args[1], cols = args[2], stride = args[3],
+        stats = args[4];
+  bool moments = op.format != Format::Log4;
+  NumericsBuilder nb(b);
+  Value t = tid(), t64 = ext64(t);
+  Value zeroF = arith::ConstantFloatOp::create(b, b.getF64Type(),
+                                               APFloat(0.0));
+  SmallVector<Value> init = {c32(0), c32(0)};
+  if (moments)
+    init.append({zeroF, zeroF});
+
+  SmallVector<Value> acc = loop(
+      ext64(ctaX()), rows, ext64(gridX()), init,
+      [&](Value r, ValueRange a) {
+        Value base = mul(r, stride);
+        return loop(t64, cols, c64(abi::kStatsThreads), a,
+                    [&](Value c, ValueRange a) -> SmallVector<Value> {
+          Value x = loadFloat(op.storage, in, add(base, c));
+          Value bits = nb.absBits(x);
+          Value finite = select(nb.isNonfiniteBits(bits), c32(0), bits);
+          SmallVector<Value> next = {arith::MaxUIOp::create(b, a[0], finite),
+                                     arith::MaxUIOp::create(b, a[1], bits)};
+          if (moments) {
+            Value d = arith::ExtFOp::create(b, f64(), x);
+            next.push_back(
+                arith::AddFOp::create(b, a[2], arith::MulFOp::create(b, d, d)));
+            // |d| by clearing the sign bit: the NVVM lowering would send
+            // math.absf to libdevice.
+            Value magnitude = arith::BitcastOp::create(
+                b, f64(),
+                land(arith::BitcastOp::create(b, i64(), d),
+                     c64(0x7FFFFFFFFFFFFFFFLL)));
+            next.push_back(arith::AddFOp::create(b, a[3], magnitude));
+          }
+          return next;
+        });
+      });
+
+  // Tree reduction in shared memory: a fixed order, so the per-block sums
+  // depend only on the shape.
+  constexpr int64_t n = abi::kStatsThreads;
+  Value bitsSmem = staticShared("lq_stats_bits", i32(), 2 * n);
+  Value sumSmem = moments ? staticShared("lq_stats_sums", f64(), 2 * n) : Value();
+  auto slot = [&](Value base, Type type, int64_t part, Value index) {
+    return gep(base, type, add(index, c32(part * n)));
+  };
+  for (int64_t p = 0; p < 2; ++p) {
+    store(acc[p], slot(bitsSmem, i32(), p, t));
+    if (moments)
+      store(acc[2 + p], slot(sumSmem, f64(), p, t));
+  }
+  barrier();
+  for (int64_t half = n / 2; half >= 1; half /= 2) {
+    ifThen(ult(t, c32(half)), [&] {
+      Value other = add(t, c32(half));
+      for (int64_t p = 0; p < 2; ++p) {
+        Value mine = slot(bitsSmem, i32(), p, t);
+        store(arith::MaxUIOp::create(
+                  b, load(i32(), mine),
+                  load(i32(), slot(bitsSmem, i32(), p, other))),
+              mine);
+        if (moments) {
+          Value s = slot(sumSmem, f64(), p, t);
+          store(arith::AddFOp::create(
+                    b, load(f64(), s),
+                    load(f64(), slot(sumSmem, f64(), p, other))),
+                s);
+        }
+      }
+    });
+    barrier();
+  }
+  ifThen(arith::CmpIOp::create(b, arith::CmpIPredicate::eq, t, c32(0)), [&] {
+    for (int64_t p = 0; p < 2; ++p)
+      LLVM::AtomicRMWOp::create(b, LLVM::AtomicBinOp::umax,
+                                gep(stats, i32(), c32(p)),
+                                load(i32(), slot(bitsSmem, i32(), p, t)),
+                                LLVM::AtomicOrdering::monotonic);
+    if (moments) {
+      // Partials after the 16-byte header: (sum x^2, sum |x|) per block.
+      Value partial = gep(stats, f64(), add(c32(2), mul(ctaX(), c32(2))));
+      for (int64_t p = 0; p < 2; ++p)
+        store(load(f64(), slot(sumSmem, f64(), p, t)),
+              gep(partial, f64(), c32(p)));
+    }
+  });
+  endKernel();
+}
+
+//===----------------------------------------------------------------------===//
+// Quantization to packed storage
+//===----------------------------------------------------------------------===//
+
+void GpuModuleBuilder::buildQuantize(const CpuOperandSpec &op, bool lhs) {
+  ValueRange args = beginKernel(
+      abi::quantKernel(lhs),
+      {ptrG(), i64(), i64(), i64(), ptrG(), i64(), f32(), i64(), i32(), i32(),
+       i32(), ptrG()},
+      abi::kQuantThreads);
+  Value in = args[0], cols = args[2], stride = args[3], out = args[4],
+        outStride = args[5], inv = args[6], seed = args[7], stream = args[8],
+        sample = args[9], zero = ne(args[10], c32(0)), counters = args[11];
+  bool luq = op.format == Format::Log4;
+  NumericsBuilder nb(b);
+  Value r = ext64(ctaY());
+  Value c0 = mul(ext64(add(mul(ctaX(), c32(abi::kQuantThreads)), tid())),
+                 c64(4));
+  Value lastCol = sub(cols, c64(1));
+  Value idx0 = add(mul(r, cols), c0);
+  std::array<Value, 4> u;
+  if (luq)
+    u = groupUniforms(nb, seed, stream, sample, idx0);
+
+  Value overflow = c32(0), maxBits = c32(0);
+  Value codes[4];
+  for (int64_t i = 0; i < 4; ++i) {
+    Value c = add(c0, c64(i));
+    Value valid = ult(c, cols);
+    // Lanes past the row read its last element and discard it, so that
+    // every lane reaches the warp reduction below.
+    Value x = loadFloat(op.storage, in,
+                        add(mul(r, stride), arith::MinUIOp::create(b, c, lastCol)));
+    Value code = luq ? nb.luqCode(x, inv, u[i])
+                     : nb.sawbCode(x, inv, op.format == Format::UInt4);
+    Value counted = land(valid, arith::XOrIOp::create(
+                                    b, zero, arith::ConstantIntOp::create(
+                                                 b, 1, 1)));
+    codes[i] = select(counted, code, arith::ConstantIntOp::create(b, 0, 8));
+    if (luq)
+      overflow = add(overflow, arith::ExtUIOp::create(
+                                   b, i32(), land(counted,
+                                                  nb.luqOverflows(x, inv))));
+    maxBits = arith::MaxUIOp::create(
+        b, maxBits, select(counted, nb.absBits(x), c32(0)));
+  }
+  Value rowOut = gep(out, i8(), mul(r, outStride));
+  Value byteIndex = arith::ShRUIOp::create(b, c0, c64(1));
+  for (int64_t half = 0; half < 2; ++half) {
+    Value byte = arith::OrIOp::create(
+        b, codes[2 * half],
+        arith::ShLIOp::create(b, codes[2 * half + 1],
+                              arith::ConstantIntOp::create(b, 4, 8)));
+    ifThen(ult(add(c0, c64(2 * half)), cols), [&] {
+      store(byte, gep(rowOut, i8(), add(byteIndex, c64(half))));
+    });
+  }
+  flushCounters(counters, overflow, maxBits);
+  endKernel();
+}
+
+//===----------------------------------------------------------------------===//
+// The GEMM
+//===----------------------------------------------------------------------===//
+
+struct GpuModuleBuilder::GemmState {
+  const GpuGemmSpec *spec;
+  abi::GemmTile tile;
+  bool vec;
+  Side sides[2];
+  int64_t stages;
+  /// Shared-memory byte offsets: staging stages of A and B, int8 tiles.
+  int64_t stageBase[2], tileBase[2];
+  // Per-launch values.
+  Value ptr[2], ld[2], storedRows[2], storedCols[2], mn0[2];
+  Value M, N, K, inv[2], zero[2], seed, stream, kTiles;
+  Value smem, t, warp, lane;
+  /// mma.sync: warps along M and N, accumulator tiles per warp.
+  int64_t warpsN = 0, mTiles = 0, nTiles = 0;
+};
+
+} // namespace
+
+std::vector<abi::GemmTile> lq::gpuGemmTiles(const GpuGemmSpec &spec) {
+  CpuGemmSpec cpu{spec.lhs, spec.rhs, spec.bias, spec.relu, spec.bf16Output};
+  int64_t stages = stagesFor(cpu);
+  std::vector<abi::GemmTile> tiles;
+  for (int64_t size : {64, 128}) {
+    abi::GemmTile t;
+    t.bm = t.bn = int(size);
+    t.bk = int(kBK);
+    t.stages = int(stages);
+    // sm_80: 2 x 2 warps of 32 x 32 or 2 x 4 warps of 64 x 32; sm_90a: one
+    // warpgroup per 64 rows.
+    t.threads = spec.chip == GpuChip::Sm80 ? (size == 64 ? 128 : 256)
+                                           : int(size / 64 * 128);
+    Side a = makeSide(spec.lhs, true, size), bs = makeSide(spec.rhs, false, size);
+    int64_t tileBytes =
+        spec.chip == GpuChip::Sm80 ? size * kTileRowBytes : size * kBK;
+    t.smemBytes = stages * (a.stageBytes() + bs.stageBytes()) + 2 * tileBytes;
+    tiles.push_back(t);
+  }
+  return tiles;
+}
+
+namespace {
+
+void GpuModuleBuilder::copyStage(GemmState &g, const Side &side, Value it,
+                                 Value stage) {
+  int si = side.isA ? 0 : 1;
+  int64_t threads = g.tile.threads;
+  Value sample = divu(it, g.kTiles);
+  Value k0 = mul(remu(it, g.kTiles), c32(kBK));
+  // The tile's origin in stored coordinates.
+  Value row0 = side.kContig ? g.mn0[si] : k0;
+  Value col0 = side.kContig ? k0 : g.mn0[si];
+  Value base = g.ptr[si];
+  bool packed = side.op->storage == OperandStorage::Packed;
+  if (packed && side.isA && g.spec->samples > 1)
+    // Packed SMP samples are stacked along the stored rows.
+    base = gep(base, i8(), mul(ext64(mul(sample, g.storedRows[si])), g.ld[si]));
+  int64_t hb = halfBytes(side.op->storage);
+  Value dstStage = gep(g.smem, i8(),
+                       add(c32(g.stageBase[si]),
+                           mul(stage, c32(side.stageBytes()))));
+  Value rowsValid = g.storedRows[si];
+
+  if (g.vec) {
+    // 16-byte chunks; the bytes past the stored row are zero-filled.
+    int64_t perRow = side.rowBytes() / 16;
+    int64_t chunks = side.sr * perRow;
+    Value colsBytes = ext64(divu(add(mul(g.storedCols[si], c32(hb)), c32(1)),
+                                 c32(2)));
+    Value ldBytes = mul(g.ld[si], c64(std::max<int64_t>(1, hb / 2)));
+    if (packed)
+      ldBytes = g.ld[si];
+    for (int64_t j = 0; j < chunks; j += threads) {
+      Value chunk = add(g.t, c32(j));
+      auto body = [&] {
+        Value r = divu(chunk, c32(perRow));
+        Value cb = mul(remu(chunk, c32(perRow)), c32(16));
+        Value gr = add(row0, r);
+        Value gcb = ext64(add(divu(mul(col0, c32(hb)), c32(2)), cb));
+        Value left = arith::MaxSIOp::create(
+            b, arith::MinSIOp::create(b, sub(colsBytes, gcb), c64(16)), c64(0));
+        Value bytes = arith::TruncIOp::create(
+            b, i32(), select(ult(gr, rowsValid), left, c64(0)));
+        Value src = gep(base, i8(),
+                        select(ne(bytes, c32(0)),
+                               add(mul(ext64(gr), ldBytes), gcb), c64(0)));
+        Value dst = gep(dstStage, i8(), add(mul(r, c32(side.rowBytes())), cb));
+        NVVM::CpAsyncOp::create(b, dst, src, 16,
+                                NVVM::LoadCacheModifierKind::CG, bytes);
+      };
+      if (j + threads > chunks)
+        ifThen(ult(chunk, c32(chunks)), body);
+      else
+        body();
+    }
+    return;
+  }
+
+  // Unaligned layouts: one element (one byte of packed codes) per load.
+  Type unit = hb == 8 ? f32() : hb == 4 ? i16() : i8();
+  int64_t perRow = packed ? side.rowBytes() : side.sc;
+  int64_t units = side.sr * perRow;
+  Value colUnits = packed ? divu(add(g.storedCols[si], c32(1)), c32(2))
+                          : g.storedCols[si];
+  Value col0Units = packed ? divu(col0, c32(2)) : col0;
+  for (int64_t j = 0; j < units; j += threads) {
+    Value u = add(g.t, c32(j));
+    auto body = [&] {
+      Value r = divu(u, c32(perRow));
+      Value cu = remu(u, c32(perRow));
+      Value gr = add(row0, r), gc = add(col0Units, cu);
+      Value valid = land(ult(gr, rowsValid), ult(gc, colUnits));
+      Value offset =
+          select(valid, add(mul(ext64(gr), g.ld[si]), ext64(gc)), c64(0));
+      Value v = load(unit, gep(base, unit, offset));
+      Value zeroV = unit.isF32()
+                        ? Value(arith::ConstantFloatOp::create(
+                              b, b.getF32Type(), APFloat(0.0f)))
+                        : Value(arith::ConstantIntOp::create(
+                              b, 0, unit.getIntOrFloatBitWidth()));
+      store(select(valid, v, zeroV), gep(dstStage, unit, u));
+    };
+    if (j + threads > units)
+      ifThen(ult(u, c32(units)), body);
+    else
+      body();
+  }
+}
+
+Value GpuModuleBuilder::tileAddress(GemmState &g, Value mn, Value k) {
+  if (chip == GpuChip::Sm80)
+    return add(mul(mn, c32(kTileRowBytes)), k);
+  // wgmma without swizzle: 8 x 16-byte core matrices, K groups adjacent.
+  Value core = add(mul(divu(mn, c32(8)), c32(kBK / 16)), divu(k, c32(16)));
+  return add(add(mul(core, c32(kCoreBytes)), mul(remu(mn, c32(8)), c32(16))),
+             remu(k, c32(16)));
+}
+
+SmallVector<Value> GpuModuleBuilder::convertStage(GemmState &g,
+                                                  const Side &side,
+                                                  Value stage, Value sample,
+                                                  Value k0, ValueRange stats) {
+  int si = side.isA ? 0 : 1;
+  int64_t threads = g.tile.threads;
+  int64_t groupsPerRow = side.sc / 4;
+  int64_t groups = side.sr * groupsPerRow;
+  Value row0 = side.kContig ? g.mn0[si] : k0;
+  Value col0 = side.kContig ? k0 : g.mn0[si];
+  Value stageBase = gep(g.smem, i8(),
+                        add(c32(g.stageBase[si]),
+                            mul(stage, c32(side.stageBytes()))));
+  Value tile = gep(g.smem, i8(), c32(g.tileBase[si]));
+  // The in-kernel statistics of hindsight mode come from the first column
+  // tile only, so that each element is counted once.
+  bool counting = side.isA && g.spec->hindsight;
+  Value countHere;
+  if (counting)
+    countHere = arith::CmpIOp::create(b, arith::CmpIPredicate::eq, ctaX(),
+                                      c32(0));
+  NumericsBuilder nb(b);
+  SmallVector<Value> st(stats);
+  Value zero8 = arith::ConstantIntOp::create(b, 0, 8);
+
+  for (int64_t j = 0; j < groups; j += threads) {
+    Value grp = add(g.t, c32(j));
+    auto body = [&]() -> SmallVector<Value> {
+      Value r = divu(grp, c32(groupsPerRow));
+      Value c4 = mul(remu(grp, c32(groupsPerRow)), c32(4));
+      Value gr = add(row0, r), gc = add(col0, c4);
+      Value rowValid = ult(gr, g.storedRows[si]);
+      std::array<Value, 4> u;
+      if (side.isFloat() && side.luq())
+        u = groupUniforms(nb, g.seed, g.stream, sample,
+                          add(mul(ext64(gr), ext64(g.storedCols[si])),
+                              ext64(gc)));
+      Value vals[4];
+      SmallVector<Value> next(st);
+      for (int64_t i = 0; i < 4; ++i) {
+        Value valid = land(rowValid, ult(add(gc, c32(i)), g.storedCols[si]));
+        Value elem = add(mul(r, c32(side.sc)), add(c4, c32(i)));
+        Value code;
+        if (side.op->storage == OperandStorage::F32 ||
+            side.op->storage == OperandStorage::BF16) {
+          Value x = side.op->storage == OperandStorage::F32
+                        ? load(f32(), gep(stageBase, f32(), elem))
+                        : widenBf16(load(i16(), gep(stageBase, i16(), elem)));
+          if (side.luq()) {
+            code = nb.luqCode(x, g.inv[si], u[i]);
+            if (counting) {
+              Value counted = land(land(countHere, valid),
+                                   arith::XOrIOp::create(
+                                       b, g.zero[si],
+                                       arith::ConstantIntOp::create(b, 1, 1)));
+              next[0] = add(next[0],
+                            arith::ExtUIOp::create(
+                                b, i32(),
+                                land(counted, nb.luqOverflows(x, g.inv[si]))));
+              next[1] = arith::MaxUIOp::create(
+                  b, next[1], select(counted, nb.absBits(x), c32(0)));
+            }
+          } else {
+            code = nb.sawbCode(x, g.inv[si], side.op->format == Format::UInt4);
+          }
+        } else {
+          Value byte = load(i8(), gep(stageBase, i8(),
+                                      arith::ShRUIOp::create(b, elem, c32(1))));
+          code = i % 2 ? Value(arith::ShRUIOp::create(
+                             b, byte, arith::ConstantIntOp::create(b, 4, 8)))
+                       : Value(land(byte, arith::ConstantIntOp::create(b, 15, 8)));
+        }
+        Value v = arith::TruncIOp::create(b, i8(),
+                                          nb.decode(code, side.op->format));
+        Value keep = valid;
+        if (side.isFloat())
+          keep = land(keep, arith::XOrIOp::create(
+                                b, g.zero[si],
+                                arith::ConstantIntOp::create(b, 1, 1)));
+        vals[i] = select(keep, v, zero8);
+      }
+      if (side.kContig) {
+        // Four consecutive k of one row: one 32-bit store.
+        Value word = c32(0);
+        for (int64_t i = 0; i < 4; ++i)
+          word = arith::OrIOp::create(
+              b, word,
+              arith::ShLIOp::create(b, arith::ExtUIOp::create(b, i32(), vals[i]),
+                                    c32(8 * i)));
+        store(word, gep(tile, i8(), tileAddress(g, r, c4)));
+      } else {
+        for (int64_t i = 0; i < 4; ++i)
+          store(vals[i], gep(tile, i8(), tileAddress(g, add(c4, c32(i)), r)));
+      }
+      return next;
+    };
+    if (j + threads > groups) {
+      auto op = scf::IfOp::create(b, st.empty() ? TypeRange{} : TypeRange(ValueRange(st)),
+                                  ult(grp, c32(groups)), /*withElse=*/true);
+      {
+        OpBuilder::InsertionGuard guard(b);
+        b.setInsertionPointToStart(&op.getThenRegion().front());
+        scf::YieldOp::create(b, body());
+        b.setInsertionPointToStart(&op.getElseRegion().front());
+        scf::YieldOp::create(b, st);
+      }
+      st.assign(op.getResults().begin(), op.getResults().end());
+    } else {
+      st = body();
+    }
+  }
+  return st;
+}
+
+SmallVector<Value> GpuModuleBuilder::mmaStep(GemmState &g, ValueRange acc) {
+  Value tileA = gep(g.smem, i8(), c32(g.tileBase[0]));
+  Value tileB = gep(g.smem, i8(), c32(g.tileBase[1]));
+  SmallVector<Value> next;
+  if (chip == GpuChip::Sm80) {
+    Value grp = arith::ShRUIOp::create(b, g.lane, c32(2));
+    Value tig = land(g.lane, c32(3));
+    Value wm = divu(g.warp, c32(g.warpsN)), wn = remu(g.warp, c32(g.warpsN));
+    int64_t wtm = g.mTiles * 16, wtn = g.nTiles * 8;
+    auto lds = [&](Value tile, Value row, int64_t k) {
+      return load(i32(), gep(tile, i8(),
+                             add(mul(row, c32(kTileRowBytes)),
+                                 add(mul(tig, c32(4)), c32(k)))));
+    };
+    SmallVector<std::array<Value, 4>> a(g.mTiles);
+    SmallVector<std::array<Value, 2>> bf(g.nTiles);
+    for (int64_t mt = 0; mt < g.mTiles; ++mt) {
+      Value row = add(add(mul(wm, c32(wtm)), c32(mt * 16)), grp);
+      Value row8 = add(row, c32(8));
+      a[mt] = {lds(tileA, row, 0), lds(tileA, row8, 0), lds(tileA, row, 16),
+               lds(tileA, row8, 16)};
+    }
+    for (int64_t nt = 0; nt < g.nTiles; ++nt) {
+      Value row = add(add(mul(wn, c32(wtn)), c32(nt * 8)), grp);
+      bf[nt] = {lds(tileB, row, 0), lds(tileB, row, 16)};
+    }
+    Type accType = LLVM::LLVMStructType::getLiteral(
+        &ctx, {i32(), i32(), i32(), i32()});
+    for (int64_t mt = 0; mt < g.mTiles; ++mt)
+      for (int64_t nt = 0; nt < g.nTiles; ++nt) {
+        Value c = acc[mt * g.nTiles + nt];
+        SmallVector<Value> cs;
+        for (int64_t i = 0; i < 4; ++i)
+          cs.push_back(LLVM::ExtractValueOp::create(b, c, i));
+        next.push_back(NVVM::MmaOp::create(
+            b, accType, ValueRange(a[mt]), ValueRange(bf[nt]), cs,
+            ArrayRef<int64_t>{16, 8, 32}, std::nullopt,
+            NVVM::MMAIntOverflow::satfinite,
+            std::array<NVVM::MMATypes, 2>{NVVM::MMATypes::s8,
+                                          NVVM::MMATypes::s8},
+            std::array<NVVM::MMALayout, 2>{NVVM::MMALayout::row,
+                                           NVVM::MMALayout::col}));
+      }
+    return next;
+  }
+
+  // sm_90a: each warpgroup multiplies its 64 rows of A by all of B.
+  auto descriptor = [&](Value tile, Value byteOffset) {
+    Value addr = LLVM::PtrToIntOp::create(b, i64(),
+                                          gep(tile, i8(), byteOffset));
+    // Matrix descriptor, no swizzle: start address, leading byte offset (K
+    // direction: adjacent core matrices) and stride byte offset (M/N
+    // direction: the next 8 rows), each in 16-byte units.
+    Value start = arith::ShRUIOp::create(b, land(addr, c64(0x3FFFF)), c64(4));
+    int64_t lbo = kCoreBytes >> 4, sbo = (kBK / 16) * kCoreBytes >> 4;
+    return arith::OrIOp::create(b, start, c64((lbo << 16) | (sbo << 32)));
+  };
+  Value wg = divu(g.t, c32(128));
+  Value descA = descriptor(tileA, mul(wg, c32(64 * kBK)));
+  Value descB = descriptor(tileB, c32(0));
+  NVVM::WgmmaFenceAlignedOp::create(b);
+  Value d = NVVM::WgmmaMmaAsyncOp::create(
+      b, acc[0].getType(), acc[0], descA, descB,
+      NVVM::MMAShapeAttr::get(&ctx, 64, g.tile.bn, kBK),
+      NVVM::WGMMATypes::s8, NVVM::WGMMATypes::s8, NVVM::WGMMATypes::s32,
+      NVVM::WGMMAScaleOut::one, NVVM::WGMMAScaleIn::one,
+      NVVM::WGMMAScaleIn::one, NVVM::MMALayout::row, NVVM::MMALayout::col,
+      NVVM::MMAIntOverflowAttr());
+  NVVM::WgmmaGroupSyncAlignedOp::create(b);
+  NVVM::WgmmaWaitGroupSyncOp::create(b, b.getI64IntegerAttr(0));
+  next.push_back(d);
+  return next;
+}
+
+Value GpuModuleBuilder::epilogueValue(NumericsBuilder &nb,
+                                      const GpuGemmSpec &spec, Value acc,
+                                      Value scale, Value bias) {
+  return nb.epilogue(acc, scale, bias, spec.relu, spec.bf16Output);
+}
+
+void GpuModuleBuilder::buildGemm(const GpuGemmSpec &spec,
+                                 const abi::GemmTile &tile, bool vec) {
+  ValueRange args = beginKernel(
+      abi::gemmKernel(tile, vec),
+      {ptrG(), i64(), ptrG(), i64(), ptrG(), i64(), ptrG(), i32(), i32(),
+       i32(), f32(), f32(), f32(), i32(), i64(), i32(), ptrG()},
+      tile.threads);
+  GemmState g;
+  g.spec = &spec;
+  g.tile = tile;
+  g.vec = vec;
+  g.sides[0] = makeSide(spec.lhs, true, tile.bm);
+  g.sides[1] = makeSide(spec.rhs, false, tile.bn);
+  g.stages = tile.stages;
+  int64_t tileBytes[2];
+  for (int s = 0; s < 2; ++s)
+    tileBytes[s] = (s ? tile.bn : tile.bm) *
+                   (chip == GpuChip::Sm80 ? kTileRowBytes : kBK);
+  g.stageBase[0] = 0;
+  g.stageBase[1] = g.stages * g.sides[0].stageBytes();
+  g.tileBase[0] = g.stageBase[1] + g.stages * g.sides[1].stageBytes();
+  g.tileBase[1] = g.tileBase[0] + tileBytes[0];
+
+  g.ptr[0] = args[0];
+  g.ld[0] = args[1];
+  g.ptr[1] = args[2];
+  g.ld[1] = args[3];
+  Value C = args[4], ldc = args[5], biasPtr = args[6];
+  g.M = args[7];
+  g.N = args[8];
+  g.K = args[9];
+  g.inv[0] = args[10];
+  g.inv[1] = args[11];
+  Value scale = args[12];
+  g.zero[0] = ne(land(args[13], c32(1)), c32(0));
+  g.zero[1] = ne(land(args[13], c32(2)), c32(0));
+  g.seed = args[14];
+  g.stream = args[15];
+  Value counters = args[16];
+
+  g.smem = smem();
+  g.t = tid();
+  g.warp = arith::ShRUIOp::create(b, g.t, c32(5));
+  g.lane = land(g.t, c32(31));
+  if (chip == GpuChip::Sm80) {
+    g.warpsN = tile.bn == 64 ? 2 : 4;
+    int64_t warpsM = tile.threads / 32 / g.warpsN;
+    g.mTiles = tile.bm / warpsM / 16;
+    g.nTiles = tile.bn / g.warpsN / 8;
+  }
+  Value m0 = mul(ctaY(), c32(tile.bm)), n0 = mul(ctaX(), c32(tile.bn));
+  g.mn0[0] = m0;
+  g.mn0[1] = n0;
+  g.storedRows[0] = g.sides[0].kContig ? g.M : g.K;
+  g.storedCols[0] = g.sides[0].kContig ? g.K : g.M;
+  g.storedRows[1] = g.sides[1].kContig ? g.N : g.K;
+  g.storedCols[1] = g.sides[1].kContig ? g.K : g.N;
+  g.kTiles = divu(add(g.K, c32(kBK - 1)), c32(kBK));
+  Value total = mul(g.kTiles, c32(spec.samples));
+
+  // Accumulators: one 4-register struct per 16 x 8 block (mma.sync), or
+  // the whole wgmma fragment.
+  SmallVector<Value> acc;
+  if (chip == GpuChip::Sm80) {
+    Type type = LLVM::LLVMStructType::getLiteral(
+        &ctx, {i32(), i32(), i32(), i32()});
+    Value zeroAcc = LLVM::ZeroOp::create(b, type);
+    acc.assign(g.mTiles * g.nTiles, zeroAcc);
+  } else {
+    SmallVector<Type> fields(tile.bn / 2, i32());
+    acc.push_back(LLVM::ZeroOp::create(
+        b, LLVM::LLVMStructType::getLiteral(&ctx, fields)));
+  }
+  bool counting = spec.hindsight;
+  SmallVector<Value> init(acc);
+  if (counting)
+    init.append({c32(0), c32(0)});
+
+  auto issue = [&](Value it) {
+    Value stage = remu(it, c32(g.stages));
+    copyStage(g, g.sides[0], it, stage);
+    copyStage(g, g.sides[1], it, stage);
+  };
+  for (int64_t p = 0; p + 1 < g.stages; ++p) {
+    ifThen(slt(c32(p), total), [&] { issue(c32(p)); });
+    if (vec)
+      NVVM::CpAsyncCommitGroupOp::create(b);
+  }
+  SmallVector<Value> result = loop(
+      c32(0), total, c32(1), init, [&](Value it, ValueRange carried) {
+        Value nextIt = add(it, c32(g.stages - 1));
+        ifThen(slt(nextIt, total), [&] { issue(nextIt); });
+        if (vec) {
+          NVVM::CpAsyncCommitGroupOp::create(b);
+          NVVM::CpAsyncWaitGroupOp::create(b, g.stages - 1);
+        }
+        barrier();
+        Value stage = remu(it, c32(g.stages));
+        Value sample = divu(it, g.kTiles);
+        Value k0 = mul(remu(it, g.kTiles), c32(kBK));
+        SmallVector<Value> stats(carried.drop_front(acc.size()));
+        stats = convertStage(g, g.sides[0], stage, sample, k0, stats);
+        convertStage(g, g.sides[1], stage, sample, k0, {});
+        if (chip == GpuChip::Sm90a)
+          // The tensor cores read shared memory through the async proxy.
+          NVVM::FenceProxyOp::create(
+              b, NVVM::ProxyKindAttr::get(&ctx, NVVM::ProxyKind::async_shared),
+              NVVM::SharedSpaceAttr::get(&ctx, NVVM::SharedSpace::shared_cta));
+        barrier();
+        SmallVector<Value> next =
+            mmaStep(g, carried.take_front(acc.size()));
+        next.append(stats);
+        return next;
+      });
+  if (vec)
+    NVVM::CpAsyncWaitGroupOp::create(b, 0);
+  if (counting)
+    flushCounters(counters, result[acc.size()], result[acc.size() + 1]);
+
+  // Epilogue.
+  Value grp = arith::ShRUIOp::create(b, g.lane, c32(2));
+  Value tig = land(g.lane, c32(3));
+  struct Reg {
+    Value block;
+    int64_t field;
+    Value row, col;
+  };
+  SmallVector<Reg> regs;
+  auto addBlock = [&](Value block, Value row0, Value col0, int64_t first) {
+    for (int64_t i = 0; i < 4; ++i)
+      regs.push_back({block, first + i,
+                      add(add(row0, grp), c32(i >= 2 ? 8 : 0)),
+                      add(add(col0, mul(tig, c32(2))), c32(i & 1))});
+  };
+  if (chip == GpuChip::Sm80) {
+    Value wm = divu(g.warp, c32(g.warpsN)), wn = remu(g.warp, c32(g.warpsN));
+    for (int64_t mt = 0; mt < g.mTiles; ++mt)
+      for (int64_t nt = 0; nt < g.nTiles; ++nt)
+        addBlock(result[mt * g.nTiles + nt],
+                 add(mul(wm, c32(g.mTiles * 16)), c32(mt * 16)),
+                 add(mul(wn, c32(g.nTiles * 8)), c32(nt * 8)), 0);
+  } else {
+    // Warp w of the CTA holds rows 16 w .. 16 w + 15 of the wgmma result.
+    Value row0 = mul(g.warp, c32(16));
+    for (int64_t j = 0; j < tile.bn / 8; ++j)
+      addBlock(result[0], row0, c32(j * 8), j * 4);
+  }
+  NumericsBuilder nb(b);
+  Type outType = spec.bf16Output ? i16() : f32();
+  for (const Reg &reg : regs) {
+    Value m = add(m0, reg.row), n = add(n0, reg.col);
+    ifThen(land(ult(m, g.M), ult(n, g.N)), [&] {
+      Value accValue = LLVM::ExtractValueOp::create(b, reg.block, reg.field);
+      Value bias = spec.bias ? load(f32(), gep(biasPtr, f32(), n)) : Value();
+      Value v = epilogueValue(nb, spec, accValue, scale, bias);
+      store(v, gep(C, outType, add(mul(ext64(m), ldc), ext64(n))));
+    });
+  }
+  endKernel();
+}
+
+void GpuModuleBuilder::buildFill(const GpuGemmSpec &spec) {
+  ValueRange args = beginKernel(abi::kFillKernel,
+                                {ptrG(), i64(), ptrG(), i32(), i32()},
+                                abi::kFillThreads);
+  Value C = args[0], ldc = args[1], biasPtr = args[2], M = args[3],
+        N = args[4];
+  Value t = tid();
+  Value m = add(mul(ctaY(), c32(16)), divu(t, c32(16)));
+  Value n = add(mul(ctaX(), c32(16)), remu(t, c32(16)));
+  NumericsBuilder nb(b);
+  Type outType = spec.bf16Output ? i16() : f32();
+  ifThen(land(ult(m, M), ult(n, N)), [&] {
+    Value bias = spec.bias ? load(f32(), gep(biasPtr, f32(), n)) : Value();
+    // All-zero codes: the exact sum is 0 and the scale 0.
+    Value v = epilogueValue(nb, spec, c32(0),
+                            arith::ConstantFloatOp::create(b, b.getF32Type(),
+                                                           APFloat(0.0f)),
+                            bias);
+    store(v, gep(C, outType, add(mul(ext64(m), ldc), ext64(n))));
+  });
+  endKernel();
+}
+
+} // namespace
+
+OwningOpRef<ModuleOp> lq::buildGpuGemmKernels(MLIRContext &ctx,
+                                              const GpuGemmSpec &spec) {
+  GpuModuleBuilder builder(ctx, spec.chip);
+  const CpuOperandSpec *ops[2] = {&spec.lhs, &spec.rhs};
+  for (int s = 0; s < 2; ++s) {
+    if (ops[s]->storage == OperandStorage::Packed)
+      continue;
+    builder.buildStats(*ops[s], s == 0);
+    builder.buildQuantize(*ops[s], s == 0);
+  }
+  for (const abi::GemmTile &tile : gpuGemmTiles(spec))
+    for (bool vec : {false, true})
+      builder.buildGemm(spec, tile, vec);
+  if (spec.hindsight)
+    builder.buildFill(spec);
+  return builder.take();
+}
+
+OwningOpRef<ModuleOp> lq::buildGpuQuantizeKernels(MLIRContext &ctx,
+                                                  const CpuOperandSpec &op,
+                                                  GpuChip chip) {
+  GpuModuleBuilder builder(ctx, chip);
+  builder.buildStats(op, true);
+  builder.buildQuantize(op, true);
+  return builder.take();
+}

@@ -1,0 +1,105 @@
+//===- GpuPtxasTest.cpp - every generated GPU kernel assembles cleanly ----===//
+//
+// Without a GPU, the proof that the CUDA kernels are sound stops at the
+// assembler: each module of the standard set is generated for each target
+// and assembled by ptxas with warnings as errors (a spill is a warning),
+// and its resource report is held to the kernels' budgets: no spills, no
+// stack frame or local memory, registers within the occupancy each kernel
+// is designed for, and the dynamic shared memory of every GEMM tile within
+// the target's per-block limit.
+//
+//===----------------------------------------------------------------------===//
+
+#include "lq/Runtime/GpuCompiler.h"
+#include "lq/Runtime/PtxCompiler.h"
+
+#include <gtest/gtest.h>
+
+#include <set>
+
+using namespace lq;
+
+namespace {
+
+struct Case {
+  GpuModuleEntry entry;
+  Target target;
+  const char *chip;
+};
+
+std::vector<Case> allCases() {
+  std::vector<Case> cases;
+  for (auto [target, chip] : {std::pair{Target::CudaSm80, "sm_80"},
+                              std::pair{Target::CudaSm90a, "sm_90a"}})
+    for (const GpuModuleEntry &entry : standardGpuModules())
+      cases.push_back({entry, target, chip});
+  return cases;
+}
+
+/// Dynamic shared memory a block may use: A100 and H100 limits.
+int64_t sharedLimit(Target target) {
+  return target == Target::CudaSm80 ? 163 * 1024 : 227 * 1024;
+}
+
+/// Registers per thread that keep `blocks` blocks of `threads` threads
+/// resident on one SM (64K registers).
+int registerBudget(int threads, int blocks) {
+  return std::min(255, 65536 / (threads * blocks));
+}
+
+class GpuPtxasTest : public testing::TestWithParam<Case> {};
+
+TEST_P(GpuPtxasTest, AssemblesWithinBudget) {
+  const Case &c = GetParam();
+  GemmSpec spec = c.entry.spec;
+  spec.target = c.target;
+  Result<GpuModuleImage> image =
+      c.entry.quantize
+          ? compileGpuQuantize(spec.lhs.format, spec.lhs.dtype, c.target)
+          : compileGpuGemm(spec);
+  ASSERT_TRUE(image.ok()) << image.error();
+
+  Result<gpu::PtxasReport> report = gpu::ptxasReport(image->ptx, c.chip);
+  ASSERT_TRUE(report.ok()) << report.error();
+
+  // Every kernel the launcher looks up, and its designed occupancy.
+  std::map<std::string, int> budget;
+  bool floatOperand[2] = {spec.lhs.dtype != DType::Packed4,
+                          spec.rhs.dtype != DType::Packed4};
+  for (int side = 0; side < (c.entry.quantize ? 1 : 2); ++side) {
+    if (!floatOperand[side])
+      continue;
+    budget[gpu::statsKernel(side == 0)] = registerBudget(gpu::kStatsThreads, 4);
+    budget[gpu::quantKernel(side == 0)] = registerBudget(gpu::kQuantThreads, 8);
+  }
+  for (const gpu::GemmTile &tile : image->info.tiles) {
+    EXPECT_LE(tile.smemBytes, sharedLimit(c.target))
+        << gpu::gemmKernel(tile, false) << " shared memory";
+    for (bool vec : {false, true})
+      budget[gpu::gemmKernel(tile, vec)] = registerBudget(tile.threads, 1);
+  }
+  if (spec.hindsight)
+    budget[gpu::kFillKernel] = registerBudget(gpu::kFillThreads, 8);
+
+  std::set<std::string> seen;
+  for (const gpu::KernelResources &k : report->kernels) {
+    seen.insert(k.name);
+    EXPECT_EQ(k.spillStores, 0) << k.name;
+    EXPECT_EQ(k.spillLoads, 0) << k.name;
+    EXPECT_EQ(k.stackBytes, 0) << k.name;
+    EXPECT_EQ(k.localBytes, 0) << k.name;
+    auto it = budget.find(k.name);
+    ASSERT_NE(it, budget.end()) << "unexpected kernel " << k.name;
+    EXPECT_LE(k.registers, it->second) << k.name << " registers";
+  }
+  for (const auto &[name, regs] : budget)
+    EXPECT_TRUE(seen.count(name)) << "missing kernel " << name;
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Modules, GpuPtxasTest, testing::ValuesIn(allCases()),
+    [](const testing::TestParamInfo<Case> &info) {
+      return std::string(info.param.chip) + "_" + info.param.entry.name;
+    });
+
+} // namespace
