@@ -27,4 +27,8 @@ config.substitutions.append(
 # the LLVM installation.
 tool_dirs = [config.lq_tools_dir, config.llvm_tools_dir]
 tools = ["lq-opt", "mlir-opt", "mlir-runner", "not"]
+# lq-gpu-pack is built where the CUDA driver header is found.
+if os.path.exists(os.path.join(config.lq_tools_dir, "lq-gpu-pack")):
+    tools.append("lq-gpu-pack")
+    config.available_features.add("lq-gpu-pack")
 llvm_config.add_tool_substitutions(tools, tool_dirs)

@@ -1,0 +1,33 @@
+// REQUIRES: lq-gpu-pack
+// RUN: rm -rf %t && lq-gpu-pack %s --chip=sm_90a -o %t
+// RUN: FileCheck %s < %t/lq_gemm0.sm_90a.ptx
+
+// The forward GEMM, y = Q(x) Q(W)^T + b, ReLU, bf16 out: SAWB on both
+// operands in the kernel, wgmma on Hopper.
+func.func @forward(%x: tensor<128x784xf32>, %w: tensor<512x784xf32>, %b: tensor<512xf32>) -> tensor<128x512xbf16> {
+  %cx = lq.sawb_clip %x : tensor<128x784xf32>
+  %qx, %sx, %nf, %ov = lq.quantize %x range %cx : tensor<128x784xf32> -> !lq.qtensor<128x784x!lq.sint4>
+  %cw = lq.sawb_clip %w : tensor<512x784xf32>
+  %qw, %sw, %nf2, %ov2 = lq.quantize %w range %cw : tensor<512x784xf32> -> !lq.qtensor<512x784x!lq.sint4>
+  %y = lq.matmul (%qx) scale %sx, %qw scale %sw bias %b {transpose_rhs, relu, role = #lq.role<forward>}
+      : (!lq.qtensor<128x784x!lq.sint4>), !lq.qtensor<512x784x!lq.sint4>, tensor<512xf32> -> tensor<128x512xbf16>
+  return %y : tensor<128x512xbf16>
+}
+
+// CHECK: .target sm_90a
+// CHECK: .entry lq_gemm_64x64_vec(
+// CHECK: cp.async.cg.shared.global
+// SAWB rounds half to even with exact f32 adds.
+// CHECK: add.rn.f32 {{.*}}0f4B400000
+// Generic-proxy stores to the int8 tiles are fenced before wgmma reads them.
+// CHECK: fence.proxy.async.shared::cta;
+// CHECK: wgmma.fence.sync.aligned;
+// CHECK: wgmma.mma_async.sync.aligned.m64n64k32.s32.s8.s8
+// CHECK: wgmma.commit_group.sync.aligned;
+// CHECK: wgmma.wait_group.sync.aligned 0;
+// The epilogue: bias, ReLU (max keeping NaN), bf16 rounding, 16-bit stores.
+// CHECK: max.NaN.f32
+// CHECK: st.global.b16
+// CHECK: .entry lq_gemm_128x128_vec(
+// CHECK: wgmma.mma_async.sync.aligned.m64n128k32.s32.s8.s8
+// CHECK-NOT: fma.rn.f32
