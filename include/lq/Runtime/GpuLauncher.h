@@ -1,0 +1,126 @@
+//===- GpuLauncher.h - launch generated GPU GEMM modules --------*- C++ -*-===//
+//
+// A GpuLauncher holds one generated GPU module (the kernels of GpuAbi.h for
+// one GemmSpec) loaded into a CUDA context, and launches it with the
+// semantics of the host runtime's Kernel::launch and Runtime::quantize:
+// the same argument checks and errors, the same scales, ranges and flags in
+// LaunchStatus, and outputs bit-identical to the numerics core.
+//
+//   lq::gpu::CudaDriver *cuda = *lq::gpu::CudaDriver::get();
+//   cuda->usePrimaryContext(0);
+//   auto launcher = lq::gpu::GpuLauncher::load(cubin, info);
+//   lq::LaunchArgs args;  // TensorRefs with Device::CUDA device pointers
+//   auto status = (*launcher)->launch(args, stream);
+//
+// A launch runs the statistics kernels of the float operands, reads their
+// few bytes back (the only synchronization, besides the statistics of
+// in-hindsight mode after the GEMM), derives each quantizer on the host,
+// then runs the fused GEMM. Tensors, bias and outputs are device memory of
+// the current context; host memory is rejected.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef LQ_RUNTIME_GPULAUNCHER_H
+#define LQ_RUNTIME_GPULAUNCHER_H
+
+#include "lq/Runtime/CudaDriver.h"
+#include "lq/Runtime/GpuAbi.h"
+#include "lq/Runtime/Runtime.h"
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace lq::runtime {
+struct GemmProblem;
+} // namespace lq::runtime
+
+namespace lq::gpu {
+
+enum class Operand { Lhs, Rhs };
+
+/// The kernels a launcher of `info` resolves when it loads: the GEMM in
+/// every tile and both copy variants, the statistics of the float operands
+/// that have a pre-pass, the epilogue fill of in-hindsight mode; for a
+/// quantize module its statistics and quantizer.
+std::vector<std::string> requiredKernels(const GpuModuleInfo &info);
+
+/// The architecture to assemble a module's PTX for on `device`: "sm_90a"
+/// for sm_90a code, which runs on compute capability 9.0 only; the
+/// device's own ("sm_90", "sm_86", ...) for sm_80 code, which runs on every
+/// device from 8.0 up. An error when the device cannot run the module.
+Result<std::string> deviceArch(const GpuModuleInfo &info,
+                               const DeviceInfo &device);
+
+/// Which GEMM kernel a launch uses.
+struct GemmChoice {
+  GemmTile tile;
+  /// The `vec` copy variant (16-byte aligned pointers and row strides).
+  bool vec = false;
+  std::string kernel;
+};
+
+class GpuLauncher {
+public:
+  /// Loads `image` (PTX text, or a cubin assembled for deviceArch()) into
+  /// the current context. The module stays loaded while the launcher
+  /// lives; the context must outlive it.
+  static Result<std::unique_ptr<GpuLauncher>> load(std::string_view image,
+                                                   GpuModuleInfo info);
+  ~GpuLauncher();
+  GpuLauncher(const GpuLauncher &) = delete;
+  GpuLauncher &operator=(const GpuLauncher &) = delete;
+
+  const GpuModuleInfo &info() const { return moduleInfo; }
+  const DeviceInfo &device() const { return deviceInfo; }
+
+  /// C = Q(A) Q(B) * s (+ bias) (ReLU) on `stream`, as Kernel::launch. The
+  /// output is complete when the stream reaches the launch's end; the call
+  /// itself waits only for the statistics it reads. `overflow` is counted
+  /// in in-hindsight mode (without it no element can exceed the max).
+  /// Safe from several threads: launches of one launcher are serialized.
+  Result<LaunchStatus> launch(const LaunchArgs &args, CUstream stream);
+
+  /// Quantizes `args.input` to packed codes with the module's quantizer of
+  /// `side` (lq_quant_lhs / lq_quant_rhs), as Runtime::quantize: the format
+  /// and input dtype must be that operand's. `overflow` is counted with a
+  /// max estimate (in-hindsight).
+  Result<QuantizeStatus> quantize(const QuantizeArgs &args, CUstream stream,
+                                  Operand side = Operand::Lhs);
+
+  /// The GEMM kernel a launch of `args` would run (for reports).
+  Result<GemmChoice> chooseGemm(const LaunchArgs &args) const;
+
+private:
+  GpuLauncher() = default;
+
+  GemmChoice pick(const runtime::GemmProblem &problem,
+                  const LaunchArgs &args) const;
+  Result<CUfunction> function(const std::string &name);
+  Status ensureScratch(size_t bytes);
+  Status checkContext() const;
+  Status checkPointer(const char *name, const void *data, size_t bytes) const;
+  Status checkTensorMemory(const char *name, const TensorRef &t) const;
+
+  CudaDriver *driver = nullptr;
+  GpuModuleInfo moduleInfo;
+  DeviceInfo deviceInfo;
+  CUcontext context = nullptr;
+  CUmodule module = nullptr;
+  /// Tiles sorted by area, small first.
+  std::vector<GemmTile> tiles;
+
+  /// Guards everything below: resolved kernels, the scratch buffer and its
+  /// host mirror, and with them a whole launch.
+  std::mutex mutex;
+  std::map<std::string, CUfunction> functions;
+  DeviceBuffer scratch;
+  std::vector<unsigned char> hostScratch;
+};
+
+} // namespace lq::gpu
+
+#endif // LQ_RUNTIME_GPULAUNCHER_H

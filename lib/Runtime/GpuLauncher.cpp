@@ -1,0 +1,610 @@
+//===- GpuLauncher.cpp - launch generated GPU GEMM modules ----------------===//
+//
+// The orchestration of GpuAbi.h with the semantics of Runtime.cpp: the same
+// argument checks (Spec.h), the same quantizer rules from the statistics
+// (luqQuantizer, sawbQuantizer, sawbClipFromSums), the same status fields.
+//
+//===----------------------------------------------------------------------===//
+
+#include "lq/Runtime/GpuLauncher.h"
+
+#include "Spec.h"
+
+#include <algorithm>
+#include <climits>
+#include <cmath>
+#include <cstring>
+
+using namespace lq;
+using namespace lq::gpu;
+using namespace lq::runtime;
+
+namespace {
+
+/// Kernels above this much dynamic shared memory must opt in to it.
+constexpr int64_t kDefaultSharedBytes = 48 * 1024;
+/// The largest grid y (and z) dimension.
+constexpr int64_t kMaxGridY = 65535;
+constexpr int kMaxThreads = 1024;
+
+template <typename T, typename U> Result<T> failure(const Result<U> &from) {
+  return Result<T>::failure(from.error());
+}
+
+float bitsToFloat(uint32_t bits) {
+  float f;
+  std::memcpy(&f, &bits, sizeof(f));
+  return f;
+}
+
+CUdeviceptr address(const void *p) { return reinterpret_cast<CUdeviceptr>(p); }
+
+const char *sideName(Operand side) {
+  return side == Operand::Lhs ? "lhs" : "rhs";
+}
+
+/// Bytes from a tensor's first element to just past its last.
+size_t extentBytes(const TensorRef &t) {
+  size_t element = elementBytes(t.dtype);
+  size_t rowBytes = t.dtype == DType::Packed4 ? size_t(t.cols + 1) / 2
+                                              : size_t(t.cols) * element;
+  return size_t(t.rows - 1) * size_t(t.rowStride) * element + rowBytes;
+}
+
+int64_t ceilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+/// The statistics of one float operand, as read back from the scratch.
+struct Statistics {
+  float maxFinite = 0.0f;
+  bool nonfinite = false;
+  double sumSquares = 0.0, sumMagnitudes = 0.0;
+};
+
+/// Reads the StatsHeader at `stats` and, for SAWB, sums the per-block f64
+/// partials in block order (so that the sums depend only on the shape).
+Statistics readStatistics(const unsigned char *stats, int64_t rows, bool sawb) {
+  Statistics s;
+  StatsHeader header;
+  std::memcpy(&header, stats, sizeof(header));
+  s.maxFinite = bitsToFloat(header.maxFiniteBits);
+  s.nonfinite = header.maxAnyBits >= kF32InfBits;
+  if (sawb)
+    for (int64_t b = 0; b < statsBlocks(rows); ++b) {
+      double partial[2];
+      std::memcpy(partial, stats + sizeof(StatsHeader) + 16 * b,
+                  sizeof(partial));
+      s.sumSquares += partial[0];
+      s.sumMagnitudes += partial[1];
+    }
+  return s;
+}
+
+} // namespace
+
+//===----------------------------------------------------------------------===//
+// Module contents
+//===----------------------------------------------------------------------===//
+
+std::vector<std::string> lq::gpu::requiredKernels(const GpuModuleInfo &info) {
+  const GemmSpec &s = info.spec;
+  if (info.quantizeOnly)
+    return {statsKernel(true), quantKernel(true)};
+  std::vector<std::string> names;
+  for (const GemmTile &t : info.tiles)
+    for (bool vec : {true, false})
+      names.push_back(gemmKernel(t, vec));
+  if (s.lhs.dtype != DType::Packed4 && !s.hindsight)
+    names.push_back(statsKernel(true));
+  if (s.rhs.dtype != DType::Packed4)
+    names.push_back(statsKernel(false));
+  if (s.hindsight)
+    names.push_back(kFillKernel);
+  return names;
+}
+
+Result<std::string> lq::gpu::deviceArch(const GpuModuleInfo &info,
+                                        const DeviceInfo &device) {
+  using R = Result<std::string>;
+  std::string cc = std::to_string(device.computeMajor) + "." +
+                   std::to_string(device.computeMinor);
+  if (info.chip == "sm_90a") {
+    if (device.computeMajor != 9 || device.computeMinor != 0)
+      return R::failure("sm_90a kernels run on compute capability 9.0 only; " +
+                        device.name + " is " + cc);
+    return std::string("sm_90a");
+  }
+  if (info.chip == "sm_80") {
+    if (device.computeMajor < 8)
+      return R::failure("sm_80 kernels need compute capability 8.0 or "
+                        "newer; " +
+                        device.name + " is " + cc);
+    return "sm_" + std::to_string(device.computeMajor) +
+           std::to_string(device.computeMinor);
+  }
+  return R::failure("unknown chip '" + info.chip + "' (sm_80 or sm_90a)");
+}
+
+//===----------------------------------------------------------------------===//
+// Loading
+//===----------------------------------------------------------------------===//
+
+Result<std::unique_ptr<GpuLauncher>>
+GpuLauncher::load(std::string_view image, GpuModuleInfo info) {
+  using R = Result<std::unique_ptr<GpuLauncher>>;
+  Result<CudaDriver *> driver = CudaDriver::get();
+  if (!driver)
+    return failure<std::unique_ptr<GpuLauncher>>(driver);
+  Result<DeviceInfo> device = (*driver)->currentDevice();
+  if (!device)
+    return failure<std::unique_ptr<GpuLauncher>>(device);
+  if (Result<std::string> arch = deviceArch(info, *device); !arch)
+    return failure<std::unique_ptr<GpuLauncher>>(arch);
+  Result<CUcontext> context = (*driver)->currentContext();
+  if (!context)
+    return failure<std::unique_ptr<GpuLauncher>>(context);
+
+  std::unique_ptr<GpuLauncher> launcher(new GpuLauncher);
+  launcher->driver = *driver;
+  launcher->deviceInfo = *device;
+  launcher->context = *context;
+  Result<CUmodule> module = (*driver)->loadModule(image.data(), image.size());
+  if (!module)
+    return R::failure("loading the module of " + info.spec.describe() +
+                      " failed: " + module.error());
+  launcher->module = *module;
+
+  for (const std::string &name : requiredKernels(info)) {
+    Result<CUfunction> fn = launcher->function(name);
+    if (!fn)
+      return R::failure("the module of " + info.spec.describe() +
+                        " lacks a kernel it needs: " + fn.error());
+  }
+  for (const GemmTile &t : info.tiles) {
+    if (t.threads > kMaxThreads)
+      return R::failure("tile " + gemmKernel(t, true) + " has " +
+                        std::to_string(t.threads) + " threads, above " +
+                        std::to_string(kMaxThreads));
+    if (t.smemBytes > device->maxSharedOptin)
+      return R::failure("tile " + gemmKernel(t, true) + " needs " +
+                        std::to_string(t.smemBytes) +
+                        " bytes of shared memory; " + device->name +
+                        " allows " + std::to_string(device->maxSharedOptin));
+    if (t.smemBytes <= kDefaultSharedBytes)
+      continue;
+    for (bool vec : {true, false}) {
+      Result<CUfunction> fn = launcher->function(gemmKernel(t, vec));
+      if (!fn)
+        return failure<std::unique_ptr<GpuLauncher>>(fn);
+      if (Status s = (*driver)->setMaxDynamicSharedMemory(*fn, int(t.smemBytes));
+          !s)
+        return R::failure(gemmKernel(t, vec) + ": " + s.error());
+    }
+  }
+  launcher->tiles = info.tiles;
+  std::stable_sort(launcher->tiles.begin(), launcher->tiles.end(),
+                   [](const GemmTile &a, const GemmTile &b) {
+                     return int64_t(a.bm) * a.bn < int64_t(b.bm) * b.bn;
+                   });
+  launcher->moduleInfo = std::move(info);
+  return R(std::move(launcher));
+}
+
+GpuLauncher::~GpuLauncher() {
+  // Device memory goes before the module; a failed unload has no caller
+  // to report to (the context is gone or broken, and takes the module with
+  // it).
+  scratch = DeviceBuffer();
+  if (module)
+    (void)driver->unloadModule(module);
+}
+
+Result<CUfunction> GpuLauncher::function(const std::string &name) {
+  if (auto it = functions.find(name); it != functions.end())
+    return it->second;
+  Result<CUfunction> fn = driver->function(module, name);
+  if (fn)
+    functions.emplace(name, *fn);
+  return fn;
+}
+
+//===----------------------------------------------------------------------===//
+// Checks
+//===----------------------------------------------------------------------===//
+
+Status GpuLauncher::checkContext() const {
+  Result<CUcontext> current = driver->currentContext();
+  if (!current)
+    return failure<Done>(current);
+  if (*current != context)
+    return Status::failure(
+        "the current CUDA context is not the one the module was loaded "
+        "into: make that context current on this thread first");
+  return Done{};
+}
+
+Status GpuLauncher::checkPointer(const char *name, const void *data,
+                                 size_t bytes) const {
+  std::string prefix = std::string(name) + ": ";
+  Result<PointerInfo> info = driver->pointerInfo(data);
+  if (!info)
+    return Status::failure(prefix + info.error());
+  if (!info->device)
+    return Status::failure(prefix + "not CUDA device memory (host or "
+                                    "unregistered memory); the GPU kernels "
+                                    "read and write device memory only");
+  // The device, not the context: memory from stream-ordered pools and
+  // virtual memory mappings has no owning context.
+  if (info->deviceOrdinal != int(deviceInfo.device))
+    return Status::failure(prefix + "memory of device " +
+                           std::to_string(info->deviceOrdinal) +
+                           ", but the current context is on device " +
+                           std::to_string(int(deviceInfo.device)));
+  CUdeviceptr begin = address(data);
+  if (info->rangeSize > 0 &&
+      (begin < info->rangeStart ||
+       begin - info->rangeStart + bytes > info->rangeSize))
+    return Status::failure(
+        prefix + "the tensor spans " + std::to_string(bytes) +
+        " bytes, past the end of its allocation of " +
+        std::to_string(info->rangeSize) + " bytes");
+  return Done{};
+}
+
+Status GpuLauncher::checkTensorMemory(const char *name,
+                                      const TensorRef &t) const {
+  if (t.rows == 0 || t.cols == 0)
+    return Done{};
+  return checkPointer(name, t.data, extentBytes(t));
+}
+
+Status GpuLauncher::ensureScratch(size_t bytes) {
+  if (hostScratch.size() < bytes)
+    hostScratch.resize(bytes);
+  if (scratch.size() >= bytes)
+    return Done{};
+  // The old buffer may still be the counters argument of a GEMM in flight
+  // on another stream (that launch read nothing back from it); free it only
+  // when the context is idle.
+  if (scratch.size() > 0)
+    if (Status s = driver->synchronizeContext(); !s)
+      return s;
+  scratch = DeviceBuffer();
+  Result<DeviceBuffer> grown =
+      DeviceBuffer::allocate(std::max(bytes, 2 * scratch.size()));
+  if (!grown)
+    return failure<Done>(grown);
+  scratch = std::move(*grown);
+  return Done{};
+}
+
+//===----------------------------------------------------------------------===//
+// Launches
+//===----------------------------------------------------------------------===//
+
+namespace {
+
+/// The quantizer of one operand of a launch, from its statistics (or the
+/// in-hindsight estimate), by the host runtime's rules.
+OperandQuantizer quantizerOf(const OperandSpec &op, const TensorRef &t,
+                             const Statistics &stats, bool hindsight,
+                             float estimate) {
+  if (op.format == Format::Log4)
+    return hindsight ? luqQuantizer(estimate, !std::isfinite(estimate))
+                     : luqQuantizer(stats.maxFinite, stats.nonfinite);
+  float clip = sawbClipFromSums(stats.sumSquares, stats.sumMagnitudes,
+                                t.rows * t.cols, stats.maxFinite,
+                                stats.nonfinite);
+  return sawbQuantizer(clip, stats.nonfinite, op.format);
+}
+
+} // namespace
+
+Result<GemmChoice> GpuLauncher::chooseGemm(const LaunchArgs &args) const {
+  if (moduleInfo.quantizeOnly)
+    return Result<GemmChoice>::failure(
+        "this module quantizes only: it has no GEMM to launch");
+  Result<GemmProblem> problem =
+      checkGemmLaunch(moduleInfo.spec, args, Device::CUDA);
+  if (!problem)
+    return failure<GemmChoice>(problem);
+  return pick(*problem, args);
+}
+
+GemmChoice GpuLauncher::pick(const GemmProblem &p,
+                             const LaunchArgs &args) const {
+  // The largest tile whose tiles still give every multiprocessor one;
+  // small problems take the smallest tile, to spread over more of them.
+  GemmChoice choice;
+  choice.tile = tiles.front();
+  for (const GemmTile &t : tiles)
+    if (ceilDiv(p.m, t.bm) * ceilDiv(p.n, t.bn) >= deviceInfo.multiprocessors)
+      choice.tile = t;
+  // cp.async moves 16-byte chunks: every base pointer and row pitch must
+  // be a multiple of 16 bytes.
+  choice.vec = true;
+  for (const TensorRef *t : {&args.lhs, &args.rhs, &args.out})
+    choice.vec &= address(t->data) % 16 == 0 &&
+                  (t->rowStride * int64_t(elementBytes(t->dtype))) % 16 == 0;
+  choice.kernel = gemmKernel(choice.tile, choice.vec);
+  return choice;
+}
+
+Result<LaunchStatus> GpuLauncher::launch(const LaunchArgs &args,
+                                         CUstream stream) {
+  using R = Result<LaunchStatus>;
+  const GemmSpec &s = moduleInfo.spec;
+  if (moduleInfo.quantizeOnly)
+    return R::failure("this module quantizes only: it has no GEMM to launch");
+  Result<GemmProblem> problem = checkGemmLaunch(s, args, Device::CUDA);
+  if (!problem)
+    return failure<LaunchStatus>(problem);
+  const GemmProblem &p = *problem;
+  LaunchStatus status;
+  if (p.m == 0 || p.n == 0)
+    return status;
+  GemmChoice choice = pick(p, args);
+  if (p.m > INT_MAX || p.n > INT_MAX)
+    return R::failure("the GEMM kernels take 32-bit sizes: M = " +
+                      std::to_string(p.m) + ", N = " + std::to_string(p.n));
+  const GemmTile &tile = choice.tile;
+  if (ceilDiv(p.m, tile.bm) > kMaxGridY)
+    return R::failure("M = " + std::to_string(p.m) + " needs more than " +
+                      std::to_string(kMaxGridY) + " row tiles of " +
+                      std::to_string(tile.bm));
+  if (s.hindsight && ceilDiv(p.m, 16) > kMaxGridY)
+    return R::failure("M = " + std::to_string(p.m) +
+                      " is too large for the epilogue fill of in-hindsight "
+                      "mode (at most " +
+                      std::to_string(kMaxGridY * 16) + " rows)");
+  if (Status c = checkContext(); !c)
+    return failure<LaunchStatus>(c);
+  for (auto [name, t] : {std::pair("lhs", &args.lhs),
+                         std::pair("rhs", &args.rhs),
+                         std::pair("out", &args.out)})
+    if (Status c = checkTensorMemory(name, *t); !c)
+      return failure<LaunchStatus>(c);
+  if (s.bias)
+    if (Status c = checkPointer("bias", args.bias, size_t(p.n) * 4); !c)
+      return failure<LaunchStatus>(c);
+
+  std::lock_guard<std::mutex> lock(mutex);
+  bool lhsFloat = s.lhs.dtype != DType::Packed4;
+  bool rhsFloat = s.rhs.dtype != DType::Packed4;
+  // Scratch: the statistics of each operand, then the GEMM's counters.
+  size_t lhsStats = 0;
+  size_t rhsStats = lhsStats + size_t(statsBytes(args.lhs.rows));
+  size_t counters = rhsStats + size_t(statsBytes(args.rhs.rows));
+  size_t total = counters + sizeof(QuantCounters);
+  if (Status st = ensureScratch(total); !st)
+    return failure<LaunchStatus>(st);
+  if (Status st = driver->fill(scratch.address(), 0, total, stream); !st)
+    return failure<LaunchStatus>(st);
+
+  bool needStats[2] = {
+      lhsFloat && !s.hindsight && args.lhs.rows * args.lhs.cols > 0,
+      rhsFloat && args.rhs.rows * args.rhs.cols > 0};
+  const TensorRef *operands[2] = {&args.lhs, &args.rhs};
+  size_t statsOffset[2] = {lhsStats, rhsStats};
+  for (int side = 0; side < 2; ++side) {
+    if (!needStats[side])
+      continue;
+    const TensorRef &t = *operands[side];
+    CUdeviceptr in = address(t.data), out = scratch.address() + statsOffset[side];
+    int64_t rows = t.rows, cols = t.cols, stride = t.rowStride;
+    void *params[] = {&in, &rows, &cols, &stride, &out};
+    Result<CUfunction> fn = function(statsKernel(side == 0));
+    if (!fn)
+      return failure<LaunchStatus>(fn);
+    if (Status st = driver->launch(*fn, unsigned(statsBlocks(rows)), 1, 1,
+                                   kStatsThreads, 0, stream, params);
+        !st)
+      return R::failure(statsKernel(side == 0) + ": " + st.error());
+  }
+  if (needStats[0] || needStats[1]) {
+    if (Status st = driver->copyToHost(hostScratch.data(), scratch.address(),
+                                       counters, stream);
+        !st)
+      return failure<LaunchStatus>(st);
+    if (Status st = driver->synchronize(stream); !st)
+      return R::failure("statistics of the GEMM operands: " + st.error());
+  }
+  OperandQuantizer quantizers[2];
+  const OperandSpec *specs[2] = {&s.lhs, &s.rhs};
+  for (int side = 0; side < 2; ++side) {
+    if (specs[side]->dtype == DType::Packed4)
+      continue;
+    Statistics stats;
+    if (needStats[side])
+      stats = readStatistics(hostScratch.data() + statsOffset[side],
+                             operands[side]->rows,
+                             specs[side]->format != Format::Log4);
+    quantizers[side] = quantizerOf(*specs[side], *operands[side], stats,
+                                   side == 0 && s.hindsight, args.maxEstimate);
+  }
+  OperandQuantizer &lq = quantizers[0], &rq = quantizers[1];
+  status.lhsScale = lhsFloat ? lq.scale : args.lhsScale;
+  status.rhsScale = rhsFloat ? rq.scale : args.rhsScale;
+  status.lhsRange = lq.range;
+  status.rhsRange = rq.range;
+  status.nonfinite = lq.nonfinite || rq.nonfinite;
+  if (lhsFloat && s.lhs.format == Format::Log4 && !s.hindsight)
+    status.lhsMax = lq.range;
+
+  float scale = status.lhsScale * status.rhsScale;
+  if (s.samples > 1)
+    scale = scale * (1.0f / float(s.samples));
+  CUdeviceptr a = address(args.lhs.data), b = address(args.rhs.data),
+              c = address(args.out.data), bias = address(args.bias);
+  int64_t lda = args.lhs.rowStride, ldb = args.rhs.rowStride,
+          ldc = args.out.rowStride;
+  int32_t m = int32_t(p.m), n = int32_t(p.n), k = int32_t(p.k);
+  float invA = lhsFloat ? lq.inv : 0.0f, invB = rhsFloat ? rq.inv : 0.0f;
+  int32_t zero = (lhsFloat && lq.zero ? 1 : 0) | (rhsFloat && rq.zero ? 2 : 0);
+  int64_t seed = int64_t(args.seed);
+  int32_t streamId = int32_t(args.stream);
+  CUdeviceptr counterPtr = scratch.address() + counters;
+  void *params[] = {&a,    &lda,  &b,     &ldb,  &c,    &ldc,
+                    &bias, &m,    &n,     &k,    &invA, &invB,
+                    &scale, &zero, &seed, &streamId, &counterPtr};
+  Result<CUfunction> gemm = function(choice.kernel);
+  if (!gemm)
+    return failure<LaunchStatus>(gemm);
+  if (Status st = driver->launch(*gemm, unsigned(ceilDiv(p.n, tile.bn)),
+                                 unsigned(ceilDiv(p.m, tile.bm)), 1,
+                                 unsigned(tile.threads),
+                                 unsigned(tile.smemBytes), stream, params);
+      !st)
+    return R::failure(choice.kernel + ": " + st.error());
+
+  // In-hindsight mode has no pre-pass: the GEMM counted the statistics of
+  // A while quantizing it. An unusable estimate zeroed A without looking
+  // at it, as the host runtime does.
+  if (s.hindsight && !lq.zero) {
+    QuantCounters counted;
+    if (Status st = driver->copyToHost(&counted, counterPtr, sizeof(counted),
+                                       stream);
+        !st)
+      return failure<LaunchStatus>(st);
+    if (Status st = driver->synchronize(stream); !st)
+      return R::failure(choice.kernel + ": " + st.error());
+    bool nonfinite = counted.maxAnyBits >= kF32InfBits;
+    status.nonfinite |= nonfinite;
+    if (nonfinite) {
+      // The codes of A must all be zero: the output becomes epilogue(0).
+      Result<CUfunction> fill = function(kFillKernel);
+      if (!fill)
+        return failure<LaunchStatus>(fill);
+      void *fillParams[] = {&c, &ldc, &bias, &m, &n};
+      if (Status st = driver->launch(*fill, unsigned(ceilDiv(p.n, 16)),
+                                     unsigned(ceilDiv(p.m, 16)), 1,
+                                     kFillThreads, 0, stream, fillParams);
+          !st)
+        return R::failure(std::string(kFillKernel) + ": " + st.error());
+      status.lhsScale = 0.0f;
+    } else {
+      // Counted once per element; every SMP sample saturates the same
+      // elements, and the host runtime counts each sample.
+      status.overflow = uint64_t(counted.overflow) * s.samples;
+      status.lhsMax = bitsToFloat(counted.maxAnyBits);
+    }
+  }
+  return status;
+}
+
+Result<QuantizeStatus> GpuLauncher::quantize(const QuantizeArgs &args,
+                                             CUstream stream, Operand side) {
+  using R = Result<QuantizeStatus>;
+  const OperandSpec &op =
+      side == Operand::Lhs ? moduleInfo.spec.lhs : moduleInfo.spec.rhs;
+  std::string name = sideName(side);
+  if (moduleInfo.quantizeOnly && side == Operand::Rhs)
+    return R::failure("a quantize module quantizes its left operand only");
+  if (op.dtype == DType::Packed4)
+    return R::failure("the module's " + name +
+                      " operand is packed: it has no quantizer");
+  if (std::string error = checkQuantize(args, Device::CUDA); !error.empty())
+    return R::failure(error);
+  if (args.format != op.format)
+    return R::failure(std::string("format ") + formatName(args.format) +
+                      " differs from the module's " + name + " quantizer (" +
+                      formatName(op.format) + ")");
+  if (args.input.dtype != op.dtype)
+    return R::failure("input: dtype " + dtypeName(args.input.dtype) +
+                      " differs from the module's " + name + " quantizer (" +
+                      dtypeName(op.dtype) + ")");
+  const TensorRef &in = args.input, &out = args.output;
+  if (in.rows > kMaxGridY)
+    return R::failure(quantKernel(side == Operand::Lhs) + " takes at most " +
+                      std::to_string(kMaxGridY) + " rows (one grid row each), "
+                      "got " + std::to_string(in.rows));
+  if (Status c = checkContext(); !c)
+    return failure<QuantizeStatus>(c);
+  for (auto [label, t] : {std::pair("input", &in), std::pair("output", &out)})
+    if (Status c = checkTensorMemory(label, *t); !c)
+      return failure<QuantizeStatus>(c);
+
+  std::lock_guard<std::mutex> lock(mutex);
+  bool hindsight = args.maxEstimate.has_value();
+  int64_t count = in.rows * in.cols;
+  size_t counters = hindsight ? 0 : size_t(statsBytes(in.rows));
+  size_t total = counters + sizeof(QuantCounters);
+  if (Status st = ensureScratch(total); !st)
+    return failure<QuantizeStatus>(st);
+  if (Status st = driver->fill(scratch.address(), 0, total, stream); !st)
+    return failure<QuantizeStatus>(st);
+  Statistics stats;
+  if (!hindsight && count > 0) {
+    CUdeviceptr input = address(in.data), statsPtr = scratch.address();
+    int64_t rows = in.rows, cols = in.cols, stride = in.rowStride;
+    void *params[] = {&input, &rows, &cols, &stride, &statsPtr};
+    Result<CUfunction> fn = function(statsKernel(side == Operand::Lhs));
+    if (!fn)
+      return failure<QuantizeStatus>(fn);
+    if (Status st = driver->launch(*fn, unsigned(statsBlocks(rows)), 1, 1,
+                                   kStatsThreads, 0, stream, params);
+        !st)
+      return R::failure(statsKernel(side == Operand::Lhs) + ": " + st.error());
+    if (Status st = driver->copyToHost(hostScratch.data(), statsPtr, counters,
+                                       stream);
+        !st)
+      return failure<QuantizeStatus>(st);
+    if (Status st = driver->synchronize(stream); !st)
+      return R::failure("statistics of the input: " + st.error());
+    stats = readStatistics(hostScratch.data(), in.rows,
+                           op.format != Format::Log4);
+  }
+  OperandQuantizer q = quantizerOf(op, in, stats, hindsight,
+                                   args.maxEstimate.value_or(0.0f));
+  QuantizeStatus status;
+  status.scale = q.scale;
+  status.nonfinite = q.nonfinite;
+  // The range of LUQ with an estimate is the max the quantizer sees.
+  status.range = op.format == Format::Log4 && hindsight ? 0.0f : q.range;
+  if (count == 0)
+    return status;
+
+  Result<CUfunction> quant = function(quantKernel(side == Operand::Lhs));
+  if (!quant)
+    return failure<QuantizeStatus>(quant);
+  CUdeviceptr input = address(in.data), output = address(out.data);
+  CUdeviceptr counterPtr = scratch.address() + counters;
+  int64_t rows = in.rows, cols = in.cols, stride = in.rowStride,
+          outStride = out.rowStride;
+  float inv = q.inv;
+  int64_t seed = int64_t(args.seed);
+  int32_t streamId = int32_t(args.stream), sample = int32_t(args.sample);
+  int32_t zero = q.zero ? 1 : 0;
+  void *params[] = {&input, &rows, &cols, &stride, &output, &outStride, &inv,
+                    &seed,  &streamId, &sample, &zero, &counterPtr};
+  unsigned gridX = unsigned(ceilDiv(ceilDiv(cols, 4), kQuantThreads));
+  auto runQuant = [&]() {
+    Status st = driver->launch(*quant, gridX, unsigned(rows), 1, kQuantThreads,
+                               0, stream, params);
+    return st ? st
+              : Status::failure(quantKernel(side == Operand::Lhs) + ": " +
+                                st.error());
+  };
+  if (Status st = runQuant(); !st)
+    return failure<QuantizeStatus>(st);
+  if (hindsight && !q.zero) {
+    QuantCounters counted;
+    if (Status st = driver->copyToHost(&counted, counterPtr, sizeof(counted),
+                                       stream);
+        !st)
+      return failure<QuantizeStatus>(st);
+    if (Status st = driver->synchronize(stream); !st)
+      return R::failure(quantKernel(side == Operand::Lhs) + ": " + st.error());
+    if (counted.maxAnyBits >= kF32InfBits) {
+      // A non-finite element: every code becomes zero.
+      zero = 1;
+      if (Status st = runQuant(); !st)
+        return failure<QuantizeStatus>(st);
+      status.nonfinite = true;
+      status.scale = 0.0f;
+    } else {
+      status.overflow = counted.overflow;
+      status.range = bitsToFloat(counted.maxAnyBits);
+    }
+  }
+  return status;
+}
