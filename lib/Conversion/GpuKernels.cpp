@@ -251,6 +251,11 @@ ValueRange GpuModuleBuilder::beginKernel(StringRef name, ArrayRef<Type> args,
   fn->setAttr(mlir::gpu::GPUDialect::getKernelFuncAttrName(), b.getUnitAttr());
   fn.setKnownBlockSizeAttr(
       b.getDenseI32ArrayAttr({int32_t(threads), 1, 1}));
+  // One resident block is enough: ptxas may then use every register a
+  // thread can have instead of trading registers (and spills) for
+  // occupancy the kernels do not need.
+  fn->setAttr(NVVM::NVVMDialect::getMinctasmAttrName(),
+              b.getI32IntegerAttr(1));
   b.setInsertionPointToStart(&fn.getBody().front());
   return fn.getArguments();
 }
