@@ -122,7 +122,7 @@ public:
   void buildStats(const CpuOperandSpec &op, bool lhs);
   void buildQuantize(const CpuOperandSpec &op, bool lhs);
   void buildGemm(const GpuGemmSpec &spec, const abi::GemmTile &tile,
-                 bool vec);
+                 bool vec, const std::string &name);
   void buildFill(const GpuGemmSpec &spec);
 
 private:
@@ -827,9 +827,10 @@ Value GpuModuleBuilder::epilogueValue(NumericsBuilder &nb,
 }
 
 void GpuModuleBuilder::buildGemm(const GpuGemmSpec &spec,
-                                 const abi::GemmTile &tile, bool vec) {
+                                 const abi::GemmTile &tile, bool vec,
+                                 const std::string &name) {
   ValueRange args = beginKernel(
-      abi::gemmKernel(tile, vec),
+      name,
       {ptrG(), i64(), ptrG(), i64(), ptrG(), i64(), ptrG(), i32(), i32(),
        i32(), f32(), f32(), f32(), i32(), i64(), i32(), ptrG()},
       tile.threads);
@@ -1022,9 +1023,22 @@ OwningOpRef<ModuleOp> lq::buildGpuGemmKernels(MLIRContext &ctx,
     builder.buildStats(*ops[s], s == 0);
     builder.buildQuantize(*ops[s], s == 0);
   }
-  for (const abi::GemmTile &tile : gpuGemmTiles(spec))
+  // A float LUQ left operand may also be quantized once to packed codes
+  // (lq_quant_lhs) and read by a packed variant: Philox per element once
+  // instead of once per column tile.
+  bool packedVariant = spec.lhs.format == Format::Log4 &&
+                       spec.lhs.storage != OperandStorage::Packed;
+  GpuGemmSpec packedLhs = spec;
+  packedLhs.lhs.storage = OperandStorage::Packed;
+  packedLhs.hindsight = false;
+  for (const abi::GemmTile &tile : gpuGemmTiles(spec)) {
     for (bool vec : {false, true})
-      builder.buildGemm(spec, tile, vec);
+      builder.buildGemm(spec, tile, vec, abi::gemmKernel(tile, vec));
+    // Its smaller stages fit the tile's shared memory.
+    if (packedVariant)
+      builder.buildGemm(packedLhs, tile, /*vec=*/true,
+                        abi::gemmKernel(tile, true, /*packedLhs=*/true));
+  }
   if (spec.hindsight)
     builder.buildFill(spec);
   return builder.take();

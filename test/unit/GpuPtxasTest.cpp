@@ -77,6 +77,9 @@ TEST_P(GpuPtxasTest, AssemblesWithinBudget) {
         << gpu::gemmKernel(tile, false) << " shared memory";
     for (bool vec : {false, true})
       budget[gpu::gemmKernel(tile, vec)] = registerBudget(tile.threads, 1);
+    if (spec.lhs.format == Format::Log4 && spec.lhs.dtype != DType::Packed4)
+      budget[gpu::gemmKernel(tile, true, /*packedLhs=*/true)] =
+          registerBudget(tile.threads, 1);
   }
   if (spec.hindsight)
     budget[gpu::kFillKernel] = registerBudget(gpu::kFillThreads, 8);

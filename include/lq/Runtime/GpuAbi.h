@@ -47,6 +47,11 @@
 //     16-byte aligned base pointers and row strides (in bytes); `any` works
 //     for every layout.
 //
+//   lq_gemm_<tile>_vec_pa  (float LUQ left operand only) the same GEMM
+//                     reading the left operand as packed codes written by
+//                     lq_quant_lhs into 16-byte aligned rows; `zero` bit 0
+//                     and `counters` are unused (the quantizer did both).
+//
 //   lq_fill_epilogue  C = epilogue(0) (bias, ReLU, output type): the result
 //                     of all-zero codes, for a launch whose in-hindsight
 //                     statistics found a non-finite element after the GEMM
@@ -117,9 +122,14 @@ inline std::string statsKernel(bool lhs) {
 inline std::string quantKernel(bool lhs) {
   return lhs ? "lq_quant_lhs" : "lq_quant_rhs";
 }
-inline std::string gemmKernel(const GemmTile &t, bool vec) {
+/// `packedLhs`: the variant of a module with a float LUQ left operand that
+/// reads that operand already quantized (packed codes, samples stacked
+/// along the stored rows, 16-byte aligned rows) by lq_quant_lhs: the
+/// quantize-once placement, for grids with many column tiles.
+inline std::string gemmKernel(const GemmTile &t, bool vec,
+                              bool packedLhs = false) {
   return "lq_gemm_" + std::to_string(t.bm) + "x" + std::to_string(t.bn) +
-         (vec ? "_vec" : "_any");
+         (vec ? "_vec" : "_any") + (packedLhs ? "_pa" : "");
 }
 constexpr const char *kFillKernel = "lq_fill_epilogue";
 
