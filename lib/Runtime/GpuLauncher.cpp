@@ -25,6 +25,12 @@ namespace {
 constexpr int64_t kDefaultSharedBytes = 48 * 1024;
 /// The largest grid y (and z) dimension.
 constexpr int64_t kMaxGridY = 65535;
+/// Column tiles from which a float LUQ left operand is quantized once into
+/// packed codes (one more pass over A) rather than in every column tile of
+/// the GEMM (Philox and the float loads repeated per column tile).
+constexpr int64_t kPackedLhsColumnTiles = 4;
+/// Row pitch of packed codes the launcher writes for the `_pa` GEMMs.
+constexpr int64_t kPackedPitchAlign = 16;
 constexpr int kMaxThreads = 1024;
 
 template <typename T, typename U> Result<T> failure(const Result<U> &from) {
@@ -52,6 +58,13 @@ size_t extentBytes(const TensorRef &t) {
 }
 
 int64_t ceilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
+int64_t roundUp(int64_t a, int64_t b) { return ceilDiv(a, b) * b; }
+
+/// A tensor's base and row pitch allow 16-byte chunks (the `vec` kernels).
+bool vecLayout(const TensorRef &t) {
+  return address(t.data) % 16 == 0 &&
+         (t.rowStride * int64_t(elementBytes(t.dtype))) % 16 == 0;
+}
 
 /// The statistics of one float operand, as read back from the scratch.
 struct Statistics {
@@ -179,6 +192,24 @@ GpuLauncher::load(std::string_view image, GpuModuleInfo info) {
           !s)
         return R::failure(gemmKernel(t, vec) + ": " + s.error());
     }
+  }
+  // The quantize-once GEMMs are optional: a module without them runs the
+  // fused ones only.
+  launcher->packedLhsVariant =
+      info.spec.lhs.format == Format::Log4 &&
+      info.spec.lhs.dtype != DType::Packed4;
+  for (const GemmTile &t : info.tiles) {
+    std::string name = gemmKernel(t, true, /*packedLhs=*/true);
+    if (!launcher->packedLhsVariant ||
+        !(*driver)->function(*module, name).ok()) {
+      launcher->packedLhsVariant = false;
+      break;
+    }
+    if (Result<CUfunction> fn = launcher->function(name);
+        fn && t.smemBytes > kDefaultSharedBytes)
+      if (Status s = (*driver)->setMaxDynamicSharedMemory(*fn, int(t.smemBytes));
+          !s)
+        return R::failure(name + ": " + s.error());
   }
   launcher->tiles = info.tiles;
   std::stable_sort(launcher->tiles.begin(), launcher->tiles.end(),
@@ -320,12 +351,16 @@ GemmChoice GpuLauncher::pick(const GemmProblem &p,
     if (ceilDiv(p.m, t.bm) * ceilDiv(p.n, t.bn) >= deviceInfo.multiprocessors)
       choice.tile = t;
   // cp.async moves 16-byte chunks: every base pointer and row pitch must
-  // be a multiple of 16 bytes.
-  choice.vec = true;
-  for (const TensorRef *t : {&args.lhs, &args.rhs, &args.out})
-    choice.vec &= address(t->data) % 16 == 0 &&
-                  (t->rowStride * int64_t(elementBytes(t->dtype))) % 16 == 0;
-  choice.kernel = gemmKernel(choice.tile, choice.vec);
+  // be a multiple of 16 bytes. The packed codes of the quantize-once
+  // placement are the launcher's own, written with such a pitch.
+  bool vecRest = vecLayout(args.rhs) && vecLayout(args.out);
+  choice.vec = vecRest && vecLayout(args.lhs);
+  choice.packedLhs = packedLhsVariant && vecRest && p.k > 0 &&
+                     ceilDiv(p.n, choice.tile.bn) >= kPackedLhsColumnTiles &&
+                     args.lhs.rows <= kMaxGridY;
+  if (choice.packedLhs)
+    choice.vec = true;
+  choice.kernel = gemmKernel(choice.tile, choice.vec, choice.packedLhs);
   return choice;
 }
 
@@ -370,14 +405,24 @@ Result<LaunchStatus> GpuLauncher::launch(const LaunchArgs &args,
   std::lock_guard<std::mutex> lock(mutex);
   bool lhsFloat = s.lhs.dtype != DType::Packed4;
   bool rhsFloat = s.rhs.dtype != DType::Packed4;
-  // Scratch: the statistics of each operand, then the GEMM's counters.
+  // Scratch: the statistics of each operand, the counters, and for the
+  // quantize-once placement the packed codes of A (every sample).
   size_t lhsStats = 0;
   size_t rhsStats = lhsStats + size_t(statsBytes(args.lhs.rows));
   size_t counters = rhsStats + size_t(statsBytes(args.rhs.rows));
-  size_t total = counters + sizeof(QuantCounters);
+  size_t packedA = size_t(roundUp(counters + sizeof(QuantCounters), 256));
+  int64_t packedPitch = roundUp((args.lhs.cols + 1) / 2, kPackedPitchAlign);
+  size_t total = choice.packedLhs
+                     ? packedA + size_t(s.samples) * size_t(args.lhs.rows) *
+                                     size_t(packedPitch)
+                     : counters + sizeof(QuantCounters);
   if (Status st = ensureScratch(total); !st)
     return failure<LaunchStatus>(st);
-  if (Status st = driver->fill(scratch.address(), 0, total, stream); !st)
+  // Statistics and counters are accumulated: zero them. Packed codes are
+  // written whole.
+  if (Status st = driver->fill(scratch.address(), 0,
+                               counters + sizeof(QuantCounters), stream);
+      !st)
     return failure<LaunchStatus>(st);
 
   bool needStats[2] = {
@@ -443,6 +488,32 @@ Result<LaunchStatus> GpuLauncher::launch(const LaunchArgs &args,
   int64_t seed = int64_t(args.seed);
   int32_t streamId = int32_t(args.stream);
   CUdeviceptr counterPtr = scratch.address() + counters;
+  if (choice.packedLhs) {
+    // Quantize-once: every sample of A to packed codes (the quantizer counts
+    // the in-hindsight statistics, once per sample), then the `_pa` GEMM.
+    Result<CUfunction> quant = function(quantKernel(true));
+    if (!quant)
+      return failure<LaunchStatus>(quant);
+    CUdeviceptr in = a;
+    int64_t rows = args.lhs.rows, cols = args.lhs.cols,
+            stride = args.lhs.rowStride, outStride = packedPitch;
+    int32_t zeroA = lq.zero ? 1 : 0;
+    for (unsigned sample = 0; sample < s.samples; ++sample) {
+      CUdeviceptr out = scratch.address() + packedA +
+                        size_t(sample) * size_t(rows) * size_t(packedPitch);
+      int32_t sampleId = int32_t(sample);
+      void *quantParams[] = {&in,   &rows,     &cols,     &stride,
+                             &out,  &outStride, &invA,    &seed,
+                             &streamId, &sampleId, &zeroA, &counterPtr};
+      if (Status st = driver->launch(
+              *quant, unsigned(ceilDiv(ceilDiv(cols, 4), kQuantThreads)),
+              unsigned(rows), 1, kQuantThreads, 0, stream, quantParams);
+          !st)
+        return R::failure(quantKernel(true) + ": " + st.error());
+    }
+    a = scratch.address() + packedA;
+    lda = packedPitch;
+  }
   void *params[] = {&a,    &lda,  &b,     &ldb,  &c,    &ldc,
                     &bias, &m,    &n,     &k,    &invA, &invB,
                     &scale, &zero, &seed, &streamId, &counterPtr};
@@ -482,9 +553,11 @@ Result<LaunchStatus> GpuLauncher::launch(const LaunchArgs &args,
         return R::failure(std::string(kFillKernel) + ": " + st.error());
       status.lhsScale = 0.0f;
     } else {
-      // Counted once per element; every SMP sample saturates the same
-      // elements, and the host runtime counts each sample.
-      status.overflow = uint64_t(counted.overflow) * s.samples;
+      // The fused GEMM counts once per element, the quantizer once per
+      // sample; every sample saturates the same elements, and the host
+      // runtime counts each sample.
+      status.overflow =
+          uint64_t(counted.overflow) * (choice.packedLhs ? 1 : s.samples);
       status.lhsMax = bitsToFloat(counted.maxAnyBits);
     }
   }

@@ -923,7 +923,7 @@ void runGemmCase(Loaded &module, std::vector<Loaded> &loaded,
     CHECK_MSG(c, status->overflow == (usable ? lhs->ref.overflow : 0),
               std::to_string(status->overflow) + " vs " +
                   std::to_string(lhs->ref.overflow));
-    if (g.fault == Fault::None)
+    if (g.fault == Fault::None && g.k > 0)
       CHECK(c, status->overflow > 0);
   } else {
     CHECK(c, status->lhsMax == 0.0f && status->overflow == 0);
@@ -1092,10 +1092,13 @@ void runQuantizeCase(Loaded &module, int64_t rows, int64_t cols, bool pitched,
                                 " packed bytes differ");
 }
 
-/// Fake, aligned operands of an M x N x K launch: enough for chooseGemm.
+/// Operands of an M x N x K launch at made-up addresses, in the pitched
+/// layout of DeviceTensor: enough for chooseGemm.
 lq::LaunchArgs shapeArgs(const GemmSpec &s, int64_t m, int64_t n, int64_t k) {
   auto ref = [](DType d, int64_t rows, int64_t cols) {
-    int64_t stride = d == DType::Packed4 ? (cols + 1) / 2 : cols;
+    int64_t eb = int64_t(elementBytes(d));
+    int64_t rowBytes = d == DType::Packed4 ? (cols + 1) / 2 : cols * eb;
+    int64_t stride = std::max<int64_t>(16, (rowBytes + 15) / 16 * 16) / eb;
     return lq::TensorRef{reinterpret_cast<void *>(uintptr_t(1) << 20), d,
                          rows, cols, stride, lq::Device::CUDA};
   };
@@ -1117,7 +1120,7 @@ std::vector<GemmCase> gemmCases(const Loaded &module, bool quick,
                                 std::mt19937 &rng, bool gpuQuantizable) {
   const GemmSpec &s = module.module.info.spec;
   std::vector<std::array<int64_t, 3>> shapes = {
-      {1, 1, 1}, {1, 7, 1}, {5, 3, 2}, {17, 33, 1}, {33, 17, 64}};
+      {1, 1, 1}, {1, 7, 1}, {5, 3, 2}, {17, 33, 1}, {33, 17, 64}, {6, 5, 0}};
   if (!quick) {
     for (std::array<int64_t, 3> shape :
          {std::array<int64_t, 3>{67, 45, 129}, {64, 64, 64}, {100, 37, 513},
@@ -1131,23 +1134,39 @@ std::vector<GemmCase> gemmCases(const Loaded &module, bool quick,
   for (size_t i = 0; i < shapes.size(); ++i)
     cases.push_back({shapes[i][0], shapes[i][1], shapes[i][2], i % 2 == 0});
   if (!quick) {
-    // A shape for every tile: the launcher picks a tile by the shape, so
-    // search one that selects it; both copy variants of each.
+    // A shape for every tile and placement: the launcher picks them by the
+    // shape, so search shapes that select each; the fused placement in both
+    // copy variants, the quantize-once one (aligned only) where the module
+    // has it.
     for (const lq::gpu::GemmTile &t : module.module.info.tiles)
-      for (int64_t r = 1; r <= 256; ++r) {
-        int64_t m = std::max<int64_t>(1, t.bm * r - 3), n = t.bn * r + 1;
-        auto choice = module.launcher->chooseGemm(shapeArgs(s, m, n, 37));
-        if (choice.ok() && choice->tile.bm == t.bm && choice->tile.bn == t.bn) {
-          cases.push_back({m, n, 37, true});
-          cases.push_back({m, n, 37, false});
-          break;
-        }
+      for (bool packedLhs : {false, true}) {
+        if (packedLhs && !module.launcher->hasPackedLhsVariant())
+          continue;
+        bool found = false;
+        for (int64_t rm = 1; rm <= 16 && !found; ++rm)
+          for (int64_t rn = 1; rn <= 64 && !found; ++rn) {
+            int64_t m = std::max<int64_t>(1, t.bm * rm - 3), n = t.bn * rn + 1;
+            auto choice = module.launcher->chooseGemm(shapeArgs(s, m, n, 37));
+            found = choice.ok() && choice->tile.bm == t.bm &&
+                    choice->tile.bn == t.bn && choice->packedLhs == packedLhs;
+            if (found)
+              cases.push_back({m, n, 37, true});
+            if (found && !packedLhs)
+              cases.push_back({m, n, 37, false});
+          }
       }
   }
   bool lhsFloat = s.lhs.dtype != DType::Packed4;
   bool rhsFloat = s.rhs.dtype != DType::Packed4;
   if (lhsFloat)
     cases.push_back({13, 9, 21, true, Fault::NanLhs});
+  if (module.launcher->hasPackedLhsVariant()) {
+    // Wide enough for the quantize-once placement on the smallest tile.
+    int64_t wide = 4 * module.module.info.tiles.front().bn + 1;
+    cases.push_back({13, wide, 21, true, Fault::NanLhs});
+    if (s.hindsight)
+      cases.push_back({11, wide, 19, true});
+  }
   if (rhsFloat)
     cases.push_back({7, 19, 5, false, Fault::InfRhs});
   if (s.hindsight) {
@@ -1311,12 +1330,17 @@ int runPack(const Options &opt) {
       runGemmCase(l, loaded, g, rng, kernelsUsed);
     runMisuseCase(l);
     if (!opt.quick) {
-      Case c("gemm " + l.module.name + ": shapes reach every tile and copy "
-             "variant");
-      for (const auto &t : l.module.info.tiles)
-        for (bool vec : {true, false})
-          CHECK_MSG(c, kernelsUsed.count(lq::gpu::gemmKernel(t, vec)),
-                    lq::gpu::gemmKernel(t, vec) + " never ran");
+      Case c("gemm " + l.module.name + ": shapes reach every tile, copy "
+             "variant and placement");
+      std::vector<std::string> kernels;
+      for (const auto &t : l.module.info.tiles) {
+        kernels.push_back(lq::gpu::gemmKernel(t, true));
+        kernels.push_back(lq::gpu::gemmKernel(t, false));
+        if (l.launcher->hasPackedLhsVariant())
+          kernels.push_back(lq::gpu::gemmKernel(t, true, /*packedLhs=*/true));
+      }
+      for (const std::string &k : kernels)
+        CHECK_MSG(c, kernelsUsed.count(k), k + " never ran");
     }
   }
   if (opt.module.empty())

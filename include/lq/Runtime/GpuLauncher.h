@@ -60,6 +60,10 @@ struct GemmChoice {
   GemmTile tile;
   /// The `vec` copy variant (16-byte aligned pointers and row strides).
   bool vec = false;
+  /// A float LUQ left operand is quantized once by lq_quant_lhs into
+  /// packed codes that the `_vec_pa` GEMM reads, instead of once per
+  /// column tile inside the GEMM.
+  bool packedLhs = false;
   std::string kernel;
 };
 
@@ -94,6 +98,10 @@ public:
   /// The GEMM kernel a launch of `args` would run (for reports).
   Result<GemmChoice> chooseGemm(const LaunchArgs &args) const;
 
+  /// The module has the `_vec_pa` GEMM of every tile (the quantize-once
+  /// placement of a float LUQ left operand).
+  bool hasPackedLhsVariant() const { return packedLhsVariant; }
+
 private:
   GpuLauncher() = default;
 
@@ -112,6 +120,7 @@ private:
   CUmodule module = nullptr;
   /// Tiles sorted by area, small first.
   std::vector<GemmTile> tiles;
+  bool packedLhsVariant = false;
 
   /// Guards everything below: resolved kernels, the scratch buffer and its
   /// host mirror, and with them a whole launch.
