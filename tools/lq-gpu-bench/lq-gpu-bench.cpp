@@ -1,6 +1,7 @@
 //===- lq-gpu-bench.cpp - fused 4-bit GEMMs of a kernel pack vs cuBLAS ----===//
 //
 //   lq-gpu-bench [--pack DIR] [--out FILE] [--iters N] [--warmup N] [--quick]
+//                [--driver-jit]
 //
 // Times (CUDA events around each launch, warm-up runs first, the median of
 // N) every float GEMM module of a kernel pack at 4096^3, 8192^3 and
@@ -18,7 +19,9 @@
 //
 // cuBLAS is opened with dlopen (libcublas.so.13 / libcublas.so, and
 // cuBLASLt likewise); a baseline that cannot run prints why and is left out.
-// The result is a Markdown table on stdout and in --out.
+// The result is a Markdown table on stdout and in --out. --quick measures
+// the smaller shapes only; --driver-jit hands the PTX to the driver instead
+// of assembling it with nvJitLink or ptxas.
 //
 //===----------------------------------------------------------------------===//
 
@@ -331,6 +334,7 @@ struct Settings {
   std::string pack = "gpu-pack", out;
   int iters = 20, warmup = 3;
   bool quick = false;
+  lq::gpu::PtxLoading loading = lq::gpu::PtxLoading::Assemble;
 };
 
 /// The median of `iters` timed runs after `warmup` untimed ones, in ms; a
@@ -551,9 +555,12 @@ int main(int argc, char **argv) {
       settings.warmup = std::max(0, std::atoi(argv[++i]));
     else if (arg == "--quick")
       settings.quick = true;
+    else if (arg == "--driver-jit")
+      settings.loading = lq::gpu::PtxLoading::DriverJit;
     else {
       std::fprintf(stderr, "usage: lq-gpu-bench [--pack DIR] [--out FILE] "
-                           "[--iters N] [--warmup N] [--quick]\n");
+                           "[--iters N] [--warmup N] [--quick] "
+                           "[--driver-jit]\n");
       return 2;
     }
   }
@@ -579,7 +586,7 @@ int main(int argc, char **argv) {
   }
   std::vector<std::pair<lq::gpu::PackModule, std::unique_ptr<GpuLauncher>>> loaded;
   for (auto &m : *pack) {
-    auto launcher = lq::gpu::loadPackModule(m, lq::gpu::PtxLoading::Assemble);
+    auto launcher = lq::gpu::loadPackModule(m, settings.loading);
     if (!launcher) {
       std::fprintf(stderr, "lq-gpu-bench: %s: %s\n", m.name.c_str(),
                    launcher.error().c_str());
@@ -619,10 +626,12 @@ int main(int argc, char **argv) {
             ", PTX assembled by " + (assembler ? *assembler : assembler.error()) +
             ". Median of " + std::to_string(settings.iters) + " runs after " +
             std::to_string(settings.warmup) + " warm-up runs; TFLOP/s count "
-            "2MNK. A fused launch includes its statistics pass.\n\n";
+            "2MNK. A fused launch includes its statistics pass. A speedup is "
+            "the other's time over the fused GEMM's.\n\n";
   report += "| module | workload | M x N x K | fused ms | fused TFLOP/s | "
-            "unfused ms | fused / unfused | cuBLAS BF16 TFLOP/s | fused / BF16 "
-            "| FP8 TFLOP/s | fused / FP8 | INT8 TOPS | fused / INT8 |\n";
+            "unfused ms | speedup vs unfused | cuBLAS BF16 TFLOP/s | speedup "
+            "vs BF16 | FP8 TFLOP/s | speedup vs FP8 | INT8 TOPS | speedup vs "
+            "INT8 |\n";
   report += "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
 
   // Baselines depend on the shape only.
@@ -728,7 +737,10 @@ int main(int argc, char **argv) {
       auto ratio = [&](double ms) {
         return ms > 0 ? fixed(ms / *fused, 2) + "x" : std::string("n/a");
       };
-      report += "| " + module.name + " | " + shape.label + " | " +
+      // The tile and placement the launcher picked for this shape.
+      auto choice = launcher->chooseGemm(args);
+      std::string kernel = choice ? choice->kernel : choice.error();
+      report += "| " + module.name + " (" + kernel + ") | " + shape.label + " | " +
                 std::to_string(shape.m) + " x " + std::to_string(shape.n) +
                 " x " + std::to_string(shape.k) + " | " + fixed(*fused, 3) +
                 " | " + cell(*fused) + " | " + unfusedCell + " | " +
