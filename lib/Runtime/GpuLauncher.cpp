@@ -27,8 +27,9 @@ constexpr int64_t kDefaultSharedBytes = 48 * 1024;
 constexpr int64_t kMaxGridY = 65535;
 /// Column tiles from which a float LUQ left operand is quantized once into
 /// packed codes (one more pass over A) rather than in every column tile of
-/// the GEMM (Philox and the float loads repeated per column tile).
-constexpr int64_t kPackedLhsColumnTiles = 4;
+/// the GEMM: Philox costs about three times the tensor-core work it feeds,
+/// so repeating it in three or more column tiles costs more than the pass.
+constexpr int64_t kPackedLhsColumnTiles = 3;
 /// Row pitch of packed codes the launcher writes for the `_pa` GEMMs.
 constexpr int64_t kPackedPitchAlign = 16;
 constexpr int kMaxThreads = 1024;

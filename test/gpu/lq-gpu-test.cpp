@@ -368,7 +368,7 @@ void testPtxasReport() {
         "loads\n"
         "ptxas info    : Used 255 registers, 48 bytes lmem, 40960 bytes "
         "smem, 392 bytes cmem[0]\n"
-        "ptxas info    : Function properties for helper\n"
+        "ptxas info    : Function properties for lq_philox_block\n"
         "    16 bytes stack frame, 8 bytes spill stores, 8 bytes spill loads\n"
         "ptxas info    : Compiling entry function 'lq_stats_lhs' for "
         "'sm_80'\n"

@@ -62,7 +62,8 @@ struct GemmChoice {
   bool vec = false;
   /// A float LUQ left operand is quantized once by lq_quant_lhs into
   /// packed codes that the `_vec_pa` GEMM reads, instead of once per
-  /// column tile inside the GEMM.
+  /// column tile inside the GEMM (chosen from three column tiles up, when
+  /// B and C allow the `vec` copies).
   bool packedLhs = false;
   std::string kernel;
 };
