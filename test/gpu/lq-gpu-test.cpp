@@ -1283,6 +1283,14 @@ int runPack(const Options &opt) {
 
   std::vector<Loaded> loaded;
   for (auto &m : modules) {
+    // A pack holds modules for several chips: sm_90a code runs on compute
+    // capability 9.0 only.
+    if (auto arch = device ? lq::gpu::deviceArch(m.info, *device)
+                           : lq::Result<std::string>::failure(device.error());
+        !arch) {
+      std::printf("SKIP %s: %s\n", m.name.c_str(), arch.error().c_str());
+      continue;
+    }
     Case c("load " + m.name + (opt.driverJit ? " (driver JIT)" : " (assembled)"));
     auto launcher = lq::gpu::loadPackModule(
         m, opt.driverJit ? lq::gpu::PtxLoading::DriverJit
