@@ -206,8 +206,11 @@ public:
       if (p.kind == kind && p.m == m && p.n == n && p.k == k)
         plan = &p;
     if (!plan) {
-      plans.push_back({kind, m, n, k});
-      plan = &plans.back();
+      plan = &plans.emplace_back();
+      plan->kind = kind;
+      plan->m = m;
+      plan->n = n;
+      plan->k = k;
       plan->error = prepare(*plan);
     }
     if (!plan->error.empty())
@@ -228,8 +231,8 @@ public:
 private:
   static constexpr size_t kWorkspaceBytes = size_t(64) << 20;
   struct Plan {
-    LowPrecision kind;
-    int m, n, k;
+    LowPrecision kind = LowPrecision::Fp8;
+    int m = 0, n = 0, k = 0;
     std::string error;
     cublasLtMatmulDesc_t desc = nullptr;
     cublasLtMatrixLayout_t a = nullptr, b = nullptr, d = nullptr;
