@@ -651,8 +651,12 @@ SmallVector<Value> GpuModuleBuilder::convertStage(GemmState &g,
   bool counting = side.isA && g.spec->hindsight;
   Value countHere;
   if (counting)
-    countHere = arith::CmpIOp::create(b, arith::CmpIPredicate::eq, ctaX(),
-                                      c32(0));
+    // Whether an element overflows does not depend on the sample: count
+    // the first one (the launcher scales the count by the samples).
+    countHere = land(arith::CmpIOp::create(b, arith::CmpIPredicate::eq, ctaX(),
+                                           c32(0)),
+                     arith::CmpIOp::create(b, arith::CmpIPredicate::eq, sample,
+                                           c32(0)));
   NumericsBuilder nb(b);
   SmallVector<Value> st(stats);
   Value zero8 = arith::ConstantIntOp::create(b, 0, 8);

@@ -66,17 +66,7 @@ lower(GpuChip chip, const GpuStageCallback &stage,
   return *ptx;
 }
 
-} // namespace
-
-Result<GpuModuleImage> lq::compileGpuGemm(const GemmSpec &spec,
-                                          const GpuStageCallback &stage) {
-  using R = Result<GpuModuleImage>;
-  std::string invalid = runtime::validateSpec(spec);
-  if (!invalid.empty())
-    return R::failure(invalid);
-  std::optional<GpuChip> chip = chipOf(spec.target);
-  if (!chip)
-    return R::failure("GPU kernels need a CUDA target (sm_80 or sm_90a)");
+GpuGemmSpec gpuSpecOf(const GemmSpec &spec, GpuChip chip) {
   GpuGemmSpec gpuSpec;
   gpuSpec.lhs = operandOf(spec.lhs);
   gpuSpec.rhs = operandOf(spec.rhs);
@@ -85,15 +75,58 @@ Result<GpuModuleImage> lq::compileGpuGemm(const GemmSpec &spec,
   gpuSpec.bias = spec.bias;
   gpuSpec.relu = spec.relu;
   gpuSpec.bf16Output = spec.output == DType::BF16;
-  gpuSpec.chip = *chip;
-  Result<std::string> ptx = lower(*chip, stage, [&](mlir::MLIRContext &ctx) {
+  gpuSpec.chip = chip;
+  return gpuSpec;
+}
+
+/// Why `spec` has no GPU GEMM module, or "".
+std::string checkGpuSpec(const GemmSpec &spec) {
+  std::string invalid = runtime::validateSpec(spec);
+  if (!invalid.empty())
+    return invalid;
+  if (!chipOf(spec.target))
+    return "GPU kernels need a CUDA target (sm_80 or sm_90a)";
+  return "";
+}
+
+} // namespace
+
+Result<std::string> lq::gpuKernelSource(const GemmSpec &spec,
+                                        bool quantizeOnly) {
+  std::optional<GpuChip> chip = chipOf(spec.target);
+  if (!chip)
+    return Result<std::string>::failure(
+        "GPU kernels need a CUDA target (sm_80 or sm_90a)");
+  if (!quantizeOnly)
+    if (std::string error = checkGpuSpec(spec); !error.empty())
+      return Result<std::string>::failure(error);
+  mlir::DialectRegistry registry;
+  registerAllDialects(registry);
+  mlir::MLIRContext ctx(registry, mlir::MLIRContext::Threading::DISABLED);
+  mlir::OwningOpRef<mlir::ModuleOp> module =
+      quantizeOnly ? buildGpuQuantizeKernels(ctx, operandOf(spec.lhs), *chip)
+                   : buildGpuGemmKernels(ctx, gpuSpecOf(spec, *chip));
+  std::string text;
+  llvm::raw_string_ostream os(text);
+  module->print(os);
+  return text;
+}
+
+Result<GpuModuleImage> lq::compileGpuGemm(const GemmSpec &spec,
+                                          const GpuStageCallback &stage) {
+  using R = Result<GpuModuleImage>;
+  if (std::string error = checkGpuSpec(spec); !error.empty())
+    return R::failure(error);
+  GpuChip chip = *chipOf(spec.target);
+  GpuGemmSpec gpuSpec = gpuSpecOf(spec, chip);
+  Result<std::string> ptx = lower(chip, stage, [&](mlir::MLIRContext &ctx) {
     return buildGpuGemmKernels(ctx, gpuSpec);
   });
   if (!ptx)
     return R::failure(ptx.error());
   GpuModuleImage image;
   image.ptx = std::move(*ptx);
-  image.info.chip = gpuChipName(*chip);
+  image.info.chip = gpuChipName(chip);
   image.info.spec = spec;
   image.info.tiles = gpuGemmTiles(gpuSpec);
   return image;

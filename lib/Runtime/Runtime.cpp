@@ -2,6 +2,7 @@
 
 #include "lq/Runtime/Runtime.h"
 
+#include "CudaKernel.h"
 #include "HostJit.h"
 #include "Spec.h"
 #include "lq/Runtime/Cache.h"
@@ -156,6 +157,10 @@ public:
              unsigned threads)
       : spec(std::move(spec)), stages(std::move(stages)), pool(pool),
         threads(threads) {}
+  /// A kernel of a CUDA target.
+  KernelImpl(GemmSpec spec, std::shared_ptr<const CudaKernel> cuda,
+             llvm::ThreadPoolInterface &pool)
+      : spec(std::move(spec)), pool(pool), threads(1), cuda(std::move(cuda)) {}
 
   Result<LaunchStatus> launch(const LaunchArgs &args) const;
 
@@ -188,6 +193,8 @@ public:
   Stages stages;
   llvm::ThreadPoolInterface &pool;
   unsigned threads;
+  /// Set for CUDA targets (the host stages are then empty).
+  std::shared_ptr<const CudaKernel> cuda;
 };
 
 } // namespace lq
@@ -300,6 +307,8 @@ KernelImpl::quantizeOperand(int side, const OperandSpec &op,
 }
 
 Result<LaunchStatus> KernelImpl::launch(const LaunchArgs &args) const {
+  if (cuda)
+    return launchCudaKernel(*cuda, args);
   const GemmSpec &s = spec;
   unsigned samples = s.samples;
   Result<GemmProblem> problem = checkGemmLaunch(s, args, Device::CPU);
@@ -458,6 +467,14 @@ RuntimeImpl::compile(const GemmSpec &spec, bool quantizeOnly) {
   std::lock_guard<std::mutex> lock(mutex);
   if (auto it = loaded.find(description); it != loaded.end())
     return it->second;
+  if (spec.target != Target::HostCPU) {
+    auto cuda = compileCudaKernel(spec, quantizeOnly, lqVersion());
+    if (!cuda)
+      return R::failure(cuda.error());
+    auto impl = std::make_shared<const KernelImpl>(spec, *cuda, pool);
+    loaded.emplace(description, impl);
+    return std::shared_ptr<const KernelImpl>(impl);
+  }
 
   auto host = hostJit();
   if (!host)
@@ -552,10 +569,6 @@ Runtime &Runtime::get() {
 Result<Kernel> Runtime::compile(const GemmSpec &spec) {
   if (std::string error = validateSpec(spec); !error.empty())
     return Result<Kernel>::failure(error);
-  if (spec.target != Target::HostCPU)
-    return Result<Kernel>::failure(
-        "target not supported by the host runtime: use a CUDA build and "
-        "device for sm_80/sm_90a kernels");
   auto impl = this->impl->compile(spec, /*quantizeOnly=*/false);
   if (!impl)
     return Result<Kernel>::failure(impl.error());
@@ -564,12 +577,30 @@ Result<Kernel> Runtime::compile(const GemmSpec &spec) {
 
 Result<QuantizeStatus> Runtime::quantize(const QuantizeArgs &args) {
   using R = Result<QuantizeStatus>;
-  if (std::string error = checkQuantize(args, Device::CPU); !error.empty())
-    return R::failure(error);
   GemmSpec spec;
   spec.lhs = {args.format, args.input.dtype, false};
   spec.rhs = {Format::SInt4, DType::F32, false};
   spec.hindsight = args.maxEstimate.has_value();
+  if (args.input.device != args.output.device)
+    return R::failure(std::string("input and output: quantize takes tensors "
+                                  "of one device, got input in ") +
+                      (args.input.device == Device::CUDA ? "CUDA" : "host") +
+                      " memory and output in " +
+                      (args.output.device == Device::CUDA ? "CUDA" : "host") +
+                      " memory");
+  if (args.input.device == Device::CUDA) {
+    // The GPU launcher checks the arguments against device memory.
+    Result<Target> target = currentCudaTarget();
+    if (!target)
+      return R::failure(target.error());
+    spec.target = *target;
+    auto kernel = impl->compile(spec, /*quantizeOnly=*/true);
+    if (!kernel)
+      return R::failure(kernel.error());
+    return quantizeWithCudaKernel(*(*kernel)->cuda, args);
+  }
+  if (std::string error = checkQuantize(args, Device::CPU); !error.empty())
+    return R::failure(error);
   auto kernel = impl->compile(spec, /*quantizeOnly=*/true);
   if (!kernel)
     return R::failure(kernel.error());

@@ -29,7 +29,7 @@ func.func @backward_data(%dy: tensor<?x512xf32>, %w: tensor<512x784xf32>, %seed:
 // CHECK: gpu.func @lq_quant_rhs(
 // The GEMM in both tiles and both copy variants: plain loads for any
 // layout, cp.async for aligned ones; mma.sync s8 on the int8 tiles.
-// CHECK: gpu.func @lq_gemm_64x64_any({{.*}}) kernel attributes {known_block_size = array<i32: 128, 1, 1>}
+// CHECK: gpu.func @lq_gemm_64x64_any({{.*}}) kernel attributes {known_block_size = array<i32: 128, 1, 1>, nvvm.minctasm = 1 : i32}
 // CHECK-NOT: nvvm.cp.async
 // CHECK: nvvm.mma.sync
 // CHECK-SAME: multiplicandAPtxType = #nvvm.mma_type<s8>
@@ -37,15 +37,15 @@ func.func @backward_data(%dy: tensor<?x512xf32>, %w: tensor<512x784xf32>, %seed:
 // CHECK: nvvm.cp.async.shared.global {{.*}}, 16, cache = cg
 // CHECK: nvvm.cp.async.wait.group 2
 // CHECK: nvvm.mma.sync
-// CHECK: gpu.func @lq_gemm_128x128_any({{.*}}) kernel attributes {known_block_size = array<i32: 256, 1, 1>}
+// CHECK: gpu.func @lq_gemm_128x128_any({{.*}}) kernel attributes {known_block_size = array<i32: 256, 1, 1>, nvvm.minctasm = 1 : i32}
 // CHECK: gpu.func @lq_gemm_128x128_vec(
 
 // sm_90a: one warpgroup per 64 rows issues wgmma from shared memory after
 // an async-proxy fence.
-// SM90: gpu.func @lq_gemm_64x64_vec({{.*}}) kernel attributes {known_block_size = array<i32: 128, 1, 1>}
+// SM90: gpu.func @lq_gemm_64x64_vec({{.*}}) kernel attributes {known_block_size = array<i32: 128, 1, 1>, nvvm.minctasm = 1 : i32}
 // SM90: nvvm.fence.proxy
 // SM90: nvvm.wgmma.fence.aligned
 // SM90: nvvm.wgmma.mma_async {{.*}}, <m = 64, n = 64, k = 32>, D[<s32>, <one>], A[<s8>, <one>, <row>], B[<s8>, <one>, <col>]
 // SM90: nvvm.wgmma.wait.group.sync.aligned 0
-// SM90: gpu.func @lq_gemm_128x128_vec({{.*}}) kernel attributes {known_block_size = array<i32: 256, 1, 1>}
+// SM90: gpu.func @lq_gemm_128x128_vec({{.*}}) kernel attributes {known_block_size = array<i32: 256, 1, 1>, nvvm.minctasm = 1 : i32}
 // SM90: nvvm.wgmma.mma_async {{.*}}, <m = 64, n = 128, k = 32>

@@ -55,7 +55,10 @@ func.func @luq(%x: tensor<?x8xf32>, %m: f32, %seed: i64) -> (!lq.qtensor<?x8x!lq
 // CHECK: linalg.generic
 // CHECK: arith.maximumf
 // CHECK: arith.minimumf
-// CHECK: math.roundeven
+// Round half to even: add and subtract 1.5 * 2^23.
+// CHECK: %[[MAGIC:.*]] = arith.constant 0x4B400000 : f32
+// CHECK: %[[UP:.*]] = arith.addf %{{.*}}, %[[MAGIC]] : f32
+// CHECK: arith.subf %[[UP]], %[[MAGIC]] : f32
 // CHECK: arith.fptosi
 func.func @sawb(%x: tensor<4x8xf32>) -> !lq.qtensor<4x8x!lq.sint4> {
   %c = lq.sawb_clip %x : tensor<4x8xf32>

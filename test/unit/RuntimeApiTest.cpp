@@ -495,12 +495,24 @@ TEST_F(RuntimeApi, PackedSamplesMustStackAlongRows) {
 // Specs
 //===----------------------------------------------------------------------===//
 
-TEST(RuntimeApiSpec, UnsupportedTargets) {
+// CUDA kernels compile anywhere (PTX generation needs no GPU); launching
+// host memory on them is an error, with or without a GPU.
+TEST(RuntimeApiSpec, CudaTargetsCompileAndRejectHostMemory) {
   for (lq::Target target : {lq::Target::CudaSm80, lq::Target::CudaSm90a}) {
     GemmSpec spec = GemmSpec::backwardData();
     spec.target = target;
-    expectCompileRejected(spec, {"target not supported", "host runtime"});
+    SCOPED_TRACE(spec.describe());
+    auto kernel = lq::Runtime::get().compile(spec);
+    ASSERT_TRUE(kernel.ok()) << kernel.error();
+    std::vector<float> a(4 * 8, 0.5f), b(8 * 6, 0.25f), c(4 * 6);
+    LaunchArgs args;
+    args.lhs = TensorRef::f32(a.data(), 4, 8);
+    args.rhs = TensorRef::f32(b.data(), 8, 6);
+    args.out = TensorRef::f32(c.data(), 4, 6);
+    // Without a GPU: no CUDA driver or device; with one: not device memory.
+    EXPECT_TRUE(failsWith(kernel->launch(args), {"CUDA"}));
   }
+  expectRuntimeUsable();
 }
 
 TEST(RuntimeApiSpec, SmpSampleCount) {
@@ -602,10 +614,10 @@ TEST_F(RuntimeApiQuantize, TensorChecks) {
   expectQuantizeRejected(bad, {"output", "row stride 2", "(3)"});
   bad = args;
   bad.input.device = lq::Device::CUDA;
-  expectQuantizeRejected(bad, {"input", "host memory"});
+  expectQuantizeRejected(bad, {"input", "output", "one device", "CUDA"});
   bad = args;
   bad.output.device = lq::Device::CUDA;
-  expectQuantizeRejected(bad, {"output", "host memory"});
+  expectQuantizeRejected(bad, {"input", "output", "one device", "CUDA"});
 }
 
 //===----------------------------------------------------------------------===//

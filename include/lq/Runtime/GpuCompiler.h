@@ -29,6 +29,10 @@ struct GpuModuleImage {
 /// (gpu dialect), "nvvm" (LLVM dialect), "ptx".
 using GpuStageCallback = std::function<void(std::string_view, std::string_view)>;
 
+/// The generated kernel module of `spec` (or of its left operand's
+/// quantizer) as MLIR text, before lowering: what cache keys hash.
+Result<std::string> gpuKernelSource(const GemmSpec &spec, bool quantizeOnly);
+
 /// The kernels of `spec` (its target must be CudaSm80 or CudaSm90a).
 Result<GpuModuleImage> compileGpuGemm(const GemmSpec &spec,
                                       const GpuStageCallback &stage = {});

@@ -158,6 +158,8 @@ struct LaunchArgs {
   float rhsScale = 0.0f;
   /// In-hindsight max estimate of the left operand (GemmSpec::hindsight).
   float maxEstimate = 0.0f;
+  /// CUDA kernels: the CUstream to launch on (null: the default stream).
+  void *cudaStream = nullptr;
 };
 
 /// What a launch reports besides its output.
@@ -189,6 +191,8 @@ struct QuantizeArgs {
   uint32_t sample = 0;
   /// LUQ only: use this max instead of computing max |x|.
   std::optional<float> maxEstimate;
+  /// Device::CUDA tensors: the CUstream to run on (null: the default one).
+  void *cudaStream = nullptr;
 };
 
 struct QuantizeStatus {
