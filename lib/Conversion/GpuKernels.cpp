@@ -91,10 +91,12 @@ Side makeSide(const CpuOperandSpec &op, bool isA, int64_t tileMN) {
   return s;
 }
 
+constexpr int64_t kMaxStages = 4;
+
 int64_t stagesFor(const CpuGemmSpec &spec) {
   bool anyF32 = spec.lhs.storage == OperandStorage::F32 ||
                 spec.rhs.storage == OperandStorage::F32;
-  return anyF32 ? 3 : 4;
+  return anyF32 ? 3 : kMaxStages;
 }
 
 class GpuModuleBuilder {
@@ -113,7 +115,7 @@ public:
     b.setInsertionPointToStart(gpuModule.getBody());
     LLVM::GlobalOp::create(b, LLVM::LLVMArrayType::get(b.getI8Type(), 0),
                            /*isConstant=*/false, LLVM::Linkage::External,
-                           "lq_smem", Attribute(), /*alignment=*/16,
+                           "lq_smem", Attribute(), /*alignment=*/128,
                            /*addrSpace=*/3);
   }
 
@@ -121,8 +123,10 @@ public:
 
   void buildStats(const CpuOperandSpec &op, bool lhs);
   void buildQuantize(const CpuOperandSpec &op, bool lhs);
+  /// How operand tiles reach shared memory.
+  enum class Copy { Any, Vec, Tma };
   void buildGemm(const GpuGemmSpec &spec, const abi::GemmTile &tile,
-                 bool vec, const std::string &name);
+                 Copy copy, const std::string &name);
   void buildFill(const GpuGemmSpec &spec);
 
 private:
@@ -498,7 +502,7 @@ void GpuModuleBuilder::buildQuantize(const CpuOperandSpec &op, bool lhs) {
 struct GpuModuleBuilder::GemmState {
   const GpuGemmSpec *spec;
   abi::GemmTile tile;
-  bool vec;
+  Copy copy;
   Side sides[2];
   int64_t stages;
   /// Shared-memory byte offsets: staging stages of A and B, int8 tiles.
@@ -507,6 +511,9 @@ struct GpuModuleBuilder::GemmState {
   Value ptr[2], ld[2], storedRows[2], storedCols[2], mn0[2];
   Value M, N, K, inv[2], zero[2], seed, stream, kTiles;
   Value smem, t, warp, lane;
+  /// TMA: the operands' tensor maps (generic pointers) and the stages'
+  /// mbarriers.
+  Value tmap[2], mbar;
   /// mma.sync: warps along M and N, accumulator tiles per warp.
   int64_t warpsN = 0, mTiles = 0, nTiles = 0;
 };
@@ -557,7 +564,26 @@ void GpuModuleBuilder::copyStage(GemmState &g, const Side &side, Value it,
                            mul(stage, c32(side.stageBytes()))));
   Value rowsValid = g.storedRows[si];
 
-  if (g.vec) {
+  if (g.copy == Copy::Tma) {
+    // One thread issues the bulk copy of the whole box; the tensor map
+    // zero-fills what lies outside the operand. Coordinates are {inner,
+    // outer}: elements (bytes for packed codes) and stored rows.
+    Value rows = row0;
+    if (packed && side.isA && g.spec->samples > 1)
+      rows = add(rows, mul(sample, g.storedRows[si]));
+    Value inner = packed ? divu(col0, c32(2)) : col0;
+    Value barrier = gep(g.mbar, i64(), stage);
+    NVVM::CpAsyncBulkTensorGlobalToSharedClusterOp::create(
+        b,
+        LLVM::AddrSpaceCastOp::create(
+            b, LLVM::LLVMPointerType::get(&ctx, 7), dstStage),
+        g.tmap[si], ValueRange{inner, rows}, barrier, ValueRange{}, Value(),
+        Value(), NVVM::TMALoadMode::TILE, /*isCTAOnly=*/false,
+        NVVM::CTAGroupKindAttr(), Value());
+    return;
+  }
+
+  if (g.copy == Copy::Vec) {
     // 16-byte chunks; the bytes past the stored row are zero-filled.
     int64_t perRow = side.rowBytes() / 16;
     int64_t chunks = side.sr * perRow;
@@ -831,17 +857,18 @@ Value GpuModuleBuilder::epilogueValue(NumericsBuilder &nb,
 }
 
 void GpuModuleBuilder::buildGemm(const GpuGemmSpec &spec,
-                                 const abi::GemmTile &tile, bool vec,
+                                 const abi::GemmTile &tile, Copy copy,
                                  const std::string &name) {
-  ValueRange args = beginKernel(
-      name,
-      {ptrG(), i64(), ptrG(), i64(), ptrG(), i64(), ptrG(), i32(), i32(),
-       i32(), f32(), f32(), f32(), i32(), i64(), i32(), ptrG()},
-      tile.threads);
+  SmallVector<Type> params = {ptrG(), i64(), ptrG(), i64(), ptrG(), i64(),
+                              ptrG(), i32(),  i32(),  i32(), f32(), f32(),
+                              f32(),  i32(),  i64(),  i32(), ptrG()};
+  if (copy == Copy::Tma)
+    params.append({ptrG(), ptrG()});
+  ValueRange args = beginKernel(name, params, tile.threads);
   GemmState g;
   g.spec = &spec;
   g.tile = tile;
-  g.vec = vec;
+  g.copy = copy;
   g.sides[0] = makeSide(spec.lhs, true, tile.bm);
   g.sides[1] = makeSide(spec.rhs, false, tile.bn);
   g.stages = tile.stages;
@@ -873,6 +900,21 @@ void GpuModuleBuilder::buildGemm(const GpuGemmSpec &spec,
 
   g.smem = smem();
   g.t = tid();
+  Value leader = arith::CmpIOp::create(b, arith::CmpIPredicate::eq, g.t,
+                                       c32(0));
+  if (copy == Copy::Tma) {
+    for (int s = 0; s < 2; ++s)
+      g.tmap[s] = LLVM::AddrSpaceCastOp::create(
+          b, LLVM::LLVMPointerType::get(&ctx), args[17 + s]);
+    g.mbar = staticShared("lq_mbar", i64(), kMaxStages);
+    ifThen(leader, [&] {
+      for (int64_t s = 0; s < g.stages; ++s)
+        NVVM::MBarrierInitOp::create(b, gep(g.mbar, i64(), c32(s)), c32(1),
+                                     Value());
+      NVVM::FenceMbarrierInitOp::create(b);
+    });
+    barrier();
+  }
   g.warp = arith::ShRUIOp::create(b, g.t, c32(5));
   g.lane = land(g.t, c32(31));
   if (chip == GpuChip::Sm80) {
@@ -909,10 +951,27 @@ void GpuModuleBuilder::buildGemm(const GpuGemmSpec &spec,
   if (counting)
     init.append({c32(0), c32(0)});
 
+  bool vec = copy == Copy::Vec;
+  int64_t stageTx = g.sides[0].stageBytes() + g.sides[1].stageBytes();
   auto issue = [&](Value it) {
     Value stage = remu(it, c32(g.stages));
-    copyStage(g, g.sides[0], it, stage);
-    copyStage(g, g.sides[1], it, stage);
+    if (copy != Copy::Tma) {
+      copyStage(g, g.sides[0], it, stage);
+      copyStage(g, g.sides[1], it, stage);
+      return;
+    }
+    ifThen(leader, [&] {
+      // The stage was last read by ordinary loads (the conversion), before
+      // the barrier that precedes this; order them before the async writes.
+      NVVM::FenceProxyOp::create(
+          b, NVVM::ProxyKindAttr::get(&ctx, NVVM::ProxyKind::async_shared),
+          NVVM::SharedSpaceAttr::get(&ctx, NVVM::SharedSpace::shared_cta));
+      NVVM::MBarrierArriveExpectTxOp::create(
+          b, Type(), gep(g.mbar, i64(), stage), c32(stageTx),
+          NVVM::MemScopeKind::CTA, /*relaxed=*/false, Value());
+      copyStage(g, g.sides[0], it, stage);
+      copyStage(g, g.sides[1], it, stage);
+    });
   };
   for (int64_t p = 0; p + 1 < g.stages; ++p) {
     ifThen(slt(c32(p), total), [&] { issue(c32(p)); });
@@ -923,12 +982,19 @@ void GpuModuleBuilder::buildGemm(const GpuGemmSpec &spec,
       c32(0), total, c32(1), init, [&](Value it, ValueRange carried) {
         Value nextIt = add(it, c32(g.stages - 1));
         ifThen(slt(nextIt, total), [&] { issue(nextIt); });
+        Value stage = remu(it, c32(g.stages));
         if (vec) {
           NVVM::CpAsyncCommitGroupOp::create(b);
           NVVM::CpAsyncWaitGroupOp::create(b, g.stages - 1);
         }
+        if (copy == Copy::Tma) {
+          // Stage `stage` completes its (it / stages)-th phase when both
+          // boxes have landed.
+          Value phase = land(divu(it, c32(g.stages)), c32(1));
+          NVVM::MBarrierTryWaitParityOp::create(
+              b, gep(g.mbar, i64(), stage), phase, c32(1000000));
+        }
         barrier();
-        Value stage = remu(it, c32(g.stages));
         Value sample = divu(it, g.kTiles);
         Value k0 = mul(remu(it, g.kTiles), c32(kBK));
         SmallVector<Value> stats(carried.drop_front(acc.size()));
@@ -1035,13 +1101,21 @@ OwningOpRef<ModuleOp> lq::buildGpuGemmKernels(MLIRContext &ctx,
   GpuGemmSpec packedLhs = spec;
   packedLhs.lhs.storage = OperandStorage::Packed;
   packedLhs.hindsight = false;
+  using Copy = GpuModuleBuilder::Copy;
+  bool tma = spec.chip == GpuChip::Sm90a;
   for (const abi::GemmTile &tile : gpuGemmTiles(spec)) {
-    for (bool vec : {false, true})
-      builder.buildGemm(spec, tile, vec, abi::gemmKernel(tile, vec));
+    builder.buildGemm(spec, tile, Copy::Any, abi::gemmKernel(tile, false));
+    builder.buildGemm(spec, tile, Copy::Vec, abi::gemmKernel(tile, true));
+    if (tma)
+      builder.buildGemm(spec, tile, Copy::Tma, abi::gemmTmaKernel(tile));
     // Its smaller stages fit the tile's shared memory.
-    if (packedVariant)
-      builder.buildGemm(packedLhs, tile, /*vec=*/true,
+    if (packedVariant) {
+      builder.buildGemm(packedLhs, tile, Copy::Vec,
                         abi::gemmKernel(tile, true, /*packedLhs=*/true));
+      if (tma)
+        builder.buildGemm(packedLhs, tile, Copy::Tma,
+                          abi::gemmTmaKernel(tile, /*packedLhs=*/true));
+    }
   }
   if (spec.hindsight)
     builder.buildFill(spec);

@@ -17,7 +17,7 @@ func.func @weight_grad(%dy: tensor<256x512xbf16>, %x: tensor<256x784xbf16>, %see
 }
 
 // CHECK: .target sm_80
-// CHECK: .extern .shared .align 16 .b8 lq_smem[];
+// CHECK: .extern .shared .align 128 .b8 lq_smem[];
 // CHECK: .entry lq_stats_lhs(
 // CHECK: atom.global.max.u32
 // Philox4x32-10: 32x32->64-bit products, the high half read directly.

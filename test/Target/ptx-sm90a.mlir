@@ -28,6 +28,20 @@ func.func @forward(%x: tensor<128x784xf32>, %w: tensor<512x784xf32>, %b: tensor<
 // The epilogue: bias, ReLU (max keeping NaN), bf16 rounding, 16-bit stores.
 // CHECK: max.NaN.f32
 // CHECK: st.global.b16
+// CHECK: .entry lq_gemm_64x64_tma(
+// The tensor memory accelerator: one thread initializes a barrier per
+// stage, expects the stage's bytes and issues both boxes; every thread
+// waits on the stage's phase.
+// CHECK: mbarrier.init.shared.b64
+// CHECK: fence.mbarrier_init.release.cluster
+// CHECK: mbarrier.arrive.expect_tx.shared.b64 {{.*}}, [lq_mbar], {{%r[0-9]+}};
+// CHECK: cp.async.bulk.tensor.2d.shared::cluster.global.tile.mbarrier::complete_tx::bytes
+// CHECK: cp.async.bulk.tensor.2d.shared::cluster.global.tile.mbarrier::complete_tx::bytes
+// CHECK: mbarrier.try_wait.parity.shared.b64
+// CHECK: wgmma.mma_async.sync.aligned.m64n64k32.s32.s8.s8
 // CHECK: .entry lq_gemm_128x128_vec(
+// CHECK: wgmma.mma_async.sync.aligned.m64n128k32.s32.s8.s8
+// CHECK: .entry lq_gemm_128x128_tma(
+// CHECK: cp.async.bulk.tensor.2d
 // CHECK: wgmma.mma_async.sync.aligned.m64n128k32.s32.s8.s8
 // CHECK-NOT: fma.rn.f32

@@ -77,9 +77,17 @@ TEST_P(GpuPtxasTest, AssemblesWithinBudget) {
         << gpu::gemmKernel(tile, false) << " shared memory";
     for (bool vec : {false, true})
       budget[gpu::gemmKernel(tile, vec)] = registerBudget(tile.threads, 1);
-    if (spec.lhs.format == Format::Log4 && spec.lhs.dtype != DType::Packed4)
+    bool packedVariant =
+        spec.lhs.format == Format::Log4 && spec.lhs.dtype != DType::Packed4;
+    if (packedVariant)
       budget[gpu::gemmKernel(tile, true, /*packedLhs=*/true)] =
           registerBudget(tile.threads, 1);
+    if (c.target == Target::CudaSm90a) {
+      budget[gpu::gemmTmaKernel(tile)] = registerBudget(tile.threads, 1);
+      if (packedVariant)
+        budget[gpu::gemmTmaKernel(tile, /*packedLhs=*/true)] =
+            registerBudget(tile.threads, 1);
+    }
   }
   if (spec.hindsight)
     budget[gpu::kFillKernel] = registerBudget(gpu::kFillThreads, 8);

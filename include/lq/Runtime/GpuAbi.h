@@ -52,6 +52,21 @@
 //                     lq_quant_lhs into 16-byte aligned rows; `zero` bit 0
 //                     and `counters` are unused (the quantizer did both).
 //
+//   lq_gemm_<tile>_tma[_pa]  (sm_90a) the `vec` GEMM (and its packed-left
+//                     variant) with the operand tiles loaded by the tensor
+//                     memory accelerator: cp.async.bulk.tensor issued by one
+//                     thread, completing on one mbarrier per stage. Two more
+//                     parameters after `counters`:
+//     (..., ptr tmapA, ptr tmapB)
+//     each the device address (64-byte aligned) of a CUtensorMap made by
+//     cuTensorMapEncodeTiled for the operand as stored: rank 2, dims {cols,
+//     rows} (packed: {bytes per row, rows}; SMP samples of a packed left
+//     operand stacked: rows * samples), the row pitch in bytes as the one
+//     stride, box = tmaBox(), element strides 1, no interleave, no swizzle,
+//     out-of-bound elements filled with zeros; data type FLOAT32 (f32),
+//     UINT16 (bf16 bits) or UINT8 (packed codes). Same alignment rules as
+//     `vec`.
+//
 //   lq_fill_epilogue  C = epilogue(0) (bias, ReLU, output type): the result
 //                     of all-zero codes, for a launch whose in-hindsight
 //                     statistics found a non-finite element after the GEMM
@@ -131,6 +146,30 @@ inline std::string gemmKernel(const GemmTile &t, bool vec,
   return "lq_gemm_" + std::to_string(t.bm) + "x" + std::to_string(t.bn) +
          (vec ? "_vec" : "_any") + (packedLhs ? "_pa" : "");
 }
+/// The TMA variant (sm_90a modules only).
+inline std::string gemmTmaKernel(const GemmTile &t, bool packedLhs = false) {
+  return "lq_gemm_" + std::to_string(t.bm) + "x" + std::to_string(t.bn) +
+         "_tma" + (packedLhs ? "_pa" : "");
+}
+
+/// The TMA box of one operand's tile, {inner, outer} as cuTensorMapEncode-
+/// Tiled takes it: the operand as stored is K-contiguous (a non-transposed
+/// left operand, a transposed right one) -> {bk, bm or bn} elements, else
+/// {bm or bn, bk}; for packed codes the inner extent is in bytes (half the
+/// elements).
+struct TmaBox {
+  uint32_t inner = 0, outer = 0;
+};
+inline TmaBox tmaBox(const GemmTile &t, bool lhs, bool transposed,
+                     bool packed) {
+  bool kContiguous = lhs ? !transposed : transposed;
+  uint32_t mn = uint32_t(lhs ? t.bm : t.bn), k = uint32_t(t.bk);
+  TmaBox box{kContiguous ? k : mn, kContiguous ? mn : k};
+  if (packed)
+    box.inner /= 2;
+  return box;
+}
+
 constexpr const char *kFillKernel = "lq_fill_epilogue";
 
 /// What a launcher must know about one generated module besides its code.
