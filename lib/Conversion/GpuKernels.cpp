@@ -57,10 +57,13 @@ int64_t halfBytes(OperandStorage storage) {
   llvm_unreachable("unknown storage");
 }
 
+/// K per stage: one k32 step of s8 tensor-core MMA, or one k64 step of s4.
 constexpr int64_t kBK = 32;
-/// int8 tile rows of the mma.sync layout: 32 bytes of K plus 16 of padding,
-/// which puts the 8 rows x 4 words of a fragment load in 32 distinct banks.
-constexpr int64_t kTileRowBytes = kBK + 16;
+constexpr int64_t kBK4 = 64;
+/// Tile rows of the mma.sync layout: 32 bytes of K (32 int8 or 64 int4
+/// codes) plus 16 of padding, which puts the 8 rows x 4 words of a fragment
+/// load in 32 distinct banks.
+constexpr int64_t kTileRowBytes = 32 + 16;
 /// A wgmma core matrix: 8 rows x 16 bytes, stored contiguously.
 constexpr int64_t kCoreBytes = 128;
 
@@ -80,23 +83,36 @@ struct Side {
   bool luq() const { return op->format == Format::Log4; }
 };
 
-Side makeSide(const CpuOperandSpec &op, bool isA, int64_t tileMN) {
+Side makeSide(const CpuOperandSpec &op, bool isA, int64_t tileMN,
+              int64_t bk) {
   Side s;
   s.op = &op;
   s.isA = isA;
   s.kContig = isA ? !op.transposed : op.transposed;
   s.tileMN = tileMN;
-  s.sr = s.kContig ? tileMN : kBK;
-  s.sc = s.kContig ? kBK : tileMN;
+  s.sr = s.kContig ? tileMN : bk;
+  s.sc = s.kContig ? bk : tileMN;
   return s;
+}
+
+/// Two SAWB int4 operands, both stored K-contiguous (the forward GEMM), on
+/// sm_80: the tiles hold the 4-bit codes themselves and mma.sync multiplies
+/// them as s4/u4, m16n8k64, twice the int8 rate. wgmma has no int4 form,
+/// and on sm_90a mma.sync s4 is emulated, so Hopper widens to int8.
+bool int4Path(const GpuGemmSpec &spec) {
+  return spec.chip == GpuChip::Sm80 && spec.lhs.format != Format::Log4 &&
+         spec.rhs.format != Format::Log4 && !spec.lhs.transposed &&
+         spec.rhs.transposed;
 }
 
 constexpr int64_t kMaxStages = 4;
 
-int64_t stagesFor(const CpuGemmSpec &spec) {
+int64_t stagesFor(const GpuGemmSpec &spec) {
   bool anyF32 = spec.lhs.storage == OperandStorage::F32 ||
                 spec.rhs.storage == OperandStorage::F32;
-  return anyF32 ? 3 : kMaxStages;
+  // int4 stages hold twice the K: one fewer keeps f32 tiles in 163 KiB.
+  int64_t stages = anyF32 ? 3 : kMaxStages;
+  return int4Path(spec) ? stages - 1 : stages;
 }
 
 class GpuModuleBuilder {
@@ -514,6 +530,8 @@ struct GpuModuleBuilder::GemmState {
   /// TMA: the operands' tensor maps (generic pointers) and the stages'
   /// mbarriers.
   Value tmap[2], mbar;
+  /// The tiles hold 4-bit codes for mma.sync s4/u4 (int4Path).
+  bool int4 = false;
   /// mma.sync: warps along M and N, accumulator tiles per warp.
   int64_t warpsN = 0, mTiles = 0, nTiles = 0;
 };
@@ -521,19 +539,20 @@ struct GpuModuleBuilder::GemmState {
 } // namespace
 
 std::vector<abi::GemmTile> lq::gpuGemmTiles(const GpuGemmSpec &spec) {
-  CpuGemmSpec cpu{spec.lhs, spec.rhs, spec.bias, spec.relu, spec.bf16Output};
-  int64_t stages = stagesFor(cpu);
+  int64_t stages = stagesFor(spec);
+  int64_t bk = int4Path(spec) ? kBK4 : kBK;
   std::vector<abi::GemmTile> tiles;
   for (int64_t size : {64, 128}) {
     abi::GemmTile t;
     t.bm = t.bn = int(size);
-    t.bk = int(kBK);
+    t.bk = int(bk);
     t.stages = int(stages);
     // sm_80: 2 x 2 warps of 32 x 32 or 2 x 4 warps of 64 x 32; sm_90a: one
     // warpgroup per 64 rows.
     t.threads = spec.chip == GpuChip::Sm80 ? (size == 64 ? 128 : 256)
                                            : int(size / 64 * 128);
-    Side a = makeSide(spec.lhs, true, size), bs = makeSide(spec.rhs, false, size);
+    Side a = makeSide(spec.lhs, true, size, bk),
+         bs = makeSide(spec.rhs, false, size, bk);
     int64_t tileBytes =
         spec.chip == GpuChip::Sm80 ? size * kTileRowBytes : size * kBK;
     t.smemBytes = stages * (a.stageBytes() + bs.stageBytes()) + 2 * tileBytes;
@@ -549,7 +568,7 @@ void GpuModuleBuilder::copyStage(GemmState &g, const Side &side, Value it,
   int si = side.isA ? 0 : 1;
   int64_t threads = g.tile.threads;
   Value sample = divu(it, g.kTiles);
-  Value k0 = mul(remu(it, g.kTiles), c32(kBK));
+  Value k0 = mul(remu(it, g.kTiles), c32(g.tile.bk));
   // The tile's origin in stored coordinates.
   Value row0 = side.kContig ? g.mn0[si] : k0;
   Value col0 = side.kContig ? k0 : g.mn0[si];
@@ -625,28 +644,25 @@ void GpuModuleBuilder::copyStage(GemmState &g, const Side &side, Value it,
   Value colUnits = packed ? divu(add(g.storedCols[si], c32(1)), c32(2))
                           : g.storedCols[si];
   Value col0Units = packed ? divu(col0, c32(2)) : col0;
-  for (int64_t j = 0; j < units; j += threads) {
-    Value u = add(g.t, c32(j));
-    auto body = [&] {
-      Value r = divu(u, c32(perRow));
-      Value cu = remu(u, c32(perRow));
-      Value gr = add(row0, r), gc = add(col0Units, cu);
-      Value valid = land(ult(gr, rowsValid), ult(gc, colUnits));
-      Value offset =
-          select(valid, add(mul(ext64(gr), g.ld[si]), ext64(gc)), c64(0));
-      Value v = load(unit, gep(base, unit, offset));
-      Value zeroV = unit.isF32()
-                        ? Value(arith::ConstantFloatOp::create(
-                              b, b.getF32Type(), APFloat(0.0f)))
-                        : Value(arith::ConstantIntOp::create(
-                              b, 0, unit.getIntOrFloatBitWidth()));
-      store(select(valid, v, zeroV), gep(dstStage, unit, u));
-    };
-    if (j + threads > units)
-      ifThen(ult(u, c32(units)), body);
-    else
-      body();
-  }
+  // A loop, not unrolled: each load is waited for before its store, and
+  // an unrolled run of them would hold every loaded value in registers.
+  loop(g.t, c32(units), c32(threads), ValueRange{},
+       [&](Value u, ValueRange) -> SmallVector<Value> {
+    Value r = divu(u, c32(perRow));
+    Value cu = remu(u, c32(perRow));
+    Value gr = add(row0, r), gc = add(col0Units, cu);
+    Value valid = land(ult(gr, rowsValid), ult(gc, colUnits));
+    Value offset =
+        select(valid, add(mul(ext64(gr), g.ld[si]), ext64(gc)), c64(0));
+    Value v = load(unit, gep(base, unit, offset));
+    Value zeroV = unit.isF32()
+                      ? Value(arith::ConstantFloatOp::create(
+                            b, b.getF32Type(), APFloat(0.0f)))
+                      : Value(arith::ConstantIntOp::create(
+                            b, 0, unit.getIntOrFloatBitWidth()));
+    store(select(valid, v, zeroV), gep(dstStage, unit, u));
+    return {};
+  });
 }
 
 Value GpuModuleBuilder::tileAddress(GemmState &g, Value mn, Value k) {
@@ -734,8 +750,12 @@ SmallVector<Value> GpuModuleBuilder::convertStage(GemmState &g,
                              b, byte, arith::ConstantIntOp::create(b, 4, 8)))
                        : Value(land(byte, arith::ConstantIntOp::create(b, 15, 8)));
         }
-        Value v = arith::TruncIOp::create(b, i8(),
-                                          nb.decode(code, side.op->format));
+        // int4 tiles keep the code nibble itself (two's complement for
+        // sint4): it is the s4/u4 operand.
+        Value v = g.int4 ? land(code, arith::ConstantIntOp::create(b, 15, 8))
+                         : arith::TruncIOp::create(
+                               b, i8(), nb.decode(code, side.op->format))
+                               .getResult();
         Value keep = valid;
         if (side.isFloat())
           keep = land(keep, arith::XOrIOp::create(
@@ -743,7 +763,18 @@ SmallVector<Value> GpuModuleBuilder::convertStage(GemmState &g,
                                 arith::ConstantIntOp::create(b, 1, 1)));
         vals[i] = select(keep, v, zero8);
       }
-      if (side.kContig) {
+      if (g.int4) {
+        // Four consecutive k: two whole bytes, low nibble first.
+        Value half = c32(0);
+        for (int64_t i = 0; i < 4; ++i)
+          half = arith::OrIOp::create(
+              b, half,
+              arith::ShLIOp::create(b, arith::ExtUIOp::create(b, i32(), vals[i]),
+                                    c32(4 * i)));
+        store(arith::TruncIOp::create(b, i16(), half),
+              gep(tile, i8(), add(mul(r, c32(kTileRowBytes)),
+                                  divu(c4, c32(2)))));
+      } else if (side.kContig) {
         // Four consecutive k of one row: one 32-bit store.
         Value word = c32(0);
         for (int64_t i = 0; i < 4; ++i)
@@ -804,6 +835,11 @@ SmallVector<Value> GpuModuleBuilder::mmaStep(GemmState &g, ValueRange acc) {
     }
     Type accType = LLVM::LLVMStructType::getLiteral(
         &ctx, {i32(), i32(), i32(), i32()});
+    NVVM::MMATypes types[2] = {NVVM::MMATypes::s8, NVVM::MMATypes::s8};
+    if (g.int4)
+      for (int s = 0; s < 2; ++s)
+        types[s] = g.sides[s].op->format == Format::UInt4 ? NVVM::MMATypes::u4
+                                                          : NVVM::MMATypes::s4;
     for (int64_t mt = 0; mt < g.mTiles; ++mt)
       for (int64_t nt = 0; nt < g.nTiles; ++nt) {
         Value c = acc[mt * g.nTiles + nt];
@@ -812,10 +848,9 @@ SmallVector<Value> GpuModuleBuilder::mmaStep(GemmState &g, ValueRange acc) {
           cs.push_back(LLVM::ExtractValueOp::create(b, c, i));
         next.push_back(NVVM::MmaOp::create(
             b, accType, ValueRange(a[mt]), ValueRange(bf[nt]), cs,
-            ArrayRef<int64_t>{16, 8, 32}, std::nullopt,
+            ArrayRef<int64_t>{16, 8, g.int4 ? 64 : 32}, std::nullopt,
             NVVM::MMAIntOverflow::satfinite,
-            std::array<NVVM::MMATypes, 2>{NVVM::MMATypes::s8,
-                                          NVVM::MMATypes::s8},
+            std::array<NVVM::MMATypes, 2>{types[0], types[1]},
             std::array<NVVM::MMALayout, 2>{NVVM::MMALayout::row,
                                            NVVM::MMALayout::col}));
       }
@@ -869,8 +904,9 @@ void GpuModuleBuilder::buildGemm(const GpuGemmSpec &spec,
   g.spec = &spec;
   g.tile = tile;
   g.copy = copy;
-  g.sides[0] = makeSide(spec.lhs, true, tile.bm);
-  g.sides[1] = makeSide(spec.rhs, false, tile.bn);
+  g.int4 = int4Path(spec);
+  g.sides[0] = makeSide(spec.lhs, true, tile.bm, tile.bk);
+  g.sides[1] = makeSide(spec.rhs, false, tile.bn, tile.bk);
   g.stages = tile.stages;
   int64_t tileBytes[2];
   for (int s = 0; s < 2; ++s)
@@ -930,7 +966,7 @@ void GpuModuleBuilder::buildGemm(const GpuGemmSpec &spec,
   g.storedCols[0] = g.sides[0].kContig ? g.K : g.M;
   g.storedRows[1] = g.sides[1].kContig ? g.N : g.K;
   g.storedCols[1] = g.sides[1].kContig ? g.K : g.N;
-  g.kTiles = divu(add(g.K, c32(kBK - 1)), c32(kBK));
+  g.kTiles = divu(add(g.K, c32(tile.bk - 1)), c32(tile.bk));
   Value total = mul(g.kTiles, c32(spec.samples));
 
   // Accumulators: one 4-register struct per 16 x 8 block (mma.sync), or
@@ -996,7 +1032,7 @@ void GpuModuleBuilder::buildGemm(const GpuGemmSpec &spec,
         }
         barrier();
         Value sample = divu(it, g.kTiles);
-        Value k0 = mul(remu(it, g.kTiles), c32(kBK));
+        Value k0 = mul(remu(it, g.kTiles), c32(tile.bk));
         SmallVector<Value> stats(carried.drop_front(acc.size()));
         stats = convertStage(g, g.sides[0], stage, sample, k0, stats);
         convertStage(g, g.sides[1], stage, sample, k0, {});
