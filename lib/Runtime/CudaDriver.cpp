@@ -4,6 +4,8 @@
 
 #include <dlfcn.h>
 
+#include <cstdio>
+#include <iterator>
 #include <utility>
 
 using namespace lq;
@@ -332,6 +334,42 @@ Result<float> CudaDriver::elapsedMs(CUevent start, CUevent end) const {
 
 Status CudaDriver::destroyEvent(CUevent event) const {
   return check("cuEventDestroy", cuEventDestroyFn(event));
+}
+
+Status CudaDriver::encodeTiled(
+    CUtensorMap &map, CUtensorMapDataType type, unsigned rank,
+    CUdeviceptr address, const cuuint64_t *dims, const cuuint64_t *strides,
+    const cuuint32_t *box, const cuuint32_t *elementStrides,
+    CUtensorMapInterleave interleave, CUtensorMapSwizzle swizzle,
+    CUtensorMapL2promotion l2Promotion, CUtensorMapFloatOOBfill oobFill) const {
+  CUresult result = cuTensorMapEncodeTiledFn(
+      &map, type, rank, reinterpret_cast<void *>(address), dims, strides, box,
+      elementStrides, interleave, swizzle, l2Promotion, oobFill);
+  if (result == CUDA_SUCCESS)
+    return Done{};
+  auto list = [](const auto *values, unsigned count) {
+    std::string text = "{";
+    for (unsigned i = 0; i < count; ++i)
+      text += (i ? ", " : "") + std::to_string(values[i]);
+    return text + "}";
+  };
+  // The data types by value, as CUDA 12.0 introduced them.
+  static const char *const typeNames[] = {
+      "UINT8",       "UINT16",   "UINT32",      "INT32",   "UINT64",
+      "INT64",       "FLOAT16",  "FLOAT32",     "FLOAT64", "BFLOAT16",
+      "FLOAT32_FTZ", "TFLOAT32", "TFLOAT32_FTZ"};
+  std::string typeName = unsigned(type) < std::size(typeNames)
+                             ? typeNames[type]
+                             : std::to_string(int(type));
+  char base[32];
+  std::snprintf(base, sizeof(base), "0x%llx", (unsigned long long)address);
+  return Status::failure(
+      errorText("cuTensorMapEncodeTiled", result) + " for data type " +
+      typeName + " at " + base + ": dims " + list(dims, rank) + ", strides " +
+      list(strides, rank - 1) + " bytes, box " + list(box, rank) +
+      ", element strides " + list(elementStrides, rank) + ", interleave " +
+      std::to_string(int(interleave)) + ", swizzle " +
+      std::to_string(int(swizzle)));
 }
 
 //===----------------------------------------------------------------------===//

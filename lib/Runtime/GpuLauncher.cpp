@@ -32,6 +32,10 @@ constexpr int64_t kMaxGridY = 65535;
 constexpr int64_t kPackedLhsColumnTiles = 3;
 /// Row pitch of packed codes the launcher writes for the `_pa` GEMMs.
 constexpr int64_t kPackedPitchAlign = 16;
+/// Alignment of the tensor maps the `_tma` GEMMs read from device memory.
+constexpr size_t kTensorMapAlign = 64;
+static_assert(sizeof(CUtensorMap) % kTensorMapAlign == 0,
+              "tensor maps laid out back to back stay aligned");
 constexpr int kMaxThreads = 1024;
 
 template <typename T, typename U> Result<T> failure(const Result<U> &from) {
@@ -65,6 +69,65 @@ int64_t roundUp(int64_t a, int64_t b) { return ceilDiv(a, b) * b; }
 bool vecLayout(const TensorRef &t) {
   return address(t.data) % 16 == 0 &&
          (t.rowStride * int64_t(elementBytes(t.dtype))) % 16 == 0;
+}
+
+/// The extent of a stored row as a tensor map counts it: elements, bytes
+/// for packed codes.
+int64_t tmaInner(DType dtype, int64_t cols) {
+  return dtype == DType::Packed4 ? (cols + 1) / 2 : cols;
+}
+
+/// cuTensorMapEncodeTiled accepts the matrix: every dimension in [1, 2^32]
+/// and the row pitch below 2^40 bytes (its 16-byte multiple is vecLayout's
+/// condition).
+bool tmaShape(int64_t rows, int64_t inner, int64_t pitchBytes) {
+  constexpr int64_t kMaxDim = int64_t(1) << 32, kMaxPitch = int64_t(1) << 40;
+  return rows >= 1 && rows <= kMaxDim && inner >= 1 && inner <= kMaxDim &&
+         pitchBytes < kMaxPitch;
+}
+
+bool tmaShape(const TensorRef &t) {
+  return tmaShape(t.rows, tmaInner(t.dtype, t.cols),
+                  t.rowStride * int64_t(elementBytes(t.dtype)));
+}
+
+/// Writes to `map` the tensor map GpuAbi.h specifies for one GEMM operand
+/// as stored: `rows` counts stacked SMP samples, `pitchBytes` is the row
+/// pitch.
+Status operandMap(CUtensorMap &map, const CudaDriver &driver,
+                  const GemmTile &tile, bool lhs, bool transposed, DType dtype,
+                  CUdeviceptr base, int64_t rows, int64_t cols,
+                  int64_t pitchBytes) {
+  TmaBox box = tmaBox(tile, lhs, transposed, dtype == DType::Packed4);
+  cuuint64_t dims[2] = {cuuint64_t(tmaInner(dtype, cols)), cuuint64_t(rows)};
+  cuuint64_t strides[1] = {cuuint64_t(pitchBytes)};
+  cuuint32_t boxDims[2] = {box.inner, box.outer};
+  cuuint32_t elementStrides[2] = {1, 1};
+  // bf16 is moved as its bits: the kernels convert, TMA only copies.
+  CUtensorMapDataType type =
+      dtype == DType::F32    ? CU_TENSOR_MAP_DATA_TYPE_FLOAT32
+      : dtype == DType::BF16 ? CU_TENSOR_MAP_DATA_TYPE_UINT16
+                             : CU_TENSOR_MAP_DATA_TYPE_UINT8;
+  // FLOAT_OOB_FILL_NONE fills out-of-bound elements with zeros: the edges
+  // of the matrix read as zero codes, as the `vec` kernels' predicated
+  // copies leave them.
+  return driver.encodeTiled(
+      map, type, 2, base, dims, strides, boxDims, elementStrides,
+      CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_NONE,
+      CU_TENSOR_MAP_L2_PROMOTION_L2_128B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+}
+
+/// sm_90a modules have the `_tma` GEMMs.
+bool tmaModule(const GpuModuleInfo &info) { return info.chip == "sm_90a"; }
+
+/// The fused GEMMs of one tile, every one of which a module has: both copy
+/// variants, and on sm_90a the TMA one.
+std::vector<std::string> fusedGemms(const GpuModuleInfo &info,
+                                    const GemmTile &t) {
+  std::vector<std::string> names = {gemmKernel(t, true), gemmKernel(t, false)};
+  if (tmaModule(info))
+    names.push_back(gemmTmaKernel(t));
+  return names;
 }
 
 /// The statistics of one float operand, as read back from the scratch.
@@ -105,8 +168,8 @@ std::vector<std::string> lq::gpu::requiredKernels(const GpuModuleInfo &info) {
     return {statsKernel(true), quantKernel(true)};
   std::vector<std::string> names;
   for (const GemmTile &t : info.tiles)
-    for (bool vec : {true, false})
-      names.push_back(gemmKernel(t, vec));
+    for (std::string &name : fusedGemms(info, t))
+      names.push_back(std::move(name));
   if (s.lhs.dtype != DType::Packed4 && !s.hindsight)
     names.push_back(statsKernel(true));
   if (s.rhs.dtype != DType::Packed4)
@@ -185,17 +248,13 @@ GpuLauncher::load(std::string_view image, GpuModuleInfo info) {
                         " allows " + std::to_string(device->maxSharedOptin));
     if (t.smemBytes <= kDefaultSharedBytes)
       continue;
-    for (bool vec : {true, false}) {
-      Result<CUfunction> fn = launcher->function(gemmKernel(t, vec));
-      if (!fn)
-        return failure<std::unique_ptr<GpuLauncher>>(fn);
-      if (Status s = (*driver)->setMaxDynamicSharedMemory(*fn, int(t.smemBytes));
-          !s)
-        return R::failure(gemmKernel(t, vec) + ": " + s.error());
-    }
+    for (const std::string &name : fusedGemms(info, t))
+      if (Status s = launcher->allowSharedMemory(name, t); !s)
+        return failure<std::unique_ptr<GpuLauncher>>(s);
   }
   // The quantize-once GEMMs are optional: a module without them runs the
-  // fused ones only.
+  // fused ones only. An sm_90a module that has them has their TMA variant
+  // too.
   launcher->packedLhsVariant =
       info.spec.lhs.format == Format::Log4 &&
       info.spec.lhs.dtype != DType::Packed4;
@@ -206,11 +265,19 @@ GpuLauncher::load(std::string_view image, GpuModuleInfo info) {
       launcher->packedLhsVariant = false;
       break;
     }
-    if (Result<CUfunction> fn = launcher->function(name);
-        fn && t.smemBytes > kDefaultSharedBytes)
-      if (Status s = (*driver)->setMaxDynamicSharedMemory(*fn, int(t.smemBytes));
-          !s)
-        return R::failure(name + ": " + s.error());
+    std::vector<std::string> names = {name};
+    if (tmaModule(info)) {
+      std::string tmaName = gemmTmaKernel(t, /*packedLhs=*/true);
+      if (Result<CUfunction> fn = launcher->function(tmaName); !fn)
+        return R::failure("the module of " + info.spec.describe() + " has " +
+                          name + " but lacks " + tmaName +
+                          " (sm_90a modules have both): " + fn.error());
+      names.push_back(tmaName);
+    }
+    if (t.smemBytes > kDefaultSharedBytes)
+      for (const std::string &n : names)
+        if (Status s = launcher->allowSharedMemory(n, t); !s)
+          return failure<std::unique_ptr<GpuLauncher>>(s);
   }
   launcher->tiles = info.tiles;
   std::stable_sort(launcher->tiles.begin(), launcher->tiles.end(),
@@ -228,6 +295,17 @@ GpuLauncher::~GpuLauncher() {
   scratch = DeviceBuffer();
   if (module)
     (void)driver->unloadModule(module);
+}
+
+Status GpuLauncher::allowSharedMemory(const std::string &name,
+                                      const GemmTile &tile) {
+  Result<CUfunction> fn = function(name);
+  if (!fn)
+    return failure<Done>(fn);
+  if (Status s = driver->setMaxDynamicSharedMemory(*fn, int(tile.smemBytes));
+      !s)
+    return Status::failure(name + ": " + s.error());
+  return Done{};
 }
 
 Result<CUfunction> GpuLauncher::function(const std::string &name) {
@@ -361,7 +439,15 @@ GemmChoice GpuLauncher::pick(const GemmProblem &p,
                      args.lhs.rows <= kMaxGridY;
   if (choice.packedLhs)
     choice.vec = true;
-  choice.kernel = gemmKernel(choice.tile, choice.vec, choice.packedLhs);
+  // TMA has the same alignment rules, and a tensor map needs every
+  // dimension non-empty (K = 0 runs the `vec` GEMM). The packed scratch is
+  // small enough for any tensor map.
+  choice.tma = tmaModule(moduleInfo) && choice.vec && p.m > 0 && p.n > 0 &&
+               p.k > 0 && tmaShape(args.rhs) &&
+               (choice.packedLhs || tmaShape(args.lhs));
+  choice.kernel = choice.tma
+                      ? gemmTmaKernel(choice.tile, choice.packedLhs)
+                      : gemmKernel(choice.tile, choice.vec, choice.packedLhs);
   return choice;
 }
 
@@ -406,17 +492,21 @@ Result<LaunchStatus> GpuLauncher::launch(const LaunchArgs &args,
   std::lock_guard<std::mutex> lock(mutex);
   bool lhsFloat = s.lhs.dtype != DType::Packed4;
   bool rhsFloat = s.rhs.dtype != DType::Packed4;
-  // Scratch: the statistics of each operand, the counters, and for the
-  // quantize-once placement the packed codes of A (every sample).
+  // Scratch: the statistics of each operand, the counters, for the `_tma`
+  // GEMMs the tensor maps of A and B, and for the quantize-once placement
+  // the packed codes of A (every sample).
   size_t lhsStats = 0;
   size_t rhsStats = lhsStats + size_t(statsBytes(args.lhs.rows));
   size_t counters = rhsStats + size_t(statsBytes(args.rhs.rows));
-  size_t packedA = size_t(roundUp(counters + sizeof(QuantCounters), 256));
+  size_t tensorMaps = size_t(
+      roundUp(counters + sizeof(QuantCounters), int64_t(kTensorMapAlign)));
+  size_t packedA = size_t(roundUp(tensorMaps + 2 * sizeof(CUtensorMap), 256));
   int64_t packedPitch = roundUp((args.lhs.cols + 1) / 2, kPackedPitchAlign);
+  int64_t packedRows = int64_t(s.samples) * args.lhs.rows;
   size_t total = choice.packedLhs
-                     ? packedA + size_t(s.samples) * size_t(args.lhs.rows) *
-                                     size_t(packedPitch)
-                     : counters + sizeof(QuantCounters);
+                     ? packedA + size_t(packedRows) * size_t(packedPitch)
+                 : choice.tma ? tensorMaps + 2 * sizeof(CUtensorMap)
+                              : counters + sizeof(QuantCounters);
   if (Status st = ensureScratch(total); !st)
     return failure<LaunchStatus>(st);
   // Statistics and counters are accumulated: zero them. Packed codes are
@@ -425,6 +515,37 @@ Result<LaunchStatus> GpuLauncher::launch(const LaunchArgs &args,
                                counters + sizeof(QuantCounters), stream);
       !st)
     return failure<LaunchStatus>(st);
+  CUdeviceptr tmapA = scratch.address() + tensorMaps,
+              tmapB = tmapA + sizeof(CUtensorMap);
+  if (choice.tma) {
+    // The maps depend only on the layouts, not on the statistics: copied
+    // ahead of the statistics kernels, the copy is off the path from the
+    // statistics to the GEMM. A copy from pageable memory has read its
+    // source when it returns, so the maps may live on this stack.
+    CUtensorMap maps[2];
+    Status mapA =
+        choice.packedLhs
+            ? operandMap(maps[0], *driver, tile, true, s.lhs.transposed,
+                         DType::Packed4, scratch.address() + packedA,
+                         packedRows, args.lhs.cols, packedPitch)
+            : operandMap(
+                  maps[0], *driver, tile, true, s.lhs.transposed, s.lhs.dtype,
+                  address(args.lhs.data), args.lhs.rows, args.lhs.cols,
+                  args.lhs.rowStride * int64_t(elementBytes(s.lhs.dtype)));
+    if (!mapA)
+      return R::failure(choice.kernel +
+                        ": the tensor map of A: " + mapA.error());
+    if (Status mapB = operandMap(
+            maps[1], *driver, tile, false, s.rhs.transposed, s.rhs.dtype,
+            address(args.rhs.data), args.rhs.rows, args.rhs.cols,
+            args.rhs.rowStride * int64_t(elementBytes(s.rhs.dtype)));
+        !mapB)
+      return R::failure(choice.kernel +
+                        ": the tensor map of B: " + mapB.error());
+    if (Status st = driver->copyToDevice(tmapA, maps, sizeof(maps), stream);
+        !st)
+      return failure<LaunchStatus>(st);
+  }
 
   bool needStats[2] = {
       lhsFloat && !s.hindsight && args.lhs.rows * args.lhs.cols > 0,
@@ -515,9 +636,11 @@ Result<LaunchStatus> GpuLauncher::launch(const LaunchArgs &args,
     a = scratch.address() + packedA;
     lda = packedPitch;
   }
-  void *params[] = {&a,    &lda,  &b,     &ldb,  &c,    &ldc,
-                    &bias, &m,    &n,     &k,    &invA, &invB,
-                    &scale, &zero, &seed, &streamId, &counterPtr};
+  // The `_tma` GEMMs take the two tensor maps after the counters; the
+  // driver reads only as many parameters as a kernel declares.
+  void *params[] = {&a,    &lda,      &b,          &ldb,   &c,    &ldc,   &bias,
+                    &m,    &n,        &k,          &invA,  &invB, &scale, &zero,
+                    &seed, &streamId, &counterPtr, &tmapA, &tmapB};
   Result<CUfunction> gemm = function(choice.kernel);
   if (!gemm)
     return failure<LaunchStatus>(gemm);

@@ -228,6 +228,19 @@ void testModuleInfo() {
                    parsed->tiles[0].stages == 3);
       CHECK(c, lq::gpu::writeModuleInfo(*parsed) == text);
     }
+    // A launcher of an sm_90a module needs the TMA GEMM of every tile; one
+    // of an sm_80 module has none to ask for.
+    std::vector<std::string> required = lq::gpu::requiredKernels(info);
+    for (const auto &t : info.tiles)
+      CHECK_MSG(c,
+                std::count(required.begin(), required.end(),
+                           lq::gpu::gemmTmaKernel(t)) == 1,
+                "sm_90a: " + lq::gpu::gemmTmaKernel(t) + " not required");
+    lq::gpu::GpuModuleInfo sm80 = info;
+    sm80.chip = "sm_80";
+    for (const std::string &k : lq::gpu::requiredKernels(sm80))
+      CHECK_MSG(c, k.find("_tma") == std::string::npos,
+                "sm_80 requires " + k);
     lq::gpu::GpuModuleInfo quant;
     quant.chip = "sm_80";
     quant.quantizeOnly = true;
@@ -1092,15 +1105,18 @@ void runQuantizeCase(Loaded &module, int64_t rows, int64_t cols, bool pitched,
                                 " packed bytes differ");
 }
 
-/// Operands of an M x N x K launch at made-up addresses, in the pitched
-/// layout of DeviceTensor: enough for chooseGemm.
-lq::LaunchArgs shapeArgs(const GemmSpec &s, int64_t m, int64_t n, int64_t k) {
-  auto ref = [](DType d, int64_t rows, int64_t cols) {
+/// Operands of an M x N x K launch at made-up addresses, in the layout of
+/// DeviceTensor (pitched or not): enough for chooseGemm.
+lq::LaunchArgs shapeArgs(const GemmSpec &s, int64_t m, int64_t n, int64_t k,
+                         bool pitched) {
+  auto ref = [pitched](DType d, int64_t rows, int64_t cols) {
     int64_t eb = int64_t(elementBytes(d));
     int64_t rowBytes = d == DType::Packed4 ? (cols + 1) / 2 : cols * eb;
-    int64_t stride = std::max<int64_t>(16, (rowBytes + 15) / 16 * 16) / eb;
-    return lq::TensorRef{reinterpret_cast<void *>(uintptr_t(1) << 20), d,
-                         rows, cols, stride, lq::Device::CUDA};
+    int64_t pitch = pitched ? std::max<int64_t>(16, (rowBytes + 15) / 16 * 16)
+                            : rowBytes + eb;
+    uintptr_t base = (uintptr_t(1) << 20) + (pitched ? 0 : uintptr_t(eb));
+    return lq::TensorRef{reinterpret_cast<void *>(base), d, rows, cols,
+                         pitch / eb, lq::Device::CUDA};
   };
   int64_t lhsSamples = s.lhs.dtype == DType::Packed4 ? s.samples : 1;
   lq::LaunchArgs args;
@@ -1134,27 +1150,24 @@ std::vector<GemmCase> gemmCases(const Loaded &module, bool quick,
   for (size_t i = 0; i < shapes.size(); ++i)
     cases.push_back({shapes[i][0], shapes[i][1], shapes[i][2], i % 2 == 0});
   if (!quick) {
-    // A shape for every tile and placement: the launcher picks them by the
-    // shape, so search shapes that select each; the fused placement in both
-    // copy variants, the quantize-once one (aligned only) where the module
-    // has it.
-    for (const lq::gpu::GemmTile &t : module.module.info.tiles)
-      for (bool packedLhs : {false, true}) {
-        if (packedLhs && !module.launcher->hasPackedLhsVariant())
-          continue;
-        bool found = false;
-        for (int64_t rm = 1; rm <= 16 && !found; ++rm)
-          for (int64_t rn = 1; rn <= 64 && !found; ++rn) {
-            int64_t m = std::max<int64_t>(1, t.bm * rm - 3), n = t.bn * rn + 1;
-            auto choice = module.launcher->chooseGemm(shapeArgs(s, m, n, 37));
-            found = choice.ok() && choice->tile.bm == t.bm &&
-                    choice->tile.bn == t.bn && choice->packedLhs == packedLhs;
-            if (found)
-              cases.push_back({m, n, 37, true});
-            if (found && !packedLhs)
-              cases.push_back({m, n, 37, false});
-          }
-      }
+    // A shape for every GEMM kernel the launcher picks: it picks the tile,
+    // copy variant and placement by the shape and layout, so search shapes
+    // off the tile sizes, pitched and not, and take the first that selects
+    // each kernel. K = 0 comes last: on sm_90a it is what selects `vec`
+    // (every other aligned launch takes the TMA variant).
+    std::set<std::string> found;
+    for (int64_t k : {int64_t(37), int64_t(0)})
+      for (bool pitched : {true, false})
+        for (const lq::gpu::GemmTile &t : module.module.info.tiles)
+          for (int64_t rm = 1; rm <= 16; ++rm)
+            for (int64_t rn = 1; rn <= 64; ++rn) {
+              int64_t m = std::max<int64_t>(1, t.bm * rm - 3),
+                      n = t.bn * rn + 1;
+              auto choice = module.launcher->chooseGemm(
+                  shapeArgs(s, m, n, k, pitched));
+              if (choice.ok() && found.insert(choice->kernel).second)
+                cases.push_back({m, n, k, pitched});
+            }
   }
   bool lhsFloat = s.lhs.dtype != DType::Packed4;
   bool rhsFloat = s.rhs.dtype != DType::Packed4;
@@ -1204,6 +1217,14 @@ void runModuleStatics(const lq::gpu::PackModule &m, Coverage &coverage) {
   }
   for (const std::string &k : lq::gpu::requiredKernels(m.info))
     CHECK_MSG(c, names.count(k), "missing kernel " + k);
+  // The quantize-once GEMMs are optional, but on sm_90a come with their
+  // TMA variant.
+  if (m.info.chip == "sm_90a")
+    for (const auto &t : m.info.tiles)
+      if (names.count(lq::gpu::gemmKernel(t, true, /*packedLhs=*/true)))
+        CHECK_MSG(c, names.count(lq::gpu::gemmTmaKernel(t, /*packedLhs=*/true)),
+                  "missing kernel " +
+                      lq::gpu::gemmTmaKernel(t, /*packedLhs=*/true));
   const GemmSpec &s = m.info.spec;
   if (m.info.quantizeOnly) {
     coverage.add(std::string("quantize ") + lq::formatName(s.lhs.format));
@@ -1340,12 +1361,18 @@ int runPack(const Options &opt) {
     if (!opt.quick) {
       Case c("gemm " + l.module.name + ": shapes reach every tile, copy "
              "variant and placement");
+      // On sm_90a the aligned quantize-once GEMM is always the TMA one.
+      bool tma = l.module.info.chip == "sm_90a";
       std::vector<std::string> kernels;
       for (const auto &t : l.module.info.tiles) {
         kernels.push_back(lq::gpu::gemmKernel(t, true));
         kernels.push_back(lq::gpu::gemmKernel(t, false));
+        if (tma)
+          kernels.push_back(lq::gpu::gemmTmaKernel(t));
         if (l.launcher->hasPackedLhsVariant())
-          kernels.push_back(lq::gpu::gemmKernel(t, true, /*packedLhs=*/true));
+          kernels.push_back(
+              tma ? lq::gpu::gemmTmaKernel(t, /*packedLhs=*/true)
+                  : lq::gpu::gemmKernel(t, true, /*packedLhs=*/true));
       }
       for (const std::string &k : kernels)
         CHECK_MSG(c, kernelsUsed.count(k), k + " never ran");

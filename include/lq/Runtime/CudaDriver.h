@@ -67,7 +67,8 @@ using Status = Result<Done>;
   X(cuEventRecord)                                                             \
   X(cuEventSynchronize)                                                        \
   X(cuEventElapsedTime)                                                        \
-  X(cuEventDestroy)
+  X(cuEventDestroy)                                                            \
+  X(cuTensorMapEncodeTiled)
 
 /// The device of the current context, as the launchers size work for it.
 struct DeviceInfo {
@@ -149,6 +150,19 @@ public:
   /// Milliseconds between two recorded events; waits for `end`.
   Result<float> elapsedMs(CUevent start, CUevent end) const;
   Status destroyEvent(CUevent event) const;
+
+  /// Writes to `map` a tiled tensor map (cuTensorMapEncodeTiled) of `rank`
+  /// dimensions, innermost first: `dims` in elements, `strides` (rank - 1
+  /// of them) in bytes, `box` and `elementStrides` in elements. The error
+  /// lists the arguments, as the driver says only that one is invalid.
+  Status encodeTiled(CUtensorMap &map, CUtensorMapDataType type, unsigned rank,
+                     CUdeviceptr address, const cuuint64_t *dims,
+                     const cuuint64_t *strides, const cuuint32_t *box,
+                     const cuuint32_t *elementStrides,
+                     CUtensorMapInterleave interleave,
+                     CUtensorMapSwizzle swizzle,
+                     CUtensorMapL2promotion l2Promotion,
+                     CUtensorMapFloatOOBfill oobFill) const;
 
 private:
   CudaDriver() = default;

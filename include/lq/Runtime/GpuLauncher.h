@@ -43,9 +43,10 @@ namespace lq::gpu {
 enum class Operand { Lhs, Rhs };
 
 /// The kernels a launcher of `info` resolves when it loads: the GEMM in
-/// every tile and both copy variants, the statistics of the float operands
-/// that have a pre-pass, the epilogue fill of in-hindsight mode; for a
-/// quantize module its statistics and quantizer.
+/// every tile and both copy variants (and on sm_90a the TMA one), the
+/// statistics of the float operands that have a pre-pass, the epilogue
+/// fill of in-hindsight mode; for a quantize module its statistics and
+/// quantizer.
 std::vector<std::string> requiredKernels(const GpuModuleInfo &info);
 
 /// The architecture to assemble a module's PTX for on `device`: "sm_90a"
@@ -58,13 +59,18 @@ Result<std::string> deviceArch(const GpuModuleInfo &info,
 /// Which GEMM kernel a launch uses.
 struct GemmChoice {
   GemmTile tile;
-  /// The `vec` copy variant (16-byte aligned pointers and row strides).
+  /// Every base pointer and row pitch is a multiple of 16 bytes: the `vec`
+  /// copy variant (or `tma`), else `any`.
   bool vec = false;
   /// A float LUQ left operand is quantized once by lq_quant_lhs into
-  /// packed codes that the `_vec_pa` GEMM reads, instead of once per
-  /// column tile inside the GEMM (chosen from three column tiles up, when
-  /// B and C allow the `vec` copies).
+  /// packed codes that the `_vec_pa` (or `_tma_pa`) GEMM reads, instead of
+  /// once per column tile inside the GEMM (chosen from three column tiles
+  /// up, when B and C allow the `vec` copies).
   bool packedLhs = false;
+  /// The `_tma` variant of an sm_90a module: its operand tiles are loaded
+  /// by the tensor memory accelerator through tensor maps the launch
+  /// encodes (`vec` layouts with K > 0).
+  bool tma = false;
   std::string kernel;
 };
 
@@ -99,8 +105,9 @@ public:
   /// The GEMM kernel a launch of `args` would run (for reports).
   Result<GemmChoice> chooseGemm(const LaunchArgs &args) const;
 
-  /// The module has the `_vec_pa` GEMM of every tile (the quantize-once
-  /// placement of a float LUQ left operand).
+  /// The module has the `_vec_pa` GEMM of every tile, on sm_90a with its
+  /// `_tma_pa` variant (the quantize-once placement of a float LUQ left
+  /// operand).
   bool hasPackedLhsVariant() const { return packedLhsVariant; }
 
 private:
@@ -109,6 +116,8 @@ private:
   GemmChoice pick(const runtime::GemmProblem &problem,
                   const LaunchArgs &args) const;
   Result<CUfunction> function(const std::string &name);
+  /// Lets GEMM `name` of `tile` use the tile's dynamic shared memory.
+  Status allowSharedMemory(const std::string &name, const GemmTile &tile);
   Status ensureScratch(size_t bytes);
   Status checkContext() const;
   Status checkPointer(const char *name, const void *data, size_t bytes) const;
