@@ -310,9 +310,12 @@ Result<PointerInfo> CudaDriver::pointerInfo(const void *pointer) const {
   return info;
 }
 
-Result<CUevent> CudaDriver::createEvent() const {
+Result<CUevent> CudaDriver::createEvent(bool timing) const {
   CUevent event = nullptr;
-  if (Status s = check("cuEventCreate", cuEventCreateFn(&event, CU_EVENT_DEFAULT));
+  if (Status s =
+          check("cuEventCreate",
+                cuEventCreateFn(&event, timing ? CU_EVENT_DEFAULT
+                                               : CU_EVENT_DISABLE_TIMING));
       !s)
     return failure<CUevent>(s);
   return event;
@@ -320,6 +323,10 @@ Result<CUevent> CudaDriver::createEvent() const {
 
 Status CudaDriver::record(CUevent event, CUstream stream) const {
   return check("cuEventRecord", cuEventRecordFn(event, stream));
+}
+
+Status CudaDriver::waitEvent(CUstream stream, CUevent event) const {
+  return check("cuStreamWaitEvent", cuStreamWaitEventFn(stream, event, 0));
 }
 
 Result<float> CudaDriver::elapsedMs(CUevent start, CUevent end) const {

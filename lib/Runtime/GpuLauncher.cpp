@@ -130,6 +130,24 @@ std::vector<std::string> fusedGemms(const GpuModuleInfo &info,
   return names;
 }
 
+/// Records `event` on `stream` when it goes out of scope: the end of a
+/// launch's use of the scratch, on every way out of the launch. A failed
+/// record has no caller to report to; the context is broken, and the
+/// launch's own calls report that.
+class ScratchRelease {
+public:
+  ScratchRelease(const CudaDriver &driver, CUevent event, CUstream stream)
+      : driver(driver), event(event), stream(stream) {}
+  ScratchRelease(const ScratchRelease &) = delete;
+  ScratchRelease &operator=(const ScratchRelease &) = delete;
+  ~ScratchRelease() { (void)driver.record(event, stream); }
+
+private:
+  const CudaDriver &driver;
+  CUevent event;
+  CUstream stream;
+};
+
 /// The statistics of one float operand, as read back from the scratch.
 struct Statistics {
   float maxFinite = 0.0f;
@@ -229,6 +247,10 @@ GpuLauncher::load(std::string_view image, GpuModuleInfo info) {
     return R::failure("loading the module of " + info.spec.describe() +
                       " failed: " + module.error());
   launcher->module = *module;
+  Result<CUevent> event = (*driver)->createEvent(/*timing=*/false);
+  if (!event)
+    return failure<std::unique_ptr<GpuLauncher>>(event);
+  launcher->scratchDone = *event;
 
   for (const std::string &name : requiredKernels(info)) {
     Result<CUfunction> fn = launcher->function(name);
@@ -293,6 +315,8 @@ GpuLauncher::~GpuLauncher() {
   // to report to (the context is gone or broken, and takes the module with
   // it).
   scratch = DeviceBuffer();
+  if (scratchDone)
+    (void)driver->destroyEvent(scratchDone);
   if (module)
     (void)driver->unloadModule(module);
 }
@@ -490,6 +514,9 @@ Result<LaunchStatus> GpuLauncher::launch(const LaunchArgs &args,
       return failure<LaunchStatus>(c);
 
   std::lock_guard<std::mutex> lock(mutex);
+  if (Status st = driver->waitEvent(stream, scratchDone); !st)
+    return failure<LaunchStatus>(st);
+  ScratchRelease release(*driver, scratchDone, stream);
   bool lhsFloat = s.lhs.dtype != DType::Packed4;
   bool rhsFloat = s.rhs.dtype != DType::Packed4;
   // Scratch: the statistics of each operand, the counters, for the `_tma`
@@ -721,6 +748,9 @@ Result<QuantizeStatus> GpuLauncher::quantize(const QuantizeArgs &args,
       return failure<QuantizeStatus>(c);
 
   std::lock_guard<std::mutex> lock(mutex);
+  if (Status st = driver->waitEvent(stream, scratchDone); !st)
+    return failure<QuantizeStatus>(st);
+  ScratchRelease release(*driver, scratchDone, stream);
   bool hindsight = args.maxEstimate.has_value();
   int64_t count = in.rows * in.cols;
   size_t counters = hindsight ? 0 : size_t(statsBytes(in.rows));

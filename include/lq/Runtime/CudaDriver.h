@@ -66,6 +66,7 @@ using Status = Result<Done>;
   X(cuEventCreate)                                                             \
   X(cuEventRecord)                                                             \
   X(cuEventSynchronize)                                                        \
+  X(cuStreamWaitEvent)                                                         \
   X(cuEventElapsedTime)                                                        \
   X(cuEventDestroy)                                                            \
   X(cuTensorMapEncodeTiled)
@@ -145,8 +146,14 @@ public:
   Status synchronizeContext() const;
   Result<PointerInfo> pointerInfo(const void *pointer) const;
 
-  Result<CUevent> createEvent() const;
+  /// An event for timing (elapsedMs) or, with `timing` false, only for
+  /// ordering streams (cheaper to record).
+  Result<CUevent> createEvent(bool timing = true) const;
   Status record(CUevent event, CUstream stream) const;
+  /// Work enqueued on `stream` after this call waits for the work that
+  /// preceded the last record of `event` (none if it was never recorded);
+  /// the host does not wait.
+  Status waitEvent(CUstream stream, CUevent event) const;
   /// Milliseconds between two recorded events; waits for `end`.
   Result<float> elapsedMs(CUevent start, CUevent end) const;
   Status destroyEvent(CUevent event) const;

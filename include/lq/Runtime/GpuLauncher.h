@@ -92,7 +92,10 @@ public:
   /// output is complete when the stream reaches the launch's end; the call
   /// itself waits only for the statistics it reads. `overflow` is counted
   /// in in-hindsight mode (without it no element can exceed the max).
-  /// Safe from several threads: launches of one launcher are serialized.
+  /// Safe from several threads and streams: launches (and quantizations)
+  /// of one launcher are serialized on the host and, as they share a
+  /// scratch buffer, on the device: one starts its device work after the
+  /// previous one's ends, whatever their streams.
   Result<LaunchStatus> launch(const LaunchArgs &args, CUstream stream);
 
   /// Quantizes `args.input` to packed codes with the module's quantizer of
@@ -138,6 +141,11 @@ private:
   std::map<std::string, CUfunction> functions;
   DeviceBuffer scratch;
   std::vector<unsigned char> hostScratch;
+  /// Recorded on each launch's stream after its last use of the scratch;
+  /// the next launch's stream waits for it before touching the scratch.
+  /// Without it a launch on another stream could rewrite the packed codes,
+  /// tensor maps or counters that a GEMM still in flight reads.
+  CUevent scratchDone = nullptr;
 };
 
 } // namespace lq::gpu
