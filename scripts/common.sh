@@ -9,7 +9,8 @@ LQ_PACKAGES=(
   build-essential cmake ninja-build ccache python3
   llvm-22-dev llvm-22-tools libmlir-22-dev mlir-22-tools
   libgtest-dev libgmock-dev libbenchmark-dev
-  libopenblas-dev  # lq-bench only: its SGEMM baseline
+  libopenblas-dev  # lq-bench and lq-train: the fp32 SGEMM baseline
+  zlib1g-dev dataset-fashion-mnist  # lq-train: gzipped IDX training data
   libzstd-dev      # LLVMSupport links it in a -DLQ_STATIC_LLVM=ON build
 )
 

@@ -7,7 +7,7 @@ from lit.llvm import llvm_config
 
 config.name = "lq"
 config.test_format = lit.formats.ShTest(not llvm_config.use_lit_shell)
-config.suffixes = [".mlir"]
+config.suffixes = [".mlir", ".test"]
 config.excludes = ["CMakeLists.txt", "lit.cfg.py", "lit.site.cfg.py", "unit", "golden"]
 config.test_source_root = os.path.dirname(__file__)
 config.test_exec_root = os.path.join(config.lq_obj_root, "test")
@@ -16,6 +16,7 @@ llvm_config.with_system_environment(["HOME", "TMPDIR"])
 llvm_config.use_default_substitutions()
 
 config.substitutions.append(("%lq_src_root", config.lq_src_root))
+config.substitutions.append(("%python", "python3"))
 config.substitutions.append(
     ("%mlir_c_runner_utils",
      os.path.join(config.llvm_lib_dir, "libmlir_c_runner_utils.so")))
@@ -31,4 +32,8 @@ tools = ["lq-opt", "mlir-opt", "mlir-runner", "not"]
 if os.path.exists(os.path.join(config.lq_tools_dir, "lq-gpu-pack")):
     tools.append("lq-gpu-pack")
     config.available_features.add("lq-gpu-pack")
+# lq-train is built where zlib and OpenBLAS are found.
+if os.path.exists(os.path.join(config.lq_tools_dir, "lq-train")):
+    tools.append("lq-train")
+    config.available_features.add("lq-train")
 llvm_config.add_tool_substitutions(tools, tool_dirs)

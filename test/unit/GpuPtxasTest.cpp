@@ -15,6 +15,7 @@
 
 #include <gtest/gtest.h>
 
+#include <ostream>
 #include <set>
 
 using namespace lq;
@@ -26,6 +27,11 @@ struct Case {
   Target target;
   const char *chip;
 };
+
+// How ctest and failure messages name a case.
+void PrintTo(const Case &c, std::ostream *os) {
+  *os << c.chip << " " << c.entry.name;
+}
 
 std::vector<Case> allCases() {
   std::vector<Case> cases;

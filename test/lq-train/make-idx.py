@@ -1,0 +1,61 @@
+#!/usr/bin/env python3
+"""Writes a small, learnable IDX dataset (gzipped, like Debian's
+Fashion-MNIST): class c is a bright 4x4 square at a position of its own on
+a noisy 12x12 image. With --corrupt, writes one broken file instead."""
+
+import argparse
+import gzip
+import os
+import random
+import struct
+
+
+def images_and_labels(count, rng):
+    images, labels = bytearray(), bytearray()
+    for _ in range(count):
+        label = rng.randrange(10)
+        pixels = [rng.randrange(40) for _ in range(144)]
+        row, col = divmod(label, 5)
+        for y in range(4):
+            for x in range(4):
+                pixels[(1 + row * 6 + y) * 12 + 1 + col * 2 + x] = 200 + rng.randrange(56)
+        images += bytes(pixels)
+        labels.append(label)
+    return images, labels
+
+
+def write(path, magic, dims, payload):
+    with gzip.open(path, "wb") as f:
+        f.write(struct.pack(">I", magic) + b"".join(struct.pack(">I", d) for d in dims))
+        f.write(payload)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("dir")
+    parser.add_argument("--corrupt", choices=["truncated", "magic", "counts", "label"])
+    args = parser.parse_args()
+    os.makedirs(args.dir, exist_ok=True)
+    rng = random.Random(7)
+    for prefix, count in (("train", 640), ("t10k", 200)):
+        images, labels = images_and_labels(count, rng)
+        image_magic, label_magic = 0x803, 0x801
+        label_count = count
+        if prefix == "train":
+            if args.corrupt == "truncated":
+                images = images[:-100]
+            elif args.corrupt == "magic":
+                image_magic = 0x1234
+            elif args.corrupt == "counts":
+                label_count = count - 1
+                labels = labels[:-1]
+            elif args.corrupt == "label":
+                labels[3] = 12
+        write(os.path.join(args.dir, prefix + "-images-idx3-ubyte.gz"), image_magic,
+              (count, 12, 12), bytes(images))
+        write(os.path.join(args.dir, prefix + "-labels-idx1-ubyte.gz"), label_magic,
+              (label_count,), bytes(labels))
+
+
+if __name__ == "__main__":
+    main()
