@@ -27,6 +27,61 @@ def LqExpandLinear : Pass<"lq-expand-linear"> {
   let dependentDialects = ["::mlir::arith::ArithDialect"];
 }
 
+def LqQuantizeMatmuls : Pass<"lq-quantize-matmuls", "::mlir::func::FuncOp"> {
+  let summary = "Replace the training GEMMs of a linalg graph with lq ops";
+  let description = [{
+    Finds the GEMMs of a training step written in `linalg` on tensors
+    (`linalg.matmul`, with or without transposing `indexing_maps`, and
+    `linalg.generic` contractions of two 2-D operands into a zero-filled
+    2-D init) and replaces each forward, backward-data and weight-gradient
+    GEMM with quantizers and an `lq.matmul`:
+
+    * forward `y = x W`: `lq.sawb_clip` and SAWB `lq.quantize` of both
+      operands (`x` unsigned int4 when it is a ReLU, `max(v, 0)`, else
+      signed), `lq.matmul {role = forward}`;
+    * backward `dx = dy W`, `dW = dy^T x`: `lq.max_abs` and one LUQ
+      `lq.quantize` of `dy` per SMP sample, shared by both GEMMs of the
+      layer, on a Philox stream of its own, with SAWB quantizations of `W`
+      and `x`; `lq.matmul {role = backward_data}` and
+      `{role = weight_grad, transpose_lhs}` (a weight gradient written as
+      `x^T dy` is computed as `dy^T x` and transposed).
+
+    A GEMM's role is its `lq.role` attribute (`"forward"`,
+    `"backward_data"`, `"weight_grad"` or `#lq.role<...>`). Unmarked GEMMs
+    are classified from the graph when it is unambiguous: a tensor `dy`
+    that is the left operand of exactly one GEMM contracting its columns
+    (`dx = dy W`) and is contracted over its rows by exactly one other
+    (`dW = dy^T x`) is a gradient; the forward GEMM is the only other GEMM
+    whose right operand is that `W`, and its result has the type of `dy`.
+    Other unmarked GEMMs keep their precision (with `strict`, they are an
+    error).
+
+    Layers are the forward GEMMs in program order; a backward pair belongs
+    to the layer whose weight (`dx = dy W`) or input (`dW = dy^T x`) it
+    reads. The LUQ seed is the `i64` argument marked `lq.seed`, appended
+    (and marked) when the function has none. With `hindsight`, each
+    layer's LUQ scale is the `f32` argument marked `lq.max_estimate =
+    <stream>` (appended when missing), and this step's `max |dy|` is
+    appended to the results, marked `lq.grad_max = <stream>`.
+  }];
+  let options = [
+    Option<"hindsight", "hindsight", "bool", /*default=*/"false",
+           "Scale gradients with an in-hindsight max estimate (an argument) "
+           "instead of this step's max |dy|">,
+    Option<"keepFirst", "keep-first", "bool", /*default=*/"false",
+           "Leave the GEMMs of the first layer in high precision">,
+    Option<"keepLast", "keep-last", "bool", /*default=*/"false",
+           "Leave the GEMMs of the last layer in high precision">,
+    Option<"smp", "smp", "unsigned", /*default=*/"1",
+           "LUQ samples of each gradient (SMP), a power of two up to 64">,
+    Option<"strict", "strict", "bool", /*default=*/"false",
+           "Report GEMMs whose role is neither given nor inferred">
+  ];
+  let dependentDialects = [
+    "::mlir::linalg::LinalgDialect", "::mlir::tensor::TensorDialect"
+  ];
+}
+
 def LqLowerToLinalg : Pass<"lq-lower-to-linalg", "::mlir::ModuleOp"> {
   let summary = "Reference lowering of lq ops to linalg, tensor and arith";
   let description = [{
