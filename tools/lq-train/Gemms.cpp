@@ -140,7 +140,46 @@ private:
   std::map<int, float> estimates;
 };
 
+class FineTuneGemms : public Gemms {
+public:
+  FineTuneGemms(Gemms &forwardGemms, Gemms &backwardGemms)
+      : forwardGemms(forwardGemms), backwardGemms(backwardGemms) {}
+
+  void beginStep(uint64_t stepSeed) override {
+    forwardGemms.beginStep(stepSeed);
+    backwardGemms.beginStep(stepSeed);
+  }
+  Result<bool> forward(const float *x, const float *w, const float *b,
+                       float *y, int64_t batch, int64_t in, int64_t out,
+                       bool relu, bool nonnegativeInput, int layer,
+                       StepReport &report) override {
+    return forwardGemms.forward(x, w, b, y, batch, in, out, relu,
+                                nonnegativeInput, layer, report);
+  }
+  Result<bool> backwardData(const float *dy, const float *w, float *dx,
+                            int64_t batch, int64_t in, int64_t out, int layer,
+                            StepReport &report) override {
+    return backwardGemms.backwardData(dy, w, dx, batch, in, out, layer,
+                                      report);
+  }
+  Result<bool> weightGrad(const float *dy, const float *x, float *dw,
+                          int64_t batch, int64_t in, int64_t out,
+                          bool nonnegativeInput, int layer,
+                          StepReport &report) override {
+    return backwardGemms.weightGrad(dy, x, dw, batch, in, out,
+                                    nonnegativeInput, layer, report);
+  }
+
+private:
+  Gemms &forwardGemms, &backwardGemms;
+};
+
 } // namespace
+
+std::unique_ptr<Gemms> lq::train::makeFineTuneGemms(Gemms &forward,
+                                                    Gemms &backward) {
+  return std::make_unique<FineTuneGemms>(forward, backward);
+}
 
 std::unique_ptr<Gemms> lq::train::makeFp32Gemms() {
   return std::make_unique<Fp32Gemms>();

@@ -63,6 +63,11 @@ struct LqOptions {
 /// lq's generated kernels through the JIT runtime (host CPU).
 std::unique_ptr<Gemms> makeLqGemms(const LqOptions &options);
 
+/// Fine-tuning in high precision (FNT): `forward`'s forward GEMM, and
+/// `backward`'s backward-data and weight-gradient GEMMs. Both must outlive
+/// the result.
+std::unique_ptr<Gemms> makeFineTuneGemms(Gemms &forward, Gemms &backward);
+
 } // namespace lq::train
 
 #endif // LQ_TRAIN_GEMMS_H

@@ -15,6 +15,7 @@
 
 #include "Dataset.h"
 #include "Gemms.h"
+#include "Model.h"
 #include "Plot.h"
 
 #include "llvm/ADT/StringExtras.h"
@@ -40,7 +41,7 @@ namespace {
 
 cl::opt<std::string> dataDir("data-dir", cl::desc("Directory of the IDX files"),
                              cl::init("/usr/share/datasets/fashion-mnist"));
-cl::opt<std::string> modelName("model", cl::desc("Model: mlp"),
+cl::opt<std::string> modelName("model", cl::desc("Model: mlp or cnn"),
                                cl::init("mlp"));
 cl::list<std::string>
     modeNames("modes",
@@ -56,9 +57,10 @@ cl::opt<float> weightDecay("weight-decay", cl::desc("L2 weight decay"),
                            cl::init(5e-4f));
 cl::opt<unsigned> samples("samples", cl::desc("SMP samples of smp modes"),
                           cl::init(2));
-cl::opt<unsigned> fntEpochs("fnt-epochs",
-                            cl::desc("Final epochs in fp32 of fnt modes"),
-                            cl::init(1));
+cl::opt<unsigned> fntEpochs(
+    "fnt-epochs",
+    cl::desc("Final epochs of fnt modes with fp32 gradients (4-bit forward)"),
+    cl::init(1));
 cl::opt<float> hindsightEta("eta", cl::desc("In-hindsight momentum"),
                             cl::init(0.5f));
 cl::opt<uint64_t> seed("seed", cl::desc("Seed of everything random"),
@@ -85,7 +87,8 @@ struct Mode {
   std::string name;
   bool lowPrecision = true;
   LqOptions lq;
-  /// Final epochs trained in fp32 (the low-precision weights carry over).
+  /// Final epochs fine-tuned with fp32 backward GEMMs, the forward pass
+  /// (weights and activations) staying 4-bit.
   unsigned fnt = 0;
 };
 
@@ -110,62 +113,6 @@ Result<Mode> parseMode(const std::string &name) {
     mode.fnt = fntEpochs;
   mode.lq.eta = hindsightEta;
   return mode;
-}
-
-/// A fully connected layer with its optimizer state.
-struct Linear {
-  int64_t in, out;
-  bool relu;
-  std::vector<float> w, b, vw, vb, gw, gb;
-};
-
-struct Mlp {
-  std::vector<Linear> layers;
-};
-
-Mlp makeMlp(const std::vector<int64_t> &widths, std::mt19937_64 &rng) {
-  Mlp net;
-  for (size_t l = 0; l + 1 < widths.size(); ++l) {
-    Linear layer;
-    layer.in = widths[l];
-    layer.out = widths[l + 1];
-    layer.relu = l + 2 < widths.size();
-    // Kaiming-uniform for ReLU layers.
-    float bound = std::sqrt(6.0f / float(layer.in));
-    std::uniform_real_distribution<float> dist(-bound, bound);
-    layer.w.resize(size_t(layer.in * layer.out));
-    for (float &v : layer.w)
-      v = dist(rng);
-    layer.b.assign(size_t(layer.out), 0.0f);
-    layer.vw.assign(layer.w.size(), 0.0f);
-    layer.vb.assign(layer.b.size(), 0.0f);
-    layer.gw.resize(layer.w.size());
-    layer.gb.resize(layer.b.size());
-    net.layers.push_back(std::move(layer));
-  }
-  return net;
-}
-
-/// Activations of one batch: acts[0] is the input, acts[l + 1] the output
-/// of layer l.
-struct Workspace {
-  std::vector<std::vector<float>> acts, grads;
-};
-
-Result<bool> forward(Mlp &net, Gemms &gemms, Workspace &ws, int64_t batch,
-                     StepReport &report) {
-  for (size_t l = 0; l < net.layers.size(); ++l) {
-    Linear &layer = net.layers[l];
-    ws.acts[l + 1].resize(size_t(batch * layer.out));
-    // Pixels and ReLU outputs are non-negative: unsigned int4 codes.
-    Result<bool> ok = gemms.forward(ws.acts[l].data(), layer.w.data(),
-                                    layer.b.data(), ws.acts[l + 1].data(),
-                                    batch, layer.in, layer.out, layer.relu,
-                                    /*nonnegativeInput=*/true, int(l), report);
-    if (!ok)
-      return ok;
-  }
-  return true;
 }
 
 /// Softmax cross-entropy of the logits; writes d loss / d logits into
@@ -193,79 +140,19 @@ std::pair<double, int64_t> softmaxLoss(const float *logits,
   return {loss, correct};
 }
 
-Result<bool> backward(Mlp &net, Gemms &gemms, Workspace &ws, int64_t batch,
-                      StepReport &report) {
-  for (size_t l = net.layers.size(); l-- > 0;) {
-    Linear &layer = net.layers[l];
-    std::vector<float> &dy = ws.grads[l + 1];
-    if (layer.relu) {
-      // ReLU is fused into the forward GEMM: its output is positive exactly
-      // where the pre-activation was.
-      const std::vector<float> &a = ws.acts[l + 1];
-      for (size_t i = 0; i < dy.size(); ++i)
-        dy[i] = a[i] > 0.0f ? dy[i] : 0.0f;
-    }
-    // Backward-data first: in hindsight mode weightGrad updates the
-    // estimate both GEMMs of the layer must share.
-    if (l > 0) {
-      ws.grads[l].resize(size_t(batch * layer.in));
-      Result<bool> ok =
-          gemms.backwardData(dy.data(), layer.w.data(), ws.grads[l].data(),
-                             batch, layer.in, layer.out, int(l), report);
-      if (!ok)
-        return ok;
-    }
-    Result<bool> ok = gemms.weightGrad(dy.data(), ws.acts[l].data(),
-                                       layer.gw.data(), batch, layer.in,
-                                       layer.out, true, int(l), report);
-    if (!ok)
-      return ok;
-    std::fill(layer.gb.begin(), layer.gb.end(), 0.0f);
-    for (int64_t r = 0; r < batch; ++r)
-      for (int64_t c = 0; c < layer.out; ++c)
-        layer.gb[size_t(c)] += dy[size_t(r * layer.out + c)];
-  }
-  return true;
-}
-
-bool gradientsFinite(const Mlp &net) {
-  for (const Linear &layer : net.layers)
-    for (const std::vector<float> *g : {&layer.gw, &layer.gb})
-      for (float v : *g)
-        if (!std::isfinite(v))
-          return false;
-  return true;
-}
-
-void sgdStep(Mlp &net, float lr) {
-  for (Linear &layer : net.layers) {
-    for (size_t i = 0; i < layer.w.size(); ++i) {
-      layer.vw[i] = momentum * layer.vw[i] + layer.gw[i] + weightDecay * layer.w[i];
-      layer.w[i] -= lr * layer.vw[i];
-    }
-    for (size_t i = 0; i < layer.b.size(); ++i) {
-      layer.vb[i] = momentum * layer.vb[i] + layer.gb[i];
-      layer.b[i] -= lr * layer.vb[i];
-    }
-  }
-}
-
 /// Test accuracy with `gemms`' forward pass (the quantized model in 4-bit
 /// modes).
-Result<double> evaluate(Mlp &net, Gemms &gemms, const Dataset &test) {
-  Workspace ws;
-  ws.acts.resize(net.layers.size() + 1);
+Result<double> evaluate(Net &net, Gemms &gemms, const Dataset &test) {
   int64_t correct = 0;
   int64_t pixels = test.pixels();
   for (int64_t start = 0; start < test.count; start += batchSize) {
     int64_t batch = std::min<int64_t>(batchSize, test.count - start);
-    ws.acts[0].assign(test.images.begin() + start * pixels,
-                      test.images.begin() + (start + batch) * pixels);
     StepReport report;
-    Result<bool> ok = forward(net, gemms, ws, batch, report);
+    Result<bool> ok =
+        net.forward(&test.images[size_t(start * pixels)], batch, gemms, report);
     if (!ok)
       return Result<double>::failure(ok.error());
-    correct += softmaxLoss(ws.acts.back().data(), &test.labels[size_t(start)],
+    correct += softmaxLoss(net.logits().data(), &test.labels[size_t(start)],
                            batch, nullptr)
                    .second;
   }
@@ -322,9 +209,13 @@ Result<ModeResult> trainMode(const Mode &mode, const Dataset &train,
                              const Dataset &test) {
   using R = Result<ModeResult>;
   std::mt19937_64 rng(seed);
-  Mlp net = makeMlp({train.pixels(), 512, 256, kClasses}, rng);
+  Result<Net> made = Net::make(modelName, train.rows, train.cols, rng);
+  if (!made)
+    return R::failure(made.error());
+  Net &net = *made;
   std::unique_ptr<Gemms> fp32 = makeFp32Gemms();
   std::unique_ptr<Gemms> low = makeLqGemms(mode.lq);
+  std::unique_ptr<Gemms> fineTune = makeFineTuneGemms(*low, *fp32);
   int64_t count = trainLimit ? std::min<int64_t>(trainLimit, train.count)
                              : train.count;
   int64_t steps = count / batchSize;
@@ -333,16 +224,16 @@ Result<ModeResult> trainMode(const Mode &mode, const Dataset &train,
                       ") than one batch (" + std::to_string(batchSize) + ")");
   int64_t pixels = train.pixels();
   std::vector<int64_t> order(static_cast<size_t>(count));
-  Workspace ws;
-  ws.acts.resize(net.layers.size() + 1);
-  ws.grads.resize(net.layers.size() + 1);
+  std::vector<float> images(size_t(batchSize * pixels)), dlogits;
   std::vector<uint8_t> labels(batchSize);
   ModeResult result{mode, {}};
   int64_t consecutiveSkips = 0;
 
   for (unsigned epoch = 0; epoch < epochs; ++epoch) {
-    bool fullPrecision = !mode.lowPrecision || epoch + mode.fnt >= epochs;
-    Gemms &gemms = fullPrecision ? *fp32 : *low;
+    // FNT epochs keep the 4-bit forward pass (the low-precision model) and
+    // take high-precision gradients.
+    bool fineTuning = mode.lowPrecision && epoch + mode.fnt >= epochs;
+    Gemms &gemms = !mode.lowPrecision ? *fp32 : fineTuning ? *fineTune : *low;
     std::iota(order.begin(), order.end(), 0);
     std::shuffle(order.begin(), order.end(), std::mt19937_64(seed + epoch));
     auto start = std::chrono::steady_clock::now();
@@ -354,28 +245,27 @@ Result<ModeResult> trainMode(const Mode &mode, const Dataset &train,
                       steps);
     for (int64_t step = 0; step < steps; ++step) {
       int64_t batch = batchSize;
-      ws.acts[0].resize(size_t(batch * pixels));
       for (int64_t r = 0; r < batch; ++r) {
         int64_t item = order[size_t(step * batch + r)];
         std::copy_n(&train.images[size_t(item * pixels)], pixels,
-                    &ws.acts[0][size_t(r * pixels)]);
+                    &images[size_t(r * pixels)]);
         labels[size_t(r)] = train.labels[size_t(item)];
       }
       int64_t globalStep = int64_t(epoch) * steps + step;
       gemms.beginStep(seed * 0x9E3779B97F4A7C15ull + uint64_t(globalStep));
       StepReport report;
-      Result<bool> ok = forward(net, gemms, ws, batch, report);
+      Result<bool> ok = net.forward(images.data(), batch, gemms, report);
       if (!ok)
         return R::failure(ok.error());
-      ws.grads.back().resize(size_t(batch * kClasses));
-      auto [loss, right] = softmaxLoss(ws.acts.back().data(), labels.data(),
-                                       batch, ws.grads.back().data());
-      ok = backward(net, gemms, ws, batch, report);
+      dlogits.resize(size_t(batch * kClasses));
+      auto [loss, right] = softmaxLoss(net.logits().data(), labels.data(),
+                                       batch, dlogits.data());
+      ok = net.backward(dlogits.data(), batch, gemms, report);
       if (!ok)
         return R::failure(ok.error());
       // A non-finite loss, activation or gradient skips the step (as the
       // numerics contract's nonfinite flag asks); persistent ones stop.
-      if (report.nonfinite || !std::isfinite(loss) || !gradientsFinite(net)) {
+      if (report.nonfinite || !std::isfinite(loss) || !net.gradientsFinite()) {
         ++er.skipped;
         if (++consecutiveSkips >= maxSkips)
           return R::failure("training diverged: " +
@@ -387,7 +277,8 @@ Result<ModeResult> trainMode(const Mode &mode, const Dataset &train,
       }
       consecutiveSkips = 0;
       double t = double(globalStep) / double(epochs * steps);
-      sgdStep(net, float(learningRate * 0.5 * (1.0 + std::cos(M_PI * t))));
+      net.sgdStep(float(learningRate * 0.5 * (1.0 + std::cos(M_PI * t))),
+                  momentum, weightDecay);
       lossSum += loss;
       correct += right;
       seen += batch;
@@ -405,7 +296,7 @@ Result<ModeResult> trainMode(const Mode &mode, const Dataset &train,
     std::printf("%-10s epoch %2u/%u%s  loss %.4f  train %.2f%%  test %.2f%%  "
                 "%.1f s%s\n",
                 mode.name.c_str(), epoch + 1, unsigned(epochs),
-                fullPrecision && mode.lowPrecision ? " (fp32)" : "", er.loss,
+                fineTuning ? " (fnt)" : "", er.loss,
                 er.trainAcc, er.testAcc, er.seconds,
                 er.skipped ? ("  " + std::to_string(er.skipped) +
                               " steps skipped")
@@ -471,8 +362,8 @@ int main(int argc, char **argv) {
   cl::ParseCommandLineOptions(
       argc, argv,
       "lq-train: trains a network on Fashion-MNIST with 4-bit GEMMs\n");
-  if (modelName != "mlp")
-    return error("unknown model '" + modelName + "': expected mlp"), 1;
+  if (modelName != "mlp" && modelName != "cnn")
+    return error("unknown model '" + modelName + "': expected mlp or cnn"), 1;
   if (batchSize == 0)
     return error("--batch must be positive"), 1;
   if (samples == 0 || (samples & (samples - 1)) != 0 || samples > 64)
@@ -499,12 +390,15 @@ int main(int argc, char **argv) {
     return error(test.error()), 1;
   if (test->pixels() != train->pixels())
     return error("training and test images differ in size"), 1;
+  std::mt19937_64 rng(seed);
+  Result<Net> net = Net::make(modelName, train->rows, train->cols, rng);
+  if (!net)
+    return error(net.error()), 1;
   std::printf("Fashion-MNIST: %lld training and %lld test images of %lldx%lld; "
-              "MLP %lld-512-256-10, batch %u, %u epochs per mode\n",
+              "%s, batch %u, %u epochs per mode\n",
               (long long)train->count, (long long)test->count,
               (long long)train->rows, (long long)train->cols,
-              (long long)train->pixels(), unsigned(batchSize),
-              unsigned(epochs));
+              net->describe().c_str(), unsigned(batchSize), unsigned(epochs));
 
   std::vector<ModeResult> results;
   for (const Mode &mode : modes) {
