@@ -78,7 +78,8 @@ def LqQuantizeMatmuls : Pass<"lq-quantize-matmuls", "::mlir::func::FuncOp"> {
            "Report GEMMs whose role is neither given nor inferred">
   ];
   let dependentDialects = [
-    "::mlir::linalg::LinalgDialect", "::mlir::tensor::TensorDialect"
+    "::lq::LqDialect", "::mlir::linalg::LinalgDialect",
+    "::mlir::tensor::TensorDialect"
   ];
 }
 
