@@ -393,7 +393,7 @@ void LqQuantizeMatmulsPass::runOnOperation() {
   sawbCache.clear();
   if (smp < 1 || smp > 64 || !llvm::isPowerOf2_32(smp)) {
     fn.emitError() << "smp must be a power of two between 1 and 64, got "
-                   << smp;
+                   << unsigned(smp);
     return signalPassFailure();
   }
   SmallVector<Gemm> gemms;
