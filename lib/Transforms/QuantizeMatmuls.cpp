@@ -40,7 +40,6 @@ struct Gemm {
   linalg::LinalgOp op;
   Value a, b;
   bool aT = false, bT = false;
-  std::optional<GemmRole> explicitRole;
   std::optional<GemmRole> role;
   /// For backward GEMMs, the gradient operand (a or b).
   Value grad;
@@ -184,7 +183,6 @@ struct GradGroup {
   std::optional<unsigned> layer;
   unsigned order = 0; // position of the first GEMM, for layerless groups
   int64_t stream = 0;
-  Value max; // this step's max |dy|
 };
 
 struct LqQuantizeMatmulsPass
@@ -220,7 +218,7 @@ LogicalResult LqQuantizeMatmulsPass::classify(func::FuncOp fn,
       }
       return;
     }
-    gemm->explicitRole = gemm->role = *role;
+    gemm->role = *role;
     gemms.push_back(*gemm);
   });
   if (!ok)
