@@ -128,23 +128,26 @@ FailureOr<Gemm> matchGemm(linalg::LinalgOp op, std::string &why) {
   return g;
 }
 
-/// The role named by the `lq.role` attribute, if any; an error when it is
-/// malformed.
-FailureOr<std::optional<GemmRole>> parseRole(Operation *op) {
+/// Sets `role` to the role named by the `lq.role` attribute, if any; an
+/// error when the attribute is malformed.
+LogicalResult parseRole(Operation *op, std::optional<GemmRole> &role) {
+  role.reset();
   Attribute attr = op->getAttr(kRoleAttr);
   if (!attr)
-    return std::optional<GemmRole>();
-  if (auto role = dyn_cast<GemmRoleAttr>(attr))
-    return std::optional<GemmRole>(role.getValue());
-  if (auto name = dyn_cast<StringAttr>(attr)) {
-    if (std::optional<GemmRole> role = symbolizeGemmRole(name.getValue()))
-      return role;
-    op->emitError() << "unknown lq.role '" << name.getValue()
-                    << "': expected forward, backward_data or weight_grad";
-    return failure();
+    return success();
+  if (auto roleAttr = dyn_cast<GemmRoleAttr>(attr)) {
+    role = roleAttr.getValue();
+    return success();
   }
-  op->emitError("lq.role must be a string or #lq.role attribute");
-  return failure();
+  if (auto name = dyn_cast<StringAttr>(attr)) {
+    role = symbolizeGemmRole(name.getValue());
+    if (role)
+      return success();
+    return op->emitError() << "unknown lq.role '" << name.getValue()
+                           << "': expected forward, backward_data or "
+                              "weight_grad";
+  }
+  return op->emitError("lq.role must be a string or #lq.role attribute");
 }
 
 /// True when every element of `v` is >= 0 because it is a ReLU: an
@@ -204,21 +207,21 @@ LogicalResult LqQuantizeMatmulsPass::classify(func::FuncOp fn,
                                               SmallVectorImpl<Gemm> &gemms) {
   bool ok = true;
   fn.walk([&](linalg::LinalgOp op) {
-    FailureOr<std::optional<GemmRole>> role = parseRole(op);
-    if (failed(role)) {
+    std::optional<GemmRole> role;
+    if (failed(parseRole(op, role))) {
       ok = false;
       return;
     }
     std::string why;
     FailureOr<Gemm> gemm = matchGemm(op, why);
     if (failed(gemm)) {
-      if (*role) {
+      if (role) {
         op->emitError() << "has lq.role but " << why;
         ok = false;
       }
       return;
     }
-    gemm->role = *role;
+    gemm->role = role;
     gemms.push_back(*gemm);
   });
   if (!ok)
