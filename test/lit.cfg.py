@@ -8,7 +8,7 @@ from lit.llvm import llvm_config
 config.name = "lq"
 config.test_format = lit.formats.ShTest(not llvm_config.use_lit_shell)
 config.suffixes = [".mlir", ".test"]
-config.excludes = ["CMakeLists.txt", "lit.cfg.py", "lit.site.cfg.py", "unit", "golden"]
+config.excludes = ["CMakeLists.txt", "lit.cfg.py", "lit.site.cfg.py", "unit", "golden", "aot"]
 config.test_source_root = os.path.dirname(__file__)
 config.test_exec_root = os.path.join(config.lq_obj_root, "test")
 

@@ -10,6 +10,7 @@
 #define LQ_LIB_RUNTIME_HOSTJIT_H
 
 #include "lq/Conversion/CpuKernels.h"
+#include "lq/Runtime/Runtime.h"
 
 #include "mlir/IR/MLIRContext.h"
 
@@ -22,6 +23,9 @@
 #include <vector>
 
 namespace lq::runtime {
+
+/// The kernel generator's view of a GemmSpec.
+CpuGemmSpec toCpuSpec(const GemmSpec &spec);
 
 /// Symbols of one loaded object; keeps its code alive.
 class LoadedObject {

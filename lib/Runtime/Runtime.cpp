@@ -74,28 +74,6 @@ float bitsToFloat(uint32_t bits) {
   return f;
 }
 
-OperandStorage storageOf(DType dtype) {
-  switch (dtype) {
-  case DType::F32:
-    return OperandStorage::F32;
-  case DType::BF16:
-    return OperandStorage::BF16;
-  case DType::Packed4:
-    return OperandStorage::Packed;
-  }
-  return OperandStorage::F32;
-}
-
-CpuGemmSpec toCpuSpec(const GemmSpec &spec) {
-  CpuGemmSpec cpu;
-  cpu.lhs = {spec.lhs.format, storageOf(spec.lhs.dtype), spec.lhs.transposed};
-  cpu.rhs = {spec.rhs.format, storageOf(spec.rhs.dtype), spec.rhs.transposed};
-  cpu.bias = spec.bias;
-  cpu.relu = spec.relu;
-  cpu.bf16Output = spec.output == DType::BF16;
-  return cpu;
-}
-
 /// Runs body(part, begin, end) over [0, count) split into at most
 /// `maxParts` ranges of at least `grain` items each, on the pool, and
 /// waits. Work too small to pay for a thread hand-off runs inline.

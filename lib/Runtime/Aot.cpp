@@ -1,0 +1,70 @@
+//===- Aot.cpp - ahead-of-time host kernel objects -------------------------===//
+
+#include "lq/Runtime/Aot.h"
+
+#include "HostJit.h"
+#include "Spec.h"
+
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/Dialect/LLVMIR/LLVMDialect.h"
+
+using namespace lq;
+using namespace lq::runtime;
+
+namespace {
+
+/// The C parameters of a stage's interface, in order: memrefs are passed
+/// as pointers to their descriptors, scalars by value.
+std::vector<std::string> paramsOf(mlir::func::FuncOp fn) {
+  std::vector<std::string> params;
+  for (mlir::Type type : fn.getArgumentTypes()) {
+    std::string text;
+    llvm::raw_string_ostream os(text);
+    if (auto memref = mlir::dyn_cast<mlir::MemRefType>(type)) {
+      os << "memref<";
+      memref.getElementType().print(os);
+      os << ">";
+    } else if (type.isIndex()) {
+      os << "i64";
+    } else {
+      type.print(os);
+    }
+    params.push_back(text);
+  }
+  return params;
+}
+
+} // namespace
+
+Result<HostObject> lq::compileHostObject(const GemmSpec &spec,
+                                         const std::string &prefix) {
+  using R = Result<HostObject>;
+  if (std::string error = validateSpec(spec); !error.empty())
+    return R::failure(error);
+  if (spec.target != Target::HostCPU)
+    return R::failure("host objects are for the host CPU target");
+  auto jit = HostJit::create();
+  if (!jit)
+    return R::failure(llvm::toString(jit.takeError()));
+  HostJit::KernelModule kernels = HostJit::build(toCpuSpec(spec), false);
+  HostObject result;
+  // lq_<stage> -> <prefix>_<stage>: objects of several GEMMs link together.
+  for (auto fn : kernels.module->getOps<mlir::func::FuncOp>()) {
+    if (!fn->hasAttr(mlir::LLVM::LLVMDialect::getEmitCWrapperAttrName()))
+      continue;
+    std::string name = prefix + fn.getName().drop_front(2).str();
+    fn.setName(name);
+    result.stages.push_back({"_mlir_ciface_" + name, paramsOf(fn)});
+  }
+  llvm::raw_string_ostream os(kernels.text);
+  kernels.text.clear();
+  kernels.module->print(os);
+  auto object = (*jit)->compile(kernels, "", prefix);
+  if (!object)
+    return R::failure(llvm::toString(object.takeError()));
+  result.object = std::move(*object);
+  result.triple = (*jit)->triple();
+  result.cpu = (*jit)->cpu();
+  result.features = (*jit)->features();
+  return result;
+}
