@@ -11,7 +11,10 @@
 #include "lq/Transforms/Passes.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/Dialect/Linalg/IR/Linalg.h"
 #include "mlir/Dialect/Linalg/IR/LinalgInterfaces.h"
+#include "mlir/Dialect/Tensor/IR/Tensor.h"
+#include "mlir/IR/IRMapping.h"
 #include "mlir/IR/Dominance.h"
 #include "mlir/IR/Matchers.h"
 #include "llvm/ADT/DenseMap.h"
@@ -151,8 +154,10 @@ LogicalResult parseRole(Operation *op, std::optional<GemmRole> &role) {
 }
 
 /// True when every element of `v` is >= 0 because it is a ReLU: an
-/// elementwise linalg.generic yielding max(_, 0).
+/// elementwise linalg.generic yielding max(_, 0), or a slice of one.
 bool isNonNegative(Value v) {
+  if (auto slice = v.getDefiningOp<tensor::ExtractSliceOp>())
+    return isNonNegative(slice.getSource());
   auto generic = v.getDefiningOp<linalg::GenericOp>();
   if (!generic || generic.getNumResults() != 1 ||
       generic.getNumParallelLoops() != generic.getNumLoops())
@@ -195,13 +200,168 @@ struct LqQuantizeMatmulsPass
   void runOnOperation() override;
 
 private:
+  LogicalResult splitBatched(func::FuncOp fn);
   LogicalResult classify(func::FuncOp fn, SmallVectorImpl<Gemm> &gemms);
   FailureOr<Value> getSeed(func::FuncOp fn);
   FailureOr<Value> getEstimate(func::FuncOp fn, int64_t stream);
   Quantized quantizeSawb(Value x, bool isUnsigned);
 
   DenseMap<std::pair<Value, int>, Quantized> sawbCache;
+  /// For each 2-D contraction that splitBatched made, the index of the
+  /// batched op it is a slice of.
+  DenseMap<Operation *, unsigned> batchOf;
 };
+
+/// Rewrites each batched contraction that has lq.role into one 2-D
+/// contraction per batch element, on rank-reducing tensor.extract_slice
+/// slices of its operands, with the same lq.role, and reassembles the
+/// result with tensor.insert_slice. The 2-D code then quantizes every slice
+/// as it quantizes any GEMM. Splitting, rather than collapsing the batch
+/// into the rows of one [B*M, K] GEMM, is correct for every batched GEMM:
+/// collapsing needs a weight shared by all batch elements, which
+/// linalg.batch_matmul does not have, and in the backward GEMMs each batch
+/// element's gradient is a separate tensor that gets its own LUQ range and
+/// Philox stream, as separate layers' gradients do.
+LogicalResult LqQuantizeMatmulsPass::splitBatched(func::FuncOp fn) {
+  SmallVector<linalg::LinalgOp> batched;
+  fn.walk([&](linalg::LinalgOp op) {
+    if (!op->hasAttr(kRoleAttr) || !op.hasPureTensorSemantics() ||
+        op.getNumDpsInputs() != 2 || op.getNumDpsInits() != 1 ||
+        !linalg::isaContractionOpInterface(op))
+      return;
+    FailureOr<linalg::ContractionDimensions> dims =
+        linalg::inferContractionDims(op);
+    if (succeeded(dims) && !dims->batch.empty())
+      batched.push_back(op);
+  });
+
+  MLIRContext *ctx = &getContext();
+  // The slices of each (tensor, batch position) are made once, so that the
+  // dx and dW GEMMs of one batch element read the same gradient slice and
+  // share its LUQ quantization.
+  DenseMap<std::pair<Value, unsigned>, SmallVector<Value>> slices;
+  auto sliceAll = [&](Value v, unsigned pos, int64_t count) {
+    auto [it, inserted] = slices.try_emplace({v, pos});
+    if (!inserted)
+      return ArrayRef<Value>(it->second);
+    OpBuilder b(ctx);
+    setInsertionAfterDef(b, v);
+    Location loc = v.getLoc();
+    auto type = cast<RankedTensorType>(v.getType());
+    int64_t rank = type.getRank();
+    SmallVector<OpFoldResult> offsets(rank, b.getIndexAttr(0));
+    SmallVector<OpFoldResult> sizes = tensor::getMixedSizes(b, loc, v);
+    SmallVector<OpFoldResult> strides(rank, b.getIndexAttr(1));
+    sizes[pos] = b.getIndexAttr(1);
+    SmallVector<int64_t> shape(type.getShape());
+    shape.erase(shape.begin() + pos);
+    auto sliceType = RankedTensorType::get(shape, type.getElementType());
+    for (int64_t i = 0; i < count; ++i) {
+      offsets[pos] = b.getIndexAttr(i);
+      it->second.push_back(tensor::ExtractSliceOp::create(
+          b, loc, sliceType, v, offsets, sizes, strides));
+    }
+    return ArrayRef<Value>(it->second);
+  };
+
+  // The batched ops are erased only at the end, so that no op made here
+  // reuses the address of a value that keys `slices`.
+  SmallVector<Operation *> dead;
+  for (auto [index, op] : llvm::enumerate(batched)) {
+    linalg::ContractionDimensions dims = *linalg::inferContractionDims(op);
+    if (dims.batch.size() != 1)
+      return op->emitError("has lq.role but has more than one batch "
+                           "dimension; only one is split into 2-D GEMMs");
+    unsigned batchDim = dims.batch[0];
+    int64_t count = op.getStaticLoopRanges()[batchDim];
+    if (ShapedType::isDynamic(count))
+      return op->emitError("has lq.role but its batch size is dynamic; the "
+                           "batch is split into one GEMM per element, so it "
+                           "must be static");
+    Value init = op.getDpsInitOperand(0)->get();
+    // Each slice gets a fresh zero init, so a non-zero one must be caught
+    // here rather than by the 2-D match.
+    if (!isZeroFilled(init))
+      return op->emitError("has lq.role but accumulates into an init that "
+                           "is not zero-filled; only C = A B is quantized");
+
+    // The slice's maps: the batch result dropped from each operand's map,
+    // and the batch dimension from the iteration space.
+    llvm::SmallBitVector batchOnly(op.getNumLoops());
+    batchOnly.set(batchDim);
+    AffineExpr batchExpr = getAffineDimExpr(batchDim, ctx);
+    SmallVector<AffineMap> maps;
+    SmallVector<unsigned> positions;
+    for (AffineMap map : op.getIndexingMapsArray()) {
+      // A batch dimension indexes every operand, by its definition.
+      unsigned pos = *map.getResultPosition(batchExpr);
+      positions.push_back(pos);
+      maps.push_back(compressDims(map.dropResult(pos), batchOnly));
+    }
+    SmallVector<utils::IteratorType> iterators =
+        op.getIteratorTypesArray();
+    iterators.erase(iterators.begin() + batchDim);
+
+    Value lhs = op.getDpsInputOperand(0)->get();
+    Value rhs = op.getDpsInputOperand(1)->get();
+    ArrayRef<Value> lhsSlices = sliceAll(lhs, positions[0], count);
+    ArrayRef<Value> rhsSlices = sliceAll(rhs, positions[1], count);
+
+    OpBuilder b(op);
+    Location loc = op.getLoc();
+    auto initType = cast<RankedTensorType>(init.getType());
+    Type elementType = initType.getElementType();
+    unsigned resultPos = positions[2];
+    int64_t rank = initType.getRank();
+    // The slices overwrite every element, so they are inserted into the
+    // tensor that the zero fill writes (or the zero constant itself), and
+    // the slice inits reuse the fill's zero.
+    Value result = init, zero;
+    if (auto fill = init.getDefiningOp<linalg::FillOp>()) {
+      result = fill.getOutputs()[0];
+      zero = fill.value();
+    } else {
+      zero = arith::ConstantOp::create(b, loc, b.getZeroAttr(elementType));
+    }
+    SmallVector<OpFoldResult> sizes = tensor::getMixedSizes(b, loc, init);
+    sizes[resultPos] = b.getIndexAttr(1);
+    SmallVector<OpFoldResult> sliceSizes(sizes);
+    sliceSizes.erase(sliceSizes.begin() + resultPos);
+    SmallVector<int64_t> sliceShape(initType.getShape());
+    sliceShape.erase(sliceShape.begin() + resultPos);
+    auto sliceType = RankedTensorType::get(sliceShape, elementType);
+    SmallVector<OpFoldResult> offsets(rank, b.getIndexAttr(0));
+    SmallVector<OpFoldResult> strides(rank, b.getIndexAttr(1));
+    for (int64_t i = 0; i < count; ++i) {
+      Value sliceInit =
+          linalg::FillOp::create(
+              b, loc, ValueRange{zero},
+              ValueRange{tensor::EmptyOp::create(b, loc, sliceSizes,
+                                                 elementType)})
+              .getResult(0);
+      auto gemm = linalg::GenericOp::create(
+          b, loc, TypeRange{sliceType}, ValueRange{lhsSlices[i], rhsSlices[i]},
+          ValueRange{sliceInit}, maps, iterators);
+      IRMapping mapping;
+      op->getRegion(0).cloneInto(&gemm.getRegion(), mapping);
+      gemm->setAttr(kRoleAttr, op->getAttr(kRoleAttr));
+      batchOf[gemm] = index;
+      offsets[resultPos] = b.getIndexAttr(i);
+      result = tensor::InsertSliceOp::create(b, loc, gemm.getResult(0), result,
+                                             offsets, sizes, strides);
+    }
+    op->getResult(0).replaceAllUsesWith(result);
+    dead.push_back(op);
+  }
+  for (Operation *op : dead) {
+    Value init = cast<linalg::LinalgOp>(op).getDpsInitOperand(0)->get();
+    op->erase();
+    if (Operation *def = init.getDefiningOp();
+        def && isa<linalg::FillOp>(def) && def->use_empty())
+      def->erase();
+  }
+  return success();
+}
 
 LogicalResult LqQuantizeMatmulsPass::classify(func::FuncOp fn,
                                               SmallVectorImpl<Gemm> &gemms) {
@@ -392,25 +552,34 @@ Quantized LqQuantizeMatmulsPass::quantizeSawb(Value x, bool isUnsigned) {
 void LqQuantizeMatmulsPass::runOnOperation() {
   func::FuncOp fn = getOperation();
   sawbCache.clear();
+  batchOf.clear();
   if (smp < 1 || smp > 64 || !llvm::isPowerOf2_32(smp)) {
     fn.emitError() << "smp must be a power of two between 1 and 64, got "
                    << unsigned(smp);
     return signalPassFailure();
   }
   SmallVector<Gemm> gemms;
-  if (failed(classify(fn, gemms)))
+  if (failed(splitBatched(fn)) || failed(classify(fn, gemms)))
     return signalPassFailure();
 
   // Layers are the forward GEMMs in program order, known by their input
-  // and weight.
+  // and weight; the slices of one batched forward GEMM are one layer, so
+  // that keep-first / keep-last keep all of it.
   DenseMap<Value, unsigned> layerOfWeight, layerOfInput;
   DenseMap<Gemm *, unsigned> layerOf;
+  DenseMap<unsigned, unsigned> layerOfBatched;
   unsigned numLayers = 0;
   for (Gemm &g : gemms)
     if (g.role == GemmRole::forward) {
-      layerOfWeight.try_emplace(g.b, numLayers);
-      layerOfInput.try_emplace(g.a, numLayers);
-      layerOf[&g] = numLayers++;
+      unsigned layer = numLayers;
+      if (auto batch = batchOf.find(g.op); batch != batchOf.end())
+        layer = layerOfBatched.try_emplace(batch->second, numLayers)
+                    .first->second;
+      if (layer == numLayers)
+        ++numLayers;
+      layerOfWeight.try_emplace(g.b, layer);
+      layerOfInput.try_emplace(g.a, layer);
+      layerOf[&g] = layer;
     }
   llvm::MapVector<Value, GradGroup> groups;
   for (auto [index, g] : llvm::enumerate(gemms)) {

@@ -27,11 +27,19 @@ func.func @integer_gemm(%a: tensor<8x16xi32>, %b: tensor<16x4xi32>) -> tensor<8x
 
 // -----
 
-func.func @batched(%a: tensor<2x8x16xf32>, %b: tensor<2x16x4xf32>) -> tensor<2x8x4xf32> {
+func.func @dynamic_batch(%a: tensor<?x8x16xf32>, %b: tensor<?x16x4xf32>, %n: index) -> tensor<?x8x4xf32> {
   %zero = arith.constant 0.0 : f32
-  %e = tensor.empty() : tensor<2x8x4xf32>
-  %c = linalg.fill ins(%zero : f32) outs(%e : tensor<2x8x4xf32>) -> tensor<2x8x4xf32>
-  // expected-error @below {{has lq.role but is batched: lq.matmul multiplies 2-D matrices}}
+  %e = tensor.empty(%n) : tensor<?x8x4xf32>
+  %c = linalg.fill ins(%zero : f32) outs(%e : tensor<?x8x4xf32>) -> tensor<?x8x4xf32>
+  // expected-error @below {{has lq.role but its batch size is dynamic; the batch is split into one GEMM per element, so it must be static}}
+  %r = linalg.batch_matmul {lq.role = #lq.role<forward>} ins(%a, %b : tensor<?x8x16xf32>, tensor<?x16x4xf32>) outs(%c : tensor<?x8x4xf32>) -> tensor<?x8x4xf32>
+  return %r : tensor<?x8x4xf32>
+}
+
+// -----
+
+func.func @batched_nonzero_init(%a: tensor<2x8x16xf32>, %b: tensor<2x16x4xf32>, %c: tensor<2x8x4xf32>) -> tensor<2x8x4xf32> {
+  // expected-error @below {{has lq.role but accumulates into an init that is not zero-filled; only C = A B is quantized}}
   %r = linalg.batch_matmul {lq.role = #lq.role<forward>} ins(%a, %b : tensor<2x8x16xf32>, tensor<2x16x4xf32>) outs(%c : tensor<2x8x4xf32>) -> tensor<2x8x4xf32>
   return %r : tensor<2x8x4xf32>
 }

@@ -1,6 +1,7 @@
 // RUN: lq-opt %s --lq-quantize-matmuls --split-input-file --allow-unregistered-dialect | FileCheck %s
 // RUN: lq-opt %s --lq-quantize-matmuls=smp=2 --split-input-file --allow-unregistered-dialect | FileCheck %s --check-prefix=SMP
 // RUN: lq-opt %s --lq-quantize-matmuls=hindsight=true --split-input-file --allow-unregistered-dialect | FileCheck %s --check-prefix=HIND
+// RUN: lq-opt %s --lq-quantize-matmuls=keep-first=true --split-input-file --allow-unregistered-dialect | FileCheck %s --check-prefix=KEEP
 
 #mk = affine_map<(m, n, k) -> (m, k)>
 #km = affine_map<(m, n, k) -> (k, m)>
@@ -137,4 +138,95 @@ func.func @unclassified(%q: tensor<8x16xf32>, %k: tensor<8x16xf32>, %v: tensor<8
   %o0 = linalg.fill ins(%zero : f32) outs(%oe : tensor<8x16xf32>) -> tensor<8x16xf32>
   %o = linalg.matmul ins(%s, %v : tensor<8x8xf32>, tensor<8x16xf32>) outs(%o0 : tensor<8x16xf32>) -> tensor<8x16xf32>
   return %o : tensor<8x16xf32>
+}
+
+// -----
+
+// A batched forward GEMM becomes one GEMM per batch element, on
+// rank-reducing slices, each slice SAWB-quantized; the results are inserted
+// into the [B, M, N] result. The two slices are one layer, so keep-first
+// keeps both.
+// CHECK-LABEL: func.func @batched_forward
+// CHECK-SAME: (%[[X:.*]]: tensor<2x8x16xf32>, %[[W:.*]]: tensor<2x16x4xf32>)
+// CHECK-DAG: %[[W0:.*]] = tensor.extract_slice %[[W]][0, 0, 0] [1, 16, 4] [1, 1, 1] : tensor<2x16x4xf32> to tensor<16x4xf32>
+// CHECK-DAG: %[[W1:.*]] = tensor.extract_slice %[[W]][1, 0, 0] [1, 16, 4] [1, 1, 1] : tensor<2x16x4xf32> to tensor<16x4xf32>
+// CHECK-DAG: %[[X0:.*]] = tensor.extract_slice %[[X]][0, 0, 0] [1, 8, 16] [1, 1, 1] : tensor<2x8x16xf32> to tensor<8x16xf32>
+// CHECK-DAG: %[[X1:.*]] = tensor.extract_slice %[[X]][1, 0, 0] [1, 8, 16] [1, 1, 1] : tensor<2x8x16xf32> to tensor<8x16xf32>
+// CHECK-DAG: %[[QW0:.*]], %[[SW0:.*]], %{{.*}}, %{{.*}} = lq.quantize %[[W0]] range %{{.*}} : tensor<16x4xf32> -> !lq.qtensor<16x4x!lq.sint4>
+// CHECK-DAG: %[[QW1:.*]], %[[SW1:.*]], %{{.*}}, %{{.*}} = lq.quantize %[[W1]] range %{{.*}} : tensor<16x4xf32> -> !lq.qtensor<16x4x!lq.sint4>
+// CHECK-DAG: %[[QX0:.*]], %[[SX0:.*]], %{{.*}}, %{{.*}} = lq.quantize %[[X0]] range %{{.*}} : tensor<8x16xf32> -> !lq.qtensor<8x16x!lq.sint4>
+// CHECK-DAG: %[[QX1:.*]], %[[SX1:.*]], %{{.*}}, %{{.*}} = lq.quantize %[[X1]] range %{{.*}} : tensor<8x16xf32> -> !lq.qtensor<8x16x!lq.sint4>
+// CHECK: %[[E:.*]] = tensor.empty() : tensor<2x8x4xf32>
+// CHECK: %[[Y0:.*]] = lq.matmul(%[[QX0]]) scale %[[SX0]], %[[QW0]] scale %[[SW0]] {role = #lq.role<forward>} : {{.*}} -> tensor<8x4xf32>
+// CHECK: %[[R0:.*]] = tensor.insert_slice %[[Y0]] into %[[E]][0, 0, 0] [1, 8, 4] [1, 1, 1] : tensor<8x4xf32> into tensor<2x8x4xf32>
+// CHECK: %[[Y1:.*]] = lq.matmul(%[[QX1]]) scale %[[SX1]], %[[QW1]] scale %[[SW1]] {role = #lq.role<forward>} : {{.*}} -> tensor<8x4xf32>
+// CHECK: %[[R1:.*]] = tensor.insert_slice %[[Y1]] into %[[R0]][1, 0, 0] [1, 8, 4] [1, 1, 1] : tensor<8x4xf32> into tensor<2x8x4xf32>
+// CHECK-NOT: linalg.batch_matmul
+// CHECK: return %[[R1]]
+
+// KEEP-LABEL: func.func @batched_forward
+// KEEP-NOT: lq.
+// KEEP-COUNT-2: linalg.generic {{.*}} attrs = {lq.role = #lq.role<forward>}
+// KEEP-NOT: lq.
+// KEEP: return
+func.func @batched_forward(%x: tensor<2x8x16xf32>, %w: tensor<2x16x4xf32>) -> tensor<2x8x4xf32> {
+  %zero = arith.constant 0.0 : f32
+  %e = tensor.empty() : tensor<2x8x4xf32>
+  %c = linalg.fill ins(%zero : f32) outs(%e : tensor<2x8x4xf32>) -> tensor<2x8x4xf32>
+  %y = linalg.batch_matmul {lq.role = #lq.role<forward>}
+      ins(%x, %w : tensor<2x8x16xf32>, tensor<2x16x4xf32>) outs(%c : tensor<2x8x4xf32>) -> tensor<2x8x4xf32>
+  return %y : tensor<2x8x4xf32>
+}
+
+// -----
+
+#bmk = affine_map<(b, m, n, k) -> (b, m, k)>
+#bkm = affine_map<(b, m, n, k) -> (b, k, m)>
+#bnk = affine_map<(b, m, n, k) -> (b, n, k)>
+#bkn = affine_map<(b, m, n, k) -> (b, k, n)>
+#bmn = affine_map<(b, m, n, k) -> (b, m, n)>
+
+// A batched backward pair, dx = dy W^T as linalg.batch_matmul and
+// dW = dy^T x as a batched linalg.generic. Each dy slice is one gradient:
+// one LUQ quantize on a stream of its own, read by the dx and dW GEMMs of
+// that batch element.
+// CHECK-LABEL: func.func @batched_backward
+// CHECK-SAME: (%[[DY:.*]]: tensor<2x8x4xf32>, %{{.*}}: tensor<2x16x4xf32>, %{{.*}}: tensor<2x8x16xf32>, %[[SEED:.*]]: i64 {lq.seed})
+// CHECK-DAG: %[[D0:.*]] = tensor.extract_slice %[[DY]][0, 0, 0] [1, 8, 4] [1, 1, 1] : tensor<2x8x4xf32> to tensor<8x4xf32>
+// CHECK-DAG: %[[D1:.*]] = tensor.extract_slice %[[DY]][1, 0, 0] [1, 8, 4] [1, 1, 1] : tensor<2x8x4xf32> to tensor<8x4xf32>
+// CHECK-DAG: %[[M0:.*]], %{{.*}} = lq.max_abs %[[D0]]
+// CHECK-DAG: %[[M1:.*]], %{{.*}} = lq.max_abs %[[D1]]
+// CHECK-DAG: %[[G0:.*]], %[[A0:.*]], %{{.*}}, %{{.*}} = lq.quantize %[[D0]] range %[[M0]] seed %[[SEED]] : tensor<8x4xf32> -> !lq.qtensor<8x4x!lq.log4>
+// CHECK-DAG: %[[G1:.*]], %[[A1:.*]], %{{.*}}, %{{.*}} = lq.quantize %[[D1]] range %[[M1]] seed %[[SEED]] {stream = 1 : i64} : tensor<8x4xf32> -> !lq.qtensor<8x4x!lq.log4>
+// CHECK: lq.matmul(%[[G0]]) scale %[[A0]], {{.*}} {role = #lq.role<backward_data>, transpose_rhs} : {{.*}} -> tensor<8x16xf32>
+// CHECK: lq.matmul(%[[G1]]) scale %[[A1]], {{.*}} {role = #lq.role<backward_data>, transpose_rhs} : {{.*}} -> tensor<8x16xf32>
+// CHECK: lq.matmul(%[[G0]]) scale %[[A0]], {{.*}} {role = #lq.role<weight_grad>, transpose_lhs} : {{.*}} -> tensor<4x16xf32>
+// CHECK: lq.matmul(%[[G1]]) scale %[[A1]], {{.*}} {role = #lq.role<weight_grad>, transpose_lhs} : {{.*}} -> tensor<4x16xf32>
+// CHECK-NOT: lq.quantize
+// CHECK-NOT: linalg.batch_matmul
+// CHECK-NOT: linalg.generic
+// CHECK: return
+
+// HIND-LABEL: func.func @batched_backward
+// HIND-SAME: %{{[^:]*}}: f32 {lq.max_estimate = 0 : i64}, %{{[^:]*}}: f32 {lq.max_estimate = 1 : i64})
+// HIND-SAME: f32 {lq.grad_max = 0 : i64}, f32 {lq.grad_max = 1 : i64})
+func.func @batched_backward(%dy: tensor<2x8x4xf32>, %w: tensor<2x16x4xf32>, %x: tensor<2x8x16xf32>)
+    -> (tensor<2x8x16xf32>, tensor<2x4x16xf32>) {
+  %zero = arith.constant 0.0 : f32
+  %dxe = tensor.empty() : tensor<2x8x16xf32>
+  %dx0 = linalg.fill ins(%zero : f32) outs(%dxe : tensor<2x8x16xf32>) -> tensor<2x8x16xf32>
+  %dx = linalg.batch_matmul indexing_maps = [#bmk, #bnk, #bmn] {lq.role = "backward_data"}
+      ins(%dy, %w : tensor<2x8x4xf32>, tensor<2x16x4xf32>) outs(%dx0 : tensor<2x8x16xf32>) -> tensor<2x8x16xf32>
+  %dwe = tensor.empty() : tensor<2x4x16xf32>
+  %dw0 = linalg.fill ins(%zero : f32) outs(%dwe : tensor<2x4x16xf32>) -> tensor<2x4x16xf32>
+  %dw = linalg.generic {indexing_maps = [#bkm, #bkn, #bmn],
+                        iterator_types = ["parallel", "parallel", "parallel", "reduction"]}
+      ins(%dy, %x : tensor<2x8x4xf32>, tensor<2x8x16xf32>) outs(%dw0 : tensor<2x4x16xf32>)
+      attrs = {lq.role = "weight_grad"} {
+  ^bb0(%a: f32, %b: f32, %acc: f32):
+    %p = arith.mulf %a, %b : f32
+    %s = arith.addf %acc, %p : f32
+    linalg.yield %s : f32
+  } -> tensor<2x4x16xf32>
+  return %dx, %dw : tensor<2x8x16xf32>, tensor<2x4x16xf32>
 }
