@@ -56,6 +56,14 @@ def LqQuantizeMatmuls : Pass<"lq-quantize-matmuls", "::mlir::func::FuncOp"> {
     Other unmarked GEMMs keep their precision (with `strict`, they are an
     error).
 
+    A batched contraction (`linalg.batch_matmul` or a `linalg.generic`
+    with one batch dimension) that has an `lq.role` and a static batch size
+    is split into one such GEMM per batch element, on rank-reducing
+    `tensor.extract_slice`s of its operands, with the results inserted into
+    its result by `tensor.insert_slice`; each gradient slice is quantized
+    once for its `dx` and `dW` GEMMs, on a stream of its own. A dynamic
+    batch size is an error.
+
     Layers are the forward GEMMs in program order; a backward pair belongs
     to the layer whose weight (`dx = dy W`) or input (`dW = dy^T x`) it
     reads. The LUQ seed is the `i64` argument marked `lq.seed`, appended
