@@ -4,6 +4,10 @@
 
 #include <cblas.h>
 
+#ifdef LQ_TRAIN_CUDA
+#include "lq/Runtime/CudaDriver.h"
+#endif
+
 #include <cmath>
 
 using namespace lq;
@@ -41,9 +45,118 @@ public:
   }
 };
 
+/// Runs a kernel on host memory: directly, or (GPU) through device copies.
+class Launcher {
+public:
+  virtual ~Launcher() = default;
+  virtual Result<LaunchStatus> launch(const Kernel &kernel,
+                                      const LaunchArgs &args) = 0;
+  virtual Target target() const = 0;
+};
+
+class HostLauncher : public Launcher {
+public:
+  Result<LaunchStatus> launch(const Kernel &kernel,
+                              const LaunchArgs &args) override {
+    return kernel.launch(args);
+  }
+  Target target() const override { return Target::HostCPU; }
+};
+
+#ifdef LQ_TRAIN_CUDA
+/// Copies each GEMM's operands to the GPU, launches there and copies the
+/// result back: every GEMM runs on the GPU while the training loop stays
+/// host code.
+class CudaLauncher : public Launcher {
+public:
+  static Result<std::unique_ptr<Launcher>> create() {
+    using R = Result<std::unique_ptr<Launcher>>;
+    Result<gpu::CudaDriver *> driver = gpu::CudaDriver::get();
+    if (!driver)
+      return R::failure(driver.error());
+    Result<CUcontext> context = (*driver)->usePrimaryContext(0);
+    if (!context)
+      return R::failure(context.error());
+    Result<gpu::DeviceInfo> device = (*driver)->currentDevice();
+    if (!device)
+      return R::failure(device.error());
+    if (device->computeMajor < 8)
+      return R::failure("GPU " + device->name + " is older than sm_80");
+    Target target = device->computeMajor == 9 && device->computeMinor == 0
+                        ? Target::CudaSm90a
+                        : Target::CudaSm80;
+    return std::unique_ptr<Launcher>(new CudaLauncher(**driver, target));
+  }
+
+  Result<LaunchStatus> launch(const Kernel &kernel,
+                              const LaunchArgs &hostArgs) override {
+    using R = Result<LaunchStatus>;
+    LaunchArgs args = hostArgs;
+    TensorRef *tensors[3] = {&args.lhs, &args.rhs, &args.out};
+    for (int i = 0; i < 3; ++i) {
+      TensorRef &t = *tensors[i];
+      size_t bytes = size_t(t.rows * t.rowStride) * sizeof(float);
+      Result<bool> ok = ensure(buffers[i], bytes);
+      if (!ok)
+        return R::failure(ok.error());
+      if (i < 2)
+        if (gpu::Status s = driver.copyToDevice(buffers[i].address(), t.data,
+                                                bytes, nullptr);
+            !s)
+          return R::failure(s.error());
+      t.data = buffers[i].data();
+      t.device = Device::CUDA;
+    }
+    if (args.bias) {
+      size_t bytes = size_t(args.biasLength) * sizeof(float);
+      Result<bool> ok = ensure(buffers[3], bytes);
+      if (!ok)
+        return R::failure(ok.error());
+      if (gpu::Status s = driver.copyToDevice(buffers[3].address(), args.bias,
+                                              bytes, nullptr);
+          !s)
+        return R::failure(s.error());
+      args.bias = static_cast<const float *>(buffers[3].data());
+    }
+    Result<LaunchStatus> status = kernel.launch(args);
+    if (!status)
+      return status;
+    const TensorRef &out = hostArgs.out;
+    if (gpu::Status s = driver.copyToHost(
+            out.data, buffers[2].address(),
+            size_t(out.rows * out.rowStride) * sizeof(float), nullptr);
+        !s)
+      return R::failure(s.error());
+    if (gpu::Status s = driver.synchronize(nullptr); !s)
+      return R::failure(s.error());
+    return status;
+  }
+  Target target() const override { return gpuTarget; }
+
+private:
+  CudaLauncher(gpu::CudaDriver &driver, Target target)
+      : driver(driver), gpuTarget(target) {}
+
+  Result<bool> ensure(gpu::DeviceBuffer &buffer, size_t bytes) {
+    if (buffer.size() >= bytes)
+      return true;
+    Result<gpu::DeviceBuffer> grown = gpu::DeviceBuffer::allocate(bytes);
+    if (!grown)
+      return Result<bool>::failure(grown.error());
+    buffer = std::move(*grown);
+    return true;
+  }
+
+  gpu::CudaDriver &driver;
+  Target gpuTarget;
+  gpu::DeviceBuffer buffers[4];
+};
+#endif
+
 class LqGemms : public Gemms {
 public:
-  explicit LqGemms(const LqOptions &options) : options(options) {}
+  LqGemms(const LqOptions &options, std::unique_ptr<Launcher> launcher)
+      : options(options), launcher(std::move(launcher)) {}
 
   void beginStep(uint64_t stepSeed) override { seed = stepSeed; }
 
@@ -88,8 +201,9 @@ public:
   }
 
 private:
-  Result<bool> run(const GemmSpec &spec, LaunchArgs &args, StepReport &report,
+  Result<bool> run(GemmSpec spec, LaunchArgs &args, StepReport &report,
                    LaunchStatus *statusOut = nullptr) {
+    spec.target = launcher->target();
     std::string key = spec.describe();
     auto it = kernels.find(key);
     if (it == kernels.end()) {
@@ -98,7 +212,7 @@ private:
         return Result<bool>::failure(kernel.error());
       it = kernels.emplace(key, *kernel).first;
     }
-    Result<LaunchStatus> status = it->second.launch(args);
+    Result<LaunchStatus> status = launcher->launch(it->second, args);
     if (!status)
       return Result<bool>::failure(status.error());
     report.nonfinite |= status->nonfinite;
@@ -135,6 +249,7 @@ private:
   }
 
   LqOptions options;
+  std::unique_ptr<Launcher> launcher;
   uint64_t seed = 0;
   std::map<std::string, Kernel> kernels;
   std::map<int, float> estimates;
@@ -185,6 +300,22 @@ std::unique_ptr<Gemms> lq::train::makeFp32Gemms() {
   return std::make_unique<Fp32Gemms>();
 }
 
-std::unique_ptr<Gemms> lq::train::makeLqGemms(const LqOptions &options) {
-  return std::make_unique<LqGemms>(options);
+Result<std::unique_ptr<Gemms>> lq::train::makeLqGemms(const LqOptions &options,
+                                                     bool gpu) {
+  using R = Result<std::unique_ptr<Gemms>>;
+  std::unique_ptr<Launcher> launcher;
+  if (gpu) {
+#ifdef LQ_TRAIN_CUDA
+    Result<std::unique_ptr<Launcher>> cuda = CudaLauncher::create();
+    if (!cuda)
+      return R::failure(cuda.error());
+    launcher = std::move(*cuda);
+#else
+    return R::failure("this lq-train was built without CUDA support");
+#endif
+  } else {
+    launcher = std::make_unique<HostLauncher>();
+  }
+  return std::unique_ptr<Gemms>(
+      std::make_unique<LqGemms>(options, std::move(launcher)));
 }

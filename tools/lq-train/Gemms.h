@@ -60,8 +60,10 @@ struct LqOptions {
   float eta = 0.5f;
 };
 
-/// lq's generated kernels through the JIT runtime (host CPU).
-std::unique_ptr<Gemms> makeLqGemms(const LqOptions &options);
+/// lq's generated kernels through the JIT runtime: on the host CPU, or
+/// with `gpu` on the first CUDA device (an error without one).
+Result<std::unique_ptr<Gemms>> makeLqGemms(const LqOptions &options,
+                                           bool gpu);
 
 /// Fine-tuning in high precision (FNT): `forward`'s forward GEMM, and
 /// `backward`'s backward-data and weight-gradient GEMMs. Both must outlive

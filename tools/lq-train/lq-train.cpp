@@ -48,6 +48,9 @@ cl::list<std::string>
               cl::desc("Modes to train, in order: fp32, luq, smp, hindsight, "
                        "fnt, smp-fnt"),
               cl::CommaSeparated);
+cl::opt<std::string> device("device",
+                           cl::desc("Where lq kernels run: cpu or gpu"),
+                           cl::init("cpu"));
 cl::opt<unsigned> epochs("epochs", cl::desc("Epochs per mode"), cl::init(10));
 cl::opt<unsigned> batchSize("batch", cl::desc("Batch size"), cl::init(128));
 cl::opt<float> learningRate("lr", cl::desc("Peak learning rate (cosine decay)"),
@@ -214,7 +217,10 @@ Result<ModeResult> trainMode(const Mode &mode, const Dataset &train,
     return R::failure(made.error());
   Net &net = *made;
   std::unique_ptr<Gemms> fp32 = makeFp32Gemms();
-  std::unique_ptr<Gemms> low = makeLqGemms(mode.lq);
+  Result<std::unique_ptr<Gemms>> made4 = makeLqGemms(mode.lq, device == "gpu");
+  if (!made4)
+    return R::failure(made4.error());
+  std::unique_ptr<Gemms> low = std::move(*made4);
   std::unique_ptr<Gemms> fineTune = makeFineTuneGemms(*low, *fp32);
   int64_t count = trainLimit ? std::min<int64_t>(trainLimit, train.count)
                              : train.count;
@@ -364,6 +370,8 @@ int main(int argc, char **argv) {
       "lq-train: trains a network on Fashion-MNIST with 4-bit GEMMs\n");
   if (modelName != "mlp" && modelName != "cnn")
     return error("unknown model '" + modelName + "': expected mlp or cnn"), 1;
+  if (device != "cpu" && device != "gpu")
+    return error("unknown device '" + device + "': expected cpu or gpu"), 1;
   if (batchSize == 0)
     return error("--batch must be positive"), 1;
   if (samples == 0 || (samples & (samples - 1)) != 0 || samples > 64)
