@@ -1,0 +1,126 @@
+"""lq: 4-bit training GEMMs (LUQ gradients, SAWB weights and activations).
+
+NumPy arrays and torch tensors (CPU, or CUDA where lq was built with CUDA)
+go in as 2-D views with contiguous rows; results come back as the same kind.
+
+    import lq
+    codes, status = lq.quantize(x, "log4", seed=1)       # packed 4-bit codes
+    y, status = lq.gemm(x, w, role="forward")            # Q(x) Q(w)^T
+    dx, status = lq.gemm(dy, w, role="backward_data", seed=7, stream=0)
+    dw, status = lq.gemm(dy, x, role="weight_grad", seed=7, stream=0)
+
+Errors raise lq.Error with the runtime's message.
+"""
+
+from . import _lq
+from ._lq import Error, GemmSpec, cache_counters, clear_memory_cache, numerics
+from ._tensors import as_tensor_ref, dtype_name, empty_like_kind, is_torch
+
+__all__ = ["Error", "GemmSpec", "numerics", "quantize", "gemm",
+           "compile_program", "cache_counters", "clear_memory_cache"]
+
+# The three GEMMs of a linear layer y = x W^T: formats and transposes of the
+# operands (GemmSpec::forward / backwardData / weightGrad).
+_ROLES = {
+    "forward": ("sint4", False, "sint4", True),        # x[B,I], W[O,I]
+    "backward_data": ("log4", False, "sint4", False),  # dy[B,O], W[O,I]
+    "weight_grad": ("log4", True, "sint4", False),     # dy[B,O], x[B,I]
+}
+
+_kernels = {}
+
+
+def _kernel(spec):
+    key = spec.describe()
+    if key not in _kernels:
+        _kernels[key] = _lq.compile(spec)
+    return _kernels[key]
+
+
+def _target(t):
+    if not is_torch(t) or t.device.type != "cuda":
+        return "host"
+    import torch
+    major, minor = torch.cuda.get_device_capability(t.device)
+    if major < 8:
+        raise Error(f"{t.device} has compute capability {major}.{minor}: "
+                    "lq's GPU kernels need sm_80 or newer")
+    return "sm_90a" if (major, minor) == (9, 0) else "sm_80"
+
+
+def _cuda_stream(t):
+    if is_torch(t) and t.device.type == "cuda":
+        import torch
+        return torch.cuda.current_stream(t.device).cuda_stream
+    return 0
+
+
+def gemm(a, b, *, role, out=None, bias=None, relu=False, samples=1,
+         unsigned_input=False, seed=0, stream=0, max_estimate=None,
+         bf16_output=False):
+    """One GEMM of a linear layer in 4 bits with an exact int32 sum.
+
+    role "forward": a = x [B, I], b = W [O, I] -> y [B, O];
+    "backward_data": a = dy [B, O], b = W [O, I] -> dx [B, I];
+    "weight_grad": a = dy [B, O], b = x [B, I] -> dW [O, I].
+    LUQ draws from (seed, stream): both backward GEMMs of a layer must use
+    the same pair. unsigned_input quantizes the activation operand (x)
+    unsigned. max_estimate selects in-hindsight scaling of dy. Returns
+    (out, status dict).
+    """
+    if role not in _ROLES:
+        raise Error(f"unknown role '{role}': expected forward, backward_data "
+                    "or weight_grad")
+    lhs_format, lhs_t, rhs_format, rhs_t = _ROLES[role]
+    if unsigned_input:
+        if role == "forward":
+            lhs_format = "uint4"
+        elif role == "weight_grad":
+            rhs_format = "uint4"
+        else:
+            raise Error("unsigned_input applies to x, an operand of the "
+                        "forward and weight_grad GEMMs")
+    a_ref, _ = as_tensor_ref(a, "a")
+    b_ref, _ = as_tensor_ref(b, "b")
+    rows = a.shape[1] if lhs_t else a.shape[0]
+    cols = b.shape[0] if rhs_t else b.shape[1]
+    if out is None:
+        out = empty_like_kind(a, (rows, cols), bf16=bf16_output)
+    out_ref, _ = as_tensor_ref(out, "out")
+    bias_ptr = bias_length = 0
+    if bias is not None:
+        if len(bias.shape) != 1 or dtype_name(bias, "bias") != "f32":
+            raise Error("bias must be a 1-D float32 tensor")
+        bias_ref, _ = as_tensor_ref(bias.reshape(1, -1), "bias")
+        bias_ptr = bias.data_ptr() if is_torch(bias) else bias.ctypes.data
+        bias_length = bias.shape[0]
+    spec = GemmSpec(lhs_format, dtype_name(a, "a"), lhs_t, rhs_format,
+                    dtype_name(b, "b"), rhs_t, samples=samples,
+                    hindsight=max_estimate is not None, bias=bias is not None,
+                    relu=relu, output=dtype_name(out, "out"),
+                    target=_target(a))
+    status = _kernel(spec).launch(
+        a_ref, b_ref, out_ref, bias=bias_ptr, bias_length=bias_length,
+        seed=seed, stream=stream, max_estimate=max_estimate or 0.0,
+        cuda_stream=_cuda_stream(a))
+    return out, status
+
+
+def quantize(x, format, *, seed=0, stream=0, sample=0, max_estimate=None):
+    """Quantizes a 2-D f32/bf16 tensor to packed 4-bit codes (two per byte,
+    low nibble first, rows padded to whole bytes), as the GEMM kernels do.
+    Returns (codes, status) with scale, nonfinite, overflow and range."""
+    from ._tensors import packed_ref
+    x_ref, _ = as_tensor_ref(x, "x")
+    rows, cols = x.shape
+    codes = empty_like_kind(x, (rows, (cols + 1) // 2), packed=True)
+    codes_ref = packed_ref(codes, cols)
+    status = _lq.quantize(x_ref, codes_ref, format, seed=seed, stream=stream,
+                          sample=sample, max_estimate=max_estimate,
+                          cuda_stream=_cuda_stream(x))
+    return codes, status
+
+
+def compile_program(text):
+    """The kernel of the one lq.matmul of an lq program (MLIR text)."""
+    return _lq.compile_program(text)

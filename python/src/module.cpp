@@ -1,0 +1,266 @@
+//===- module.cpp - the lq Python extension --------------------------------===//
+//
+// Thin bindings of the C++ runtime (lq/Runtime/Runtime.h) and of the
+// numerics core (lq/Numerics): the Python package (python/lq) turns NumPy
+// arrays and torch tensors into TensorRefs and back. Every runtime error
+// becomes lq.Error carrying the C++ message.
+//
+//===----------------------------------------------------------------------===//
+
+#include "lq/Numerics/Luq.h"
+#include "lq/Numerics/Sawb.h"
+#include "lq/Runtime/Runtime.h"
+
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <stdexcept>
+
+namespace py = pybind11;
+using namespace lq;
+
+namespace {
+
+struct Error : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+template <typename T> T take(Result<T> result) {
+  if (!result)
+    throw Error(result.error());
+  return std::move(*result);
+}
+
+DType parseDType(const std::string &name) {
+  if (name == "f32")
+    return DType::F32;
+  if (name == "bf16")
+    return DType::BF16;
+  if (name == "packed4")
+    return DType::Packed4;
+  throw Error("unknown dtype '" + name + "': expected f32, bf16 or packed4");
+}
+
+Format parseFormat(const std::string &name) {
+  if (name == "log4")
+    return Format::Log4;
+  if (name == "sint4")
+    return Format::SInt4;
+  if (name == "uint4")
+    return Format::UInt4;
+  throw Error("unknown format '" + name + "': expected log4, sint4 or uint4");
+}
+
+/// A TensorRef from (address, dtype, rows, cols, row stride, device).
+TensorRef makeTensor(uintptr_t data, const std::string &dtype, int64_t rows,
+                     int64_t cols, int64_t rowStride, const std::string &device) {
+  TensorRef t;
+  t.data = reinterpret_cast<void *>(data);
+  t.dtype = parseDType(dtype);
+  t.rows = rows;
+  t.cols = cols;
+  t.rowStride = rowStride;
+  if (device == "cpu")
+    t.device = Device::CPU;
+  else if (device == "cuda")
+    t.device = Device::CUDA;
+  else
+    throw Error("unknown device '" + device + "': expected cpu or cuda");
+  return t;
+}
+
+py::dict statusDict(const LaunchStatus &s) {
+  py::dict d;
+  d["nonfinite"] = s.nonfinite;
+  d["overflow"] = s.overflow;
+  d["lhs_max"] = s.lhsMax;
+  d["lhs_scale"] = s.lhsScale;
+  d["rhs_scale"] = s.rhsScale;
+  d["lhs_range"] = s.lhsRange;
+  d["rhs_range"] = s.rhsRange;
+  return d;
+}
+
+using F32Array = py::array_t<float, py::array::c_style | py::array::forcecast>;
+
+numerics::MatrixView view(const F32Array &x) {
+  if (x.ndim() != 2)
+    throw Error("expected a 2-D array, got " + std::to_string(x.ndim()) +
+                " dimensions");
+  return numerics::MatrixView::f32(x.data(), size_t(x.shape(0)),
+                                   size_t(x.shape(1)));
+}
+
+void checkStatus(numerics::Status status) {
+  if (status != numerics::Status::Ok)
+    throw Error(std::string("numerics: ") + numerics::statusName(status));
+}
+
+} // namespace
+
+PYBIND11_MODULE(_lq, m) {
+  m.doc() = "lq: 4-bit training GEMMs (C++ runtime bindings)";
+  py::register_exception<Error>(m, "Error", PyExc_RuntimeError);
+
+  py::class_<TensorRef>(m, "TensorRef")
+      .def(py::init(&makeTensor), py::arg("data"), py::arg("dtype"),
+           py::arg("rows"), py::arg("cols"), py::arg("row_stride"),
+           py::arg("device") = "cpu");
+
+  py::class_<GemmSpec>(m, "GemmSpec")
+      .def(py::init([](const std::string &lhsFormat, const std::string &lhsDType,
+                       bool lhsT, const std::string &rhsFormat,
+                       const std::string &rhsDType, bool rhsT, unsigned samples,
+                       bool hindsight, bool bias, bool relu,
+                       const std::string &output, const std::string &target) {
+             GemmSpec s;
+             s.lhs = {parseFormat(lhsFormat), parseDType(lhsDType), lhsT};
+             s.rhs = {parseFormat(rhsFormat), parseDType(rhsDType), rhsT};
+             s.samples = samples;
+             s.hindsight = hindsight;
+             s.bias = bias;
+             s.relu = relu;
+             s.output = parseDType(output);
+             if (target == "host")
+               s.target = Target::HostCPU;
+             else if (target == "sm_80")
+               s.target = Target::CudaSm80;
+             else if (target == "sm_90a")
+               s.target = Target::CudaSm90a;
+             else
+               throw Error("unknown target '" + target +
+                           "': expected host, sm_80 or sm_90a");
+             return s;
+           }),
+           py::arg("lhs_format"), py::arg("lhs_dtype"), py::arg("lhs_transposed"),
+           py::arg("rhs_format"), py::arg("rhs_dtype"), py::arg("rhs_transposed"),
+           py::arg("samples") = 1, py::arg("hindsight") = false,
+           py::arg("bias") = false, py::arg("relu") = false,
+           py::arg("output") = "f32", py::arg("target") = "host")
+      .def("describe", &GemmSpec::describe)
+      .def("__repr__", &GemmSpec::describe);
+
+  py::class_<Kernel>(m, "Kernel")
+      .def_property_readonly("spec", &Kernel::spec)
+      .def(
+          "launch",
+          [](const Kernel &k, const TensorRef &lhs, const TensorRef &rhs,
+             const TensorRef &out, uintptr_t bias, int64_t biasLength,
+             uint64_t seed, uint32_t stream, float lhsScale, float rhsScale,
+             float maxEstimate, uintptr_t cudaStream) {
+            LaunchArgs args;
+            args.lhs = lhs;
+            args.rhs = rhs;
+            args.out = out;
+            args.bias = reinterpret_cast<const float *>(bias);
+            args.biasLength = biasLength;
+            args.seed = seed;
+            args.stream = stream;
+            args.lhsScale = lhsScale;
+            args.rhsScale = rhsScale;
+            args.maxEstimate = maxEstimate;
+            args.cudaStream = reinterpret_cast<void *>(cudaStream);
+            Result<LaunchStatus> status = [&] {
+              py::gil_scoped_release release;
+              return k.launch(args);
+            }();
+            return statusDict(take(std::move(status)));
+          },
+          py::arg("lhs"), py::arg("rhs"), py::arg("out"), py::arg("bias") = 0,
+          py::arg("bias_length") = 0, py::arg("seed") = 0,
+          py::arg("stream") = 0, py::arg("lhs_scale") = 0.0f,
+          py::arg("rhs_scale") = 0.0f, py::arg("max_estimate") = 0.0f,
+          py::arg("cuda_stream") = 0);
+
+  m.def(
+      "compile",
+      [](const GemmSpec &spec) {
+        py::gil_scoped_release release;
+        return take(Runtime::get().compile(spec));
+      },
+      py::arg("spec"), "The kernel of a GemmSpec (compiled once, cached)");
+  m.def(
+      "compile_program",
+      [](const std::string &program) {
+        py::gil_scoped_release release;
+        return take(Runtime::get().compileProgram(program));
+      },
+      py::arg("program"), "The kernel of the one lq.matmul of an lq program");
+  m.def(
+      "quantize",
+      [](const TensorRef &input, const TensorRef &output,
+         const std::string &format, uint64_t seed, uint32_t stream,
+         uint32_t sample, std::optional<float> maxEstimate,
+         uintptr_t cudaStream) {
+        QuantizeArgs args;
+        args.input = input;
+        args.output = output;
+        args.format = parseFormat(format);
+        args.seed = seed;
+        args.stream = stream;
+        args.sample = sample;
+        args.maxEstimate = maxEstimate;
+        args.cudaStream = reinterpret_cast<void *>(cudaStream);
+        Result<QuantizeStatus> status = [&] {
+          py::gil_scoped_release release;
+          return Runtime::get().quantize(args);
+        }();
+        QuantizeStatus s = take(std::move(status));
+        py::dict d;
+        d["scale"] = s.scale;
+        d["nonfinite"] = s.nonfinite;
+        d["overflow"] = s.overflow;
+        d["range"] = s.range;
+        return d;
+      },
+      py::arg("input"), py::arg("output"), py::arg("format"),
+      py::arg("seed") = 0, py::arg("stream") = 0, py::arg("sample") = 0,
+      py::arg("max_estimate") = std::nullopt, py::arg("cuda_stream") = 0);
+  m.def("cache_counters", [] {
+    CacheCounters c = Runtime::get().cacheCounters();
+    py::dict d;
+    d["memory_hits"] = c.memoryHits;
+    d["disk_hits"] = c.diskHits;
+    d["compiles"] = c.compiles;
+    return d;
+  });
+  m.def("clear_memory_cache", [] { Runtime::get().clearMemoryCache(); });
+  m.def("host_description", [] { return Runtime::get().hostDescription(); });
+
+  // The numerics core: the reference every kernel is checked against.
+  py::module_ core = m.def_submodule("numerics", "the scalar numerics core");
+  core.def(
+      "luq_encode",
+      [](const F32Array &x, uint64_t seed, uint32_t stream, uint32_t sample,
+         std::optional<float> maxEstimate) {
+        numerics::MatrixView v = view(x);
+        py::array_t<int8_t> codes({x.shape(0), x.shape(1)});
+        numerics::RandomKey key{seed, stream, sample};
+        numerics::LuqResult r =
+            maxEstimate ? numerics::luqEncodeHindsight(v, *maxEstimate, key,
+                                                       codes.mutable_data())
+                        : numerics::luqEncode(v, key, codes.mutable_data());
+        checkStatus(r.status);
+        return py::make_tuple(codes, r.alpha, r.nonfinite, r.overflowCount);
+      },
+      py::arg("x"), py::arg("seed"), py::arg("stream") = 0,
+      py::arg("sample") = 0, py::arg("max_estimate") = std::nullopt,
+      "LUQ codes (0..15) of x, alpha, nonfinite, overflow count");
+  core.def(
+      "sawb_encode",
+      [](const F32Array &x, bool isUnsigned, std::optional<float> clip) {
+        numerics::MatrixView v = view(x);
+        float c = clip ? *clip : numerics::sawbClip(v).clip;
+        py::array_t<int8_t> codes({x.shape(0), x.shape(1)});
+        numerics::SawbResult r = numerics::sawbEncode(
+            v, c,
+            isUnsigned ? numerics::SawbKind::Unsigned
+                       : numerics::SawbKind::Signed,
+            codes.mutable_data());
+        checkStatus(r.status);
+        return py::make_tuple(codes, r.step, r.nonfinite, r.clip);
+      },
+      py::arg("x"), py::arg("unsigned") = false, py::arg("clip") = std::nullopt,
+      "SAWB codes of x (integers), step, nonfinite, clip");
+}

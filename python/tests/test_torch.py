@@ -1,0 +1,104 @@
+"""lq.torch.Linear: the three GEMMs of the spec, reproducibly seeded."""
+
+import numpy as np
+import pytest
+import torch
+
+import lq
+import lq.torch as lqt
+
+
+def _step(layer, x):
+    x = x.clone().requires_grad_(True)
+    y = layer(x)
+    y.backward(torch.linspace(-1e-2, 1e-2, y.numel()).reshape(y.shape))
+    return y.detach(), x.grad, layer.weight.grad.clone(), layer.bias.grad.clone()
+
+
+def test_gradients_are_the_specs_three_gemms():
+    torch.manual_seed(0)
+    layer = lqt.Linear(20, 7)
+    x = torch.randn(9, 20)
+    torch.manual_seed(42)
+    y, dx, dw, db = _step(layer, x)
+
+    weight, bias = layer.weight.detach(), layer.bias.detach()
+    ref_y, _ = lq.gemm(x, weight, role="forward", bias=bias)
+    dy = torch.linspace(-1e-2, 1e-2, y.numel()).reshape(y.shape)
+    torch.manual_seed(42)
+    seed = int(torch.randint(0, 2**62, (1,)).item())
+    ref_dx, _ = lq.gemm(dy, weight, role="backward_data", seed=seed,
+                        stream=layer.stream)
+    ref_dw, _ = lq.gemm(dy, x, role="weight_grad", seed=seed,
+                        stream=layer.stream)
+    assert torch.equal(y, ref_y)
+    assert torch.equal(dx, ref_dx)
+    assert torch.equal(dw, ref_dw)
+    assert torch.equal(db, dy.sum(0))
+
+
+def test_manual_seed_makes_runs_reproducible():
+    results = []
+    for seed in (3, 3, 4):
+        torch.manual_seed(0)
+        layer = lqt.Linear(16, 8, samples=2)
+        x = torch.randn(5, 16)
+        torch.manual_seed(seed)
+        results.append(_step(layer, x))
+    assert all(torch.equal(a, b) for a, b in zip(results[0], results[1]))
+    assert not torch.equal(results[0][1], results[2][1])
+
+
+def test_hindsight_tracks_the_gradient_max():
+    torch.manual_seed(1)
+    layer = lqt.Linear(8, 4, hindsight=True, eta=0.5)
+    x = torch.randn(6, 8)
+    _step(layer, x)
+    first = layer.max_estimate
+    assert first is not None and first > 0
+    _step(layer, x)
+    assert layer.max_estimate is not None
+
+
+def test_quantize_model_swaps_linear_layers():
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(),
+                                torch.nn.Linear(8, 3))
+    weights = model[0].weight.detach().clone()
+    lqt.quantize_model(model, skip=["2"])
+    assert isinstance(model[0], lqt.Linear)
+    assert type(model[2]) is torch.nn.Linear
+    assert torch.equal(model[0].weight.detach(), weights)
+    model(torch.randn(2, 4)).sum().backward()
+    assert model[0].weight.grad is not None
+
+
+def test_bad_inputs_raise_clear_errors():
+    layer = lqt.Linear(6, 3)
+    with pytest.raises(lq.Error, match="float64"):
+        layer(torch.randn(2, 6, dtype=torch.float64))
+    with pytest.raises(RuntimeError):
+        layer(torch.randn(2, 5))  # shape mismatch
+    with pytest.raises(lq.Error, match="contiguous"):
+        lq.gemm(torch.randn(6, 4).t(), torch.randn(3, 6), role="forward")
+    with pytest.raises(lq.Error, match="meta"):
+        lq.gemm(torch.randn(2, 6, device="meta"), torch.randn(3, 6),
+                role="forward")
+    with pytest.raises(lq.Error, match="power of two"):
+        lqt.Linear(4, 4, samples=3)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(),
+                    reason="no CUDA device: GPU tests of lq.torch skipped")
+def test_cuda_matches_cpu():
+    torch.manual_seed(0)
+    layer = lqt.Linear(32, 16)
+    x = torch.randn(8, 32)
+    torch.manual_seed(5)
+    cpu = _step(layer, x)
+    layer.cuda()
+    layer.weight.grad = None
+    layer.bias.grad = None
+    torch.manual_seed(5)
+    gpu = _step(layer, x.cuda())
+    for a, b in zip(cpu, gpu):
+        assert torch.equal(a, b.cpu())
