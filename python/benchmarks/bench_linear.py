@@ -1,0 +1,101 @@
+#!/usr/bin/env python3
+"""One training step of a 4-bit linear layer: lq.torch.Linear against the
+same math in plain PyTorch ops (fake quantization: SAWB and LUQ computed in
+f32 tensors, then f32 matmuls).
+
+    PYTHONPATH=build/python /usr/bin/python3 python/benchmarks/bench_linear.py
+
+Prints the median step time of each over repeated runs and their ratio.
+"""
+
+import argparse
+import statistics
+import time
+
+import torch
+
+import lq.torch
+
+
+def sawb(x, levels):
+    """SAWB fake quantization: clip from the moments, round to nearest even."""
+    x64 = x.double()
+    clip = 12.1 * x64.pow(2).mean().sqrt() - 12.2 * x64.abs().mean()
+    clip = float(min(max(clip.item(), 1e-30), x.abs().max().item()))
+    step = clip / levels
+    low = 0 if levels == 15 else -levels
+    return torch.clamp(torch.round(x / step), low, levels) * step
+
+
+def luq(x):
+    """LUQ fake quantization: max scaling, stochastic underflow, stochastic
+    logarithmic rounding (torch's generator in place of Philox)."""
+    alpha = x.abs().max() / 64
+    r = x.abs() / alpha
+    u = torch.rand_like(r)
+    e = torch.floor(torch.log2(torch.clamp(r, min=1.0)))
+    low = torch.pow(2.0, e)
+    frac = r / low - 1
+    level = torch.where(u < frac, low * 2, low)
+    level = torch.where(r < 1, (u < r).float(), torch.clamp(level, max=64))
+    return torch.sign(x) * level * alpha
+
+
+class FakeQuantLinear(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, w, b):
+        qx, qw = sawb(x, 15), sawb(w, 7)
+        ctx.save_for_backward(qx, qw)
+        return qx @ qw.t() + b
+
+    @staticmethod
+    def backward(ctx, dy):
+        qx, qw = ctx.saved_tensors
+        qdy = luq(dy)
+        return qdy @ qw, qdy.t() @ qx, dy.sum(0)
+
+
+def time_steps(step, repeats):
+    for _ in range(3):
+        step()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--in-features", type=int, default=784)
+    parser.add_argument("--out-features", type=int, default=512)
+    parser.add_argument("--repeats", type=int, default=30)
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    x = torch.rand(args.batch, args.in_features)
+    layer = lq.torch.Linear(args.in_features, args.out_features)
+    w = layer.weight.detach().clone().requires_grad_(True)
+    b = layer.bias.detach().clone().requires_grad_(True)
+    dy = torch.randn(args.batch, args.out_features) * 1e-3
+
+    def lq_step():
+        layer.zero_grad()
+        layer(x.requires_grad_(True)).backward(dy)
+
+    def torch_step():
+        w.grad = b.grad = None
+        FakeQuantLinear.apply(x.requires_grad_(True), w, b).backward(dy)
+
+    t_lq = time_steps(lq_step, args.repeats)
+    t_torch = time_steps(torch_step, args.repeats)
+    print(f"linear {args.batch}x{args.in_features}->{args.out_features}, "
+          f"{torch.get_num_threads()} threads")
+    print(f"  lq.torch.Linear step        {t_lq * 1e3:8.2f} ms")
+    print(f"  PyTorch fake quantization   {t_torch * 1e3:8.2f} ms")
+    print(f"  speedup                     {t_torch / t_lq:8.2f}x")
+
+
+if __name__ == "__main__":
+    main()
