@@ -16,7 +16,7 @@ from . import _lq
 from ._lq import Error, GemmSpec, cache_counters, clear_memory_cache, numerics
 from ._tensors import as_tensor_ref, dtype_name, empty_like_kind, is_torch
 
-__all__ = ["Error", "GemmSpec", "numerics", "quantize", "gemm",
+__all__ = ["Error", "GemmSpec", "Program", "numerics", "quantize", "gemm",
            "compile_program", "cache_counters", "clear_memory_cache"]
 
 # The three GEMMs of a linear layer y = x W^T: formats and transposes of the
@@ -121,6 +121,36 @@ def quantize(x, format, *, seed=0, stream=0, sample=0, max_estimate=None):
     return codes, status
 
 
-def compile_program(text):
+class Program:
     """The kernel of the one lq.matmul of an lq program (MLIR text)."""
-    return _lq.compile_program(text)
+
+    def __init__(self, text):
+        self.kernel = _lq.compile_program(text)
+
+    @property
+    def spec(self):
+        return self.kernel.spec
+
+    def launch(self, a, b, out, *, bias=None, seed=0, stream=0,
+               max_estimate=0.0):
+        """Runs the kernel on float operands a and b (as stored: transposed
+        where the program's lq.matmul says so) into `out`; returns the
+        status dict."""
+        a_ref, _ = as_tensor_ref(a, "a")
+        b_ref, _ = as_tensor_ref(b, "b")
+        out_ref, _ = as_tensor_ref(out, "out")
+        bias_ptr = bias_length = 0
+        if bias is not None:
+            if len(bias.shape) != 1 or dtype_name(bias, "bias") != "f32":
+                raise Error("bias must be a 1-D float32 tensor")
+            bias_ptr = bias.data_ptr() if is_torch(bias) else bias.ctypes.data
+            bias_length = bias.shape[0]
+        return self.kernel.launch(a_ref, b_ref, out_ref, bias=bias_ptr,
+                                  bias_length=bias_length, seed=seed,
+                                  stream=stream, max_estimate=max_estimate,
+                                  cuda_stream=_cuda_stream(a))
+
+
+def compile_program(text):
+    """Compiles an lq program's lq.matmul (cached): a Program to launch."""
+    return Program(text)

@@ -128,6 +128,13 @@ def test_compile_program_and_cache():
     }"""
     kernel = lq.compile_program(program)
     assert "lhs=sint4:f32:n rhs=sint4:f32:t" in kernel.spec.describe()
+    rng = np.random.RandomState(3)
+    x = rng.randn(4, 8).astype(np.float32)
+    w = rng.randn(6, 8).astype(np.float32)
+    y = np.empty((4, 6), np.float32)
+    status = kernel.launch(x, w, y)
+    ref, _ = lq.gemm(x, w, role="forward")
+    assert np.array_equal(y, ref) and status["lhs_scale"] > 0
     # Loaded kernels are reused without asking the compile cache; after
     # clearing memory the cache answers (from disk, or by compiling).
     before = lq.cache_counters()
