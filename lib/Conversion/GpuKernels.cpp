@@ -198,8 +198,10 @@ private:
   /// A static shared array of `count` elements of `element`.
   Value staticShared(StringRef name, Type element, int64_t count);
 
-  /// Starts `gpu.func @name(args) kernel` for `threads` threads per block.
-  ValueRange beginKernel(StringRef name, ArrayRef<Type> args, int64_t threads);
+  /// Starts `gpu.func @name(args) kernel` for `threads` threads per block,
+  /// with registers for `blocks` resident blocks per multiprocessor.
+  ValueRange beginKernel(StringRef name, ArrayRef<Type> args, int64_t threads,
+                         int64_t blocks);
   void endKernel() { mlir::gpu::ReturnOp::create(b); }
 
   void ifThen(Value cond, function_ref<void()> body) {
@@ -265,17 +267,17 @@ Value GpuModuleBuilder::staticShared(StringRef name, Type element,
 }
 
 ValueRange GpuModuleBuilder::beginKernel(StringRef name, ArrayRef<Type> args,
-                                         int64_t threads) {
+                                         int64_t threads, int64_t blocks) {
   b.setInsertionPointToEnd(gpuModule.getBody());
   auto fn = mlir::gpu::GPUFuncOp::create(b, name, b.getFunctionType(args, {}));
   fn->setAttr(mlir::gpu::GPUDialect::getKernelFuncAttrName(), b.getUnitAttr());
   fn.setKnownBlockSizeAttr(
       b.getDenseI32ArrayAttr({int32_t(threads), 1, 1}));
-  // One resident block is enough: ptxas may then use every register a
-  // thread can have instead of trading registers (and spills) for
-  // occupancy the kernels do not need.
+  // The occupancy each kernel is designed for bounds its registers: the
+  // GEMMs need one resident block (then ptxas never trades spills for
+  // occupancy they do not need); the memory-bound kernels need several.
   fn->setAttr(NVVM::NVVMDialect::getMinctasmAttrName(),
-              b.getI32IntegerAttr(1));
+              b.getI32IntegerAttr(int32_t(blocks)));
   b.setInsertionPointToStart(&fn.getBody().front());
   return fn.getArguments();
 }
@@ -360,7 +362,7 @@ void GpuModuleBuilder::flushCounters(Value counters, Value overflow,
 void GpuModuleBuilder::buildStats(const CpuOperandSpec &op, bool lhs) {
   ValueRange args =
       beginKernel(abi::statsKernel(lhs), {ptrG(), i64(), i64(), i64(), ptrG()},
-                  abi::kStatsThreads);
+                  abi::kStatsThreads, /*blocks=*/4);
   Value in = args[0], rows = args[1], cols = args[2], stride = args[3],
         stats = args[4];
   bool moments = op.format != Format::Log4;
@@ -459,55 +461,63 @@ void GpuModuleBuilder::buildQuantize(const CpuOperandSpec &op, bool lhs) {
       abi::quantKernel(lhs),
       {ptrG(), i64(), i64(), i64(), ptrG(), i64(), f32(), i64(), i32(), i32(),
        i32(), ptrG()},
-      abi::kQuantThreads);
-  Value in = args[0], cols = args[2], stride = args[3], out = args[4],
-        outStride = args[5], inv = args[6], seed = args[7], stream = args[8],
-        sample = args[9], zero = ne(args[10], c32(0)), counters = args[11];
+      abi::kQuantThreads, /*blocks=*/8);
+  Value in = args[0], rows = args[1], cols = args[2], stride = args[3],
+        out = args[4], outStride = args[5], inv = args[6], seed = args[7],
+        stream = args[8], sample = args[9], zero = ne(args[10], c32(0)),
+        counters = args[11];
   bool luq = op.format == Format::Log4;
   NumericsBuilder nb(b);
-  Value r = ext64(ctaY());
   Value c0 = mul(ext64(add(mul(ctaX(), c32(abi::kQuantThreads)), tid())),
                  c64(4));
   Value lastCol = sub(cols, c64(1));
-  Value idx0 = add(mul(r, cols), c0);
-  std::array<Value, 4> u;
-  if (luq)
-    u = groupUniforms(nb, seed, stream, sample, idx0);
-
-  Value overflow = c32(0), maxBits = c32(0);
-  Value codes[4];
-  for (int64_t i = 0; i < 4; ++i) {
-    Value c = add(c0, c64(i));
-    Value valid = ult(c, cols);
-    // Lanes past the row read its last element and discard it, so that
-    // every lane reaches the warp reduction below.
-    Value x = loadFloat(op.storage, in,
-                        add(mul(r, stride), arith::MinUIOp::create(b, c, lastCol)));
-    Value code = luq ? nb.luqCode(x, inv, u[i])
-                     : nb.sawbCode(x, inv, op.format == Format::UInt4);
-    Value counted = land(valid, arith::XOrIOp::create(
-                                    b, zero, arith::ConstantIntOp::create(
-                                                 b, 1, 1)));
-    codes[i] = select(counted, code, arith::ConstantIntOp::create(b, 0, 8));
-    if (luq)
-      overflow = add(overflow, arith::ExtUIOp::create(
-                                   b, i32(), land(counted,
-                                                  nb.luqOverflows(x, inv))));
-    maxBits = arith::MaxUIOp::create(
-        b, maxBits, select(counted, nb.absBits(x), c32(0)));
-  }
-  Value rowOut = gep(out, i8(), mul(r, outStride));
-  Value byteIndex = arith::ShRUIOp::create(b, c0, c64(1));
-  for (int64_t half = 0; half < 2; ++half) {
-    Value byte = arith::OrIOp::create(
-        b, codes[2 * half],
-        arith::ShLIOp::create(b, codes[2 * half + 1],
-                              arith::ConstantIntOp::create(b, 4, 8)));
-    ifThen(ult(add(c0, c64(2 * half)), cols), [&] {
-      store(byte, gep(rowOut, i8(), add(byteIndex, c64(half))));
-    });
-  }
-  flushCounters(counters, overflow, maxBits);
+  Value notZero = arith::XOrIOp::create(b, zero,
+                                        arith::ConstantIntOp::create(b, 1, 1));
+  Value gridY = NVVM::GridDimYOp::create(b, i32());
+  // Rows in a grid-stride loop: the grid's y extent is capped, tensors are
+  // not. Every thread of a block runs the same rows, so all reach the warp
+  // reduction.
+  SmallVector<Value> totals = loop(
+      ext64(ctaY()), rows, ext64(gridY), ValueRange{c32(0), c32(0)},
+      [&](Value r, ValueRange acc) -> SmallVector<Value> {
+        Value idx0 = add(mul(r, cols), c0);
+        std::array<Value, 4> u;
+        if (luq)
+          u = groupUniforms(nb, seed, stream, sample, idx0);
+        Value overflow = acc[0], maxBits = acc[1];
+        Value codes[4];
+        for (int64_t i = 0; i < 4; ++i) {
+          Value c = add(c0, c64(i));
+          // Lanes past the row read its last element and discard it.
+          Value x = loadFloat(
+              op.storage, in,
+              add(mul(r, stride), arith::MinUIOp::create(b, c, lastCol)));
+          Value code = luq ? nb.luqCode(x, inv, u[i])
+                           : nb.sawbCode(x, inv, op.format == Format::UInt4);
+          Value counted = land(ult(c, cols), notZero);
+          codes[i] =
+              select(counted, code, arith::ConstantIntOp::create(b, 0, 8));
+          if (luq)
+            overflow = add(overflow,
+                           arith::ExtUIOp::create(
+                               b, i32(), land(counted, nb.luqOverflows(x, inv))));
+          maxBits = arith::MaxUIOp::create(
+              b, maxBits, select(counted, nb.absBits(x), c32(0)));
+        }
+        Value rowOut = gep(out, i8(), mul(r, outStride));
+        Value byteIndex = arith::ShRUIOp::create(b, c0, c64(1));
+        for (int64_t half = 0; half < 2; ++half) {
+          Value byte = arith::OrIOp::create(
+              b, codes[2 * half],
+              arith::ShLIOp::create(b, codes[2 * half + 1],
+                                    arith::ConstantIntOp::create(b, 4, 8)));
+          ifThen(ult(add(c0, c64(2 * half)), cols), [&] {
+            store(byte, gep(rowOut, i8(), add(byteIndex, c64(half))));
+          });
+        }
+        return {overflow, maxBits};
+      });
+  flushCounters(counters, totals[0], totals[1]);
   endKernel();
 }
 
@@ -899,7 +909,7 @@ void GpuModuleBuilder::buildGemm(const GpuGemmSpec &spec,
                               f32(),  i32(),  i64(),  i32(), ptrG()};
   if (copy == Copy::Tma)
     params.append({ptrG(), ptrG()});
-  ValueRange args = beginKernel(name, params, tile.threads);
+  ValueRange args = beginKernel(name, params, tile.threads, /*blocks=*/1);
   GemmState g;
   g.spec = &spec;
   g.tile = tile;
@@ -1097,7 +1107,7 @@ void GpuModuleBuilder::buildGemm(const GpuGemmSpec &spec,
 void GpuModuleBuilder::buildFill(const GpuGemmSpec &spec) {
   ValueRange args = beginKernel(abi::kFillKernel,
                                 {ptrG(), i64(), ptrG(), i32(), i32()},
-                                abi::kFillThreads);
+                                abi::kFillThreads, /*blocks=*/8);
   Value C = args[0], ldc = args[1], biasPtr = args[2], M = args[3],
         N = args[4];
   Value t = tid();

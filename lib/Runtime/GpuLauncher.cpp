@@ -23,8 +23,6 @@ namespace {
 
 /// Kernels above this much dynamic shared memory must opt in to it.
 constexpr int64_t kDefaultSharedBytes = 48 * 1024;
-/// The largest grid y (and z) dimension.
-constexpr int64_t kMaxGridY = 65535;
 /// Column tiles from which a float LUQ left operand is quantized once into
 /// packed codes (one more pass over A) rather than in every column tile of
 /// the GEMM: Philox costs about three times the tensor-core work it feeds,
@@ -459,8 +457,7 @@ GemmChoice GpuLauncher::pick(const GemmProblem &p,
   bool vecRest = vecLayout(args.rhs) && vecLayout(args.out);
   choice.vec = vecRest && vecLayout(args.lhs);
   choice.packedLhs = packedLhsVariant && vecRest && p.k > 0 &&
-                     ceilDiv(p.n, choice.tile.bn) >= kPackedLhsColumnTiles &&
-                     args.lhs.rows <= kMaxGridY;
+                     ceilDiv(p.n, choice.tile.bn) >= kPackedLhsColumnTiles;
   if (choice.packedLhs)
     choice.vec = true;
   // TMA has the same alignment rules, and a tensor map needs every
@@ -656,7 +653,8 @@ Result<LaunchStatus> GpuLauncher::launch(const LaunchArgs &args,
                              &streamId, &sampleId, &zeroA, &counterPtr};
       if (Status st = driver->launch(
               *quant, unsigned(ceilDiv(ceilDiv(cols, 4), kQuantThreads)),
-              unsigned(rows), 1, kQuantThreads, 0, stream, quantParams);
+              unsigned(std::min<int64_t>(rows, kMaxGridY)), 1, kQuantThreads,
+              0, stream, quantParams);
           !st)
         return R::failure(quantKernel(true) + ": " + st.error());
     }
@@ -737,10 +735,6 @@ Result<QuantizeStatus> GpuLauncher::quantize(const QuantizeArgs &args,
                       " differs from the module's " + name + " quantizer (" +
                       dtypeName(op.dtype) + ")");
   const TensorRef &in = args.input, &out = args.output;
-  if (in.rows > kMaxGridY)
-    return R::failure(quantKernel(side == Operand::Lhs) + " takes at most " +
-                      std::to_string(kMaxGridY) + " rows (one grid row each), "
-                      "got " + std::to_string(in.rows));
   if (Status c = checkContext(); !c)
     return failure<QuantizeStatus>(c);
   for (auto [label, t] : {std::pair("input", &in), std::pair("output", &out)})
@@ -805,8 +799,9 @@ Result<QuantizeStatus> GpuLauncher::quantize(const QuantizeArgs &args,
                     &seed,  &streamId, &sample, &zero, &counterPtr};
   unsigned gridX = unsigned(ceilDiv(ceilDiv(cols, 4), kQuantThreads));
   auto runQuant = [&]() {
-    Status st = driver->launch(*quant, gridX, unsigned(rows), 1, kQuantThreads,
-                               0, stream, params);
+    Status st = driver->launch(*quant, gridX,
+                               unsigned(std::min<int64_t>(rows, kMaxGridY)), 1,
+                               kQuantThreads, 0, stream, params);
     return st ? st
               : Status::failure(quantKernel(side == Operand::Lhs) + ": " +
                                 st.error());

@@ -19,8 +19,9 @@
 //     depends only on the shape.
 //
 //   lq_quant_<side>   a float operand -> packed 4-bit codes (storage form);
-//                     grid = (ceil(ceil(cols/4) / kQuantThreads), rows),
-//                     block = kQuantThreads.
+//                     grid = (ceil(ceil(cols/4) / kQuantThreads), min(rows,
+//                     kMaxGridY)) (rows in a grid-stride loop), block =
+//                     kQuantThreads.
 //     (ptr in, i64 rows, i64 cols, i64 rowStride, ptr out, i64 outStride,
 //      f32 inv, i64 seed, i32 stream, i32 sample, i32 zero, ptr counters)
 //     counters: QuantCounters (overflow count, max |x| bits, atomics).
@@ -94,6 +95,8 @@ constexpr int kStatsThreads = 256;
 /// Row blocks of the statistics kernel: one per row up to this many.
 constexpr int64_t kStatsMaxBlocks = 1024;
 constexpr int kQuantThreads = 128;
+/// The largest grid y extent: lq_quant_<side> strides over more rows.
+constexpr int64_t kMaxGridY = 65535;
 constexpr int kFillThreads = 256;
 
 inline int64_t statsBlocks(int64_t rows) {
