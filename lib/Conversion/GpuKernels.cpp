@@ -243,8 +243,6 @@ private:
                                   Value sample, Value k0, ValueRange stats);
   Value tileAddress(GemmState &g, Value mn, Value k);
   SmallVector<Value> mmaStep(GemmState &g, ValueRange acc);
-  Value epilogueValue(NumericsBuilder &nb, const GpuGemmSpec &spec, Value acc,
-                      Value scale, Value bias);
 
   MLIRContext &ctx;
   GpuChip chip;
@@ -895,12 +893,6 @@ SmallVector<Value> GpuModuleBuilder::mmaStep(GemmState &g, ValueRange acc) {
   return next;
 }
 
-Value GpuModuleBuilder::epilogueValue(NumericsBuilder &nb,
-                                      const GpuGemmSpec &spec, Value acc,
-                                      Value scale, Value bias) {
-  return nb.epilogue(acc, scale, bias, spec.relu, spec.bf16Output);
-}
-
 void GpuModuleBuilder::buildGemm(const GpuGemmSpec &spec,
                                  const abi::GemmTile &tile, Copy copy,
                                  const std::string &name) {
@@ -1097,7 +1089,8 @@ void GpuModuleBuilder::buildGemm(const GpuGemmSpec &spec,
     ifThen(land(ult(m, g.M), ult(n, g.N)), [&] {
       Value accValue = LLVM::ExtractValueOp::create(b, reg.block, reg.field);
       Value bias = spec.bias ? load(f32(), gep(biasPtr, f32(), n)) : Value();
-      Value v = epilogueValue(nb, spec, accValue, scale, bias);
+      Value v = nb.epilogue(accValue, scale, bias, spec.relu,
+                               spec.bf16Output);
       store(v, gep(C, outType, add(mul(ext64(m), ldc), ext64(n))));
     });
   }
@@ -1118,10 +1111,10 @@ void GpuModuleBuilder::buildFill(const GpuGemmSpec &spec) {
   ifThen(land(ult(m, M), ult(n, N)), [&] {
     Value bias = spec.bias ? load(f32(), gep(biasPtr, f32(), n)) : Value();
     // All-zero codes: the exact sum is 0 and the scale 0.
-    Value v = epilogueValue(nb, spec, c32(0),
-                            arith::ConstantFloatOp::create(b, b.getF32Type(),
-                                                           APFloat(0.0f)),
-                            bias);
+    Value v = nb.epilogue(c32(0),
+                          arith::ConstantFloatOp::create(b, b.getF32Type(),
+                                                         APFloat(0.0f)),
+                          bias, spec.relu, spec.bf16Output);
     store(v, gep(C, outType, add(mul(ext64(m), ldc), ext64(n))));
   });
   endKernel();

@@ -2,6 +2,7 @@
 
 #include "lq/Runtime/GpuCompiler.h"
 
+#include "HostJit.h"
 #include "Spec.h"
 #include "lq/Conversion/GpuKernels.h"
 #include "lq/InitAll.h"
@@ -25,16 +26,6 @@ std::optional<GpuChip> chipOf(Target target) {
     break;
   }
   return std::nullopt;
-}
-
-CpuOperandSpec operandOf(const OperandSpec &op) {
-  CpuOperandSpec spec;
-  spec.format = op.format;
-  spec.transposed = op.transposed;
-  spec.storage = op.dtype == DType::F32    ? OperandStorage::F32
-                 : op.dtype == DType::BF16 ? OperandStorage::BF16
-                                           : OperandStorage::Packed;
-  return spec;
 }
 
 /// Builds kernels with `build` in a fresh context and lowers them to PTX;
@@ -67,14 +58,15 @@ lower(GpuChip chip, const GpuStageCallback &stage,
 }
 
 GpuGemmSpec gpuSpecOf(const GemmSpec &spec, GpuChip chip) {
+  CpuGemmSpec kernel = runtime::toCpuSpec(spec);
   GpuGemmSpec gpuSpec;
-  gpuSpec.lhs = operandOf(spec.lhs);
-  gpuSpec.rhs = operandOf(spec.rhs);
+  gpuSpec.lhs = kernel.lhs;
+  gpuSpec.rhs = kernel.rhs;
   gpuSpec.samples = spec.samples;
   gpuSpec.hindsight = spec.hindsight;
-  gpuSpec.bias = spec.bias;
-  gpuSpec.relu = spec.relu;
-  gpuSpec.bf16Output = spec.output == DType::BF16;
+  gpuSpec.bias = kernel.bias;
+  gpuSpec.relu = kernel.relu;
+  gpuSpec.bf16Output = kernel.bf16Output;
   gpuSpec.chip = chip;
   return gpuSpec;
 }
@@ -104,7 +96,7 @@ Result<std::string> lq::gpuKernelSource(const GemmSpec &spec,
   registerAllDialects(registry);
   mlir::MLIRContext ctx(registry, mlir::MLIRContext::Threading::DISABLED);
   mlir::OwningOpRef<mlir::ModuleOp> module =
-      quantizeOnly ? buildGpuQuantizeKernels(ctx, operandOf(spec.lhs), *chip)
+      quantizeOnly ? buildGpuQuantizeKernels(ctx, runtime::toCpuSpec(spec).lhs, *chip)
                    : buildGpuGemmKernels(ctx, gpuSpecOf(spec, *chip));
   std::string text;
   llvm::raw_string_ostream os(text);
@@ -145,7 +137,7 @@ Result<GpuModuleImage> lq::compileGpuQuantize(Format format, DType dtype,
   spec.lhs = {format, dtype, false};
   spec.target = target;
   Result<std::string> ptx = lower(*chip, stage, [&](mlir::MLIRContext &ctx) {
-    return buildGpuQuantizeKernels(ctx, operandOf(spec.lhs), *chip);
+    return buildGpuQuantizeKernels(ctx, runtime::toCpuSpec(spec).lhs, *chip);
   });
   if (!ptx)
     return R::failure(ptx.error());

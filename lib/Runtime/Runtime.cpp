@@ -639,6 +639,8 @@ void Runtime::clearMemoryCache() {
   CompileCache::global().clearMemory();
 }
 
+Result<Target> Runtime::cudaTarget() const { return currentCudaTarget(); }
+
 std::string Runtime::hostDescription() const {
   auto host = impl->hostJit();
   if (!host) {

@@ -71,21 +71,14 @@ class CudaLauncher : public Launcher {
 public:
   static Result<std::unique_ptr<Launcher>> create() {
     using R = Result<std::unique_ptr<Launcher>>;
+    // The runtime makes device 0's primary context current if none is.
+    Result<Target> target = Runtime::get().cudaTarget();
+    if (!target)
+      return R::failure(target.error());
     Result<gpu::CudaDriver *> driver = gpu::CudaDriver::get();
     if (!driver)
       return R::failure(driver.error());
-    Result<CUcontext> context = (*driver)->usePrimaryContext(0);
-    if (!context)
-      return R::failure(context.error());
-    Result<gpu::DeviceInfo> device = (*driver)->currentDevice();
-    if (!device)
-      return R::failure(device.error());
-    if (device->computeMajor < 8)
-      return R::failure("GPU " + device->name + " is older than sm_80");
-    Target target = device->computeMajor == 9 && device->computeMinor == 0
-                        ? Target::CudaSm90a
-                        : Target::CudaSm80;
-    return std::unique_ptr<Launcher>(new CudaLauncher(**driver, target));
+    return std::unique_ptr<Launcher>(new CudaLauncher(**driver, *target));
   }
 
   Result<LaunchStatus> launch(const Kernel &kernel,

@@ -253,6 +253,10 @@ public:
   CacheCounters cacheCounters() const;
   /// Forgets compiled kernels held in memory (the disk cache stays).
   void clearMemoryCache();
+  /// The CUDA target of the current context's device (device 0's primary
+  /// context when none is current): sm_90a on compute capability 9.0,
+  /// sm_80 from 8.0 up; an error without a usable device.
+  Result<Target> cudaTarget() const;
   /// The host CPU as the JIT targets it (name and features).
   std::string hostDescription() const;
   unsigned threads() const;
