@@ -3,18 +3,31 @@
 // Plain C++ with no LLVM and no GoogleTest, so that it builds and runs on GPU
 // machines that have only the CUDA toolkit.
 //
-//   lq-gpu-test --toolchain   module info, PTX assembly (nvJitLink and
-//                             ptxas) and ptxas resource reports; no GPU
+//   lq-gpu-test --toolchain   module info, pack stamps, PTX assembly
+//                             (nvJitLink and ptxas) and ptxas resource
+//                             reports; no GPU
 //   lq-gpu-test --driver      the driver wrapper on a hand-written kernel
-//   lq-gpu-test [--quick] [--driver-jit] [--module NAME] [--seed N] PACK
-//                             every module of a kernel pack: ptxas must
-//                             assemble it without spills; then, on a GPU,
-//                             every launch must reproduce the numerics core
-//                             bit for bit (codes, scales, outputs, status)
+//   lq-gpu-test [--quick] [--driver-jit] [--chip CHIP] [--module NAME]
+//               [--seed N] [--jobs N] PACK
+//                             every module of a kernel pack (or those of
+//                             one chip, or one module): ptxas must assemble
+//                             it without spills, nvJitLink for its chip and
+//                             for a 9.0 device; then, on a GPU, every launch
+//                             must reproduce the numerics core bit for bit
+//                             (codes, scales, outputs, status)
+//   lq-gpu-test --static ... PACK    the same without a GPU: the checks
+//                             before the first device call
+//   lq-gpu-test --sass ... PACK  the instruction mix (cuobjdump -sass) of
+//                             one GEMM kernel per chip: tensor-core, shared
+//                             memory, copy and local-memory instructions
+//   lq-gpu-test --sanitize ... PACK  a few small launches of each GEMM
+//                             module (fused GEMM with TMA or cp.async, the
+//                             quantize-once placement, unaligned copies):
+//                             short enough for compute-sanitizer
 //
-// Each case prints a PASS or FAIL line. Exit status: 0 when everything
-// passed, 1 on any failure, 77 when the GPU part (or the pack) is missing
-// and nothing failed before.
+// Each case prints a PASS or FAIL line as it finishes. Exit status: 0 when
+// everything passed, 1 on any failure, 77 when the GPU part (or the pack)
+// is missing and nothing failed before.
 //
 //===----------------------------------------------------------------------===//
 
@@ -27,10 +40,12 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <limits>
 #include <map>
 #include <memory>
@@ -38,10 +53,12 @@
 #include <random>
 #include <set>
 #include <string>
+#include <thread>
 #include <tuple>
 #include <vector>
 
 #include <sys/stat.h>
+#include <unistd.h>
 
 namespace num = lq::numerics;
 using lq::DType;
@@ -81,6 +98,8 @@ public:
         std::printf("     %s\n", p.c_str());
       if (more > 0)
         std::printf("     (%d more)\n", more);
+      for (const std::string &n : notes)
+        std::printf("     %s\n", n.c_str());
     }
     std::fflush(stdout);
   }
@@ -95,7 +114,7 @@ public:
     }
     return ok;
   }
-  /// Lines printed under a passing result (what was found or used).
+  /// Lines printed under the result (what was found or used).
   void note(const std::string &text) {
     for (size_t begin = 0; begin < text.size();) {
       size_t end = std::min(text.find('\n', begin), text.size());
@@ -291,6 +310,88 @@ void testModuleInfo() {
       CHECK_MSG(c, parsed.error().find(b.expected) != std::string::npos,
                 "'" + parsed.error() + "' lacks '" + b.expected + "'");
   }
+}
+
+/// A scratch directory, removed with what the test wrote into it.
+struct ScratchDir {
+  std::string path;
+  std::vector<std::string> files;
+  ScratchDir() {
+    const char *base = std::getenv("TMPDIR");
+    std::string pattern =
+        std::string(base && *base ? base : "/tmp") + "/lq-gpu-test-XXXXXX";
+    if (mkdtemp(pattern.data()))
+      path = pattern;
+  }
+  ~ScratchDir() {
+    for (const std::string &f : files)
+      std::remove((path + "/" + f).c_str());
+    if (!path.empty())
+      rmdir(path.c_str());
+  }
+  void write(const std::string &name, const std::string &text) {
+    std::ofstream(path + "/" + name) << text;
+    files.push_back(name);
+  }
+};
+
+void testPackStamp() {
+  lq::gpu::PackStamp stamp;
+  stamp.commit = "0123456789abcdef0123456789abcdef01234567";
+  stamp.dirty = "1";
+  stamp.abi = lq::gpu::kAbiVersion;
+  stamp.chips = {"sm_90a", "sm_80"};
+  stamp.date = "2025-01-31T12:00:00Z";
+  std::string good = lq::gpu::writePackStamp(stamp);
+  {
+    Case c("pack stamp: write then parse gives the same stamp");
+    auto parsed = lq::gpu::parsePackStamp(good);
+    if (CHECK_OK(c, parsed)) {
+      CHECK(c, parsed->commit == stamp.commit && parsed->dirty == "1");
+      CHECK(c, parsed->abi == stamp.abi && parsed->chips == stamp.chips);
+      CHECK(c, lq::gpu::writePackStamp(*parsed) == good);
+    }
+  }
+  Case c("pack stamp: a missing, malformed or other-ABI STAMP is an error");
+  auto replace = [&](const std::string &from, const std::string &to) {
+    std::string text = good;
+    size_t at = text.find(from);
+    return at == std::string::npos ? text : text.replace(at, from.size(), to);
+  };
+  struct Bad {
+    std::string text, expected;
+  } bad[] = {
+      {replace("dirty=1\n", ""), "lacks dirty"},
+      {good + "dirty=0\n", "repeated key 'dirty'"},
+      {good + "colour=blue\n", "unknown key 'colour'"},
+      {replace("dirty=1", "dirty=maybe"), "bad value 'maybe' for dirty"},
+      {replace("chips=sm_90a", "chips=sm_75"), "bad chip 'sm_75'"},
+      {replace("commit=0123", "commit=xyz"), "for commit"},
+      {replace("date=2025", "date"), "expected key=value"},
+  };
+  for (const Bad &b : bad) {
+    auto parsed = lq::gpu::parsePackStamp(b.text);
+    CHECK_MSG(c, !parsed.ok(), "accepted: " + b.text);
+    if (!parsed.ok())
+      CHECK_MSG(c, parsed.error().find(b.expected) != std::string::npos,
+                "'" + parsed.error() + "' lacks '" + b.expected + "'");
+  }
+  ScratchDir dir;
+  if (!CHECK_MSG(c, !dir.path.empty(), "no scratch directory"))
+    return;
+  auto missing = lq::gpu::readPackStamp(dir.path);
+  CHECK_MSG(c, !missing.ok() && missing.error().find("has no STAMP") !=
+                                    std::string::npos,
+            missing.ok() ? "accepted" : missing.error());
+  std::string otherAbi = std::to_string(lq::gpu::kAbiVersion + 1);
+  dir.write("STAMP", replace("abi=" + std::to_string(stamp.abi),
+                             "abi=" + otherAbi));
+  auto other = lq::gpu::readPackStamp(dir.path);
+  CHECK_MSG(c, !other.ok() && other.error().find("made for GPU ABI " + otherAbi) !=
+                                  std::string::npos,
+            other.ok() ? "accepted" : other.error());
+  dir.write("STAMP", good);
+  CHECK_OK(c, lq::gpu::readPackStamp(dir.path));
 }
 
 void testPtxAssembly() {
@@ -1194,12 +1295,78 @@ std::vector<GemmCase> gemmCases(const Loaded &module, bool quick,
   return cases;
 }
 
-void runModuleStatics(const lq::gpu::PackModule &m, Coverage &coverage) {
-  Case c("ptxas " + m.name + " (" + m.info.chip + "): " +
-         (m.info.quantizeOnly ? "quantize " + std::string(lq::formatName(
-                                                  m.info.spec.lhs.format))
-                              : m.info.spec.describe()));
-  auto report = lq::gpu::ptxasReport(m.ptx, m.info.chip);
+/// Runs fn(i) for every i < n on up to `jobs` threads: ptxas and nvJitLink
+/// take seconds per module, and modules are independent.
+template <typename Fn> void parallelFor(size_t n, unsigned jobs, const Fn &fn) {
+  std::atomic<size_t> next{0};
+  std::vector<std::thread> threads;
+  size_t count = std::max<size_t>(1, std::min<size_t>(jobs, n));
+  for (size_t t = 0; t < count; ++t)
+    threads.emplace_back([&] {
+      for (size_t i = next++; i < n; i = next++)
+        fn(i);
+    });
+  for (std::thread &t : threads)
+    t.join();
+}
+
+/// What the static checks of one module found.
+struct StaticResults {
+  std::optional<lq::Result<lq::gpu::PtxasReport>> report;
+  /// The module assembled for each architecture it may run as.
+  std::vector<std::pair<std::string, std::optional<lq::Result<std::string>>>>
+      cubins;
+};
+
+/// The architectures a module is assembled for before any device is seen:
+/// its own chip, and what a compute capability 9.0 device (H100, H200)
+/// assembles it for (sm_90 for sm_80 code).
+std::vector<std::string> staticArchs(const lq::gpu::GpuModuleInfo &info) {
+  std::vector<std::string> archs = {info.chip};
+  lq::gpu::DeviceInfo hopper;
+  hopper.computeMajor = 9;
+  if (auto arch = lq::gpu::deviceArch(info, hopper); arch && *arch != info.chip)
+    archs.push_back(*arch);
+  return archs;
+}
+
+/// ptxas reports and assemblies of every module, computed on `jobs`
+/// threads; the cases print them in pack order afterwards.
+std::vector<StaticResults>
+computeStatics(const std::vector<lq::gpu::PackModule> &modules,
+               lq::gpu::PtxAssembler assembler, unsigned jobs) {
+  std::vector<StaticResults> results(modules.size());
+  std::vector<std::pair<size_t, int>> tasks; // (module, cubin or -1: report)
+  for (size_t i = 0; i < modules.size(); ++i) {
+    tasks.push_back({i, -1});
+    for (const std::string &arch : staticArchs(modules[i].info)) {
+      tasks.push_back({i, int(results[i].cubins.size())});
+      results[i].cubins.push_back({arch, std::nullopt});
+    }
+  }
+  parallelFor(tasks.size(), jobs, [&](size_t t) {
+    auto [i, cubin] = tasks[t];
+    const lq::gpu::PackModule &m = modules[i];
+    if (cubin < 0) {
+      results[i].report = lq::gpu::ptxasReport(m.ptx, m.info.chip);
+      return;
+    }
+    auto &[arch, image] = results[i].cubins[cubin];
+    image = lq::gpu::compilePtx(m.ptx, arch, assembler);
+  });
+  return results;
+}
+
+std::string moduleTitle(const lq::gpu::PackModule &m) {
+  return m.name + " (" + m.info.chip + "): " +
+         (m.info.quantizeOnly
+              ? "quantize " + std::string(lq::formatName(m.info.spec.lhs.format))
+              : m.info.spec.describe());
+}
+
+void checkPtxasReport(const lq::gpu::PackModule &m,
+                      const lq::Result<lq::gpu::PtxasReport> &report) {
+  Case c("ptxas " + moduleTitle(m));
   if (!CHECK_OK(c, report))
     return;
   std::set<std::string> names;
@@ -1225,6 +1392,21 @@ void runModuleStatics(const lq::gpu::PackModule &m, Coverage &coverage) {
         CHECK_MSG(c, names.count(lq::gpu::gemmTmaKernel(t, /*packedLhs=*/true)),
                   "missing kernel " +
                       lq::gpu::gemmTmaKernel(t, /*packedLhs=*/true));
+}
+
+void checkAssembly(const lq::gpu::PackModule &m, const StaticResults &r,
+                   const std::string &assemblerName) {
+  std::string archs;
+  for (const auto &[arch, image] : r.cubins)
+    archs += (archs.empty() ? "" : ", ") + arch;
+  Case c("assemble " + m.name + " for " + archs + " (" + assemblerName + ")");
+  for (const auto &[arch, image] : r.cubins)
+    if (CHECK_MSG(c, image && image->ok(),
+                  arch + ": " + (image ? image->error() : "not run")))
+      CHECK_MSG(c, isElf(**image), arch + ": not an ELF image");
+}
+
+void addCoverage(const lq::gpu::PackModule &m, Coverage &coverage) {
   const GemmSpec &s = m.info.spec;
   if (m.info.quantizeOnly) {
     coverage.add(std::string("quantize ") + lq::formatName(s.lhs.format));
@@ -1244,6 +1426,48 @@ void runModuleStatics(const lq::gpu::PackModule &m, Coverage &coverage) {
     coverage.add("bias");
 }
 
+/// The assembler of the static checks: nvJitLink, what the runtime uses,
+/// where it loads (ptxasReport() covers ptxas either way).
+lq::gpu::PtxAssembler staticAssembler(std::string &name) {
+  auto identity = lq::gpu::assemblerIdentity(lq::gpu::PtxAssembler::NvJitLink);
+  if (identity) {
+    name = *identity;
+    return lq::gpu::PtxAssembler::NvJitLink;
+  }
+  name = "ptxas; " + identity.error();
+  return lq::gpu::PtxAssembler::Ptxas;
+}
+
+/// ptxas reports (no spills, every kernel of the ABI) and assembly of
+/// every module, before any device is needed.
+void runStatics(const std::vector<lq::gpu::PackModule> &modules,
+                unsigned jobs, Coverage &coverage) {
+  std::string assemblerName;
+  lq::gpu::PtxAssembler assembler = staticAssembler(assemblerName);
+  std::vector<StaticResults> results = computeStatics(modules, assembler, jobs);
+  for (size_t i = 0; i < modules.size(); ++i) {
+    checkPtxasReport(modules[i], *results[i].report);
+    checkAssembly(modules[i], results[i], assemblerName);
+    addCoverage(modules[i], coverage);
+  }
+}
+
+/// Whether the pack quantizes every packed operand of `s` (so the GPU run
+/// feeds it codes from the GPU).
+bool quantizedByPack(const GemmSpec &s,
+                     const std::vector<lq::gpu::PackModule> &modules) {
+  bool anyPacked = false, all = true;
+  for (const lq::OperandSpec *op : {&s.lhs, &s.rhs}) {
+    if (op->dtype != DType::Packed4)
+      continue;
+    anyPacked = true;
+    all &= std::any_of(modules.begin(), modules.end(), [&](const auto &m) {
+      return m.info.quantizeOnly && m.info.spec.lhs.format == op->format;
+    });
+  }
+  return anyPacked && all;
+}
+
 void checkCoverage(const Coverage &coverage) {
   Case c("pack covers the three GEMM roles, SMP 2 and 4, hindsight, bf16, "
          "packed operands and quantizers");
@@ -1256,76 +1480,119 @@ void checkCoverage(const Coverage &coverage) {
 
 struct Options {
   bool toolchain = false, driver = false, quick = false, driverJit = false;
-  std::string module, pack;
+  /// --static: the checks that need no device only; --sanitize: a few
+  /// small launches per GEMM module, for compute-sanitizer.
+  bool staticOnly = false, sanitize = false;
+  /// --sass: the instruction mix of one GEMM kernel per chip (cuobjdump).
+  bool sass = false;
+  std::string module, chip, pack;
   uint32_t seed = 2024;
+  unsigned jobs = std::max(1u, std::thread::hardware_concurrency());
 };
 
-int runPack(const Options &opt) {
-  struct stat st;
-  if (stat((opt.pack + "/index.txt").c_str(), &st) != 0) {
-    std::printf("SKIPPED: no kernel pack at %s (no index.txt)\n",
-                opt.pack.c_str());
-    return kSkipped;
-  }
+/// The modules of the pack that --module and --chip select, after printing
+/// what made the pack; nullopt when the pack cannot be read or nothing is
+/// selected.
+std::optional<std::vector<lq::gpu::PackModule>>
+selectModules(const Options &opt) {
   std::vector<lq::gpu::PackModule> modules;
-  {
-    auto read = lq::gpu::readPack(opt.pack);
-    Case c("read the kernel pack " + opt.pack);
-    if (!CHECK_OK(c, read))
-      return 1;
-    for (auto &m : *read)
-      if (opt.module.empty() || m.name == opt.module)
-        modules.push_back(std::move(m));
-    CHECK_MSG(c, !modules.empty(), "no module named " + opt.module);
-  }
-  Coverage coverage;
-  for (const auto &m : modules)
-    runModuleStatics(m, coverage);
+  auto read = lq::gpu::readPack(opt.pack);
+  Case c("read the kernel pack " + opt.pack);
+  if (!CHECK_OK(c, read))
+    return std::nullopt;
+  if (auto stamp = lq::gpu::readPackStamp(opt.pack))
+    c.note("made from commit " + stamp->commit + " (uncommitted changes: " +
+           stamp->dirty + ") on " + stamp->date + ", ABI " +
+           std::to_string(stamp->abi) + ", " + std::to_string(read->size()) +
+           " modules");
+  for (auto &m : *read)
+    if ((opt.module.empty() || m.name == opt.module) &&
+        (opt.chip.empty() || m.info.chip == opt.chip))
+      modules.push_back(std::move(m));
+  std::string what = opt.module.empty() ? "" : " named " + opt.module;
+  what += opt.chip.empty() ? "" : " for " + opt.chip;
+  if (!CHECK_MSG(c, !modules.empty(), "no module" + what))
+    return std::nullopt;
+  c.note(std::to_string(modules.size()) + " selected");
+  return modules;
+}
 
-  auto driver = CudaDriver::get();
-  if (!driver) {
-    std::printf("SKIPPED: %s\n", driver.error().c_str());
-    return failed ? 1 : kSkipped;
-  }
-  cuda = *driver;
-  {
-    Case c("CUDA context and stream on device 0");
-    auto context = cuda->usePrimaryContext(0);
-    auto created = cuda->createStream();
-    if (!CHECK_OK(c, context) || !CHECK_OK(c, created))
-      return 1;
-    stream = *created;
-  }
+/// "device: ..." with what the driver tells of clocks and versions.
+void printDevice(const lq::gpu::DeviceInfo &d) {
+  auto mhz = [&](CUdevice_attribute attribute) {
+    auto khz = cuda->attribute(attribute, d.device);
+    return khz ? std::to_string(*khz / 1000) + " MHz" : khz.error();
+  };
+  auto version = cuda->driverVersion();
+  std::string driver =
+      version ? std::to_string(*version / 1000) + "." +
+                    std::to_string(*version % 1000 / 10)
+              : version.error();
+  std::printf("device: %s, compute capability %d.%d, %d SMs, SM clock %s, "
+              "memory clock %s, CUDA driver %s\n",
+              d.name.c_str(), d.computeMajor, d.computeMinor,
+              d.multiprocessors, mhz(CU_DEVICE_ATTRIBUTE_CLOCK_RATE).c_str(),
+              mhz(CU_DEVICE_ATTRIBUTE_MEMORY_CLOCK_RATE).c_str(),
+              driver.c_str());
+}
+
+/// Device 0's primary context, a stream, and the device line.
+std::optional<lq::gpu::DeviceInfo> openDevice() {
+  Case c("CUDA context and stream on device 0");
+  auto context = cuda->usePrimaryContext(0);
+  auto created = cuda->createStream();
+  if (!CHECK_OK(c, context) || !CHECK_OK(c, created))
+    return std::nullopt;
+  stream = *created;
   auto device = cuda->currentDevice();
-  if (device)
-    std::printf("device: %s, compute capability %d.%d, %d SMs\n",
-                device->name.c_str(), device->computeMajor,
-                device->computeMinor, device->multiprocessors);
+  if (!CHECK_OK(c, device))
+    return std::nullopt;
+  printDevice(*device);
+  return *device;
+}
 
-  std::vector<Loaded> loaded;
-  for (auto &m : modules) {
+/// Loads every module the device can run: assembled on every core first,
+/// then loaded in pack order.
+std::vector<Loaded> loadModules(std::vector<lq::gpu::PackModule> &modules,
+                                const lq::gpu::DeviceInfo &device,
+                                const Options &opt) {
+  std::vector<size_t> runnable;
+  for (size_t i = 0; i < modules.size(); ++i) {
     // A pack holds modules for several chips: sm_90a code runs on compute
     // capability 9.0 only.
-    if (auto arch = device ? lq::gpu::deviceArch(m.info, *device)
-                           : lq::Result<std::string>::failure(device.error());
-        !arch) {
-      std::printf("SKIP %s: %s\n", m.name.c_str(), arch.error().c_str());
-      continue;
-    }
+    if (auto arch = lq::gpu::deviceArch(modules[i].info, device); !arch)
+      std::printf("SKIP %s: %s\n", modules[i].name.c_str(),
+                  arch.error().c_str());
+    else
+      runnable.push_back(i);
+  }
+  std::vector<std::optional<lq::Result<std::string>>> images(modules.size());
+  if (!opt.driverJit)
+    parallelFor(runnable.size(), opt.jobs, [&](size_t r) {
+      size_t i = runnable[r];
+      images[i] = lq::gpu::assemblePackModule(modules[i], device);
+    });
+  std::vector<Loaded> loaded;
+  for (size_t i : runnable) {
+    lq::gpu::PackModule &m = modules[i];
     Case c("load " + m.name + (opt.driverJit ? " (driver JIT)" : " (assembled)"));
-    auto launcher = lq::gpu::loadPackModule(
-        m, opt.driverJit ? lq::gpu::PtxLoading::DriverJit
-                         : lq::gpu::PtxLoading::Assemble);
+    using R = lq::Result<std::unique_ptr<GpuLauncher>>;
+    R launcher = opt.driverJit    ? GpuLauncher::load(m.ptx, m.info)
+                 : images[i]->ok() ? GpuLauncher::load(**images[i], m.info)
+                                   : R::failure(images[i]->error());
     CHECK_OK(c, launcher);
     loaded.push_back({m, launcher.ok() ? std::move(*launcher) : nullptr});
   }
+  return loaded;
+}
 
-  std::mt19937 rng(opt.seed);
+void runQuantizeModules(std::vector<Loaded> &loaded, bool quick,
+                        std::mt19937 &rng) {
   for (Loaded &l : loaded) {
     if (!l.launcher || !l.module.info.quantizeOnly)
       continue;
     std::vector<std::array<int64_t, 2>> shapes = {{1, 1}, {3, 7}, {17, 64}};
-    if (!opt.quick)
+    if (!quick)
       for (std::array<int64_t, 2> s : {std::array<int64_t, 2>{129, 33},
                                        {1000, 3}, {5, 1001}, {300, 257}})
         shapes.push_back(s);
@@ -1339,6 +1606,31 @@ int runPack(const Options &opt) {
       runQuantizeCase(l, 19, 23, true, true, true, rng);
     }
   }
+}
+
+/// Every tile, copy variant and placement of a module ran.
+void checkKernelsReached(const Loaded &l,
+                         const std::set<std::string> &kernelsUsed) {
+  Case c("gemm " + l.module.name + ": shapes reach every tile, copy "
+         "variant and placement");
+  // On sm_90a the aligned quantize-once GEMM is always the TMA one.
+  bool tma = l.module.info.chip == "sm_90a";
+  std::vector<std::string> kernels;
+  for (const auto &t : l.module.info.tiles) {
+    kernels.push_back(lq::gpu::gemmKernel(t, true));
+    kernels.push_back(lq::gpu::gemmKernel(t, false));
+    if (tma)
+      kernels.push_back(lq::gpu::gemmTmaKernel(t));
+    if (l.launcher->hasPackedLhsVariant())
+      kernels.push_back(tma ? lq::gpu::gemmTmaKernel(t, /*packedLhs=*/true)
+                            : lq::gpu::gemmKernel(t, true, /*packedLhs=*/true));
+  }
+  for (const std::string &k : kernels)
+    CHECK_MSG(c, kernelsUsed.count(k), k + " never ran");
+}
+
+void runGemmModules(std::vector<Loaded> &loaded, bool quick,
+                    std::mt19937 &rng, Coverage &coverage) {
   for (Loaded &l : loaded) {
     if (!l.launcher || l.module.info.quantizeOnly)
       continue;
@@ -1355,29 +1647,299 @@ int runPack(const Options &opt) {
     if (gpuQuantizable)
       coverage.add("gpu-quantized packed operand");
     std::set<std::string> kernelsUsed;
-    for (const GemmCase &g : gemmCases(l, opt.quick, rng, gpuQuantizable))
+    for (const GemmCase &g : gemmCases(l, quick, rng, gpuQuantizable))
       runGemmCase(l, loaded, g, rng, kernelsUsed);
     runMisuseCase(l);
-    if (!opt.quick) {
-      Case c("gemm " + l.module.name + ": shapes reach every tile, copy "
-             "variant and placement");
-      // On sm_90a the aligned quantize-once GEMM is always the TMA one.
-      bool tma = l.module.info.chip == "sm_90a";
-      std::vector<std::string> kernels;
-      for (const auto &t : l.module.info.tiles) {
-        kernels.push_back(lq::gpu::gemmKernel(t, true));
-        kernels.push_back(lq::gpu::gemmKernel(t, false));
-        if (tma)
-          kernels.push_back(lq::gpu::gemmTmaKernel(t));
-        if (l.launcher->hasPackedLhsVariant())
-          kernels.push_back(
-              tma ? lq::gpu::gemmTmaKernel(t, /*packedLhs=*/true)
-                  : lq::gpu::gemmKernel(t, true, /*packedLhs=*/true));
-      }
-      for (const std::string &k : kernels)
-        CHECK_MSG(c, kernelsUsed.count(k), k + " never ran");
-    }
+    if (!quick)
+      checkKernelsReached(l, kernelsUsed);
   }
+}
+
+/// A few small launches of each GEMM module, for compute-sanitizer (which
+/// slows kernels down a hundredfold): the fused GEMM with its fastest copy
+/// (TMA on sm_90a, cp.async on sm_80), the quantize-once placement where
+/// the module has it, and the unaligned `any` copies.
+void runSanitizeCases(std::vector<Loaded> &loaded, std::mt19937 &rng) {
+  size_t gemms = 0;
+  for (Loaded &l : loaded) {
+    if (!l.launcher || l.module.info.quantizeOnly)
+      continue;
+    ++gemms;
+    const lq::gpu::GemmTile &t = l.module.info.tiles.front();
+    bool packedLhs = l.launcher->hasPackedLhsVariant();
+    std::vector<GemmCase> cases = {{33, 17, 64, true}, {17, 33, 21, false}};
+    // Columns for three tiles and more: the quantize-once placement.
+    if (packedLhs)
+      cases.push_back({13, 4 * int64_t(t.bn) + 1, 40, true});
+    std::set<std::string> used;
+    for (const GemmCase &g : cases)
+      runGemmCase(l, loaded, g, rng, used);
+    Case c("sanitize " + l.module.name + ": the fused GEMM ran");
+    bool tma = l.module.info.chip == "sm_90a";
+    std::vector<std::string> wanted = {
+        tma ? lq::gpu::gemmTmaKernel(t) : lq::gpu::gemmKernel(t, true),
+        lq::gpu::gemmKernel(t, false)};
+    if (packedLhs)
+      wanted.push_back(tma ? lq::gpu::gemmTmaKernel(t, true)
+                           : lq::gpu::gemmKernel(t, true, true));
+    for (const std::string &k : wanted)
+      CHECK_MSG(c, used.count(k), k + " never ran");
+  }
+  if (gemms == 0) {
+    Case c("sanitize: a GEMM module to run");
+    CHECK_MSG(c, false, "the selection holds quantize modules only");
+  }
+}
+
+//===----------------------------------------------------------------------===//
+// SASS: the instruction mix of a GEMM kernel
+//===----------------------------------------------------------------------===//
+
+using OpcodeCounts = std::map<std::string, int>;
+
+/// Opcode counts per function of a `cuobjdump -sass` listing: "Function :
+/// NAME" starts a function, "/*0a30*/ @!P0 IMMA.16832.S8.S8 R4, ... ;" is
+/// an instruction (address, optional predicate, opcode with modifiers).
+std::map<std::string, OpcodeCounts> parseSass(std::string_view listing) {
+  std::map<std::string, OpcodeCounts> functions;
+  OpcodeCounts *current = nullptr;
+  auto trim = [](std::string_view s) {
+    size_t begin = s.find_first_not_of(" \t{");
+    return begin == std::string_view::npos ? std::string_view() : s.substr(begin);
+  };
+  while (!listing.empty()) {
+    size_t newline = std::min(listing.find('\n'), listing.size());
+    std::string_view line = trim(listing.substr(0, newline));
+    listing.remove_prefix(std::min(newline + 1, listing.size()));
+    if (line.rfind("Function : ", 0) == 0) {
+      std::string_view name = line.substr(11);
+      current = &functions[std::string(name.substr(0, name.find_first_of(" \t\r")))];
+      continue;
+    }
+    size_t close = line.find("*/");
+    if (!current || line.rfind("/*", 0) != 0 || close == std::string_view::npos ||
+        close == 2 ||
+        line.substr(2, close - 2).find_first_not_of("0123456789abcdef") !=
+            std::string_view::npos)
+      continue;
+    std::string_view rest = trim(line.substr(close + 2));
+    if (!rest.empty() && rest[0] == '@')
+      rest = trim(rest.substr(std::min(rest.find(' '), rest.size())));
+    std::string_view opcode = rest.substr(0, rest.find_first_of(" .;"));
+    if (!opcode.empty())
+      ++(*current)[std::string(opcode)];
+  }
+  return functions;
+}
+
+/// The instruction classes the SASS facts count: tensor cores (Hopper's
+/// warpgroup HGMMA/IGMMA, mma.sync's HMMA/IMMA), shared memory, the copy
+/// engines (cp.async LDGSTS, TMA UTMALDG) and local memory.
+const char *const kSassClasses[] = {"HGMMA", "IGMMA", "IMMA",   "HMMA",
+                                    "LDS",   "STS",   "LDSM",   "LDGSTS",
+                                    "UTMALDG", "LDL", "STL"};
+
+std::string sassSummary(const OpcodeCounts &counts) {
+  std::string text;
+  int total = 0;
+  for (const auto &[opcode, n] : counts)
+    total += n;
+  for (const char *k : kSassClasses) {
+    auto it = counts.find(k);
+    text += std::string(k) + " " +
+            std::to_string(it == counts.end() ? 0 : it->second) + ", ";
+  }
+  return text + std::to_string(total) + " instructions";
+}
+
+std::string mostFrequent(const OpcodeCounts &counts, size_t n) {
+  std::vector<std::pair<int, std::string>> order;
+  for (const auto &[opcode, count] : counts)
+    order.push_back({-count, opcode});
+  std::sort(order.begin(), order.end());
+  std::string text;
+  for (size_t i = 0; i < std::min(n, order.size()); ++i)
+    text += (i ? ", " : "") + order[i].second + " " +
+            std::to_string(-order[i].first);
+  return text;
+}
+
+/// An executable on PATH, else in $CUDA_HOME/bin or /usr/local/cuda/bin;
+/// empty when none.
+std::string findTool(const std::string &name) {
+  std::vector<std::string> dirs;
+  std::string path = std::getenv("PATH") ? std::getenv("PATH") : "";
+  for (size_t begin = 0; begin <= path.size();) {
+    size_t end = std::min(path.find(':', begin), path.size());
+    dirs.push_back(path.substr(begin, end - begin));
+    begin = end + 1;
+  }
+  if (const char *home = std::getenv("CUDA_HOME"))
+    dirs.push_back(std::string(home) + "/bin");
+  dirs.push_back("/usr/local/cuda/bin");
+  for (const std::string &dir : dirs)
+    if (!dir.empty() && access((dir + "/" + name).c_str(), X_OK) == 0)
+      return dir + "/" + name;
+  return "";
+}
+
+/// What `command` prints (stderr too); an error when it fails.
+lq::Result<std::string> runCommand(const std::string &command) {
+  FILE *pipe = popen((command + " 2>&1").c_str(), "r");
+  if (!pipe)
+    return lq::Result<std::string>::failure("cannot run " + command);
+  std::string output;
+  char buffer[4096];
+  for (size_t n; (n = std::fread(buffer, 1, sizeof(buffer), pipe)) > 0;)
+    output.append(buffer, n);
+  int status = pclose(pipe);
+  if (status != 0)
+    return lq::Result<std::string>::failure(
+        command + " failed (status " + std::to_string(status) + "): " +
+        output.substr(0, 400));
+  return output;
+}
+
+void testSassParser() {
+  Case c("sass: cuobjdump listings are counted per function");
+  const char *listing =
+      "\n\tcode for sm_90a\n"
+      "\t\tFunction : lq_gemm_64x64_tma\n"
+      "\t.headerflags\t@\"EF_CUDA_SM90 EF_CUDA_VIRTUAL_SM(EF_CUDA_SM90)\"\n"
+      "        /*0000*/                   LDC R1, c[0x0][0x28] ;"
+      "                 /* 0x00000a00ff017b82 */\n"
+      "                                                          "
+      "                 /* 0x000fe40000000800 */\n"
+      "        /*0010*/              @!P0 UTMALDG.2D [UR8], [UR4] ;\n"
+      "        /*0020*/                   IGMMA.64x64x32.S8.S8 R24, gdesc[UR8], RZ ;\n"
+      "        /*0030*/               @P1 IGMMA.64x64x32.S8.S8 R24, gdesc[UR12], R24 ;\n"
+      "        /*0040*/                   LDS.128 R4, [R2] ;\n"
+      "        /*0050*/                   EXIT ;\n"
+      "\t\t..........\n\n"
+      "\t\tFunction : lq_stats_lhs\n"
+      "        /*0000*/                   LDL R2, [R1] ;\n"
+      "        /*0010*/                   STL [R1], R2 ;\n";
+  auto functions = parseSass(listing);
+  CHECK(c, functions.size() == 2);
+  const OpcodeCounts &gemm = functions["lq_gemm_64x64_tma"];
+  CHECK_MSG(c, gemm.at("IGMMA") == 2 && gemm.at("UTMALDG") == 1,
+            sassSummary(gemm));
+  CHECK_MSG(c, gemm.at("LDC") == 1 && gemm.at("LDS") == 1 && gemm.size() == 5,
+            sassSummary(gemm));
+  CHECK(c, gemm.count("LDL") == 0 && functions["lq_stats_lhs"].at("LDL") == 1);
+  CHECK_MSG(c, sassSummary(gemm).find("IGMMA 2, IMMA 0,") != std::string::npos,
+            sassSummary(gemm));
+  CHECK_MSG(c, mostFrequent(gemm, 2) == "IGMMA 2, EXIT 1", mostFrequent(gemm, 2));
+}
+
+/// The SASS module of a chip: bwd_data_bf16 (a LUQ GEMM with the TMA
+/// variant on sm_90a), else the first GEMM module.
+const lq::gpu::PackModule *
+sassModule(const std::vector<lq::gpu::PackModule> &modules,
+           const std::string &chip) {
+  const lq::gpu::PackModule *found = nullptr;
+  for (const auto &m : modules)
+    if (m.info.chip == chip && !m.info.quantizeOnly &&
+        (!found || m.name == "bwd_data_bf16." + chip))
+      found = &m;
+  return found;
+}
+
+/// The instruction mix of the module's main GEMM kernel (TMA on sm_90a,
+/// cp.async on sm_80), with what it must and must not hold.
+void sassFacts(const lq::gpu::PackModule &m, const std::string &cuobjdump) {
+  const lq::gpu::GemmTile &t = m.info.tiles.front();
+  bool hopper = m.info.chip == "sm_90a";
+  std::string kernel = hopper ? lq::gpu::gemmTmaKernel(t)
+                              : lq::gpu::gemmKernel(t, true);
+  Case c("sass " + kernel + " of " + m.name + ": tensor cores, " +
+         (hopper ? "TMA" : "cp.async") + ", no local memory");
+  auto cubin = lq::gpu::compilePtx(m.ptx, m.info.chip);
+  ScratchDir dir;
+  if (!CHECK_OK(c, cubin) || !CHECK_MSG(c, !dir.path.empty(), "no scratch directory"))
+    return;
+  dir.write("module.cubin", *cubin);
+  auto listing = runCommand(cuobjdump + " -sass " + dir.path + "/module.cubin");
+  if (!CHECK_OK(c, listing))
+    return;
+  auto functions = parseSass(*listing);
+  auto it = functions.find(kernel);
+  if (!CHECK_MSG(c, it != functions.end(),
+                 "no function " + kernel + " among the " +
+                     std::to_string(functions.size()) + " of the listing"))
+    return;
+  const OpcodeCounts &n = it->second;
+  auto count = [&](const char *k) { return n.count(k) ? n.at(k) : 0; };
+  c.note("SASS " + kernel + " (" + m.name + "): " + sassSummary(n));
+  c.note("most frequent: " + mostFrequent(n, 12));
+  CHECK_MSG(c, count("HGMMA") + count("IGMMA") + count("IMMA") + count("HMMA") > 0,
+            "no tensor-core instruction");
+  CHECK_MSG(c, count(hopper ? "UTMALDG" : "LDGSTS") > 0,
+            hopper ? "no TMA load (UTMALDG)" : "no cp.async (LDGSTS)");
+  CHECK_MSG(c, count("LDL") + count("STL") == 0, "local memory (LDL/STL)");
+}
+
+/// SASS facts of one GEMM kernel per chip of the selection.
+int runSass(const Options &opt) {
+  auto modules = selectModules(opt);
+  if (!modules)
+    return 1;
+  std::string cuobjdump = findTool("cuobjdump");
+  if (cuobjdump.empty()) {
+    std::printf("SKIPPED: cuobjdump not found (PATH, $CUDA_HOME/bin, "
+                "/usr/local/cuda/bin): no SASS facts\n");
+    return failed ? 1 : kSkipped;
+  }
+  for (const char *chip : {"sm_90a", "sm_80"})
+    if (const lq::gpu::PackModule *m = sassModule(*modules, chip))
+      sassFacts(*m, cuobjdump);
+  return failed ? 1 : 0;
+}
+
+int runPack(const Options &opt) {
+  struct stat st;
+  if (!opt.staticOnly && stat((opt.pack + "/index.txt").c_str(), &st) != 0) {
+    std::printf("SKIPPED: no kernel pack at %s (no index.txt)\n",
+                opt.pack.c_str());
+    return kSkipped;
+  }
+  auto modules = selectModules(opt);
+  if (!modules)
+    return 1;
+  Coverage coverage;
+  if (!opt.sanitize)
+    runStatics(*modules, opt.jobs, coverage);
+  if (opt.staticOnly) {
+    for (const auto &m : *modules)
+      if (!m.info.quantizeOnly && quantizedByPack(m.info.spec, *modules))
+        coverage.add("gpu-quantized packed operand");
+    if (opt.module.empty())
+      checkCoverage(coverage);
+    return failed ? 1 : 0;
+  }
+
+  auto driver = CudaDriver::get();
+  if (!driver) {
+    std::printf("SKIPPED: %s\n", driver.error().c_str());
+    return failed ? 1 : kSkipped;
+  }
+  cuda = *driver;
+  auto device = openDevice();
+  if (!device)
+    return 1;
+  std::vector<Loaded> loaded = loadModules(*modules, *device, opt);
+  if (loaded.empty()) {
+    std::printf("SKIPPED: no module of the selection runs on %s\n",
+                device->name.c_str());
+    return failed ? 1 : kSkipped;
+  }
+  std::mt19937 rng(opt.seed);
+  if (opt.sanitize) {
+    runSanitizeCases(loaded, rng);
+    return failed ? 1 : 0;
+  }
+  runQuantizeModules(loaded, opt.quick, rng);
+  runGemmModules(loaded, opt.quick, rng, coverage);
   if (opt.module.empty())
     checkCoverage(coverage);
   return failed ? 1 : 0;
@@ -1387,17 +1949,18 @@ int usage() {
   std::fprintf(stderr,
                "usage: lq-gpu-test --toolchain\n"
                "       lq-gpu-test --driver\n"
-               "       lq-gpu-test [--quick] [--driver-jit] [--module NAME] "
-               "[--seed N] PACK_DIR\n");
+               "       lq-gpu-test [--static | --sanitize | --sass] [--quick] "
+               "[--driver-jit] [--chip sm_80|sm_90a] [--module NAME] "
+               "[--seed N] [--jobs N] PACK_DIR\n");
   return 2;
 }
 
-} // namespace
-
-int main(int argc, char **argv) {
+/// The options; nullopt on a bad command line.
+std::optional<Options> parseOptions(int argc, char **argv) {
   Options opt;
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
+    bool value = i + 1 < argc;
     if (arg == "--toolchain")
       opt.toolchain = true;
     else if (arg == "--driver")
@@ -1406,43 +1969,79 @@ int main(int argc, char **argv) {
       opt.quick = true;
     else if (arg == "--driver-jit")
       opt.driverJit = true;
-    else if (arg == "--module" && i + 1 < argc)
+    else if (arg == "--static")
+      opt.staticOnly = true;
+    else if (arg == "--sanitize")
+      opt.sanitize = true;
+    else if (arg == "--sass")
+      opt.sass = true;
+    else if (arg == "--module" && value)
       opt.module = argv[++i];
-    else if (arg == "--seed" && i + 1 < argc)
+    else if (arg == "--chip" && value)
+      opt.chip = argv[++i];
+    else if (arg == "--seed" && value)
       opt.seed = uint32_t(std::strtoul(argv[++i], nullptr, 10));
+    else if (arg == "--jobs" && value)
+      opt.jobs = unsigned(std::max(1l, std::strtol(argv[++i], nullptr, 10)));
     else if (!arg.empty() && arg[0] != '-' && opt.pack.empty())
       opt.pack = arg;
     else
-      return usage();
+      return std::nullopt;
   }
-  if (int(opt.toolchain) + int(opt.driver) + int(!opt.pack.empty()) != 1)
-    return usage();
+  bool chipOk = opt.chip.empty() || opt.chip == "sm_80" || opt.chip == "sm_90a";
+  if (int(opt.toolchain) + int(opt.driver) + int(!opt.pack.empty()) != 1 ||
+      int(opt.staticOnly) + int(opt.sanitize) + int(opt.sass) > 1 || !chipOk)
+    return std::nullopt;
+  return opt;
+}
 
+int runDriver() {
+  auto driver = CudaDriver::get();
+  if (!driver) {
+    std::printf("SKIPPED: %s\n", driver.error().c_str());
+    return kSkipped;
+  }
+  cuda = *driver;
+  {
+    Case c("driver: primary context and a stream on device 0");
+    auto context = cuda->usePrimaryContext(0);
+    auto created = cuda->createStream();
+    if (CHECK_OK(c, context) && CHECK_OK(c, created))
+      stream = *created;
+  }
+  if (stream) {
+    if (auto device = cuda->currentDevice())
+      printDevice(*device);
+    testDriver();
+  }
+  return failed ? 1 : 0;
+}
+
+} // namespace
+
+int main(int argc, char **argv) {
+  // A line per case as it finishes, also into a pipe: a run cut short by
+  // a timeout or a faulting kernel keeps every line before it.
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);
+  std::optional<Options> opt = parseOptions(argc, argv);
+  if (!opt)
+    return usage();
   int result;
-  if (opt.toolchain) {
+  if (opt->toolchain) {
     testModuleInfo();
     testPtxAssembly();
     testPtxasReport();
+    testPackStamp();
+    testSassParser();
     result = failed ? 1 : 0;
-  } else if (opt.driver) {
-    auto driver = CudaDriver::get();
-    if (!driver) {
-      std::printf("SKIPPED: %s\n", driver.error().c_str());
-      return kSkipped;
-    }
-    cuda = *driver;
-    {
-      Case c("driver: primary context and a stream on device 0");
-      auto context = cuda->usePrimaryContext(0);
-      auto created = cuda->createStream();
-      if (CHECK_OK(c, context) && CHECK_OK(c, created))
-        stream = *created;
-    }
-    if (stream)
-      testDriver();
-    result = failed ? 1 : 0;
+  } else if (opt->driver) {
+    result = runDriver();
+    if (result == kSkipped)
+      return result;
+  } else if (opt->sass) {
+    result = runSass(*opt);
   } else {
-    result = runPack(opt);
+    result = runPack(*opt);
   }
   std::printf("%d passed, %d failed\n", passed, failed);
   return result;

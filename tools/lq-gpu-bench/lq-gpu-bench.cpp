@@ -1,7 +1,7 @@
 //===- lq-gpu-bench.cpp - fused 4-bit GEMMs of a kernel pack vs cuBLAS ----===//
 //
-//   lq-gpu-bench [--pack DIR] [--out FILE] [--iters N] [--warmup N] [--quick]
-//                [--driver-jit]
+//   lq-gpu-bench [--pack DIR] [--out FILE.md] [--json FILE] [--chip CHIP]
+//                [--iters N] [--warmup N] [--jobs N] [--quick] [--driver-jit]
 //
 // Times (CUDA events around each launch, warm-up runs first, the median of
 // N) every float GEMM module of a kernel pack at 4096^3, 8192^3 and
@@ -18,10 +18,16 @@
 // bandwidth (bytes read and written) as a fraction of it.
 //
 // cuBLAS is opened with dlopen (libcublas.so.13 / libcublas.so, and
-// cuBLASLt likewise); a baseline that cannot run prints why and is left out.
-// The result is a Markdown table on stdout and in --out. --quick measures
-// the smaller shapes only; --driver-jit hands the PTX to the driver instead
-// of assembling it with nvJitLink or ptxas.
+// cuBLASLt likewise, on LD_LIBRARY_PATH or in /usr/local/cuda/lib64; its
+// types are declared in CublasAbi.h, so no cuBLAS header is needed); a
+// baseline that cannot run is a note with the reason, and is left out.
+// The result is a Markdown table on stdout and in --out, and JSON in
+// --json, both rewritten after every module so that a run cut short keeps
+// what it measured. A module that does not load or launch is a problem:
+// it is left out, the run goes on, and the exit status is 1 at the end
+// (77: no CUDA device). --quick measures the smaller shapes only; --chip
+// the modules of one target; --driver-jit hands the PTX to the driver
+// instead of assembling it (with nvJitLink or ptxas, on --jobs threads).
 //
 //===----------------------------------------------------------------------===//
 
@@ -30,10 +36,11 @@
 #include "lq/Runtime/GpuPack.h"
 #include "lq/Runtime/PtxCompiler.h"
 
-#include <cublasLt.h>
-#include <cublas_api.h>
+#include "CublasAbi.h"
 
 #include <algorithm>
+#include <array>
+#include <atomic>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -43,8 +50,10 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <random>
 #include <string>
+#include <thread>
 #include <tuple>
 #include <vector>
 
@@ -103,9 +112,9 @@ public:
     resolve(library, "cublasGetStatusString", b->statusString, missing);
     if (!missing.empty())
       return R::failure("cuBLAS lacks " + missing);
-    if (cublasStatus_t s = b->create(&b->handle))
+    if (lqblas::Status s = b->create(&b->handle))
       return R::failure("cublasCreate: " + b->text(s));
-    if (cublasStatus_t s = b->setStream(b->handle, stream))
+    if (lqblas::Status s = b->setStream(b->handle, stream))
       return R::failure("cublasSetStream: " + b->text(s));
     return R(std::move(b));
   }
@@ -119,31 +128,26 @@ public:
   std::string gemmBf16(int m, int n, int k, CUdeviceptr a, CUdeviceptr b,
                        CUdeviceptr c) {
     float alpha = 1.0f, beta = 0.0f;
-    cublasStatus_t s = gemmEx(
-        handle, CUBLAS_OP_N, CUBLAS_OP_N, m, n, k, &alpha,
-        reinterpret_cast<void *>(a), CUDA_R_16BF, m,
-        reinterpret_cast<void *>(b), CUDA_R_16BF, k, &beta,
-        reinterpret_cast<void *>(c), CUDA_R_16BF, m, CUBLAS_COMPUTE_32F,
-        CUBLAS_GEMM_DEFAULT);
+    lqblas::Status s = gemmEx(
+        handle, lqblas::kOpN, lqblas::kOpN, m, n, k, &alpha,
+        reinterpret_cast<void *>(a), lqblas::kR16BF, m,
+        reinterpret_cast<void *>(b), lqblas::kR16BF, k, &beta,
+        reinterpret_cast<void *>(c), lqblas::kR16BF, m, lqblas::kCompute32F,
+        lqblas::kGemmDefault);
     return s ? "cublasGemmEx: " + text(s) : "";
   }
 
 private:
   Cublas() = default;
-  std::string text(cublasStatus_t s) const {
+  std::string text(lqblas::Status s) const {
     return statusString ? statusString(s) : "status " + std::to_string(int(s));
   }
-  cublasStatus_t (*create)(cublasHandle_t *) = nullptr;
-  cublasStatus_t (*destroy)(cublasHandle_t) = nullptr;
-  cublasStatus_t (*setStream)(cublasHandle_t, cudaStream_t) = nullptr;
-  cublasStatus_t (*gemmEx)(cublasHandle_t, cublasOperation_t,
-                           cublasOperation_t, int, int, int, const void *,
-                           const void *, cudaDataType, int, const void *,
-                           cudaDataType, int, const void *, void *,
-                           cudaDataType, int, cublasComputeType_t,
-                           cublasGemmAlgo_t) = nullptr;
-  const char *(*statusString)(cublasStatus_t) = nullptr;
-  cublasHandle_t handle = nullptr;
+  lqblas::CreateFn create = nullptr;
+  lqblas::DestroyFn destroy = nullptr;
+  lqblas::SetStreamFn setStream = nullptr;
+  lqblas::GemmExFn gemmEx = nullptr;
+  lqblas::StatusStringFn statusString = nullptr;
+  lqblas::Handle handle = nullptr;
 };
 
 //===----------------------------------------------------------------------===//
@@ -181,7 +185,7 @@ public:
     resolve(library, "cublasLtMatmul", lt->run, missing);
     if (!missing.empty())
       return R::failure("cuBLASLt lacks " + missing);
-    if (cublasStatus_t s = lt->create(&lt->handle))
+    if (lqblas::Status s = lt->create(&lt->handle))
       return R::failure("cublasLtCreate: " + lt->text(s));
     auto workspace = DeviceBuffer::allocate(kWorkspaceBytes);
     if (!workspace)
@@ -221,7 +225,7 @@ public:
     const void *alpha = fp8 ? static_cast<const void *>(&alphaF) : &alphaI;
     const void *beta = fp8 ? static_cast<const void *>(&betaF) : &betaI;
     void *dp = reinterpret_cast<void *>(d);
-    cublasStatus_t s =
+    lqblas::Status s =
         run(handle, plan->desc, alpha, reinterpret_cast<void *>(a), plan->a,
             reinterpret_cast<void *>(b), plan->b, beta, dp, plan->d, dp,
             plan->d, &plan->algo, workspace.data(), kWorkspaceBytes, stream);
@@ -234,49 +238,48 @@ private:
     LowPrecision kind = LowPrecision::Fp8;
     int m = 0, n = 0, k = 0;
     std::string error;
-    cublasLtMatmulDesc_t desc = nullptr;
-    cublasLtMatrixLayout_t a = nullptr, b = nullptr, d = nullptr;
-    cublasLtMatmulAlgo_t algo{};
+    lqblas::LtMatmulDesc desc = nullptr;
+    lqblas::LtMatrixLayout a = nullptr, b = nullptr, d = nullptr;
+    lqblas::LtMatmulAlgo algo{};
   };
 
   CublasLt() = default;
-  std::string text(cublasStatus_t s) const {
+  std::string text(lqblas::Status s) const {
     return statusString ? statusString(s) : "status " + std::to_string(int(s));
   }
 
   std::string prepare(Plan &p) {
     bool fp8 = p.kind == LowPrecision::Fp8;
-    cudaDataType in = fp8 ? CUDA_R_8F_E4M3 : CUDA_R_8I;
-    cudaDataType out = fp8 ? CUDA_R_16BF : CUDA_R_32I;
-    cublasComputeType_t compute = fp8 ? CUBLAS_COMPUTE_32F : CUBLAS_COMPUTE_32I;
-    cudaDataType scale = fp8 ? CUDA_R_32F : CUDA_R_32I;
+    int in = fp8 ? lqblas::kR8FE4M3 : lqblas::kR8I;
+    int out = fp8 ? lqblas::kR16BF : lqblas::kR32I;
+    int compute = fp8 ? lqblas::kCompute32F : lqblas::kCompute32I;
+    int scale = fp8 ? lqblas::kR32F : lqblas::kR32I;
     std::string what = std::string(fp8 ? "FP8" : "INT8") + " " +
                        std::to_string(p.m) + "x" + std::to_string(p.n) + "x" +
                        std::to_string(p.k) + ": ";
-    if (cublasStatus_t s = descCreate(&p.desc, compute, scale))
+    if (lqblas::Status s = descCreate(&p.desc, compute, scale))
       return what + "cublasLtMatmulDescCreate: " + text(s);
-    cublasOperation_t transA = CUBLAS_OP_T, transB = CUBLAS_OP_N;
-    if (cublasStatus_t s = descSet(p.desc, CUBLASLT_MATMUL_DESC_TRANSA,
-                                   &transA, sizeof(transA)))
+    int transA = lqblas::kOpT, transB = lqblas::kOpN;
+    if (lqblas::Status s = descSet(p.desc, lqblas::kDescTransA, &transA,
+                                   sizeof(transA)))
       return what + "TRANSA: " + text(s);
-    if (cublasStatus_t s = descSet(p.desc, CUBLASLT_MATMUL_DESC_TRANSB,
-                                   &transB, sizeof(transB)))
+    if (lqblas::Status s = descSet(p.desc, lqblas::kDescTransB, &transB,
+                                   sizeof(transB)))
       return what + "TRANSB: " + text(s);
-    if (cublasStatus_t s = layoutCreate(&p.a, in, p.k, p.m, p.k))
+    if (lqblas::Status s = layoutCreate(&p.a, in, p.k, p.m, p.k))
       return what + "layout of A: " + text(s);
-    if (cublasStatus_t s = layoutCreate(&p.b, in, p.k, p.n, p.k))
+    if (lqblas::Status s = layoutCreate(&p.b, in, p.k, p.n, p.k))
       return what + "layout of B: " + text(s);
-    if (cublasStatus_t s = layoutCreate(&p.d, out, p.m, p.n, p.m))
+    if (lqblas::Status s = layoutCreate(&p.d, out, p.m, p.n, p.m))
       return what + "layout of D: " + text(s);
-    cublasLtMatmulPreference_t pref = nullptr;
-    if (cublasStatus_t s = prefCreate(&pref))
+    lqblas::LtPreference pref = nullptr;
+    if (lqblas::Status s = prefCreate(&pref))
       return what + "cublasLtMatmulPreferenceCreate: " + text(s);
     size_t bytes = kWorkspaceBytes;
-    prefSet(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &bytes,
-            sizeof(bytes));
-    cublasLtMatmulHeuristicResult_t result{};
+    prefSet(pref, lqblas::kPrefMaxWorkspaceBytes, &bytes, sizeof(bytes));
+    lqblas::LtHeuristicResult result{};
     int found = 0;
-    cublasStatus_t s = heuristic(handle, p.desc, p.a, p.b, p.d, p.d, pref, 1,
+    lqblas::Status s = heuristic(handle, p.desc, p.a, p.b, p.d, p.d, pref, 1,
                                  &result, &found);
     prefDestroy(pref);
     if (s)
@@ -288,43 +291,27 @@ private:
   }
 
   void release(Plan &p) {
-    for (cublasLtMatrixLayout_t l : {p.a, p.b, p.d})
+    for (lqblas::LtMatrixLayout l : {p.a, p.b, p.d})
       if (l)
         layoutDestroy(l);
     if (p.desc)
       descDestroy(p.desc);
   }
 
-  cublasStatus_t (*create)(cublasLtHandle_t *) = nullptr;
-  cublasStatus_t (*destroy)(cublasLtHandle_t) = nullptr;
-  const char *(*statusString)(cublasStatus_t) = nullptr;
-  cublasStatus_t (*descCreate)(cublasLtMatmulDesc_t *, cublasComputeType_t,
-                               cudaDataType_t) = nullptr;
-  cublasStatus_t (*descDestroy)(cublasLtMatmulDesc_t) = nullptr;
-  cublasStatus_t (*descSet)(cublasLtMatmulDesc_t,
-                            cublasLtMatmulDescAttributes_t, const void *,
-                            size_t) = nullptr;
-  cublasStatus_t (*layoutCreate)(cublasLtMatrixLayout_t *, cudaDataType,
-                                 uint64_t, uint64_t, int64_t) = nullptr;
-  cublasStatus_t (*layoutDestroy)(cublasLtMatrixLayout_t) = nullptr;
-  cublasStatus_t (*prefCreate)(cublasLtMatmulPreference_t *) = nullptr;
-  cublasStatus_t (*prefDestroy)(cublasLtMatmulPreference_t) = nullptr;
-  cublasStatus_t (*prefSet)(cublasLtMatmulPreference_t,
-                            cublasLtMatmulPreferenceAttributes_t, const void *,
-                            size_t) = nullptr;
-  cublasStatus_t (*heuristic)(cublasLtHandle_t, cublasLtMatmulDesc_t,
-                              cublasLtMatrixLayout_t, cublasLtMatrixLayout_t,
-                              cublasLtMatrixLayout_t, cublasLtMatrixLayout_t,
-                              cublasLtMatmulPreference_t, int,
-                              cublasLtMatmulHeuristicResult_t *,
-                              int *) = nullptr;
-  cublasStatus_t (*run)(cublasLtHandle_t, cublasLtMatmulDesc_t,
-                           const void *, const void *, cublasLtMatrixLayout_t,
-                           const void *, cublasLtMatrixLayout_t, const void *,
-                           const void *, cublasLtMatrixLayout_t, void *,
-                           cublasLtMatrixLayout_t, const cublasLtMatmulAlgo_t *,
-                           void *, size_t, cudaStream_t) = nullptr;
-  cublasLtHandle_t handle = nullptr;
+  lqblas::LtCreateFn create = nullptr;
+  lqblas::LtDestroyFn destroy = nullptr;
+  lqblas::StatusStringFn statusString = nullptr;
+  lqblas::LtDescCreateFn descCreate = nullptr;
+  lqblas::LtDescDestroyFn descDestroy = nullptr;
+  lqblas::LtDescSetFn descSet = nullptr;
+  lqblas::LtLayoutCreateFn layoutCreate = nullptr;
+  lqblas::LtLayoutDestroyFn layoutDestroy = nullptr;
+  lqblas::LtPrefCreateFn prefCreate = nullptr;
+  lqblas::LtPrefDestroyFn prefDestroy = nullptr;
+  lqblas::LtPrefSetFn prefSet = nullptr;
+  lqblas::LtHeuristicFn heuristic = nullptr;
+  lqblas::LtMatmulFn run = nullptr;
+  lqblas::LtHandle handle = nullptr;
   DeviceBuffer workspace;
   std::vector<Plan> plans;
 };
@@ -334,10 +321,11 @@ private:
 //===----------------------------------------------------------------------===//
 
 struct Settings {
-  std::string pack = "gpu-pack", out;
+  std::string pack = "gpu-pack", out, json, chip;
   int iters = 20, warmup = 3;
   bool quick = false;
   lq::gpu::PtxLoading loading = lq::gpu::PtxLoading::Assemble;
+  unsigned jobs = std::max(1u, std::thread::hardware_concurrency());
 };
 
 /// The median of `iters` timed runs after `warmup` untimed ones, in ms; a
@@ -512,13 +500,16 @@ lq::LaunchArgs gemmArgs(const GemmSpec &s, const Inputs &in, int64_t m,
   return args;
 }
 
-/// The pack's packed GEMM computing what `s` computes from quantized codes.
-GpuLauncher *packedTwin(const std::vector<std::pair<lq::gpu::PackModule,
-                                                    std::unique_ptr<GpuLauncher>>> &loaded,
-                        const GemmSpec &s) {
+using LoadedModule =
+    std::pair<lq::gpu::PackModule, std::unique_ptr<GpuLauncher>>;
+
+/// The pack's packed GEMM of the same chip computing what `s` computes
+/// from quantized codes.
+GpuLauncher *packedTwin(const std::vector<LoadedModule> &loaded,
+                        const std::string &chip, const GemmSpec &s) {
   for (const auto &[module, launcher] : loaded) {
     const GemmSpec &p = module.info.spec;
-    if (!launcher || module.info.quantizeOnly)
+    if (!launcher || module.info.quantizeOnly || module.info.chip != chip)
       continue;
     bool match = p.lhs.format == s.lhs.format && p.rhs.format == s.rhs.format &&
                  p.lhs.transposed == s.lhs.transposed &&
@@ -542,31 +533,433 @@ double tflops(const Shape &s, double ms) {
   return 2.0 * double(s.m) * double(s.n) * double(s.k) / (ms * 1e-3) / 1e12;
 }
 
-} // namespace
+//===----------------------------------------------------------------------===//
+// Report
+//===----------------------------------------------------------------------===//
 
-int main(int argc, char **argv) {
+std::string jsonString(const std::string &text) {
+  std::string out = "\"";
+  for (char ch : text) {
+    if (ch == '"' || ch == '\\')
+      out += std::string("\\") + ch;
+    else if (static_cast<unsigned char>(ch) < 0x20) {
+      char escaped[8];
+      std::snprintf(escaped, sizeof(escaped), "\\u%04x", unsigned(ch));
+      out += escaped;
+    } else {
+      out += ch;
+    }
+  }
+  return out + "\"";
+}
+
+/// A measurement in ms, or null where there is none (<= 0).
+std::string jsonMs(double ms) { return ms > 0 ? fixed(ms, 4) : "null"; }
+
+std::string jsonList(const std::vector<std::string> &items, bool quote) {
+  std::string out = "[";
+  for (size_t i = 0; i < items.size(); ++i)
+    out += (i ? ",\n    " : "\n    ") + (quote ? jsonString(items[i]) : items[i]);
+  return out + (items.empty() ? "]" : "\n  ]");
+}
+
+/// What a run measured and what went wrong, written as Markdown and JSON
+/// after every module, so that a run cut short still leaves its results.
+struct Report {
+  std::string header, jsonHeader;
+  std::string gemmRows, bandwidthRows;
+  std::vector<std::string> gemmJson, bandwidthJson;
+  /// lq's failures: modules that did not load, launches that failed.
+  std::vector<std::string> problems;
+  /// Baselines left out, and why.
+  std::vector<std::string> notes;
+
+  void problem(const std::string &text) {
+    std::printf("PROBLEM %s\n", text.c_str());
+    problems.push_back(text);
+  }
+  void note(const std::string &text) {
+    std::printf("%s\n", text.c_str());
+    notes.push_back(text);
+  }
+  std::string markdown(bool complete) const;
+  std::string json(bool complete) const;
+  /// Writes both files (where asked for); an error names the file.
+  std::string write(const Settings &settings, bool complete) const;
+};
+
+std::string Report::markdown(bool complete) const {
+  std::string text = header;
+  text += "| module | workload | M x N x K | fused ms | fused TFLOP/s | "
+          "unfused ms | speedup vs unfused | cuBLAS BF16 TFLOP/s | speedup "
+          "vs BF16 | FP8 TFLOP/s | speedup vs FP8 | INT8 TOPS | speedup vs "
+          "INT8 |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
+  text += gemmRows;
+  text += "\n| bandwidth | bytes moved | ms | GB/s | of copy |\n"
+          "|---|---|---|---|---|\n" +
+          bandwidthRows;
+  if (!complete)
+    text += "\n**Incomplete: the run stopped before the end.**\n";
+  for (const auto &[title, lines] :
+       {std::pair("Problems", &problems), std::pair("Notes", &notes)}) {
+    if (lines->empty())
+      continue;
+    text += std::string("\n## ") + title + "\n\n";
+    for (const std::string &line : *lines)
+      text += "- " + line + "\n";
+  }
+  return text;
+}
+
+std::string Report::json(bool complete) const {
+  return "{\n" + jsonHeader + "  \"complete\": " +
+         (complete ? "true" : "false") + ",\n  \"gemms\": " +
+         jsonList(gemmJson, false) + ",\n  \"bandwidth\": " +
+         jsonList(bandwidthJson, false) + ",\n  \"problems\": " +
+         jsonList(problems, true) + ",\n  \"notes\": " + jsonList(notes, true) +
+         "\n}\n";
+}
+
+std::string Report::write(const Settings &settings, bool complete) const {
+  for (const auto &[path, text] :
+       {std::pair(settings.out, markdown(complete)),
+        std::pair(settings.json, json(complete))}) {
+    if (path.empty())
+      continue;
+    std::ofstream out(path);
+    out << text;
+    if (!out)
+      return "cannot write " + path;
+  }
+  return "";
+}
+
+//===----------------------------------------------------------------------===//
+// Measurements
+//===----------------------------------------------------------------------===//
+
+/// Baseline times per shape (cuBLAS BF16, cuBLASLt FP8 and INT8), measured
+/// once per shape; 0 where a baseline cannot run.
+struct Baselines {
+  const Settings &settings;
+  const Inputs &in;
+  Report &report;
+  Cublas *cublas = nullptr;
+  CublasLt *lt = nullptr;
+  std::map<std::tuple<int64_t, int64_t, int64_t>, std::array<double, 3>> ms;
+
+  std::array<double, 3> of(const Shape &s);
+};
+
+std::array<double, 3> Baselines::of(const Shape &s) {
+  auto key = std::make_tuple(s.m, s.n, s.k);
+  if (auto it = ms.find(key); it != ms.end())
+    return it->second;
+  std::array<double, 3> times = {0, 0, 0};
+  int m = int(s.m), n = int(s.n), k = int(s.k);
+  std::string shape = std::to_string(m) + "x" + std::to_string(n) + "x" +
+                      std::to_string(k);
+  if (cublas) {
+    auto t = medianMs(settings, [&] {
+      return cublas->gemmBf16(m, n, k, in.aBf16.address(), in.bBf16.address(),
+                              in.outWide.address());
+    });
+    if (t)
+      times[0] = *t;
+    else
+      report.note("cuBLAS BF16 " + shape + " left out: " + t.error());
+  }
+  for (auto [slot, kind] : {std::pair(1, LowPrecision::Fp8),
+                            std::pair(2, LowPrecision::Int8)}) {
+    if (!lt)
+      break;
+    auto t = medianMs(settings, [&, kind = kind] {
+      return lt->matmul(kind, m, n, k, in.bytesA.address(),
+                        in.bytesB.address(), in.outWide.address());
+    });
+    if (t)
+      times[slot] = *t;
+    else
+      report.note(std::string("cuBLASLt ") +
+                  (kind == LowPrecision::Fp8 ? "FP8 " : "INT8 ") + shape +
+                  " left out: " + t.error());
+  }
+  return ms[key] = times;
+}
+
+/// The unfused pipeline of `args`: the module's quantizers write packed
+/// codes (every SMP sample), then the packed GEMM multiplies them.
+std::string runUnfused(GpuLauncher &launcher, GpuLauncher &twin,
+                       const lq::LaunchArgs &args,
+                       lq::LaunchArgs packedArgs) {
+  const GemmSpec &spec = launcher.info().spec;
+  for (unsigned s = 0; s < spec.samples; ++s) {
+    lq::QuantizeArgs qa;
+    qa.input = args.lhs;
+    qa.output = packedArgs.lhs;
+    qa.output.rows = args.lhs.rows;
+    qa.output.data = static_cast<char *>(packedArgs.lhs.data) +
+                     s * args.lhs.rows * packedArgs.lhs.rowStride;
+    qa.format = spec.lhs.format;
+    qa.seed = args.seed;
+    qa.stream = args.stream;
+    qa.sample = s;
+    if (spec.hindsight)
+      qa.maxEstimate = args.maxEstimate;
+    auto q = launcher.quantize(qa, stream, lq::gpu::Operand::Lhs);
+    if (!q)
+      return q.error();
+    packedArgs.lhsScale = q->scale;
+  }
+  lq::QuantizeArgs qb;
+  qb.input = args.rhs;
+  qb.output = packedArgs.rhs;
+  qb.format = spec.rhs.format;
+  auto q = launcher.quantize(qb, stream, lq::gpu::Operand::Rhs);
+  if (!q)
+    return q.error();
+  packedArgs.rhsScale = q->scale;
+  return status(twin.launch(packedArgs, stream));
+}
+
+/// One table row (and JSON record) of a fused GEMM module at one shape.
+void measureGemm(const LoadedModule &module, GpuLauncher *twin,
+                 const Shape &shape, const Inputs &in,
+                 const Settings &settings, Baselines &baselines,
+                 Report &report) {
+  GpuLauncher &launcher = *module.second;
+  const GemmSpec &spec = module.first.info.spec;
+  const std::string &name = module.first.name;
+  lq::LaunchArgs args = gemmArgs(spec, in, shape.m, shape.n, shape.k);
+  auto fused = medianMs(settings,
+                        [&] { return status(launcher.launch(args, stream)); });
+  if (!fused)
+    return report.problem(name + " " + shape.label + ": " + fused.error());
+  double unfusedMs = 0;
+  if (twin) {
+    lq::LaunchArgs packedArgs =
+        gemmArgs(twin->info().spec, in, shape.m, shape.n, shape.k);
+    auto unfused = medianMs(settings, [&] {
+      return runUnfused(launcher, *twin, args, packedArgs);
+    });
+    if (unfused)
+      unfusedMs = *unfused;
+    else
+      report.problem(name + " " + shape.label + " unfused: " + unfused.error());
+  }
+  std::array<double, 3> base = baselines.of(shape);
+  auto cell = [&](double ms) {
+    return ms > 0 ? fixed(tflops(shape, ms), 1) : std::string("n/a");
+  };
+  auto ratio = [&](double ms) {
+    return ms > 0 ? fixed(ms / *fused, 2) + "x" : std::string("n/a");
+  };
+  // The tile and placement the launcher picked for this shape.
+  auto choice = launcher.chooseGemm(args);
+  std::string kernel = choice ? choice->kernel : choice.error();
+  std::string mnk = std::to_string(shape.m) + " x " + std::to_string(shape.n) +
+                    " x " + std::to_string(shape.k);
+  report.gemmRows += "| " + name + " (" + kernel + ") | " + shape.label +
+                     " | " + mnk + " | " + fixed(*fused, 3) + " | " +
+                     cell(*fused) + " | " +
+                     (unfusedMs > 0 ? fixed(unfusedMs, 3) : "n/a") + " | " +
+                     ratio(unfusedMs) + " | " + cell(base[0]) + " | " +
+                     ratio(base[0]) + " | " + cell(base[1]) + " | " +
+                     ratio(base[1]) + " | " + cell(base[2]) + " | " +
+                     ratio(base[2]) + " |\n";
+  report.gemmJson.push_back(
+      "{\"module\": " + jsonString(name) + ", \"kernel\": " +
+      jsonString(kernel) + ", \"workload\": " + jsonString(shape.label) +
+      ", \"m\": " + std::to_string(shape.m) + ", \"n\": " +
+      std::to_string(shape.n) + ", \"k\": " + std::to_string(shape.k) +
+      ", \"fused_ms\": " + jsonMs(*fused) + ", \"fused_tflops\": " +
+      fixed(tflops(shape, *fused), 2) + ", \"unfused_ms\": " +
+      jsonMs(unfusedMs) + ", \"cublas_bf16_ms\": " + jsonMs(base[0]) +
+      ", \"cublaslt_fp8_ms\": " + jsonMs(base[1]) +
+      ", \"cublaslt_int8_ms\": " + jsonMs(base[2]) + "}");
+  std::printf("%s %s: %.3f ms\n", name.c_str(), shape.label.c_str(), *fused);
+}
+
+/// Quantizer bandwidth of the module's float operands (bytes read and
+/// written, the statistics pass's second read not counted) against a copy.
+void measureQuantizers(const LoadedModule &module, const Inputs &in,
+                       int64_t side, double copyGbs, const Settings &settings,
+                       Report &report) {
+  const GemmSpec &spec = module.first.info.spec;
+  const std::string &name = module.first.name;
+  for (auto [operand, which] : {std::pair(lq::gpu::Operand::Lhs, "lhs"),
+                                std::pair(lq::gpu::Operand::Rhs, "rhs")}) {
+    const lq::OperandSpec &op =
+        operand == lq::gpu::Operand::Lhs ? spec.lhs : spec.rhs;
+    if (op.dtype == DType::Packed4 ||
+        (module.first.info.quantizeOnly && operand == lq::gpu::Operand::Rhs))
+      continue;
+    lq::QuantizeArgs qa;
+    qa.input = deviceRef(op.dtype == DType::BF16 ? in.aBf16 : in.aF32,
+                         op.dtype, side, side);
+    qa.output = deviceRef(in.packedA, DType::Packed4, side, side);
+    qa.format = op.format;
+    auto t = medianMs(settings, [&, operand = operand] {
+      return status(module.second->quantize(qa, stream, operand));
+    });
+    if (!t) {
+      report.problem(name + " quantizer of " + which + ": " + t.error());
+      continue;
+    }
+    double bytes = double(side) * double(side) *
+                       (op.dtype == DType::BF16 ? 2.0 : 4.0) +
+                   double(side) * double((side + 1) / 2);
+    double gbs = bytes / (*t * 1e-3) / 1e9;
+    std::string what = name + " quantizer of " + which + " (" +
+                       lq::formatName(op.format) + ", " +
+                       std::to_string(side) + "^2)";
+    report.bandwidthRows += "| " + what + " | " + fixed(bytes, 0) + " | " +
+                            fixed(*t, 3) + " | " + fixed(gbs, 0) + " | " +
+                            (copyGbs > 0 ? fixed(gbs / copyGbs, 2) : "n/a") +
+                            " |\n";
+    report.bandwidthJson.push_back(
+        "{\"what\": " + jsonString(what) + ", \"bytes\": " + fixed(bytes, 0) +
+        ", \"ms\": " + jsonMs(*t) + ", \"gbs\": " + fixed(gbs, 1) + "}");
+  }
+}
+
+/// Device-to-device copy bandwidth (each byte read and written), in GB/s;
+/// 0 when the copy fails.
+double measureCopy(const Inputs &in, size_t bytes, const Settings &settings,
+                   Report &report) {
+  auto copy = medianMs(settings, [&] {
+    return status(cuda->copyOnDevice(in.out.address(), in.aF32.address(),
+                                     bytes, stream));
+  });
+  if (!copy) {
+    report.problem("copy bandwidth: " + copy.error());
+    return 0;
+  }
+  double gbs = 2.0 * double(bytes) / (*copy * 1e-3) / 1e9;
+  report.bandwidthRows += "| cuMemcpyDtoD | " + std::to_string(2 * bytes) +
+                          " | " + fixed(*copy, 3) + " | " + fixed(gbs, 0) +
+                          " | 1.00 |\n";
+  report.bandwidthJson.push_back(
+      "{\"what\": \"cuMemcpyDtoD\", \"bytes\": " + std::to_string(2 * bytes) +
+      ", \"ms\": " + jsonMs(*copy) + ", \"gbs\": " + fixed(gbs, 1) + "}");
+  return gbs;
+}
+
+//===----------------------------------------------------------------------===//
+// Setup
+//===----------------------------------------------------------------------===//
+
+/// Runs fn(i) for every i < n on up to `jobs` threads.
+template <typename Fn> void parallelFor(size_t n, unsigned jobs, const Fn &fn) {
+  std::atomic<size_t> next{0};
+  std::vector<std::thread> threads;
+  size_t count = std::max<size_t>(1, std::min<size_t>(jobs, n));
+  for (size_t t = 0; t < count; ++t)
+    threads.emplace_back([&] {
+      for (size_t i = next++; i < n; i = next++)
+        fn(i);
+    });
+  for (std::thread &t : threads)
+    t.join();
+}
+
+/// Every module of the pack (of --chip) the device runs, assembled on
+/// every core first; a module that fails is a problem and left out.
+std::vector<LoadedModule> loadModules(std::vector<lq::gpu::PackModule> &pack,
+                                      const lq::gpu::DeviceInfo &device,
+                                      const Settings &settings,
+                                      Report &report) {
+  std::vector<lq::gpu::PackModule *> wanted;
+  for (lq::gpu::PackModule &m : pack)
+    if ((settings.chip.empty() || m.info.chip == settings.chip) &&
+        lq::gpu::deviceArch(m.info, device))
+      wanted.push_back(&m);
+  std::vector<std::optional<Result<std::string>>> images(wanted.size());
+  if (settings.loading == lq::gpu::PtxLoading::Assemble)
+    parallelFor(wanted.size(), settings.jobs, [&](size_t i) {
+      images[i] = lq::gpu::assemblePackModule(*wanted[i], device);
+    });
+  std::vector<LoadedModule> loaded;
+  for (size_t i = 0; i < wanted.size(); ++i) {
+    lq::gpu::PackModule &m = *wanted[i];
+    using R = Result<std::unique_ptr<GpuLauncher>>;
+    R launcher = !images[i]        ? GpuLauncher::load(m.ptx, m.info)
+                 : images[i]->ok() ? GpuLauncher::load(**images[i], m.info)
+                                   : R::failure(images[i]->error());
+    if (!launcher) {
+      report.problem(m.name + " left out: " + launcher.error());
+      continue;
+    }
+    loaded.emplace_back(std::move(m), std::move(*launcher));
+  }
+  return loaded;
+}
+
+std::optional<Settings> parseSettings(int argc, char **argv) {
   Settings settings;
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
-    if (arg == "--pack" && i + 1 < argc)
+    bool value = i + 1 < argc;
+    if (arg == "--pack" && value)
       settings.pack = argv[++i];
-    else if (arg == "--out" && i + 1 < argc)
+    else if (arg == "--out" && value)
       settings.out = argv[++i];
-    else if (arg == "--iters" && i + 1 < argc)
+    else if (arg == "--json" && value)
+      settings.json = argv[++i];
+    else if (arg == "--chip" && value)
+      settings.chip = argv[++i];
+    else if (arg == "--iters" && value)
       settings.iters = std::max(1, std::atoi(argv[++i]));
-    else if (arg == "--warmup" && i + 1 < argc)
+    else if (arg == "--warmup" && value)
       settings.warmup = std::max(0, std::atoi(argv[++i]));
+    else if (arg == "--jobs" && value)
+      settings.jobs = unsigned(std::max(1, std::atoi(argv[++i])));
     else if (arg == "--quick")
       settings.quick = true;
     else if (arg == "--driver-jit")
       settings.loading = lq::gpu::PtxLoading::DriverJit;
-    else {
-      std::fprintf(stderr, "usage: lq-gpu-bench [--pack DIR] [--out FILE] "
-                           "[--iters N] [--warmup N] [--quick] "
-                           "[--driver-jit]\n");
-      return 2;
-    }
+    else
+      return std::nullopt;
   }
+  return settings;
+}
+
+/// The Markdown and JSON headers: device, driver, assembler, pack, method.
+void describeRun(const lq::gpu::DeviceInfo &device, const Settings &settings,
+                 Report &report) {
+  auto version = cuda->driverVersion();
+  auto assembler = lq::gpu::ptxCompilerIdentity();
+  auto stamp = lq::gpu::readPackStamp(settings.pack);
+  std::string driver = version ? std::to_string(*version) : version.error();
+  std::string assembled = assembler ? *assembler : assembler.error();
+  std::string pack = stamp ? "commit " + stamp->commit + " (uncommitted "
+                             "changes: " + stamp->dirty + "), made " +
+                                 stamp->date
+                           : stamp.error();
+  std::string cc = std::to_string(device.computeMajor) + "." +
+                   std::to_string(device.computeMinor);
+  report.header =
+      "# lq GPU GEMMs\n\nDevice: " + device.name + " (compute capability " +
+      cc + ", " + std::to_string(device.multiprocessors) + " SMs), driver " +
+      driver + ", PTX assembled by " + assembled + ". Pack: " + pack +
+      ". Median of " + std::to_string(settings.iters) + " runs after " +
+      std::to_string(settings.warmup) + " warm-up runs; TFLOP/s count "
+      "2MNK. A fused launch includes its statistics pass. A speedup is the "
+      "other's time over the fused GEMM's.\n\n";
+  report.jsonHeader =
+      "  \"device\": " + jsonString(device.name) +
+      ",\n  \"compute_capability\": " + jsonString(cc) +
+      ",\n  \"multiprocessors\": " + std::to_string(device.multiprocessors) +
+      ",\n  \"driver\": " + jsonString(driver) + ",\n  \"assembler\": " +
+      jsonString(assembled) + ",\n  \"pack\": " + jsonString(pack) +
+      ",\n  \"iters\": " + std::to_string(settings.iters) +
+      ",\n  \"warmup\": " + std::to_string(settings.warmup) +
+      ",\n  \"quick\": " + (settings.quick ? "true" : "false") + ",\n";
+}
+
+/// The device, its context and the bench stream; 77 when there is no
+/// device (the caller's exit status), 0 when all is set.
+int openDevice(std::optional<lq::gpu::DeviceInfo> &device) {
   auto driver = CudaDriver::get();
   if (!driver) {
     std::printf("SKIPPED: %s\n", driver.error().c_str());
@@ -574,30 +967,23 @@ int main(int argc, char **argv) {
   }
   cuda = *driver;
   auto context = cuda->usePrimaryContext(0);
-  auto created = context ? cuda->createStream() : Result<CUstream>::failure(context.error());
-  if (!created) {
-    std::fprintf(stderr, "lq-gpu-bench: %s\n", created.error().c_str());
+  auto created = context ? cuda->createStream()
+                         : Result<CUstream>::failure(context.error());
+  auto info = created ? cuda->currentDevice()
+                      : Result<lq::gpu::DeviceInfo>::failure(created.error());
+  if (!info) {
+    std::fprintf(stderr, "lq-gpu-bench: %s\n", info.error().c_str());
     return 1;
   }
   stream = *created;
-  auto device = cuda->currentDevice();
-  auto pack = lq::gpu::readPack(settings.pack);
-  if (!device || !pack) {
-    std::fprintf(stderr, "lq-gpu-bench: %s\n",
-                 (device ? pack.error() : device.error()).c_str());
-    return 1;
-  }
-  std::vector<std::pair<lq::gpu::PackModule, std::unique_ptr<GpuLauncher>>> loaded;
-  for (auto &m : *pack) {
-    auto launcher = lq::gpu::loadPackModule(m, settings.loading);
-    if (!launcher) {
-      std::fprintf(stderr, "lq-gpu-bench: %s: %s\n", m.name.c_str(),
-                   launcher.error().c_str());
-      return 1;
-    }
-    loaded.emplace_back(std::move(m), std::move(*launcher));
-  }
+  device = *info;
+  return 0;
+}
 
+/// Measures every float GEMM module and quantizer; a failure is a problem
+/// of the report, and the run goes on.
+void measureAll(std::vector<LoadedModule> &loaded, const Settings &settings,
+                Report &report) {
   int64_t maxElements = 0;
   unsigned maxSamples = 1;
   for (const auto &[module, launcher] : loaded) {
@@ -606,216 +992,72 @@ int main(int argc, char **argv) {
       maxElements = std::max({maxElements, s.m * s.k, s.k * s.n, s.m * s.n});
   }
   auto inputs = makeInputs(maxElements, maxSamples);
-  if (!inputs) {
-    std::fprintf(stderr, "lq-gpu-bench: %s\n", inputs.error().c_str());
-    return 1;
-  }
-  Inputs &in = *inputs;
+  if (!inputs)
+    return report.problem("device inputs: " + inputs.error());
   auto cublas = Cublas::open();
   auto lt = CublasLt::open();
   if (!cublas)
-    std::printf("cuBLAS BF16 baseline left out: %s\n", cublas.error().c_str());
+    report.note("cuBLAS BF16 baseline left out: " + cublas.error());
   if (!lt)
-    std::printf("cuBLASLt FP8/INT8 baselines left out: %s\n", lt.error().c_str());
-
-  auto version = cuda->driverVersion();
-  auto assembler = lq::gpu::ptxCompilerIdentity();
-  std::string report = "# lq GPU GEMMs\n\n";
-  report += "Device: " + device->name + " (compute capability " +
-            std::to_string(device->computeMajor) + "." +
-            std::to_string(device->computeMinor) + ", " +
-            std::to_string(device->multiprocessors) + " SMs), driver " +
-            (version ? std::to_string(*version) : version.error()) +
-            ", PTX assembled by " + (assembler ? *assembler : assembler.error()) +
-            ". Median of " + std::to_string(settings.iters) + " runs after " +
-            std::to_string(settings.warmup) + " warm-up runs; TFLOP/s count "
-            "2MNK. A fused launch includes its statistics pass. A speedup is "
-            "the other's time over the fused GEMM's.\n\n";
-  report += "| module | workload | M x N x K | fused ms | fused TFLOP/s | "
-            "unfused ms | speedup vs unfused | cuBLAS BF16 TFLOP/s | speedup "
-            "vs BF16 | FP8 TFLOP/s | speedup vs FP8 | INT8 TOPS | speedup vs "
-            "INT8 |\n";
-  report += "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
-
-  // Baselines depend on the shape only.
-  std::map<std::tuple<int64_t, int64_t, int64_t>, std::array<double, 3>> baselines;
-  auto baselineOf = [&](const Shape &s) {
-    auto key = std::make_tuple(s.m, s.n, s.k);
-    if (auto it = baselines.find(key); it != baselines.end())
-      return it->second;
-    std::array<double, 3> ms = {0, 0, 0};
-    int m = int(s.m), n = int(s.n), k = int(s.k);
-    if (cublas) {
-      auto t = medianMs(settings, [&] {
-        return (*cublas)->gemmBf16(m, n, k, in.aBf16.address(),
-                                   in.bBf16.address(), in.outWide.address());
-      });
-      if (t)
-        ms[0] = *t;
-      else
-        std::printf("cuBLAS BF16 %dx%dx%d: %s\n", m, n, k, t.error().c_str());
-    }
-    if (lt)
-      for (auto [slot, kind] : {std::pair(1, LowPrecision::Fp8),
-                                std::pair(2, LowPrecision::Int8)}) {
-        auto t = medianMs(settings, [&, kind = kind] {
-          return (*lt)->matmul(kind, m, n, k, in.bytesA.address(),
-                               in.bytesB.address(), in.outWide.address());
-        });
-        if (t)
-          ms[slot] = *t;
-        else
-          std::printf("cuBLASLt %s %dx%dx%d left out: %s\n",
-                      kind == LowPrecision::Fp8 ? "FP8" : "INT8", m, n, k,
-                      t.error().c_str());
-      }
-    baselines[key] = ms;
-    return ms;
-  };
-
-  for (auto &[module, launcher] : loaded) {
-    const GemmSpec &spec = module.info.spec;
-    if (module.info.quantizeOnly || spec.lhs.dtype == DType::Packed4 ||
+    report.note("cuBLASLt FP8/INT8 baselines left out: " + lt.error());
+  Baselines baselines{settings, *inputs, report,
+                      cublas ? cublas->get() : nullptr,
+                      lt ? lt->get() : nullptr, {}};
+  for (const LoadedModule &module : loaded) {
+    const GemmSpec &spec = module.first.info.spec;
+    if (module.first.info.quantizeOnly || spec.lhs.dtype == DType::Packed4 ||
         spec.rhs.dtype == DType::Packed4)
       continue;
-    GpuLauncher *twin = packedTwin(loaded, spec);
-    for (const Shape &shape : shapesFor(roleOf(spec), settings.quick)) {
-      lq::LaunchArgs args = gemmArgs(spec, in, shape.m, shape.n, shape.k);
-      auto fused = medianMs(settings, [&] {
-        return status(launcher->launch(args, stream));
-      });
-      if (!fused) {
-        std::printf("%s %s: %s\n", module.name.c_str(), shape.label.c_str(),
-                    fused.error().c_str());
-        continue;
-      }
-      // Unfused: the module's quantizers write packed codes (every SMP
-      // sample), then the packed GEMM multiplies them.
-      std::string unfusedCell = "n/a", ratioCell = "n/a";
-      if (twin) {
-        GemmSpec packedSpec = twin->info().spec;
-        lq::LaunchArgs packedArgs =
-            gemmArgs(packedSpec, in, shape.m, shape.n, shape.k);
-        auto unfused = medianMs(settings, [&]() -> std::string {
-          for (unsigned s = 0; s < spec.samples; ++s) {
-            lq::QuantizeArgs qa;
-            qa.input = args.lhs;
-            qa.output = packedArgs.lhs;
-            qa.output.rows = args.lhs.rows;
-            qa.output.data = static_cast<char *>(packedArgs.lhs.data) +
-                             s * args.lhs.rows * packedArgs.lhs.rowStride;
-            qa.format = spec.lhs.format;
-            qa.seed = args.seed;
-            qa.stream = args.stream;
-            qa.sample = s;
-            if (spec.hindsight)
-              qa.maxEstimate = args.maxEstimate;
-            auto q = launcher->quantize(qa, stream, lq::gpu::Operand::Lhs);
-            if (!q)
-              return q.error();
-            packedArgs.lhsScale = q->scale;
-          }
-          lq::QuantizeArgs qb;
-          qb.input = args.rhs;
-          qb.output = packedArgs.rhs;
-          qb.format = spec.rhs.format;
-          auto q = launcher->quantize(qb, stream, lq::gpu::Operand::Rhs);
-          if (!q)
-            return q.error();
-          packedArgs.rhsScale = q->scale;
-          return status(twin->launch(packedArgs, stream));
-        });
-        if (unfused) {
-          unfusedCell = fixed(*unfused, 3);
-          ratioCell = fixed(*unfused / *fused, 2) + "x";
-        } else {
-          std::printf("%s %s unfused: %s\n", module.name.c_str(),
-                      shape.label.c_str(), unfused.error().c_str());
-        }
-      }
-      std::array<double, 3> base = baselineOf(shape);
-      auto cell = [&](double ms) {
-        return ms > 0 ? fixed(tflops(shape, ms), 1) : std::string("n/a");
-      };
-      auto ratio = [&](double ms) {
-        return ms > 0 ? fixed(ms / *fused, 2) + "x" : std::string("n/a");
-      };
-      // The tile and placement the launcher picked for this shape.
-      auto choice = launcher->chooseGemm(args);
-      std::string kernel = choice ? choice->kernel : choice.error();
-      report += "| " + module.name + " (" + kernel + ") | " + shape.label + " | " +
-                std::to_string(shape.m) + " x " + std::to_string(shape.n) +
-                " x " + std::to_string(shape.k) + " | " + fixed(*fused, 3) +
-                " | " + cell(*fused) + " | " + unfusedCell + " | " +
-                ratioCell + " | " + cell(base[0]) + " | " + ratio(base[0]) +
-                " | " + cell(base[1]) + " | " + ratio(base[1]) + " | " +
-                cell(base[2]) + " | " + ratio(base[2]) + " |\n";
-      std::printf("%s %s: %.3f ms\n", module.name.c_str(), shape.label.c_str(),
-                  *fused);
-      std::fflush(stdout);
-    }
+    GpuLauncher *twin = packedTwin(loaded, module.first.info.chip, spec);
+    for (const Shape &shape : shapesFor(roleOf(spec), settings.quick))
+      measureGemm(module, twin, shape, *inputs, settings, baselines, report);
+    if (std::string error = report.write(settings, false); !error.empty())
+      report.problem(error);
   }
-
-  // Bandwidth: a device-to-device copy moves each byte twice (read and
-  // write); a quantizer reads its input (twice with the statistics pass)
-  // and writes half a byte per element, counted as input + output bytes.
-  report += "\n| bandwidth | bytes moved | ms | GB/s | of copy |\n"
-            "|---|---|---|---|---|\n";
-  size_t copyBytes = size_t(maxElements) * 4;
-  auto copy = medianMs(settings, [&] {
-    return status(cuda->copyOnDevice(in.out.address(), in.aF32.address(),
-                                     copyBytes, stream));
-  });
-  double copyGbs = copy ? 2.0 * double(copyBytes) / (*copy * 1e-3) / 1e9 : 0;
-  if (copy)
-    report += "| cuMemcpyDtoD | " + std::to_string(2 * copyBytes) + " | " +
-              fixed(*copy, 3) + " | " + fixed(copyGbs, 0) + " | 1.00 |\n";
-  else
-    std::printf("copy bandwidth: %s\n", copy.error().c_str());
+  double copyGbs =
+      measureCopy(*inputs, size_t(maxElements) * 4, settings, report);
   int64_t side = int64_t(std::sqrt(double(maxElements)));
-  for (auto &[module, launcher] : loaded) {
-    const GemmSpec &spec = module.info.spec;
-    for (auto [operand, name] : {std::pair(lq::gpu::Operand::Lhs, "lhs"),
-                                 std::pair(lq::gpu::Operand::Rhs, "rhs")}) {
-      const lq::OperandSpec &op =
-          operand == lq::gpu::Operand::Lhs ? spec.lhs : spec.rhs;
-      if (op.dtype == DType::Packed4 ||
-          (module.info.quantizeOnly && operand == lq::gpu::Operand::Rhs))
-        continue;
-      lq::QuantizeArgs qa;
-      qa.input = deviceRef(op.dtype == DType::BF16 ? in.aBf16 : in.aF32,
-                           op.dtype, side, side);
-      qa.output = deviceRef(in.packedA, DType::Packed4, side, side);
-      qa.format = op.format;
-      auto t = medianMs(settings, [&] {
-        return status(launcher->quantize(qa, stream, operand));
-      });
-      if (!t) {
-        std::printf("%s quantizer of %s: %s\n", module.name.c_str(), name,
-                    t.error().c_str());
-        continue;
-      }
-      double bytes = double(side) * double(side) *
-                     (op.dtype == DType::BF16 ? 2.0 : 4.0) +
-                     double(side) * double((side + 1) / 2);
-      double gbs = bytes / (*t * 1e-3) / 1e9;
-      report += "| " + module.name + " quantizer of " + name + " (" +
-                lq::formatName(op.format) + ", " + std::to_string(side) + "^2) | " +
-                fixed(bytes, 0) + " | " + fixed(*t, 3) + " | " + fixed(gbs, 0) +
-                " | " + (copyGbs > 0 ? fixed(gbs / copyGbs, 2) : "n/a") + " |\n";
-    }
-  }
+  for (const LoadedModule &module : loaded)
+    measureQuantizers(module, *inputs, side, copyGbs, settings, report);
+}
 
-  std::printf("\n%s", report.c_str());
-  if (!settings.out.empty()) {
-    std::ofstream out(settings.out);
-    out << report;
-    if (!out) {
-      std::fprintf(stderr, "lq-gpu-bench: cannot write %s\n",
-                   settings.out.c_str());
-      return 1;
-    }
-    std::printf("\nwritten to %s\n", settings.out.c_str());
+} // namespace
+
+int main(int argc, char **argv) {
+  // A line per measurement as it is made, also into a pipe.
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);
+  std::optional<Settings> settings = parseSettings(argc, argv);
+  if (!settings) {
+    std::fprintf(stderr, "usage: lq-gpu-bench [--pack DIR] [--out FILE.md] "
+                         "[--json FILE] [--chip sm_80|sm_90a] [--iters N] "
+                         "[--warmup N] [--jobs N] [--quick] [--driver-jit]\n");
+    return 2;
+  }
+  std::optional<lq::gpu::DeviceInfo> device;
+  if (int status = openDevice(device); status != 0)
+    return status;
+  auto pack = lq::gpu::readPack(settings->pack);
+  if (!pack) {
+    std::fprintf(stderr, "lq-gpu-bench: %s\n", pack.error().c_str());
+    return 1;
+  }
+  Report report;
+  describeRun(*device, *settings, report);
+  std::vector<LoadedModule> loaded =
+      loadModules(*pack, *device, *settings, report);
+  if (loaded.empty())
+    report.problem("no module of the pack runs on " + device->name);
+  else
+    measureAll(loaded, *settings, report);
+  std::printf("\n%s", report.markdown(true).c_str());
+  if (std::string error = report.write(*settings, true); !error.empty()) {
+    std::fprintf(stderr, "lq-gpu-bench: %s\n", error.c_str());
+    return 1;
+  }
+  if (!report.problems.empty()) {
+    std::printf("lq-gpu-bench: %zu problem(s), listed above and in the "
+                "report\n", report.problems.size());
+    return 1;
   }
   return 0;
 }

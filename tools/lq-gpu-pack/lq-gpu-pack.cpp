@@ -8,11 +8,14 @@
 //
 // With --cubin each module is also assembled (nvJitLink or ptxas) to
 // NAME.<chip>.cubin. With --dump-stages the named stages of the pipeline
-// (kernels, nvvm, ptx) are written next to each module.
+// (kernels, nvvm, ptx) are written next to each module. Every pack gets a
+// STAMP (the source commit, uncommitted changes, ABI version, chips, date)
+// so that a run elsewhere names what it tested.
 //
 //===----------------------------------------------------------------------===//
 
 #include "lq/Runtime/GpuCompiler.h"
+#include "lq/Runtime/GpuPack.h"
 #include "lq/Runtime/PtxCompiler.h"
 
 #include "llvm/ADT/SmallString.h"
@@ -23,9 +26,12 @@
 #include "llvm/Support/InitLLVM.h"
 #include "llvm/Support/MemoryBuffer.h"
 #include "llvm/Support/Path.h"
+#include "llvm/Support/Program.h"
 #include "llvm/Support/WithColor.h"
 #include "llvm/Support/raw_ostream.h"
 
+#include <ctime>
+#include <optional>
 #include <vector>
 
 using namespace lq;
@@ -97,6 +103,63 @@ bool emit(const GpuModuleEntry &entry, Target target, const char *chipName,
   return true;
 }
 
+/// The source tree this tool was built from: the compiler names this file
+/// by its path there. Empty when that path is relative or was remapped.
+std::string sourceTree() {
+  llvm::StringRef file(__FILE__);
+  llvm::StringRef self("tools/lq-gpu-pack/lq-gpu-pack.cpp");
+  if (!file.ends_with(self) || !llvm::sys::path::is_absolute(file))
+    return "";
+  return file.drop_back(self.size()).str();
+}
+
+/// What `git -C <tree> <args...>` prints, trimmed; nullopt when git is
+/// missing or fails (not a repository, a tree owned by someone else).
+std::optional<std::string> git(const std::string &tree,
+                               llvm::ArrayRef<llvm::StringRef> args) {
+  llvm::ErrorOr<std::string> program = llvm::sys::findProgramByName("git");
+  llvm::SmallString<128> output;
+  if (!program || tree.empty() ||
+      llvm::sys::fs::createTemporaryFile("lq-gpu-pack-git", "txt", output))
+    return std::nullopt;
+  llvm::FileRemover remover(output);
+  std::vector<llvm::StringRef> argv = {*program, "-C", tree};
+  argv.insert(argv.end(), args.begin(), args.end());
+  // An empty redirect is /dev/null: git must not wait on a terminal.
+  std::optional<llvm::StringRef> redirects[] = {
+      llvm::StringRef(""), llvm::StringRef(output), llvm::StringRef("")};
+  if (llvm::sys::ExecuteAndWait(*program, argv, std::nullopt, redirects,
+                                /*SecondsToWait=*/60) != 0)
+    return std::nullopt;
+  llvm::ErrorOr<std::unique_ptr<llvm::MemoryBuffer>> text =
+      llvm::MemoryBuffer::getFile(output);
+  if (!text)
+    return std::nullopt;
+  return (*text)->getBuffer().trim().str();
+}
+
+/// The pack's STAMP: the commit and state of the source tree now (a
+/// generator built from other sources than these is the caller's to
+/// avoid), the ABI, the chips and the time.
+gpu::PackStamp makeStamp() {
+  gpu::PackStamp stamp;
+  std::string tree = sourceTree();
+  if (std::optional<std::string> head = git(tree, {"rev-parse", "HEAD"}))
+    stamp.commit = *head;
+  if (std::optional<std::string> changes =
+          git(tree, {"status", "--porcelain", "--untracked-files=no"}))
+    stamp.dirty = changes->empty() ? "0" : "1";
+  stamp.abi = gpu::kAbiVersion;
+  stamp.chips.assign(chips.begin(), chips.end());
+  std::time_t now = std::time(nullptr);
+  std::tm utc{};
+  char date[32] = "unknown";
+  if (gmtime_r(&now, &utc))
+    std::strftime(date, sizeof(date), "%Y-%m-%dT%H:%M:%SZ", &utc);
+  stamp.date = date;
+  return stamp;
+}
+
 } // namespace
 
 int main(int argc, char **argv) {
@@ -139,5 +202,7 @@ int main(int argc, char **argv) {
       if (!emit(entry, target, chip.c_str(), index))
         return 1;
   }
-  return writeFile(inDir("index.txt"), index) ? 0 : 1;
+  bool written = writeFile(inDir("index.txt"), index) &&
+                 writeFile(inDir("STAMP"), gpu::writePackStamp(makeStamp()));
+  return written ? 0 : 1;
 }
