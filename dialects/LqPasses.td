@@ -176,6 +176,28 @@ def LqGpuKernels : Pass<"lq-gpu-kernels", "::mlir::ModuleOp"> {
   ];
 }
 
+def LqGpuKernelParams : Pass<"lq-gpu-kernel-params", "::mlir::gpu::GPUModuleOp"> {
+  let summary = "Pass the tensor maps of lowered GPU kernels by value";
+  let description = [{
+    Runs after `convert-gpu-to-nvvm`. Every argument that a kernel's
+    `lq.tensor_map_args` attribute lists (a dense i32 array of argument
+    indices, set by `lq-gpu-kernels` on the `gpu.func`) becomes a
+    `CUtensorMap` passed by value, CUDA's `__grid_constant__` parameter:
+    `llvm.byval = !llvm.array<128 x i8>`, `llvm.align = 64` and
+    `nvvm.grid_constant`, so that PTX declares it `.param .align 64 .b8
+    [128]` and the kernel reads it in the parameter space. The attribute is
+    removed. (The GPU-to-NVVM conversion drops `llvm.byval`, and NVVM
+    accepts grid constants on `llvm.func` kernels only, so the generator
+    marks the arguments and this pass applies the attributes.)
+
+    A listed index past the arguments, an argument that is not a generic
+    `!llvm.ptr`, or a function that is not a kernel is an error.
+  }];
+  let dependentDialects = [
+    "::mlir::LLVM::LLVMDialect", "::mlir::NVVM::NVVMDialect"
+  ];
+}
+
 def LqCpuKernelsToLLVM : Pass<"lq-cpu-kernels-to-llvm", "::mlir::ModuleOp"> {
   let summary = "Lower generated CPU kernel stages to the LLVM dialect";
   let description = [{

@@ -148,6 +148,7 @@ public:
 private:
   Type ptrG() { return LLVM::LLVMPointerType::get(&ctx, 1); }
   Type ptrS() { return LLVM::LLVMPointerType::get(&ctx, 3); }
+  Type ptrGeneric() { return LLVM::LLVMPointerType::get(&ctx); }
   Type i8() { return b.getI8Type(); }
   Type i16() { return b.getI16Type(); }
   Type i32() { return b.getI32Type(); }
@@ -203,6 +204,11 @@ private:
   ValueRange beginKernel(StringRef name, ArrayRef<Type> args, int64_t threads,
                          int64_t blocks);
   void endKernel() { mlir::gpu::ReturnOp::create(b); }
+  /// Makes the arguments `indices` of the kernel being built CUtensorMaps
+  /// passed by value (`.param .align 64 .b8 [128]`, CUDA's
+  /// __grid_constant__): each argument is its map's address in the
+  /// parameter space.
+  void tensorMapsByValue(ArrayRef<int32_t> indices);
 
   void ifThen(Value cond, function_ref<void()> body) {
     auto op = scf::IfOp::create(b, cond, /*withElseRegion=*/false);
@@ -278,6 +284,14 @@ ValueRange GpuModuleBuilder::beginKernel(StringRef name, ArrayRef<Type> args,
               b.getI32IntegerAttr(int32_t(blocks)));
   b.setInsertionPointToStart(&fn.getBody().front());
   return fn.getArguments();
+}
+
+void GpuModuleBuilder::tensorMapsByValue(ArrayRef<int32_t> indices) {
+  // A map in global memory would need fence.proxy.tensormap::generic.acquire
+  // before its first use (the launch's copy is a generic-proxy write); the
+  // parameter space is read by the TMA unit directly.
+  Operation *fn = b.getInsertionBlock()->getParentOp();
+  fn->setAttr(kTensorMapArgsAttr, b.getDenseI32ArrayAttr(indices));
 }
 
 Value GpuModuleBuilder::widenBf16(Value bits) {
@@ -441,7 +455,8 @@ void GpuModuleBuilder::buildStats(const CpuOperandSpec &op, bool lhs) {
                                 LLVM::AtomicOrdering::monotonic);
     if (moments) {
       // Partials after the 16-byte header: (sum x^2, sum |x|) per block.
-      Value partial = gep(stats, f64(), add(c32(2), mul(ctaX(), c32(2))));
+      Value partial =
+          gep(stats, f64(), add(c64(2), mul(ext64(ctaX()), c64(2))));
       for (int64_t p = 0; p < 2; ++p)
         store(load(f64(), slot(sumSmem, f64(), p, t)),
               gep(partial, f64(), c32(p)));
@@ -466,7 +481,7 @@ void GpuModuleBuilder::buildQuantize(const CpuOperandSpec &op, bool lhs) {
         counters = args[11];
   bool luq = op.format == Format::Log4;
   NumericsBuilder nb(b);
-  Value c0 = mul(ext64(add(mul(ctaX(), c32(abi::kQuantThreads)), tid())),
+  Value c0 = mul(add(mul(ext64(ctaX()), c64(abi::kQuantThreads)), ext64(tid())),
                  c64(4));
   Value lastCol = sub(cols, c64(1));
   Value notZero = arith::XOrIOp::create(b, zero,
@@ -532,7 +547,10 @@ struct GpuModuleBuilder::GemmState {
   /// Shared-memory byte offsets: staging stages of A and B, int8 tiles.
   int64_t stageBase[2], tileBase[2];
   // Per-launch values.
-  Value ptr[2], ld[2], storedRows[2], storedCols[2], mn0[2];
+  Value ptr[2], ld[2], storedRows[2], storedCols[2];
+  /// The CTA's first row of A / column of B: 32-bit for bounds checks,
+  /// 64-bit for addresses.
+  Value mn0[2], mn0w[2];
   Value M, N, K, inv[2], zero[2], seed, stream, kTiles;
   Value smem, t, warp, lane;
   /// TMA: the operands' tensor maps (generic pointers) and the stages'
@@ -576,15 +594,23 @@ void GpuModuleBuilder::copyStage(GemmState &g, const Side &side, Value it,
   int si = side.isA ? 0 : 1;
   int64_t threads = g.tile.threads;
   Value sample = divu(it, g.kTiles);
-  Value k0 = mul(remu(it, g.kTiles), c32(g.tile.bk));
-  // The tile's origin in stored coordinates.
+  Value kTile = remu(it, g.kTiles);
+  // The tile's origin in stored coordinates: 32-bit for the TMA
+  // coordinates and the bounds checks, 64-bit for byte offsets (a column
+  // index times the element size passes 2^32 from 2^29 f32 columns).
+  Value k0 = mul(kTile, c32(g.tile.bk));
+  Value k0w = mul(ext64(kTile), c64(g.tile.bk));
   Value row0 = side.kContig ? g.mn0[si] : k0;
   Value col0 = side.kContig ? k0 : g.mn0[si];
+  Value row0w = side.kContig ? g.mn0w[si] : k0w;
+  Value col0w = side.kContig ? k0w : g.mn0w[si];
   Value base = g.ptr[si];
   bool packed = side.op->storage == OperandStorage::Packed;
-  if (packed && side.isA && g.spec->samples > 1)
+  bool stacked = packed && side.isA && g.spec->samples > 1;
+  if (stacked)
     // Packed SMP samples are stacked along the stored rows.
-    base = gep(base, i8(), mul(ext64(mul(sample, g.storedRows[si])), g.ld[si]));
+    base = gep(base, i8(),
+               mul(mul(ext64(sample), ext64(g.storedRows[si])), g.ld[si]));
   int64_t hb = halfBytes(side.op->storage);
   Value dstStage = gep(g.smem, i8(),
                        add(c32(g.stageBase[si]),
@@ -594,9 +620,10 @@ void GpuModuleBuilder::copyStage(GemmState &g, const Side &side, Value it,
   if (g.copy == Copy::Tma) {
     // One thread issues the bulk copy of the whole box; the tensor map
     // zero-fills what lies outside the operand. Coordinates are {inner,
-    // outer}: elements (bytes for packed codes) and stored rows.
+    // outer}: elements (bytes for packed codes) and stored rows, below
+    // 2^31 (the launcher checks the stacked rows).
     Value rows = row0;
-    if (packed && side.isA && g.spec->samples > 1)
+    if (stacked)
       rows = add(rows, mul(sample, g.storedRows[si]));
     Value inner = packed ? divu(col0, c32(2)) : col0;
     Value barrier = gep(g.mbar, i64(), stage);
@@ -614,26 +641,28 @@ void GpuModuleBuilder::copyStage(GemmState &g, const Side &side, Value it,
     // 16-byte chunks; the bytes past the stored row are zero-filled.
     int64_t perRow = side.rowBytes() / 16;
     int64_t chunks = side.sr * perRow;
-    Value colsBytes = ext64(divu(add(mul(g.storedCols[si], c32(hb)), c32(1)),
-                                 c32(2)));
-    Value ldBytes = mul(g.ld[si], c64(std::max<int64_t>(1, hb / 2)));
-    if (packed)
-      ldBytes = g.ld[si];
+    Value colsBytes = divu(add(mul(ext64(g.storedCols[si]), c64(hb)), c64(1)),
+                           c64(2));
+    Value ldBytes =
+        packed ? g.ld[si] : mul(g.ld[si], c64(std::max<int64_t>(1, hb / 2)));
+    Value col0Bytes = divu(mul(col0w, c64(hb)), c64(2));
     for (int64_t j = 0; j < chunks; j += threads) {
       Value chunk = add(g.t, c32(j));
       auto body = [&] {
         Value r = divu(chunk, c32(perRow));
-        Value cb = mul(remu(chunk, c32(perRow)), c32(16));
-        Value gr = add(row0, r);
-        Value gcb = ext64(add(divu(mul(col0, c32(hb)), c32(2)), cb));
+        Value cb = mul(ext64(remu(chunk, c32(perRow))), c64(16));
+        Value gcb = add(col0Bytes, cb);
         Value left = arith::MaxSIOp::create(
             b, arith::MinSIOp::create(b, sub(colsBytes, gcb), c64(16)), c64(0));
         Value bytes = arith::TruncIOp::create(
-            b, i32(), select(ult(gr, rowsValid), left, c64(0)));
-        Value src = gep(base, i8(),
-                        select(ne(bytes, c32(0)),
-                               add(mul(ext64(gr), ldBytes), gcb), c64(0)));
-        Value dst = gep(dstStage, i8(), add(mul(r, c32(side.rowBytes())), cb));
+            b, i32(), select(ult(add(row0, r), rowsValid), left, c64(0)));
+        Value src =
+            gep(base, i8(),
+                select(ne(bytes, c32(0)),
+                       add(mul(add(row0w, ext64(r)), ldBytes), gcb), c64(0)));
+        Value dst = gep(dstStage, i8(),
+                        add(mul(r, c32(side.rowBytes())),
+                            arith::TruncIOp::create(b, i32(), cb)));
         NVVM::CpAsyncOp::create(b, dst, src, 16,
                                 NVVM::LoadCacheModifierKind::CG, bytes);
       };
@@ -652,16 +681,19 @@ void GpuModuleBuilder::copyStage(GemmState &g, const Side &side, Value it,
   Value colUnits = packed ? divu(add(g.storedCols[si], c32(1)), c32(2))
                           : g.storedCols[si];
   Value col0Units = packed ? divu(col0, c32(2)) : col0;
+  Value col0UnitsW = packed ? divu(col0w, c64(2)) : col0w;
   // A loop, not unrolled: each load is waited for before its store, and
   // an unrolled run of them would hold every loaded value in registers.
   loop(g.t, c32(units), c32(threads), ValueRange{},
        [&](Value u, ValueRange) -> SmallVector<Value> {
     Value r = divu(u, c32(perRow));
     Value cu = remu(u, c32(perRow));
-    Value gr = add(row0, r), gc = add(col0Units, cu);
-    Value valid = land(ult(gr, rowsValid), ult(gc, colUnits));
-    Value offset =
-        select(valid, add(mul(ext64(gr), g.ld[si]), ext64(gc)), c64(0));
+    Value valid = land(ult(add(row0, r), rowsValid),
+                       ult(add(col0Units, cu), colUnits));
+    Value offset = select(valid,
+                          add(mul(add(row0w, ext64(r)), g.ld[si]),
+                              add(col0UnitsW, ext64(cu))),
+                          c64(0));
     Value v = load(unit, gep(base, unit, offset));
     Value zeroV = unit.isF32()
                       ? Value(arith::ConstantFloatOp::create(
@@ -899,9 +931,12 @@ void GpuModuleBuilder::buildGemm(const GpuGemmSpec &spec,
   SmallVector<Type> params = {ptrG(), i64(), ptrG(), i64(), ptrG(), i64(),
                               ptrG(), i32(),  i32(),  i32(), f32(), f32(),
                               f32(),  i32(),  i64(),  i32(), ptrG()};
+  constexpr int32_t kFirstTensorMap = 17;
   if (copy == Copy::Tma)
-    params.append({ptrG(), ptrG()});
+    params.append({ptrGeneric(), ptrGeneric()});
   ValueRange args = beginKernel(name, params, tile.threads, /*blocks=*/1);
+  if (copy == Copy::Tma)
+    tensorMapsByValue({kFirstTensorMap, kFirstTensorMap + 1});
   GemmState g;
   g.spec = &spec;
   g.tile = tile;
@@ -942,8 +977,7 @@ void GpuModuleBuilder::buildGemm(const GpuGemmSpec &spec,
                                        c32(0));
   if (copy == Copy::Tma) {
     for (int s = 0; s < 2; ++s)
-      g.tmap[s] = LLVM::AddrSpaceCastOp::create(
-          b, LLVM::LLVMPointerType::get(&ctx), args[17 + s]);
+      g.tmap[s] = args[kFirstTensorMap + s];
     g.mbar = staticShared("lq_mbar", i64(), kMaxStages);
     ifThen(leader, [&] {
       for (int64_t s = 0; s < g.stages; ++s)
@@ -964,6 +998,8 @@ void GpuModuleBuilder::buildGemm(const GpuGemmSpec &spec,
   Value m0 = mul(ctaY(), c32(tile.bm)), n0 = mul(ctaX(), c32(tile.bn));
   g.mn0[0] = m0;
   g.mn0[1] = n0;
+  g.mn0w[0] = mul(ext64(ctaY()), c64(tile.bm));
+  g.mn0w[1] = mul(ext64(ctaX()), c64(tile.bn));
   g.storedRows[0] = g.sides[0].kContig ? g.M : g.K;
   g.storedCols[0] = g.sides[0].kContig ? g.K : g.M;
   g.storedRows[1] = g.sides[1].kContig ? g.N : g.K;
@@ -1087,11 +1123,13 @@ void GpuModuleBuilder::buildGemm(const GpuGemmSpec &spec,
   for (const Reg &reg : regs) {
     Value m = add(m0, reg.row), n = add(n0, reg.col);
     ifThen(land(ult(m, g.M), ult(n, g.N)), [&] {
+      Value mw = add(g.mn0w[0], ext64(reg.row)),
+            nw = add(g.mn0w[1], ext64(reg.col));
       Value accValue = LLVM::ExtractValueOp::create(b, reg.block, reg.field);
-      Value bias = spec.bias ? load(f32(), gep(biasPtr, f32(), n)) : Value();
+      Value bias = spec.bias ? load(f32(), gep(biasPtr, f32(), nw)) : Value();
       Value v = nb.epilogue(accValue, scale, bias, spec.relu,
                                spec.bf16Output);
-      store(v, gep(C, outType, add(mul(ext64(m), ldc), ext64(n))));
+      store(v, gep(C, outType, add(mul(mw, ldc), nw)));
     });
   }
   endKernel();
@@ -1106,16 +1144,18 @@ void GpuModuleBuilder::buildFill(const GpuGemmSpec &spec) {
   Value t = tid();
   Value m = add(mul(ctaY(), c32(16)), divu(t, c32(16)));
   Value n = add(mul(ctaX(), c32(16)), remu(t, c32(16)));
+  Value mw = add(mul(ext64(ctaY()), c64(16)), ext64(divu(t, c32(16))));
+  Value nw = add(mul(ext64(ctaX()), c64(16)), ext64(remu(t, c32(16))));
   NumericsBuilder nb(b);
   Type outType = spec.bf16Output ? i16() : f32();
   ifThen(land(ult(m, M), ult(n, N)), [&] {
-    Value bias = spec.bias ? load(f32(), gep(biasPtr, f32(), n)) : Value();
+    Value bias = spec.bias ? load(f32(), gep(biasPtr, f32(), nw)) : Value();
     // All-zero codes: the exact sum is 0 and the scale 0.
     Value v = nb.epilogue(c32(0),
                           arith::ConstantFloatOp::create(b, b.getF32Type(),
                                                          APFloat(0.0f)),
                           bias, spec.relu, spec.bf16Output);
-    store(v, gep(C, outType, add(mul(ext64(m), ldc), ext64(n))));
+    store(v, gep(C, outType, add(mul(mw, ldc), nw)));
   });
   endKernel();
 }

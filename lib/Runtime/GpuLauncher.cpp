@@ -30,10 +30,9 @@ constexpr int64_t kDefaultSharedBytes = 48 * 1024;
 constexpr int64_t kPackedLhsColumnTiles = 3;
 /// Row pitch of packed codes the launcher writes for the `_pa` GEMMs.
 constexpr int64_t kPackedPitchAlign = 16;
-/// Alignment of the tensor maps the `_tma` GEMMs read from device memory.
-constexpr size_t kTensorMapAlign = 64;
-static_assert(sizeof(CUtensorMap) % kTensorMapAlign == 0,
-              "tensor maps laid out back to back stay aligned");
+static_assert(sizeof(CUtensorMap) == kTensorMapBytes &&
+                  alignof(CUtensorMap) % kTensorMapAlign == 0,
+              "the `_tma` GEMMs take CUtensorMap parameters by value");
 constexpr int kMaxThreads = 1024;
 
 template <typename T, typename U> Result<T> failure(const Result<U> &from) {
@@ -75,11 +74,12 @@ int64_t tmaInner(DType dtype, int64_t cols) {
   return dtype == DType::Packed4 ? (cols + 1) / 2 : cols;
 }
 
-/// cuTensorMapEncodeTiled accepts the matrix: every dimension in [1, 2^32]
-/// and the row pitch below 2^40 bytes (its 16-byte multiple is vecLayout's
-/// condition).
+/// A tensor map of the matrix works: cuTensorMapEncodeTiled takes every
+/// dimension in [1, 2^32] and the row pitch below 2^40 bytes (its 16-byte
+/// multiple is vecLayout's condition), and the kernels' box coordinates
+/// are signed 32-bit, so dimensions stay within 2^31.
 bool tmaShape(int64_t rows, int64_t inner, int64_t pitchBytes) {
-  constexpr int64_t kMaxDim = int64_t(1) << 32, kMaxPitch = int64_t(1) << 40;
+  constexpr int64_t kMaxDim = int64_t(1) << 31, kMaxPitch = int64_t(1) << 40;
   return rows >= 1 && rows <= kMaxDim && inner >= 1 && inner <= kMaxDim &&
          pitchBytes < kMaxPitch;
 }
@@ -461,11 +461,16 @@ GemmChoice GpuLauncher::pick(const GemmProblem &p,
   if (choice.packedLhs)
     choice.vec = true;
   // TMA has the same alignment rules, and a tensor map needs every
-  // dimension non-empty (K = 0 runs the `vec` GEMM). The packed scratch is
-  // small enough for any tensor map.
+  // dimension non-empty (K = 0 runs the `vec` GEMM). The packed scratch
+  // stacks the SMP samples of A along its rows.
+  bool lhsMap = choice.packedLhs
+                    ? tmaShape(int64_t(moduleInfo.spec.samples) * args.lhs.rows,
+                               (args.lhs.cols + 1) / 2,
+                               roundUp((args.lhs.cols + 1) / 2,
+                                       kPackedPitchAlign))
+                    : tmaShape(args.lhs);
   choice.tma = tmaModule(moduleInfo) && choice.vec && p.m > 0 && p.n > 0 &&
-               p.k > 0 && tmaShape(args.rhs) &&
-               (choice.packedLhs || tmaShape(args.lhs));
+               p.k > 0 && tmaShape(args.rhs) && lhsMap;
   choice.kernel = choice.tma
                       ? gemmTmaKernel(choice.tile, choice.packedLhs)
                       : gemmKernel(choice.tile, choice.vec, choice.packedLhs);
@@ -516,21 +521,17 @@ Result<LaunchStatus> GpuLauncher::launch(const LaunchArgs &args,
   ScratchRelease release(*driver, scratchDone, stream);
   bool lhsFloat = s.lhs.dtype != DType::Packed4;
   bool rhsFloat = s.rhs.dtype != DType::Packed4;
-  // Scratch: the statistics of each operand, the counters, for the `_tma`
-  // GEMMs the tensor maps of A and B, and for the quantize-once placement
-  // the packed codes of A (every sample).
+  // Scratch: the statistics of each operand, the counters, and for the
+  // quantize-once placement the packed codes of A (every sample).
   size_t lhsStats = 0;
   size_t rhsStats = lhsStats + size_t(statsBytes(args.lhs.rows));
   size_t counters = rhsStats + size_t(statsBytes(args.rhs.rows));
-  size_t tensorMaps = size_t(
-      roundUp(counters + sizeof(QuantCounters), int64_t(kTensorMapAlign)));
-  size_t packedA = size_t(roundUp(tensorMaps + 2 * sizeof(CUtensorMap), 256));
+  size_t packedA = size_t(roundUp(counters + sizeof(QuantCounters), 256));
   int64_t packedPitch = roundUp((args.lhs.cols + 1) / 2, kPackedPitchAlign);
   int64_t packedRows = int64_t(s.samples) * args.lhs.rows;
   size_t total = choice.packedLhs
                      ? packedA + size_t(packedRows) * size_t(packedPitch)
-                 : choice.tma ? tensorMaps + 2 * sizeof(CUtensorMap)
-                              : counters + sizeof(QuantCounters);
+                     : counters + sizeof(QuantCounters);
   if (Status st = ensureScratch(total); !st)
     return failure<LaunchStatus>(st);
   // Statistics and counters are accumulated: zero them. Packed codes are
@@ -539,14 +540,10 @@ Result<LaunchStatus> GpuLauncher::launch(const LaunchArgs &args,
                                counters + sizeof(QuantCounters), stream);
       !st)
     return failure<LaunchStatus>(st);
-  CUdeviceptr tmapA = scratch.address() + tensorMaps,
-              tmapB = tmapA + sizeof(CUtensorMap);
+  // The `_tma` GEMMs take the maps by value: cuLaunchKernel copies them
+  // into the launch's parameters.
+  CUtensorMap maps[2];
   if (choice.tma) {
-    // The maps depend only on the layouts, not on the statistics: copied
-    // ahead of the statistics kernels, the copy is off the path from the
-    // statistics to the GEMM. A copy from pageable memory has read its
-    // source when it returns, so the maps may live on this stack.
-    CUtensorMap maps[2];
     Status mapA =
         choice.packedLhs
             ? operandMap(maps[0], *driver, tile, true, s.lhs.transposed,
@@ -566,9 +563,6 @@ Result<LaunchStatus> GpuLauncher::launch(const LaunchArgs &args,
         !mapB)
       return R::failure(choice.kernel +
                         ": the tensor map of B: " + mapB.error());
-    if (Status st = driver->copyToDevice(tmapA, maps, sizeof(maps), stream);
-        !st)
-      return failure<LaunchStatus>(st);
   }
 
   bool needStats[2] = {
@@ -663,9 +657,10 @@ Result<LaunchStatus> GpuLauncher::launch(const LaunchArgs &args,
   }
   // The `_tma` GEMMs take the two tensor maps after the counters; the
   // driver reads only as many parameters as a kernel declares.
-  void *params[] = {&a,    &lda,      &b,          &ldb,   &c,    &ldc,   &bias,
-                    &m,    &n,        &k,          &invA,  &invB, &scale, &zero,
-                    &seed, &streamId, &counterPtr, &tmapA, &tmapB};
+  void *params[] = {&a,    &lda,      &b,          &ldb,     &c,
+                    &ldc,  &bias,     &m,          &n,       &k,
+                    &invA, &invB,     &scale,      &zero,    &seed,
+                    &streamId, &counterPtr, &maps[0], &maps[1]};
   Result<CUfunction> gemm = function(choice.kernel);
   if (!gemm)
     return failure<LaunchStatus>(gemm);

@@ -47,6 +47,7 @@ void addToNvvmPasses(OpPassManager &pm, lq::GpuChip chip) {
   OpPassManager &kernels = pm.nest<mlir::gpu::GPUModuleOp>();
   kernels.addPass(createSCFToControlFlowPass());
   kernels.addPass(createConvertGpuOpsToNVVMOps());
+  kernels.addPass(lq::createLqGpuKernelParams());
   // What convert-gpu-to-nvvm leaves of the numerics and the control flow.
   kernels.addPass(createArithToLLVMConversionPass());
   // wgmma and the other NVVM ops that have no intrinsic become inline PTX.

@@ -1,4 +1,8 @@
 // RUN: lq-opt %s --lq-lower-to-linalg --split-input-file | FileCheck %s
+// No logarithm anywhere in the reference (LUQ reads the exponent bits):
+// RUN: lq-opt %s --lq-lower-to-linalg --split-input-file | FileCheck %s \
+// RUN:   --check-prefix=SCAN --implicit-check-not=math.log2
+// SCAN: func.func @signature
 
 // Quantized tensors cross function boundaries as one code per byte.
 // CHECK-LABEL: func.func @signature

@@ -1,8 +1,10 @@
 // REQUIRES: lq-gpu-pack
 // RUN: rm -rf %t && lq-gpu-pack %s --chip=sm_80,sm_90a -o %t
 // RUN: FileCheck %s < %t/lq_gemm0.sm_80.ptx
+// No kernel of the module uses the int8 shape:
+// RUN: FileCheck %s --check-prefix=SCAN --implicit-check-not=m16n8k32 < %t/lq_gemm0.sm_80.ptx
 // RUN: FileCheck %s --check-prefix=INFO < %t/lq_gemm0.sm_80.info
-// RUN: FileCheck %s --check-prefix=HOPPER < %t/lq_gemm0.sm_90a.ptx
+// RUN: FileCheck %s --check-prefix=HOPPER --implicit-check-not=m16n8k64 < %t/lq_gemm0.sm_90a.ptx
 
 // The forward GEMM of a layer after a ReLU: unsigned SAWB activations
 // times signed SAWB weights, both int4 and K-contiguous. On sm_80 the
@@ -24,7 +26,7 @@ func.func @forward(%x: tensor<256x512xf32>, %w: tensor<10x512xf32>) -> tensor<25
 // Two stages of 64-deep f32 tiles.
 // CHECK: cp.async.wait_group 1;
 // CHECK: mma.sync.aligned.m16n8k64.row.col.satfinite.s32.u4.s4.s32
-// CHECK-NOT: m16n8k32
+// SCAN: .target sm_80
 
 // INFO: lhs=uint4 f32 n
 // INFO: rhs=sint4 f32 t
@@ -32,4 +34,3 @@ func.func @forward(%x: tensor<256x512xf32>, %w: tensor<10x512xf32>) -> tensor<25
 // INFO: tile=128 128 64 2 256
 
 // HOPPER: wgmma.mma_async.sync.aligned.m64n64k32.s32.s8.s8
-// HOPPER-NOT: m16n8k64

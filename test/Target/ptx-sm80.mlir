@@ -1,6 +1,8 @@
 // REQUIRES: lq-gpu-pack
 // RUN: rm -rf %t && lq-gpu-pack %s --chip=sm_80 -o %t
 // RUN: FileCheck %s < %t/lq_gemm0.sm_80.ptx
+// RUN: FileCheck %s --check-prefix=SCAN --implicit-check-not=lg2.approx \
+// RUN:   --implicit-check-not=fma.rn < %t/lq_gemm0.sm_80.ptx
 // RUN: FileCheck %s --check-prefix=INFO < %t/lq_gemm0.sm_80.info
 // RUN: FileCheck %s --check-prefix=INDEX < %t/index.txt
 
@@ -31,12 +33,11 @@ func.func @weight_grad(%dy: tensor<256x512xbf16>, %x: tensor<256x784xbf16>, %see
 // CHECK: mma.sync.aligned.m16n8k32.row.col.satfinite.s32.s8.s8.s32
 // CHECK: .entry lq_gemm_128x128_vec(
 // CHECK: mma.sync.aligned.m16n8k32.row.col.satfinite.s32.s8.s8.s32
-// LUQ reads the exponent bits: no log2 approximation anywhere, and no
-// fused multiply-add changes the contract's f32 roundings.
-// CHECK-NOT: lg2.approx
-// CHECK-NOT: fma.rn.f32
+// LUQ reads the exponent bits: no log2 approximation in any kernel, and no
+// fused multiply-add changes the contract's roundings (the SCAN run).
+// SCAN: .target sm_80
 
-// INFO: abi=1
+// INFO: abi=2
 // INFO: chip=sm_80
 // INFO: lhs=log4 bf16 t
 // INFO: rhs=sint4 bf16 n

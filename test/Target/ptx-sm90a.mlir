@@ -1,6 +1,17 @@
 // REQUIRES: lq-gpu-pack
 // RUN: rm -rf %t && lq-gpu-pack %s --chip=sm_90a -o %t
 // RUN: FileCheck %s < %t/lq_gemm0.sm_90a.ptx
+// Every kernel of the module, not only the text after the last match:
+// RUN: FileCheck %s --check-prefix=SCAN --implicit-check-not=lg2.approx \
+// RUN:   --implicit-check-not=fma.rn --implicit-check-not=tensormap < %t/lq_gemm0.sm_90a.ptx
+// An lg2.approx planted in lq_quant_lhs, far from the last match, fails it:
+// RUN: sed -e '/^\.visible \.entry lq_quant_lhs(/,/^{/s/^{$/{ lg2.approx.f32 %%f1, %%f1;/' \
+// RUN:   %t/lq_gemm0.sm_90a.ptx > %t/planted.ptx
+// RUN: grep -c 'lg2.approx' %t/planted.ptx | FileCheck %s --check-prefix=PLANTED
+// RUN: not FileCheck %s --check-prefix=SCAN --implicit-check-not=lg2.approx < %t/planted.ptx
+
+// SCAN: .target sm_90a
+// PLANTED: {{^}}1{{$}}
 
 // The forward GEMM, y = Q(x) Q(W)^T + b, ReLU, bf16 out: SAWB on both
 // operands in the kernel, wgmma on Hopper.
@@ -29,6 +40,12 @@ func.func @forward(%x: tensor<128x784xf32>, %w: tensor<512x784xf32>, %b: tensor<
 // CHECK: max.NaN.f32
 // CHECK: st.global.b16
 // CHECK: .entry lq_gemm_64x64_tma(
+// The tensor maps are by-value parameters (__grid_constant__), read in the
+// parameter space: no copy in global memory that would need a tensormap
+// proxy fence.
+// CHECK: .param .align 64 .b8 lq_gemm_64x64_tma_param_17[128],
+// CHECK-NEXT: .param .align 64 .b8 lq_gemm_64x64_tma_param_18[128]
+// CHECK: cvta.param.u64
 // The tensor memory accelerator: one thread initializes a barrier per
 // stage, expects the stage's bytes and issues both boxes; every thread
 // waits on the stage's phase.
@@ -44,4 +61,3 @@ func.func @forward(%x: tensor<128x784xf32>, %w: tensor<512x784xf32>, %b: tensor<
 // CHECK: .entry lq_gemm_128x128_tma(
 // CHECK: cp.async.bulk.tensor.2d
 // CHECK: wgmma.mma_async.sync.aligned.m64n128k32.s32.s8.s8
-// CHECK-NOT: fma.rn.f32

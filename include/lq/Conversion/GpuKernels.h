@@ -35,6 +35,11 @@
 
 namespace lq {
 
+/// On a generated `gpu.func`: the indices (dense i32 array) of the
+/// arguments that are CUtensorMaps passed by value; lq-gpu-kernel-params
+/// applies the parameter attributes once the kernel is an llvm.func.
+constexpr llvm::StringLiteral kTensorMapArgsAttr = "lq.tensor_map_args";
+
 /// A GPU target: the chip and the PTX ISA the kernels are written for.
 enum class GpuChip { Sm80, Sm90a };
 

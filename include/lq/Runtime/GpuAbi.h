@@ -58,8 +58,10 @@
 //                     memory accelerator: cp.async.bulk.tensor issued by one
 //                     thread, completing on one mbarrier per stage. Two more
 //                     parameters after `counters`:
-//     (..., ptr tmapA, ptr tmapB)
-//     each the device address (64-byte aligned) of a CUtensorMap made by
+//     (..., CUtensorMap tmapA, CUtensorMap tmapB)
+//     each a CUtensorMap passed by value (`.param .align 64 .b8 [128]`,
+//     CUDA's __grid_constant__ parameters: no copy to global memory, so no
+//     tensormap proxy fence), made by
 //     cuTensorMapEncodeTiled for the operand as stored: rank 2, dims {cols,
 //     rows} (packed: {bytes per row, rows}; SMP samples of a packed left
 //     operand stacked: rows * samples), the row pitch in bytes as the one
@@ -89,7 +91,13 @@
 namespace lq::gpu {
 
 /// Version of this contract: part of every GPU cache key and manifest.
-constexpr int kAbiVersion = 1;
+/// Bumped on every change of a kernel's name, parameters or buffers.
+constexpr int kAbiVersion = 2;
+
+/// A tensor-map parameter of the `_tma` GEMMs: CUtensorMap's size and
+/// alignment.
+constexpr int64_t kTensorMapBytes = 128;
+constexpr int64_t kTensorMapAlign = 64;
 
 constexpr int kStatsThreads = 256;
 /// Row blocks of the statistics kernel: one per row up to this many.
@@ -191,7 +199,7 @@ struct GpuModuleInfo {
 
 /// The text form of `info`, one key=value per line, the ABI version first:
 ///
-///   abi=1
+///   abi=2
 ///   chip=sm_90a
 ///   quantize=0
 ///   lhs=log4 f32 n          (format, dtype, n or t for transposed)
