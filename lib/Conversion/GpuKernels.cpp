@@ -1163,14 +1163,18 @@ void GpuModuleBuilder::buildFill(const GpuGemmSpec &spec) {
 } // namespace
 
 OwningOpRef<ModuleOp> lq::buildGpuGemmKernels(MLIRContext &ctx,
-                                              const GpuGemmSpec &spec) {
+                                              const GpuGemmSpec &spec,
+                                              const KernelFilter &only) {
+  auto wanted = [&](StringRef name) { return !only || only(name); };
   GpuModuleBuilder builder(ctx, spec.chip);
   const CpuOperandSpec *ops[2] = {&spec.lhs, &spec.rhs};
   for (int s = 0; s < 2; ++s) {
     if (ops[s]->storage == OperandStorage::Packed)
       continue;
-    builder.buildStats(*ops[s], s == 0);
-    builder.buildQuantize(*ops[s], s == 0);
+    if (wanted(abi::statsKernel(s == 0)))
+      builder.buildStats(*ops[s], s == 0);
+    if (wanted(abi::quantKernel(s == 0)))
+      builder.buildQuantize(*ops[s], s == 0);
   }
   // A float LUQ left operand may also be quantized once to packed codes
   // (lq_quant_lhs) and read by a packed variant: Philox per element once
@@ -1182,30 +1186,38 @@ OwningOpRef<ModuleOp> lq::buildGpuGemmKernels(MLIRContext &ctx,
   packedLhs.hindsight = false;
   using Copy = GpuModuleBuilder::Copy;
   bool tma = spec.chip == GpuChip::Sm90a;
+  auto gemm = [&](const GpuGemmSpec &s, const abi::GemmTile &tile, Copy copy,
+                  const std::string &name) {
+    if (wanted(name))
+      builder.buildGemm(s, tile, copy, name);
+  };
   for (const abi::GemmTile &tile : gpuGemmTiles(spec)) {
-    builder.buildGemm(spec, tile, Copy::Any, abi::gemmKernel(tile, false));
-    builder.buildGemm(spec, tile, Copy::Vec, abi::gemmKernel(tile, true));
+    gemm(spec, tile, Copy::Any, abi::gemmKernel(tile, false));
+    gemm(spec, tile, Copy::Vec, abi::gemmKernel(tile, true));
     if (tma)
-      builder.buildGemm(spec, tile, Copy::Tma, abi::gemmTmaKernel(tile));
+      gemm(spec, tile, Copy::Tma, abi::gemmTmaKernel(tile));
     // Its smaller stages fit the tile's shared memory.
     if (packedVariant) {
-      builder.buildGemm(packedLhs, tile, Copy::Vec,
-                        abi::gemmKernel(tile, true, /*packedLhs=*/true));
+      gemm(packedLhs, tile, Copy::Vec,
+           abi::gemmKernel(tile, true, /*packedLhs=*/true));
       if (tma)
-        builder.buildGemm(packedLhs, tile, Copy::Tma,
-                          abi::gemmTmaKernel(tile, /*packedLhs=*/true));
+        gemm(packedLhs, tile, Copy::Tma,
+             abi::gemmTmaKernel(tile, /*packedLhs=*/true));
     }
   }
-  if (spec.hindsight)
+  if (spec.hindsight && wanted(abi::kFillKernel))
     builder.buildFill(spec);
   return builder.take();
 }
 
 OwningOpRef<ModuleOp> lq::buildGpuQuantizeKernels(MLIRContext &ctx,
                                                   const CpuOperandSpec &op,
-                                                  GpuChip chip) {
+                                                  GpuChip chip,
+                                                  const KernelFilter &only) {
   GpuModuleBuilder builder(ctx, chip);
-  builder.buildStats(op, true);
-  builder.buildQuantize(op, true);
+  if (!only || only(abi::statsKernel(true)))
+    builder.buildStats(op, true);
+  if (!only || only(abi::quantKernel(true)))
+    builder.buildQuantize(op, true);
   return builder.take();
 }

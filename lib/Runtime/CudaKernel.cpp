@@ -1,6 +1,7 @@
 //===- CudaKernel.cpp - CUDA kernels of the runtime ------------------------===//
 
 #include "CudaKernel.h"
+#include "Spec.h"
 
 #include "lq/Runtime/Cache.h"
 #include "lq/Runtime/GpuCompiler.h"
@@ -13,22 +14,28 @@
 #include "llvm/Support/Error.h"
 
 #include <mutex>
+#include <thread>
 
 using namespace lq;
 using namespace lq::runtime;
 
 namespace lq::runtime {
 
+/// A CUDA target's kernels of one spec. Nothing is generated up front: a
+/// launch asks for the two or three kernels it runs, and each is generated,
+/// lowered to PTX and assembled for the device on its first use, in
+/// parallel with the others of the same launch, each cached on its own.
 class CudaKernel {
 public:
-  CudaKernel(std::shared_ptr<const std::string> ptx, gpu::GpuModuleInfo info)
-      : ptx(std::move(ptx)), info(std::move(info)) {}
+  CudaKernel(GemmSpec spec, bool quantizeOnly, gpu::GpuModuleInfo info)
+      : spec(std::move(spec)), quantizeOnly(quantizeOnly),
+        info(std::move(info)) {}
 
-  /// The module loaded into the current context, assembled for its device
-  /// on first use.
+  /// The kernels loaded into the current context (on first use in it).
   Result<gpu::GpuLauncher *> launcher() const;
 
-  std::shared_ptr<const std::string> ptx;
+  GemmSpec spec;
+  bool quantizeOnly;
   gpu::GpuModuleInfo info;
 
 private:
@@ -53,6 +60,67 @@ Result<CUcontext> currentContext(gpu::CudaDriver &driver) {
   return driver.usePrimaryContext(0);
 }
 
+const char *chipName(Target target) {
+  return target == Target::CudaSm90a ? "sm_90a" : "sm_80";
+}
+
+/// The PTX of kernel `name` of the module of `spec` (or of its
+/// quantizer), from the compile cache or generated. The generated IR is in
+/// the key: a generator change changes it even where the spec and the
+/// versions do not.
+Result<std::shared_ptr<const std::string>>
+kernelPtx(const GemmSpec &spec, bool quantizeOnly, const std::string &name) {
+  using R = Result<std::shared_ptr<const std::string>>;
+  Result<GpuKernelBuild> build =
+      GpuKernelBuild::create(spec, quantizeOnly, {name});
+  if (!build)
+    return R::failure(build.error());
+  std::string key = makeCacheKey(
+      {{"gpu-kernel",
+        (quantizeOnly ? "quantize " : "") + spec.describe() + " " + name},
+       {"ir", build->source()},
+       {"chip", chipName(spec.target)},
+       {"ptx-isa", gpuChipFeatures(GpuChip::Sm80)},
+       {"lq", runtime::kLqVersion},
+       {"llvm", LLVM_VERSION_STRING}});
+  auto entry = CompileCache::global().getOrCompile(
+      key, [&]() -> llvm::Expected<CompileResult> {
+        Result<std::string> ptx = build->ptx();
+        if (!ptx)
+          return asError(ptx.error());
+        return CompileResult{std::move(*ptx), name};
+      });
+  if (!entry)
+    return R::failure(llvm::toString(entry.takeError()));
+  return entry->blob;
+}
+
+/// Kernel `name` assembled for `arch` by `assembler`.
+Result<std::string> kernelCubin(const GemmSpec &spec, bool quantizeOnly,
+                                const std::string &name,
+                                const std::string &arch,
+                                const std::string &assembler) {
+  Result<std::shared_ptr<const std::string>> ptx =
+      kernelPtx(spec, quantizeOnly, name);
+  if (!ptx)
+    return Result<std::string>::failure(ptx.error());
+  // The cubin depends on the PTX, the architecture and the assembler.
+  std::string key = makeCacheKey({{"cubin", spec.describe() + " " + name},
+                                  {"ptx", **ptx},
+                                  {"arch", arch},
+                                  {"assembler", assembler}});
+  auto entry = CompileCache::global().getOrCompile(
+      key, [&]() -> llvm::Expected<CompileResult> {
+        Result<std::string> cubin = gpu::compilePtx(**ptx, arch);
+        if (!cubin)
+          return asError(cubin.error());
+        return CompileResult{std::move(*cubin), arch};
+      });
+  if (!entry)
+    return Result<std::string>::failure(llvm::toString(entry.takeError()));
+  return *entry->blob;
+}
+
 } // namespace
 
 Result<gpu::GpuLauncher *> CudaKernel::launcher() const {
@@ -72,25 +140,10 @@ Result<gpu::GpuLauncher *> CudaKernel::launcher() const {
   Result<std::string> arch = gpu::deviceArch(info, *device);
   if (!arch)
     return R::failure(arch.error());
-  Result<std::string> assembler = gpu::ptxCompilerIdentity();
-  if (!assembler)
-    return R::failure(assembler.error());
-  // The cubin depends on the PTX, the architecture and the assembler.
-  std::string key = makeCacheKey({{"cubin", info.spec.describe()},
-                                  {"ptx", *ptx},
-                                  {"arch", *arch},
-                                  {"assembler", *assembler}});
-  auto entry = CompileCache::global().getOrCompile(
-      key, [&]() -> llvm::Expected<CompileResult> {
-        Result<std::string> cubin = gpu::compilePtx(*ptx, *arch);
-        if (!cubin)
-          return asError(cubin.error());
-        return CompileResult{std::move(*cubin), *arch};
+  Result<std::unique_ptr<gpu::GpuLauncher>> launcher = gpu::GpuLauncher::load(
+      info, [this, arch = *arch](const std::vector<std::string> &names) {
+        return compileGpuKernels(spec, quantizeOnly, names, arch);
       });
-  if (!entry)
-    return R::failure(llvm::toString(entry.takeError()));
-  Result<std::unique_ptr<gpu::GpuLauncher>> launcher =
-      gpu::GpuLauncher::load(*entry->blob, info);
   if (!launcher)
     return R::failure(launcher.error());
   loaded = std::move(*launcher);
@@ -98,42 +151,47 @@ Result<gpu::GpuLauncher *> CudaKernel::launcher() const {
   return loaded.get();
 }
 
+Result<std::vector<std::string>>
+lq::compileGpuKernels(const GemmSpec &spec, bool quantizeOnly,
+                      const std::vector<std::string> &names,
+                      const std::string &arch) {
+  using R = Result<std::vector<std::string>>;
+  Result<std::string> assembler = gpu::ptxCompilerIdentity();
+  if (!assembler)
+    return R::failure(assembler.error());
+  // One thread per kernel: a launch's kernels cost the slowest of them,
+  // not their sum.
+  std::vector<Result<std::string>> results(
+      names.size(), Result<std::string>::failure("not compiled"));
+  auto work = [&](size_t i) {
+    results[i] = kernelCubin(spec, quantizeOnly, names[i], arch, *assembler);
+  };
+  std::vector<std::thread> threads;
+  for (size_t i = 1; i < names.size(); ++i)
+    threads.emplace_back(work, i);
+  if (!names.empty())
+    work(0);
+  for (std::thread &t : threads)
+    t.join();
+  std::vector<std::string> cubins;
+  for (Result<std::string> &r : results) {
+    if (!r)
+      return R::failure(r.error());
+    cubins.push_back(std::move(*r));
+  }
+  return cubins;
+}
+
 Result<std::shared_ptr<const CudaKernel>>
-lq::runtime::compileCudaKernel(const GemmSpec &spec, bool quantizeOnly,
-                               const std::string &lqVersion) {
+lq::runtime::compileCudaKernel(const GemmSpec &spec, bool quantizeOnly) {
   using R = Result<std::shared_ptr<const CudaKernel>>;
-  const char *chip = spec.target == Target::CudaSm90a ? "sm_90a" : "sm_80";
-  Result<std::string> source = gpuKernelSource(spec, quantizeOnly);
-  if (!source)
-    return R::failure(source.error());
-  // The kernel IR is in the key: a generator change changes it even where
-  // the spec and the versions do not.
-  std::string key = makeCacheKey(
-      {{"gpu-kernel", (quantizeOnly ? "quantize " : "") + spec.describe()},
-       {"ir", *source},
-       {"chip", chip},
-       {"ptx-isa", gpuChipFeatures(GpuChip::Sm80)},
-       {"lq", lqVersion},
-       {"llvm", LLVM_VERSION_STRING}});
-  gpu::GpuModuleInfo info;
-  auto entry = CompileCache::global().getOrCompile(
-      key, [&]() -> llvm::Expected<CompileResult> {
-        Result<GpuModuleImage> image =
-            quantizeOnly ? compileGpuQuantize(spec.lhs.format, spec.lhs.dtype,
-                                              spec.target)
-                         : compileGpuGemm(spec);
-        if (!image)
-          return asError(image.error());
-        return CompileResult{std::move(image->ptx),
-                             gpu::writeModuleInfo(image->info)};
-      });
-  if (!entry)
-    return R::failure(llvm::toString(entry.takeError()));
-  Result<gpu::GpuModuleInfo> parsed = gpu::parseModuleInfo(entry->metadata);
-  if (!parsed)
-    return R::failure("cached GPU module info: " + parsed.error());
+  // Checks the spec and gives the launcher its tiles; the kernels
+  // themselves are made when a launch first needs them.
+  Result<gpu::GpuModuleInfo> info = gpuModuleInfo(spec, quantizeOnly);
+  if (!info)
+    return R::failure(info.error());
   return std::shared_ptr<const CudaKernel>(
-      std::make_shared<CudaKernel>(entry->blob, std::move(*parsed)));
+      std::make_shared<CudaKernel>(spec, quantizeOnly, std::move(*info)));
 }
 
 Result<LaunchStatus> lq::runtime::launchCudaKernel(const CudaKernel &kernel,

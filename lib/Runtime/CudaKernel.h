@@ -19,11 +19,11 @@ namespace lq::runtime {
 
 class CudaKernel;
 
-/// Generates (or finds in the compile cache) the PTX of `spec` for its CUDA
-/// target. With `quantizeOnly`, the module quantizes spec.lhs.
+/// The kernels of `spec` for its CUDA target (with `quantizeOnly`, those
+/// that quantize spec.lhs): checks the spec; each kernel is generated and
+/// assembled when a launch first needs it (compileGpuKernels).
 Result<std::shared_ptr<const CudaKernel>>
-compileCudaKernel(const GemmSpec &spec, bool quantizeOnly,
-                  const std::string &lqVersion);
+compileCudaKernel(const GemmSpec &spec, bool quantizeOnly);
 
 Result<LaunchStatus> launchCudaKernel(const CudaKernel &kernel,
                                       const LaunchArgs &args);

@@ -7,6 +7,8 @@
 
 #include "CudaKernel.h"
 
+#include "lq/Runtime/GpuCompiler.h"
+
 using namespace lq;
 using namespace lq::runtime;
 
@@ -21,8 +23,14 @@ class CudaKernel {};
 } // namespace lq::runtime
 
 Result<std::shared_ptr<const CudaKernel>>
-lq::runtime::compileCudaKernel(const GemmSpec &, bool, const std::string &) {
+lq::runtime::compileCudaKernel(const GemmSpec &, bool) {
   return Result<std::shared_ptr<const CudaKernel>>::failure(kNoCuda);
+}
+
+Result<std::vector<std::string>>
+lq::compileGpuKernels(const GemmSpec &, bool, const std::vector<std::string> &,
+                      const std::string &) {
+  return Result<std::vector<std::string>>::failure(kNoCuda);
 }
 
 Result<LaunchStatus> lq::runtime::launchCudaKernel(const CudaKernel &,

@@ -11,6 +11,9 @@
 #include "mlir/IR/Diagnostics.h"
 #include "mlir/IR/DialectRegistry.h"
 #include "mlir/IR/MLIRContext.h"
+#include "mlir/Dialect/GPU/IR/GPUDialect.h"
+
+#include <algorithm>
 
 using namespace lq;
 
@@ -28,29 +31,33 @@ std::optional<GpuChip> chipOf(Target target) {
   return std::nullopt;
 }
 
-/// Builds kernels with `build` in a fresh context and lowers them to PTX;
-/// diagnostics become the error message.
-Result<std::string>
-lower(GpuChip chip, const GpuStageCallback &stage,
-      llvm::function_ref<mlir::OwningOpRef<mlir::ModuleOp>(mlir::MLIRContext &)>
-          build) {
+/// A context for generated kernels: the dialects they use and what their
+/// lowering to PTX needs, nothing else (a context per build, so that builds
+/// run in parallel; each loads only the dialects it touches). No threads
+/// of its own: parallelism is across builds.
+std::unique_ptr<mlir::MLIRContext> kernelContext() {
   mlir::DialectRegistry registry;
-  registerAllDialects(registry);
-  mlir::MLIRContext ctx(registry, mlir::MLIRContext::Threading::DISABLED);
-  ctx.loadAllAvailableDialects();
+  registerGpuTargetInterfaces(registry);
+  return std::make_unique<mlir::MLIRContext>(
+      registry, mlir::MLIRContext::Threading::DISABLED);
+}
+
+/// Lowers the kernels of `module` to PTX; diagnostics become the error.
+Result<std::string> lower(mlir::ModuleOp module, GpuChip chip,
+                          const GpuStageCallback &stage) {
   std::string diagnostics;
-  mlir::ScopedDiagnosticHandler handler(&ctx, [&](mlir::Diagnostic &d) {
+  mlir::ScopedDiagnosticHandler handler(module.getContext(),
+                                        [&](mlir::Diagnostic &d) {
     diagnostics += d.str() + "\n";
     return mlir::success();
   });
-  mlir::OwningOpRef<mlir::ModuleOp> module = build(ctx);
   StageCallback callback;
   if (stage)
     callback = [&](llvm::StringRef name, llvm::StringRef text) {
       stage(std::string_view(name.data(), name.size()),
             std::string_view(text.data(), text.size()));
     };
-  mlir::FailureOr<std::string> ptx = lowerKernelsToPtx(*module, chip, callback);
+  mlir::FailureOr<std::string> ptx = lowerKernelsToPtx(module, chip, callback);
   if (failed(ptx))
     return Result<std::string>::failure("GPU kernel lowering failed: " +
                                         diagnostics);
@@ -81,72 +88,150 @@ std::string checkGpuSpec(const GemmSpec &spec) {
   return "";
 }
 
+
+/// Why `spec` (or its quantizer) has no GPU module, or "".
+std::string checkModule(const GemmSpec &spec, bool quantizeOnly) {
+  if (!chipOf(spec.target))
+    return "GPU kernels need a CUDA target (sm_80 or sm_90a)";
+  if (quantizeOnly)
+    return spec.lhs.dtype == DType::F32 || spec.lhs.dtype == DType::BF16
+               ? ""
+               : "only f32 and bf16 tensors are quantized";
+  return checkGpuSpec(spec);
+}
+
+/// The kernels of `spec` (or of its quantizer) that `only` selects, built
+/// in `ctx`.
+Result<mlir::OwningOpRef<mlir::ModuleOp>>
+buildKernels(mlir::MLIRContext &ctx, const GemmSpec &spec, bool quantizeOnly,
+             const KernelFilter &only) {
+  using R = Result<mlir::OwningOpRef<mlir::ModuleOp>>;
+  if (std::string error = checkModule(spec, quantizeOnly); !error.empty())
+    return R::failure(error);
+  GpuChip chip = *chipOf(spec.target);
+  if (quantizeOnly)
+    return buildGpuQuantizeKernels(ctx, runtime::toCpuSpec(spec).lhs, chip,
+                                   only);
+  return buildGpuGemmKernels(ctx, gpuSpecOf(spec, chip), only);
+}
+
+std::string printed(mlir::ModuleOp module) {
+  std::string text;
+  llvm::raw_string_ostream os(text);
+  module.print(os);
+  return text;
+}
+
+/// The quantizer module's spec: `spec.lhs` alone, for `target`.
+GemmSpec quantizerSpec(Format format, DType dtype, Target target) {
+  GemmSpec spec;
+  spec.lhs = {format, dtype, false};
+  spec.target = target;
+  return spec;
+}
+
+GpuModuleImage imageOf(std::string ptx, const GemmSpec &spec,
+                       bool quantizeOnly) {
+  GpuModuleImage image;
+  image.ptx = std::move(ptx);
+  image.info.chip = spec.target == Target::CudaSm90a ? "sm_90a" : "sm_80";
+  image.info.spec = spec;
+  image.info.quantizeOnly = quantizeOnly;
+  if (!quantizeOnly)
+    image.info.tiles =
+        gpuGemmTiles(gpuSpecOf(spec, *chipOf(spec.target)));
+  return image;
+}
+
+/// The whole module of `spec` (or of its quantizer) lowered to PTX.
+Result<GpuModuleImage> compileModule(const GemmSpec &spec, bool quantizeOnly,
+                                     const GpuStageCallback &stage) {
+  using R = Result<GpuModuleImage>;
+  std::unique_ptr<mlir::MLIRContext> ctx = kernelContext();
+  auto module = buildKernels(*ctx, spec, quantizeOnly, {});
+  if (!module)
+    return R::failure(module.error());
+  Result<std::string> ptx = lower(**module, *chipOf(spec.target), stage);
+  if (!ptx)
+    return R::failure(ptx.error());
+  return imageOf(std::move(*ptx), spec, quantizeOnly);
+}
+
 } // namespace
+
+struct GpuKernelBuild::State {
+  std::unique_ptr<mlir::MLIRContext> ctx;
+  mlir::OwningOpRef<mlir::ModuleOp> module;
+  GpuChip chip;
+  std::string source;
+};
+
+GpuKernelBuild::GpuKernelBuild(std::unique_ptr<State> state)
+    : state(std::move(state)) {}
+GpuKernelBuild::GpuKernelBuild(GpuKernelBuild &&) noexcept = default;
+GpuKernelBuild &GpuKernelBuild::operator=(GpuKernelBuild &&) noexcept = default;
+GpuKernelBuild::~GpuKernelBuild() = default;
+
+Result<GpuKernelBuild>
+GpuKernelBuild::create(const GemmSpec &spec, bool quantizeOnly,
+                       const std::vector<std::string> &kernels) {
+  using R = Result<GpuKernelBuild>;
+  auto state = std::make_unique<State>();
+  state->ctx = kernelContext();
+  KernelFilter only = [&](llvm::StringRef name) {
+    return std::find(kernels.begin(), kernels.end(), name) != kernels.end();
+  };
+  auto module = buildKernels(*state->ctx, spec, quantizeOnly, only);
+  if (!module)
+    return R::failure(module.error());
+  state->module = std::move(*module);
+  for (const std::string &name : kernels)
+    if (!state->module->lookupSymbol<mlir::gpu::GPUModuleOp>("lq_kernels")
+             .lookupSymbol(name))
+      return R::failure("the GPU module of " +
+                        std::string(quantizeOnly ? "quantize " : "") +
+                        spec.describe() + " has no kernel " + name);
+  state->chip = *chipOf(spec.target);
+  state->source = printed(*state->module);
+  return GpuKernelBuild(std::move(state));
+}
+
+const std::string &GpuKernelBuild::source() const { return state->source; }
+
+Result<std::string> GpuKernelBuild::ptx(const GpuStageCallback &stage) {
+  if (!state->module)
+    return Result<std::string>::failure("the kernels were lowered already");
+  Result<std::string> ptx = lower(*state->module, state->chip, stage);
+  state->module = nullptr;
+  return ptx;
+}
+
+Result<gpu::GpuModuleInfo> lq::gpuModuleInfo(const GemmSpec &spec,
+                                             bool quantizeOnly) {
+  if (std::string error = checkModule(spec, quantizeOnly); !error.empty())
+    return Result<gpu::GpuModuleInfo>::failure(error);
+  return imageOf("", spec, quantizeOnly).info;
+}
 
 Result<std::string> lq::gpuKernelSource(const GemmSpec &spec,
                                         bool quantizeOnly) {
-  std::optional<GpuChip> chip = chipOf(spec.target);
-  if (!chip)
-    return Result<std::string>::failure(
-        "GPU kernels need a CUDA target (sm_80 or sm_90a)");
-  if (!quantizeOnly)
-    if (std::string error = checkGpuSpec(spec); !error.empty())
-      return Result<std::string>::failure(error);
-  mlir::DialectRegistry registry;
-  registerAllDialects(registry);
-  mlir::MLIRContext ctx(registry, mlir::MLIRContext::Threading::DISABLED);
-  mlir::OwningOpRef<mlir::ModuleOp> module =
-      quantizeOnly ? buildGpuQuantizeKernels(ctx, runtime::toCpuSpec(spec).lhs, *chip)
-                   : buildGpuGemmKernels(ctx, gpuSpecOf(spec, *chip));
-  std::string text;
-  llvm::raw_string_ostream os(text);
-  module->print(os);
-  return text;
+  std::unique_ptr<mlir::MLIRContext> ctx = kernelContext();
+  auto module = buildKernels(*ctx, spec, quantizeOnly, {});
+  if (!module)
+    return Result<std::string>::failure(module.error());
+  return printed(**module);
 }
 
 Result<GpuModuleImage> lq::compileGpuGemm(const GemmSpec &spec,
                                           const GpuStageCallback &stage) {
-  using R = Result<GpuModuleImage>;
-  if (std::string error = checkGpuSpec(spec); !error.empty())
-    return R::failure(error);
-  GpuChip chip = *chipOf(spec.target);
-  GpuGemmSpec gpuSpec = gpuSpecOf(spec, chip);
-  Result<std::string> ptx = lower(chip, stage, [&](mlir::MLIRContext &ctx) {
-    return buildGpuGemmKernels(ctx, gpuSpec);
-  });
-  if (!ptx)
-    return R::failure(ptx.error());
-  GpuModuleImage image;
-  image.ptx = std::move(*ptx);
-  image.info.chip = gpuChipName(chip);
-  image.info.spec = spec;
-  image.info.tiles = gpuGemmTiles(gpuSpec);
-  return image;
+  return compileModule(spec, /*quantizeOnly=*/false, stage);
 }
 
 Result<GpuModuleImage> lq::compileGpuQuantize(Format format, DType dtype,
                                               Target target,
                                               const GpuStageCallback &stage) {
-  using R = Result<GpuModuleImage>;
-  std::optional<GpuChip> chip = chipOf(target);
-  if (!chip)
-    return R::failure("GPU kernels need a CUDA target (sm_80 or sm_90a)");
-  if (dtype != DType::F32 && dtype != DType::BF16)
-    return R::failure("only f32 and bf16 tensors are quantized");
-  GemmSpec spec;
-  spec.lhs = {format, dtype, false};
-  spec.target = target;
-  Result<std::string> ptx = lower(*chip, stage, [&](mlir::MLIRContext &ctx) {
-    return buildGpuQuantizeKernels(ctx, runtime::toCpuSpec(spec).lhs, *chip);
-  });
-  if (!ptx)
-    return R::failure(ptx.error());
-  GpuModuleImage image;
-  image.ptx = std::move(*ptx);
-  image.info.chip = gpuChipName(*chip);
-  image.info.spec = spec;
-  image.info.quantizeOnly = true;
-  return image;
+  return compileModule(quantizerSpec(format, dtype, target),
+                       /*quantizeOnly=*/true, stage);
 }
 
 std::vector<GpuModuleEntry> lq::standardGpuModules() {

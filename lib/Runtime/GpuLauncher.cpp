@@ -115,6 +115,15 @@ Status operandMap(CUtensorMap &map, const CudaDriver &driver,
       CU_TENSOR_MAP_L2_PROMOTION_L2_128B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
 }
 
+/// `tiles` sorted by area, small first.
+std::vector<GemmTile> smallFirst(std::vector<GemmTile> tiles) {
+  std::stable_sort(tiles.begin(), tiles.end(),
+                   [](const GemmTile &a, const GemmTile &b) {
+                     return int64_t(a.bm) * a.bn < int64_t(b.bm) * b.bn;
+                   });
+  return tiles;
+}
+
 /// sm_90a modules have the `_tma` GEMMs.
 bool tmaModule(const GpuModuleInfo &info) { return info.chip == "sm_90a"; }
 
@@ -221,8 +230,7 @@ Result<std::string> lq::gpu::deviceArch(const GpuModuleInfo &info,
 // Loading
 //===----------------------------------------------------------------------===//
 
-Result<std::unique_ptr<GpuLauncher>>
-GpuLauncher::load(std::string_view image, GpuModuleInfo info) {
+Result<std::unique_ptr<GpuLauncher>> GpuLauncher::create(GpuModuleInfo info) {
   using R = Result<std::unique_ptr<GpuLauncher>>;
   Result<CudaDriver *> driver = CudaDriver::get();
   if (!driver)
@@ -235,27 +243,6 @@ GpuLauncher::load(std::string_view image, GpuModuleInfo info) {
   Result<CUcontext> context = (*driver)->currentContext();
   if (!context)
     return failure<std::unique_ptr<GpuLauncher>>(context);
-
-  std::unique_ptr<GpuLauncher> launcher(new GpuLauncher);
-  launcher->driver = *driver;
-  launcher->deviceInfo = *device;
-  launcher->context = *context;
-  Result<CUmodule> module = (*driver)->loadModule(image.data(), image.size());
-  if (!module)
-    return R::failure("loading the module of " + info.spec.describe() +
-                      " failed: " + module.error());
-  launcher->module = *module;
-  Result<CUevent> event = (*driver)->createEvent(/*timing=*/false);
-  if (!event)
-    return failure<std::unique_ptr<GpuLauncher>>(event);
-  launcher->scratchDone = *event;
-
-  for (const std::string &name : requiredKernels(info)) {
-    Result<CUfunction> fn = launcher->function(name);
-    if (!fn)
-      return R::failure("the module of " + info.spec.describe() +
-                        " lacks a kernel it needs: " + fn.error());
-  }
   for (const GemmTile &t : info.tiles) {
     if (t.threads > kMaxThreads)
       return R::failure("tile " + gemmKernel(t, true) + " has " +
@@ -266,77 +253,148 @@ GpuLauncher::load(std::string_view image, GpuModuleInfo info) {
                         std::to_string(t.smemBytes) +
                         " bytes of shared memory; " + device->name +
                         " allows " + std::to_string(device->maxSharedOptin));
-    if (t.smemBytes <= kDefaultSharedBytes)
-      continue;
-    for (const std::string &name : fusedGemms(info, t))
-      if (Status s = launcher->allowSharedMemory(name, t); !s)
-        return failure<std::unique_ptr<GpuLauncher>>(s);
   }
-  // The quantize-once GEMMs are optional: a module without them runs the
-  // fused ones only. An sm_90a module that has them has their TMA variant
-  // too.
-  launcher->packedLhsVariant =
-      info.spec.lhs.format == Format::Log4 &&
-      info.spec.lhs.dtype != DType::Packed4;
-  for (const GemmTile &t : info.tiles) {
-    std::string name = gemmKernel(t, true, /*packedLhs=*/true);
-    if (!launcher->packedLhsVariant ||
-        !(*driver)->function(*module, name).ok()) {
-      launcher->packedLhsVariant = false;
-      break;
-    }
-    std::vector<std::string> names = {name};
-    if (tmaModule(info)) {
-      std::string tmaName = gemmTmaKernel(t, /*packedLhs=*/true);
-      if (Result<CUfunction> fn = launcher->function(tmaName); !fn)
-        return R::failure("the module of " + info.spec.describe() + " has " +
-                          name + " but lacks " + tmaName +
-                          " (sm_90a modules have both): " + fn.error());
-      names.push_back(tmaName);
-    }
-    if (t.smemBytes > kDefaultSharedBytes)
-      for (const std::string &n : names)
-        if (Status s = launcher->allowSharedMemory(n, t); !s)
-          return failure<std::unique_ptr<GpuLauncher>>(s);
-  }
-  launcher->tiles = info.tiles;
-  std::stable_sort(launcher->tiles.begin(), launcher->tiles.end(),
-                   [](const GemmTile &a, const GemmTile &b) {
-                     return int64_t(a.bm) * a.bn < int64_t(b.bm) * b.bn;
-                   });
+
+  std::unique_ptr<GpuLauncher> launcher(new GpuLauncher);
+  launcher->driver = *driver;
+  launcher->deviceInfo = *device;
+  launcher->context = *context;
+  Result<CUevent> event = (*driver)->createEvent(/*timing=*/false);
+  if (!event)
+    return failure<std::unique_ptr<GpuLauncher>>(event);
+  launcher->scratchDone = *event;
+  for (const GemmTile &t : info.tiles)
+    for (bool packed : {false, true})
+      for (std::string name : {gemmKernel(t, true, packed),
+                               gemmKernel(t, false, packed),
+                               gemmTmaKernel(t, packed)})
+        launcher->gemmTiles.emplace(std::move(name), t);
+  launcher->tiles = smallFirst(info.tiles);
   launcher->moduleInfo = std::move(info);
   return R(std::move(launcher));
 }
 
+Result<std::unique_ptr<GpuLauncher>>
+GpuLauncher::load(std::string_view image, GpuModuleInfo info) {
+  using R = Result<std::unique_ptr<GpuLauncher>>;
+  R created = create(std::move(info));
+  if (!created)
+    return created;
+  GpuLauncher &l = **created;
+  const GpuModuleInfo &mi = l.moduleInfo;
+  Result<CUmodule> module = l.driver->loadModule(image.data(), image.size());
+  if (!module)
+    return R::failure("loading the module of " + mi.spec.describe() +
+                      " failed: " + module.error());
+  l.modules.push_back(*module);
+  for (const std::string &name : requiredKernels(mi))
+    if (Result<CUfunction> fn = l.resolve(name); !fn)
+      return R::failure("the module of " + mi.spec.describe() +
+                        " lacks a kernel it needs: " + fn.error());
+  // The quantize-once GEMMs are optional: a module without them runs the
+  // fused ones only. An sm_90a module that has them has their TMA variant
+  // too.
+  l.packedLhsVariant = mi.spec.lhs.format == Format::Log4 &&
+                       mi.spec.lhs.dtype != DType::Packed4;
+  for (const GemmTile &t : mi.tiles) {
+    std::string name = gemmKernel(t, true, /*packedLhs=*/true);
+    if (!l.packedLhsVariant || !l.resolve(name)) {
+      l.packedLhsVariant = false;
+      break;
+    }
+    if (!tmaModule(mi))
+      continue;
+    std::string tmaName = gemmTmaKernel(t, /*packedLhs=*/true);
+    if (Result<CUfunction> fn = l.resolve(tmaName); !fn)
+      return R::failure("the module of " + mi.spec.describe() + " has " +
+                        name + " but lacks " + tmaName +
+                        " (sm_90a modules have both): " + fn.error());
+  }
+  return created;
+}
+
+Result<std::unique_ptr<GpuLauncher>>
+GpuLauncher::load(GpuModuleInfo info, KernelImages images) {
+  using R = Result<std::unique_ptr<GpuLauncher>>;
+  if (!images)
+    return R::failure("a lazily loading launcher needs a source of kernels");
+  R created = create(std::move(info));
+  if (!created)
+    return created;
+  GpuLauncher &l = **created;
+  l.kernelImages = std::move(images);
+  // The generator gives every module with a float LUQ left operand its
+  // quantize-once GEMMs (and their TMA variants on sm_90a).
+  l.packedLhsVariant = !l.moduleInfo.quantizeOnly &&
+                       l.moduleInfo.spec.lhs.format == Format::Log4 &&
+                       l.moduleInfo.spec.lhs.dtype != DType::Packed4;
+  return created;
+}
+
 GpuLauncher::~GpuLauncher() {
-  // Device memory goes before the module; a failed unload has no caller
-  // to report to (the context is gone or broken, and takes the module with
-  // it).
+  // Device memory goes before the modules; a failed unload has no caller
+  // to report to (the context is gone or broken, and takes the modules
+  // with it).
   scratch = DeviceBuffer();
   if (scratchDone)
     (void)driver->destroyEvent(scratchDone);
-  if (module)
+  for (CUmodule module : modules)
     (void)driver->unloadModule(module);
 }
 
-Status GpuLauncher::allowSharedMemory(const std::string &name,
-                                      const GemmTile &tile) {
-  Result<CUfunction> fn = function(name);
+Result<CUfunction> GpuLauncher::resolve(const std::string &name) {
+  if (auto it = functions.find(name); it != functions.end())
+    return it->second;
+  Result<CUfunction> fn = Result<CUfunction>::failure("no module loaded");
+  for (CUmodule module : modules)
+    if ((fn = driver->function(module, name)))
+      break;
   if (!fn)
-    return failure<Done>(fn);
-  if (Status s = driver->setMaxDynamicSharedMemory(*fn, int(tile.smemBytes));
-      !s)
-    return Status::failure(name + ": " + s.error());
+    return fn;
+  auto tile = gemmTiles.find(name);
+  if (tile != gemmTiles.end() && tile->second.smemBytes > kDefaultSharedBytes)
+    if (Status s = driver->setMaxDynamicSharedMemory(
+            *fn, int(tile->second.smemBytes));
+        !s)
+      return Result<CUfunction>::failure(name + ": " + s.error());
+  functions.emplace(name, *fn);
+  return fn;
+}
+
+Status GpuLauncher::ensureKernels(const std::vector<std::string> &names) {
+  std::vector<std::string> missing;
+  for (const std::string &name : names)
+    if (!functions.count(name) &&
+        std::find(missing.begin(), missing.end(), name) == missing.end())
+      missing.push_back(name);
+  if (missing.empty())
+    return Done{};
+  if (kernelImages) {
+    Result<std::vector<std::string>> images = kernelImages(missing);
+    if (!images)
+      return failure<Done>(images);
+    for (const std::string &image : *images) {
+      Result<CUmodule> module = driver->loadModule(image.data(), image.size());
+      if (!module)
+        return Status::failure("loading kernels of " +
+                               moduleInfo.spec.describe() +
+                               " failed: " + module.error());
+      modules.push_back(*module);
+    }
+  }
+  for (const std::string &name : missing)
+    if (Result<CUfunction> fn = resolve(name); !fn)
+      return Status::failure("the module of " + moduleInfo.spec.describe() +
+                             " lacks kernel " + name + ": " + fn.error());
   return Done{};
 }
 
 Result<CUfunction> GpuLauncher::function(const std::string &name) {
   if (auto it = functions.find(name); it != functions.end())
     return it->second;
-  Result<CUfunction> fn = driver->function(module, name);
-  if (fn)
-    functions.emplace(name, *fn);
-  return fn;
+  if (Status s = ensureKernels({name}); !s)
+    return failure<CUfunction>(s);
+  return functions.at(name);
 }
 
 //===----------------------------------------------------------------------===//
@@ -442,21 +500,28 @@ Result<GemmChoice> GpuLauncher::chooseGemm(const LaunchArgs &args) const {
   return pick(*problem, args);
 }
 
-GemmChoice GpuLauncher::pick(const GemmProblem &p,
-                             const LaunchArgs &args) const {
+namespace {
+
+/// The GEMM kernel of a launch of problem `p` with `args` on `device`, for
+/// a module with `tiles` (small first) that has the quantize-once GEMMs
+/// where `packedVariant`.
+GemmChoice pickGemm(const GpuModuleInfo &info,
+                    const std::vector<GemmTile> &tiles, bool packedVariant,
+                    const GemmProblem &p, const LaunchArgs &args,
+                    const DeviceInfo &device) {
   // The largest tile whose tiles still give every multiprocessor one;
   // small problems take the smallest tile, to spread over more of them.
   GemmChoice choice;
   choice.tile = tiles.front();
   for (const GemmTile &t : tiles)
-    if (ceilDiv(p.m, t.bm) * ceilDiv(p.n, t.bn) >= deviceInfo.multiprocessors)
+    if (ceilDiv(p.m, t.bm) * ceilDiv(p.n, t.bn) >= device.multiprocessors)
       choice.tile = t;
   // cp.async moves 16-byte chunks: every base pointer and row pitch must
   // be a multiple of 16 bytes. The packed codes of the quantize-once
   // placement are the launcher's own, written with such a pitch.
   bool vecRest = vecLayout(args.rhs) && vecLayout(args.out);
   choice.vec = vecRest && vecLayout(args.lhs);
-  choice.packedLhs = packedLhsVariant && vecRest && p.k > 0 &&
+  choice.packedLhs = packedVariant && vecRest && p.k > 0 &&
                      ceilDiv(p.n, choice.tile.bn) >= kPackedLhsColumnTiles;
   if (choice.packedLhs)
     choice.vec = true;
@@ -464,17 +529,58 @@ GemmChoice GpuLauncher::pick(const GemmProblem &p,
   // dimension non-empty (K = 0 runs the `vec` GEMM). The packed scratch
   // stacks the SMP samples of A along its rows.
   bool lhsMap = choice.packedLhs
-                    ? tmaShape(int64_t(moduleInfo.spec.samples) * args.lhs.rows,
+                    ? tmaShape(int64_t(info.spec.samples) * args.lhs.rows,
                                (args.lhs.cols + 1) / 2,
                                roundUp((args.lhs.cols + 1) / 2,
                                        kPackedPitchAlign))
                     : tmaShape(args.lhs);
-  choice.tma = tmaModule(moduleInfo) && choice.vec && p.m > 0 && p.n > 0 &&
+  choice.tma = tmaModule(info) && choice.vec && p.m > 0 && p.n > 0 &&
                p.k > 0 && tmaShape(args.rhs) && lhsMap;
   choice.kernel = choice.tma
                       ? gemmTmaKernel(choice.tile, choice.packedLhs)
                       : gemmKernel(choice.tile, choice.vec, choice.packedLhs);
   return choice;
+}
+
+/// Every kernel a launch with `choice` runs, statistics first.
+LaunchPlan planOf(const GemmSpec &s, const LaunchArgs &args,
+                  GemmChoice choice) {
+  LaunchPlan plan;
+  plan.stats[0] = s.lhs.dtype != DType::Packed4 && !s.hindsight &&
+                  args.lhs.rows * args.lhs.cols > 0;
+  plan.stats[1] =
+      s.rhs.dtype != DType::Packed4 && args.rhs.rows * args.rhs.cols > 0;
+  for (int side = 0; side < 2; ++side)
+    if (plan.stats[side])
+      plan.kernels.push_back(statsKernel(side == 0));
+  if (choice.packedLhs)
+    plan.kernels.push_back(quantKernel(true));
+  plan.kernels.push_back(choice.kernel);
+  plan.choice = std::move(choice);
+  return plan;
+}
+
+} // namespace
+
+Result<LaunchPlan> lq::gpu::planGemmLaunch(const GpuModuleInfo &info,
+                                           const LaunchArgs &args,
+                                           const DeviceInfo &device) {
+  using R = Result<LaunchPlan>;
+  if (info.quantizeOnly || info.tiles.empty())
+    return R::failure("this module quantizes only: it has no GEMM to launch");
+  Result<GemmProblem> problem = checkGemmLaunch(info.spec, args, Device::CUDA);
+  if (!problem)
+    return failure<LaunchPlan>(problem);
+  bool packedVariant = info.spec.lhs.format == Format::Log4 &&
+                       info.spec.lhs.dtype != DType::Packed4;
+  return planOf(info.spec, args,
+                pickGemm(info, smallFirst(info.tiles), packedVariant,
+                         *problem, args, device));
+}
+
+GemmChoice GpuLauncher::pick(const GemmProblem &p,
+                             const LaunchArgs &args) const {
+  return pickGemm(moduleInfo, tiles, packedLhsVariant, p, args, deviceInfo);
 }
 
 Result<LaunchStatus> GpuLauncher::launch(const LaunchArgs &args,
@@ -490,7 +596,8 @@ Result<LaunchStatus> GpuLauncher::launch(const LaunchArgs &args,
   LaunchStatus status;
   if (p.m == 0 || p.n == 0)
     return status;
-  GemmChoice choice = pick(p, args);
+  LaunchPlan plan = planOf(s, args, pick(p, args));
+  const GemmChoice &choice = plan.choice;
   if (p.m > INT_MAX || p.n > INT_MAX)
     return R::failure("the GEMM kernels take 32-bit sizes: M = " +
                       std::to_string(p.m) + ", N = " + std::to_string(p.n));
@@ -515,12 +622,16 @@ Result<LaunchStatus> GpuLauncher::launch(const LaunchArgs &args,
     if (Status c = checkPointer("bias", args.bias, size_t(p.n) * 4); !c)
       return failure<LaunchStatus>(c);
 
+  bool lhsFloat = s.lhs.dtype != DType::Packed4;
+  bool rhsFloat = s.rhs.dtype != DType::Packed4;
+  const bool *needStats = plan.stats;
+
   std::lock_guard<std::mutex> lock(mutex);
+  if (Status st = ensureKernels(plan.kernels); !st)
+    return failure<LaunchStatus>(st);
   if (Status st = driver->waitEvent(stream, scratchDone); !st)
     return failure<LaunchStatus>(st);
   ScratchRelease release(*driver, scratchDone, stream);
-  bool lhsFloat = s.lhs.dtype != DType::Packed4;
-  bool rhsFloat = s.rhs.dtype != DType::Packed4;
   // Scratch: the statistics of each operand, the counters, and for the
   // quantize-once placement the packed codes of A (every sample).
   size_t lhsStats = 0;
@@ -565,9 +676,6 @@ Result<LaunchStatus> GpuLauncher::launch(const LaunchArgs &args,
                         ": the tensor map of B: " + mapB.error());
   }
 
-  bool needStats[2] = {
-      lhsFloat && !s.hindsight && args.lhs.rows * args.lhs.cols > 0,
-      rhsFloat && args.rhs.rows * args.rhs.cols > 0};
   const TensorRef *operands[2] = {&args.lhs, &args.rhs};
   size_t statsOffset[2] = {lhsStats, rhsStats};
   for (int side = 0; side < 2; ++side) {
@@ -736,12 +844,20 @@ Result<QuantizeStatus> GpuLauncher::quantize(const QuantizeArgs &args,
     if (Status c = checkTensorMemory(label, *t); !c)
       return failure<QuantizeStatus>(c);
 
+  bool hindsight = args.maxEstimate.has_value();
+  int64_t count = in.rows * in.cols;
+  std::vector<std::string> kernels;
+  if (count > 0)
+    kernels.push_back(quantKernel(side == Operand::Lhs));
+  if (count > 0 && !hindsight)
+    kernels.push_back(statsKernel(side == Operand::Lhs));
+
   std::lock_guard<std::mutex> lock(mutex);
+  if (Status st = ensureKernels(kernels); !st)
+    return failure<QuantizeStatus>(st);
   if (Status st = driver->waitEvent(stream, scratchDone); !st)
     return failure<QuantizeStatus>(st);
   ScratchRelease release(*driver, scratchDone, stream);
-  bool hindsight = args.maxEstimate.has_value();
-  int64_t count = in.rows * in.cols;
   size_t counters = hindsight ? 0 : size_t(statsBytes(in.rows));
   size_t total = counters + sizeof(QuantCounters);
   if (Status st = ensureScratch(total); !st)

@@ -66,7 +66,7 @@ constexpr int64_t kPanelGroupBytes = 192 * 1024;
 /// quantized side by side, one thread each.
 constexpr int64_t kSideBySideElements = int64_t(1) << 21;
 
-const char *lqVersion() { return "0.1.0"; }
+const char *lqVersion() { return kLqVersion; }
 
 float bitsToFloat(uint32_t bits) {
   float f;
@@ -446,7 +446,7 @@ RuntimeImpl::compile(const GemmSpec &spec, bool quantizeOnly) {
   if (auto it = loaded.find(description); it != loaded.end())
     return it->second;
   if (spec.target != Target::HostCPU) {
-    auto cuda = compileCudaKernel(spec, quantizeOnly, lqVersion());
+    auto cuda = compileCudaKernel(spec, quantizeOnly);
     if (!cuda)
       return R::failure(cuda.error());
     auto impl = std::make_shared<const KernelImpl>(spec, *cuda, pool);

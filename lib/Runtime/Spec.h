@@ -20,6 +20,9 @@
 namespace lq::runtime {
 
 /// f32 bits of +Inf: max |x| bits at or above it mean NaN or Inf.
+/// lq's version: part of every compile-cache key.
+constexpr const char *kLqVersion = "0.1.0";
+
 constexpr uint32_t kF32InfBits = 0x7F800000u;
 /// Below this range the inverse step (64 / m, 15 / clip) overflows f32.
 constexpr float kMinRange = 0x1p-120f;

@@ -30,6 +30,7 @@
 #include "mlir/IR/BuiltinOps.h"
 #include "mlir/IR/OwningOpRef.h"
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -68,17 +69,22 @@ struct GpuGemmSpec {
 /// first): the launcher picks one per shape.
 std::vector<gpu::GemmTile> gpuGemmTiles(const GpuGemmSpec &spec);
 
+/// Selects kernels of a module by name; an empty filter selects all.
+using KernelFilter = std::function<bool(llvm::StringRef)>;
+
 /// Builds a module holding `gpu.module @lq_kernels` with the kernels of
 /// `spec` (statistics and quantizers of its float operands, the GEMM in
-/// every tile and copy variant, and the epilogue fill of hindsight mode).
-mlir::OwningOpRef<mlir::ModuleOp> buildGpuGemmKernels(mlir::MLIRContext &ctx,
-                                                      const GpuGemmSpec &spec);
+/// every tile and copy variant, and the epilogue fill of hindsight mode),
+/// or those of them that `only` selects: a launch needs two or three.
+mlir::OwningOpRef<mlir::ModuleOp>
+buildGpuGemmKernels(mlir::MLIRContext &ctx, const GpuGemmSpec &spec,
+                    const KernelFilter &only = {});
 
 /// Builds the statistics and quantizer kernels of one float operand
-/// (`lq_stats_lhs`, `lq_quant_lhs`).
+/// (`lq_stats_lhs`, `lq_quant_lhs`), or those that `only` selects.
 mlir::OwningOpRef<mlir::ModuleOp>
 buildGpuQuantizeKernels(mlir::MLIRContext &ctx, const CpuOperandSpec &op,
-                        GpuChip chip);
+                        GpuChip chip, const KernelFilter &only = {});
 
 } // namespace lq
 

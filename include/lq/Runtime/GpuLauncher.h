@@ -27,6 +27,7 @@
 #include "lq/Runtime/GpuAbi.h"
 #include "lq/Runtime/Runtime.h"
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -74,13 +75,43 @@ struct GemmChoice {
   std::string kernel;
 };
 
+/// What a launch runs.
+struct LaunchPlan {
+  GemmChoice choice;
+  /// The statistics pre-pass of the left / right operand runs.
+  bool stats[2] = {false, false};
+  /// Every kernel of the launch in launch order: statistics, the
+  /// quantize-once quantizer, the GEMM.
+  std::vector<std::string> kernels;
+};
+
+/// The plan of a launch of `args` on `device` for the module `info`
+/// describes (the generator's module: with the quantize-once GEMMs where
+/// its left operand is a float LUQ one): which kernels a first launch
+/// compiles. Needs no GPU.
+Result<LaunchPlan> planGemmLaunch(const GpuModuleInfo &info,
+                                  const LaunchArgs &args,
+                                  const DeviceInfo &device);
+
+/// Supplies code for kernels of a module on demand: images (PTX text, or
+/// cubins assembled for deviceArch()) that together hold every named
+/// kernel. Called with the kernels a launch needs and has not loaded yet,
+/// so a launch pays for the two or three kernels it runs, not for the
+/// module's dozen variants.
+using KernelImages = std::function<Result<std::vector<std::string>>(
+    const std::vector<std::string> &kernels)>;
+
 class GpuLauncher {
 public:
-  /// Loads `image` (PTX text, or a cubin assembled for deviceArch()) into
-  /// the current context. The module stays loaded while the launcher
-  /// lives; the context must outlive it.
+  /// Loads `image` (PTX text, or a cubin assembled for deviceArch()), the
+  /// whole module, into the current context. The module stays loaded while
+  /// the launcher lives; the context must outlive it.
   static Result<std::unique_ptr<GpuLauncher>> load(std::string_view image,
                                                    GpuModuleInfo info);
+  /// A launcher that loads each kernel of the module on its first use, from
+  /// `images`, into the current context (which must outlive it).
+  static Result<std::unique_ptr<GpuLauncher>> load(GpuModuleInfo info,
+                                                   KernelImages images);
   ~GpuLauncher();
   GpuLauncher(const GpuLauncher &) = delete;
   GpuLauncher &operator=(const GpuLauncher &) = delete;
@@ -116,11 +147,18 @@ public:
 private:
   GpuLauncher() = default;
 
+  /// The part of both loads that does not depend on where code comes from.
+  static Result<std::unique_ptr<GpuLauncher>> create(GpuModuleInfo info);
   GemmChoice pick(const runtime::GemmProblem &problem,
                   const LaunchArgs &args) const;
+  /// Resolves `names` that are not resolved yet, loading their code from
+  /// `kernelImages` in one request where the launcher loads lazily.
+  Status ensureKernels(const std::vector<std::string> &names);
+  /// A resolved kernel; loads it first where the launcher loads lazily.
   Result<CUfunction> function(const std::string &name);
-  /// Lets GEMM `name` of `tile` use the tile's dynamic shared memory.
-  Status allowSharedMemory(const std::string &name, const GemmTile &tile);
+  /// Finds `name` in the loaded modules and prepares it for launches (the
+  /// dynamic shared memory of a GEMM tile above the default).
+  Result<CUfunction> resolve(const std::string &name);
   Status ensureScratch(size_t bytes);
   Status checkContext() const;
   Status checkPointer(const char *name, const void *data, size_t bytes) const;
@@ -130,14 +168,19 @@ private:
   GpuModuleInfo moduleInfo;
   DeviceInfo deviceInfo;
   CUcontext context = nullptr;
-  CUmodule module = nullptr;
+  /// Where kernels come from: empty for a launcher of a whole module.
+  KernelImages kernelImages;
   /// Tiles sorted by area, small first.
   std::vector<GemmTile> tiles;
+  /// The tile of every GEMM kernel name of the module.
+  std::map<std::string, GemmTile> gemmTiles;
   bool packedLhsVariant = false;
 
   /// Guards everything below: resolved kernels, the scratch buffer and its
   /// host mirror, and with them a whole launch.
   std::mutex mutex;
+  /// Loaded modules: one for a whole module, else one per image loaded.
+  std::vector<CUmodule> modules;
   std::map<std::string, CUfunction> functions;
   DeviceBuffer scratch;
   std::vector<unsigned char> hostScratch;
