@@ -11,6 +11,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "lq/Runtime/GpuCompiler.h"
+#include "lq/Runtime/GpuLauncher.h"
 #include "lq/Runtime/PtxCompiler.h"
 
 #include <gtest/gtest.h>
@@ -118,5 +119,94 @@ INSTANTIATE_TEST_SUITE_P(
     [](const testing::TestParamInfo<Case> &info) {
       return std::string(info.param.chip) + "_" + info.param.entry.name;
     });
+
+} // namespace
+
+//===----------------------------------------------------------------------===//
+// A first launch compiles only the kernels it runs
+//===----------------------------------------------------------------------===//
+
+namespace {
+
+gpu::DeviceInfo hopper() {
+  gpu::DeviceInfo d;
+  d.name = "H200";
+  d.computeMajor = 9;
+  d.multiprocessors = 132;
+  d.maxSharedOptin = 227 * 1024;
+  return d;
+}
+
+/// Aligned device-memory layouts of an M x N x K GEMM of `spec` (the
+/// pointers are never dereferenced).
+LaunchArgs deviceArgs(const GemmSpec &spec, int64_t m, int64_t n, int64_t k) {
+  auto ref = [](DType dtype, int64_t rows, int64_t cols, uintptr_t at) {
+    int64_t stride = dtype == DType::Packed4 ? (cols + 1) / 2 : cols;
+    return TensorRef{reinterpret_cast<void *>(at), dtype, rows, cols, stride,
+                     Device::CUDA};
+  };
+  LaunchArgs args;
+  args.lhs = spec.lhs.transposed ? ref(spec.lhs.dtype, k, m, 1u << 20)
+                                 : ref(spec.lhs.dtype, m, k, 1u << 20);
+  args.rhs = spec.rhs.transposed ? ref(spec.rhs.dtype, n, k, 2u << 20)
+                                 : ref(spec.rhs.dtype, k, n, 2u << 20);
+  args.out = ref(spec.output, m, n, 3u << 20);
+  return args;
+}
+
+TEST(GpuFirstLaunch, PlansAndCompilesOnlyItsKernels) {
+  GemmSpec spec = GemmSpec::backwardData(DType::BF16);
+  spec.target = Target::CudaSm90a;
+  Result<gpu::GpuModuleInfo> info = gpuModuleInfo(spec, false);
+  ASSERT_TRUE(info.ok()) << info.error();
+  // Many column tiles: statistics of both operands, the quantize-once
+  // quantizer and the TMA GEMM reading its packed codes.
+  Result<gpu::LaunchPlan> plan =
+      gpu::planGemmLaunch(*info, deviceArgs(spec, 4096, 4096, 4096), hopper());
+  ASSERT_TRUE(plan.ok()) << plan.error();
+  EXPECT_EQ(plan->kernels,
+            (std::vector<std::string>{"lq_stats_lhs", "lq_stats_rhs",
+                                      "lq_quant_lhs",
+                                      "lq_gemm_128x128_tma_pa"}));
+  // One column tile: LUQ fused into the GEMM, the small tile.
+  plan = gpu::planGemmLaunch(*info, deviceArgs(spec, 64, 64, 512), hopper());
+  ASSERT_TRUE(plan.ok()) << plan.error();
+  EXPECT_EQ(plan->kernels,
+            (std::vector<std::string>{"lq_stats_lhs", "lq_stats_rhs",
+                                      "lq_gemm_64x64_tma"}));
+
+  Result<std::vector<std::string>> cubins =
+      compileGpuKernels(spec, false, plan->kernels, "sm_90a");
+  ASSERT_TRUE(cubins.ok()) << cubins.error();
+  ASSERT_EQ(cubins->size(), plan->kernels.size());
+  for (size_t i = 0; i < cubins->size(); ++i) {
+    // A cubin of its own kernel and no other of the module.
+    const std::string &cubin = (*cubins)[i];
+    EXPECT_EQ(cubin.compare(0, 4, "\x7f" "ELF"), 0) << plan->kernels[i];
+    for (size_t j = 0; j < plan->kernels.size(); ++j)
+      EXPECT_EQ(cubin.find(plan->kernels[j] + '\0') != std::string::npos,
+                i == j)
+          << plan->kernels[i] << " holds " << plan->kernels[j];
+  }
+}
+
+TEST(GpuFirstLaunch, UnknownKernelIsAnError) {
+  GemmSpec spec = GemmSpec::forward();
+  spec.target = Target::CudaSm80;
+  Result<GpuKernelBuild> build =
+      GpuKernelBuild::create(spec, false, {"lq_gemm_128x128_tma"});
+  ASSERT_FALSE(build.ok());
+  EXPECT_NE(build.error().find("has no kernel lq_gemm_128x128_tma"),
+            std::string::npos)
+      << build.error();
+  Result<GpuKernelBuild> one =
+      GpuKernelBuild::create(spec, false, {"lq_gemm_64x64_vec"});
+  ASSERT_TRUE(one.ok()) << one.error();
+  EXPECT_NE(one->source().find("gpu.func @lq_gemm_64x64_vec"),
+            std::string::npos);
+  EXPECT_EQ(one->source().find("gpu.func @lq_gemm_64x64_any"),
+            std::string::npos);
+  EXPECT_EQ(one->source().find("gpu.func @lq_stats_lhs"), std::string::npos);
+}
 
 } // namespace
