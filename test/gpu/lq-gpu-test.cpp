@@ -46,6 +46,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <limits>
 #include <map>
 #include <memory>
@@ -935,9 +936,13 @@ prepareOperand(Case &c, const lq::OperandSpec &op, const HostMatrix &x,
   return p;
 }
 
+/// Called with a case's arguments just before its launch.
+using ArgsHook = std::function<void(const lq::LaunchArgs &)>;
+
 void runGemmCase(Loaded &module, std::vector<Loaded> &loaded,
                  const GemmCase &g, std::mt19937 &rng,
-                 std::set<std::string> &kernelsUsed) {
+                 std::set<std::string> &kernelsUsed,
+                 const ArgsHook &beforeLaunch = {}) {
   GpuLauncher &launcher = *module.launcher;
   const GemmSpec &s = module.module.info.spec;
   unsigned samples = s.samples;
@@ -1001,6 +1006,8 @@ void runGemmCase(Loaded &module, std::vector<Loaded> &loaded,
   auto choice = launcher.chooseGemm(args);
   if (CHECK_OK(c, choice))
     kernelsUsed.insert(choice->kernel);
+  if (beforeLaunch)
+    beforeLaunch(args);
   auto status = launcher.launch(args, stream);
   if (!CHECK_OK(c, status))
     return;
@@ -1631,8 +1638,188 @@ void checkKernelsReached(const Loaded &l,
     CHECK_MSG(c, kernelsUsed.count(k), k + " never ran");
 }
 
+/// The module loaded as the runtime loads generated kernels: each on its
+/// first use (here from the module's assembled image). A first launch must
+/// ask for exactly the kernels planGemmLaunch names, later launches of the
+/// same placement for none, and every result must match the core as the
+/// whole module's does.
+void runLazyCases(Loaded &whole, std::vector<Loaded> &loaded,
+                  const lq::gpu::DeviceInfo &device, std::mt19937 &rng) {
+  const lq::gpu::PackModule &m = whole.module;
+  auto image = std::make_shared<lq::Result<std::string>>(
+      lq::gpu::assemblePackModule(m, device));
+  auto requests = std::make_shared<std::vector<std::vector<std::string>>>();
+  Loaded lazy{m, nullptr};
+  {
+    Case c("lazy " + m.name + ": a launcher that loads kernels on first use");
+    if (!CHECK_OK(c, *image))
+      return;
+    auto launcher = GpuLauncher::load(
+        m.info, [image, requests](const std::vector<std::string> &names) {
+          requests->push_back(names);
+          return lq::Result<std::vector<std::string>>(
+              std::vector<std::string>{**image});
+        });
+    if (!CHECK_OK(c, launcher))
+      return;
+    lazy.launcher = std::move(*launcher);
+  }
+  std::set<std::string> used;
+  std::vector<std::string> planned;
+  auto plan = [&](const lq::LaunchArgs &args) {
+    auto p = lq::gpu::planGemmLaunch(m.info, args, device);
+    planned = p ? p->kernels : std::vector<std::string>{"(no plan)"};
+  };
+  // Many column tiles (the quantize-once placement where the module has
+  // it), then the same shape again: nothing more to load.
+  GemmCase wide{40, 600, 96, true};
+  runGemmCase(lazy, loaded, wide, rng, used, plan);
+  runGemmCase(lazy, loaded, wide, rng, used);
+  Case c("lazy " + m.name + ": the first launch loads the planned kernels");
+  CHECK_MSG(c, requests->size() == 1,
+            std::to_string(requests->size()) + " requests");
+  if (!requests->empty()) {
+    std::set<std::string> asked(requests->front().begin(),
+                                requests->front().end());
+    std::set<std::string> want(planned.begin(), planned.end());
+    std::string text;
+    for (const std::string &k : requests->front())
+      text += " " + k;
+    CHECK_MSG(c, asked == want, "asked for" + text);
+  }
+}
+
+/// Weight element (k, n) of the huge case: multiples of 1/4 in [-1.75,
+/// 1.75], so that every sum of squares and magnitudes is exact in f64 and
+/// the SAWB clip does not depend on the summation order.
+float hugeWeight(int64_t k, int64_t n) {
+  return 0.25f * float(int((n * 7 + k * 3) % 15) - 7);
+}
+
+/// Columns of the huge case checked against the core: both ends and both
+/// sides of 2^28 and 2^29 columns, where 32-bit byte offsets of f32 data
+/// wrap.
+std::vector<int64_t> hugeColumns(int64_t n) {
+  std::vector<int64_t> cols;
+  for (int64_t at : {int64_t(0), int64_t(1) << 28, int64_t(1) << 29, n - 16})
+    for (int64_t d = -16; d < 16; ++d)
+      if (at + d >= 0 && at + d < n)
+        cols.push_back(at + d);
+  return cols;
+}
+
+/// A backward-data GEMM whose N-contiguous f32 weight has 2^29 + 1000
+/// columns (4 GiB): every byte offset past 2^32 must land where it should
+/// (the cp.async copies of sm_80 modules, the tensor maps of sm_90a). The
+/// statistics are checked bit for bit; sampled output columns against the
+/// numerics core.
+void runHugeCase(Loaded &l, std::mt19937 &rng) {
+  const int64_t M = 3, K = 2, N = (int64_t(1) << 29) + 1000;
+  Case c("huge " + l.module.name + ": dx[3, 2^29 + 1000] = dy[3, 2] W[2, " +
+         "2^29 + 1000], f32 byte offsets past 2^32");
+  HostMatrix a(M, K, rng, false);
+  std::vector<float> w(size_t(K * N));
+  // Filled on every core; the partial sums are exact, so any order adds up
+  // to the same moments.
+  constexpr size_t kChunks = 256;
+  std::vector<std::array<double, 2>> partial(kChunks, {0.0, 0.0});
+  parallelFor(kChunks, std::max(1u, std::thread::hardware_concurrency()),
+              [&](size_t chunk) {
+    size_t begin = w.size() * chunk / kChunks;
+    size_t end = w.size() * (chunk + 1) / kChunks;
+    for (size_t i = begin; i < end; ++i) {
+      float v = hugeWeight(int64_t(i) / N, int64_t(i) % N);
+      w[i] = v;
+      partial[chunk][0] += double(v) * double(v);
+      partial[chunk][1] += std::fabs(double(v));
+    }
+  });
+  double sumSquares = 0.0, sumMagnitudes = 0.0;
+  for (const std::array<double, 2> &p : partial) {
+    sumSquares += p[0];
+    sumMagnitudes += p[1];
+  }
+  auto da = DeviceBuffer::allocate(size_t(M * K) * 4);
+  auto dw = DeviceBuffer::allocate(w.size() * 4);
+  auto dc = DeviceBuffer::allocate(size_t(M * N) * 4);
+  if (!CHECK_OK(c, da) || !CHECK_OK(c, dw) || !CHECK_OK(c, dc))
+    return;
+  auto upA = cuda->copyToDevice(da->address(), a.f32.data(), a.f32.size() * 4,
+                                stream);
+  auto upW = cuda->copyToDevice(dw->address(), w.data(), w.size() * 4, stream);
+  if (!CHECK_OK(c, upA) || !CHECK_OK(c, upW))
+    return;
+  std::vector<float>().swap(w);
+  lq::LaunchArgs args;
+  args.lhs = {da->data(), DType::F32, M, K, K, lq::Device::CUDA};
+  args.rhs = {dw->data(), DType::F32, K, N, N, lq::Device::CUDA};
+  args.out = {dc->data(), DType::F32, M, N, N, lq::Device::CUDA};
+  args.seed = 77;
+  args.stream = 5;
+  auto choice = l.launcher->chooseGemm(args);
+  if (CHECK_OK(c, choice))
+    c.note("ran " + choice->kernel);
+  auto status = l.launcher->launch(args, stream);
+  if (!CHECK_OK(c, status) || !CHECK_OK(c, cuda->synchronize(stream)))
+    return;
+  float clip = num::sawbClipFromMoments(sumSquares, sumMagnitudes,
+                                        double(K * N), 1.75f);
+  CHECK_BITS(c, status->rhsRange, clip);
+
+  std::vector<int64_t> cols = hugeColumns(N);
+  HostMatrix ws(K, int64_t(cols.size()), rng, false);
+  for (int64_t k = 0; k < K; ++k)
+    for (size_t j = 0; j < cols.size(); ++j)
+      ws.set(size_t(k) * cols.size() + j, hugeWeight(k, cols[j]));
+  Reference ra = quantizeReference(a, DType::F32, Format::Log4, 1, 0,
+                                   std::nullopt, 0.0f, args.seed, args.stream);
+  Reference rw = quantizeReference(ws, DType::F32, Format::SInt4, 1, 0,
+                                   std::nullopt, status->rhsRange, args.seed,
+                                   args.stream);
+  CHECK_BITS(c, status->lhsScale, ra.scale);
+  CHECK_BITS(c, status->rhsScale, rw.scale);
+  std::vector<float> want(size_t(M) * cols.size());
+  num::GemmResult r = num::quantizedGemm(
+      {size_t(M), cols.size(), size_t(K)},
+      {ra.codes.data(), numericsFormat(Format::Log4), ra.scale, false},
+      {rw.codes.data(), numericsFormat(Format::SInt4), rw.scale, false}, {},
+      {want.data(), nullptr, nullptr});
+  if (!CHECK(c, r.status == num::Status::Ok))
+    return;
+  int mismatches = 0;
+  for (int64_t m = 0; m < M; ++m)
+    for (size_t j = 0; j < cols.size(); ++j) {
+      float got = 0.0f;
+      auto copied = cuda->copyToHost(
+          &got, dc->address() + size_t(m * N + cols[j]) * 4, 4, stream);
+      if (!CHECK_OK(c, copied) || !CHECK_OK(c, cuda->synchronize(stream)))
+        return;
+      float core = want[size_t(m) * cols.size() + j];
+      if (!sameBits(got, core) && mismatches++ < 4)
+        CHECK_MSG(c, false, "C(" + std::to_string(m) + ", " +
+                                std::to_string(cols[j]) + "): kernel " +
+                                bitsText(got) + ", core " + bitsText(core));
+    }
+  CHECK_MSG(c, mismatches == 0,
+            std::to_string(mismatches) + " sampled outputs differ");
+}
+
+/// The huge case on the backward-data f32 module of each chip the device
+/// runs.
+void runHugeCases(std::vector<Loaded> &loaded, std::mt19937 &rng) {
+  for (Loaded &l : loaded) {
+    const GemmSpec &s = l.module.info.spec;
+    if (l.launcher && !l.module.info.quantizeOnly &&
+        roleOf(s) == "backward-data" && s.lhs.dtype == DType::F32 &&
+        s.rhs.dtype == DType::F32 && s.samples == 1 && !s.hindsight &&
+        !s.bias && s.output == DType::F32)
+      runHugeCase(l, rng);
+  }
+}
+
 void runGemmModules(std::vector<Loaded> &loaded, bool quick,
-                    std::mt19937 &rng, Coverage &coverage) {
+                    std::mt19937 &rng, Coverage &coverage,
+                    const lq::gpu::DeviceInfo &device) {
   for (Loaded &l : loaded) {
     if (!l.launcher || l.module.info.quantizeOnly)
       continue;
@@ -1654,6 +1841,7 @@ void runGemmModules(std::vector<Loaded> &loaded, bool quick,
     runMisuseCase(l);
     if (!quick)
       checkKernelsReached(l, kernelsUsed);
+    runLazyCases(l, loaded, device, rng);
   }
 }
 
@@ -1941,7 +2129,9 @@ int runPack(const Options &opt) {
     return failed ? 1 : 0;
   }
   runQuantizeModules(loaded, opt.quick, rng);
-  runGemmModules(loaded, opt.quick, rng, coverage);
+  runGemmModules(loaded, opt.quick, rng, coverage, *device);
+  if (!opt.quick)
+    runHugeCases(loaded, rng);
   if (opt.module.empty())
     checkCoverage(coverage);
   return failed ? 1 : 0;
