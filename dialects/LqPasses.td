@@ -147,7 +147,7 @@ def LqGpuKernels : Pass<"lq-gpu-kernels", "::mlir::ModuleOp"> {
   let description = [{
     For each `lq.matmul` whose operands come from `lq.quantize` or
     `lq.unpack`, adds a `gpu.module @lq_gemm<N>` with the kernels the
-    runtime launches (see `lq/Runtime/GpuAbi.h`) and records its name on
+    runtime launches (see `lq/Spec/GpuAbi.h`) and records its name on
     the matmul as `lq.gpu_kernel`:
 
     * `lq_stats_*`: max |x| (one atomic per block) and, for SAWB operands,

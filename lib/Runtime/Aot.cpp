@@ -39,8 +39,7 @@ std::vector<std::string> paramsOf(mlir::func::FuncOp fn) {
 Result<HostObject> lq::compileHostObject(const GemmSpec &spec,
                                          const std::string &prefix) {
   using R = Result<HostObject>;
-  if (std::string error = validateSpec(spec); !error.empty())
-    return R::failure(error);
+  LQ_TRY(validateSpec(spec));
   if (spec.target != Target::HostCPU)
     return R::failure("host objects are for the host CPU target");
   auto jit = HostJit::create();

@@ -19,10 +19,6 @@ using namespace lq::gpu;
 namespace {
 
 /// Forwards the error of `from` as a failure of another Result type.
-template <typename T, typename U> Result<T> failure(const Result<U> &from) {
-  return Result<T>::failure(from.error());
-}
-
 } // namespace
 
 Result<CudaDriver *> CudaDriver::load() {
@@ -91,21 +87,21 @@ Result<int> CudaDriver::driverVersion() const {
   int version = 0;
   if (Status s = check("cuDriverGetVersion", cuDriverGetVersionFn(&version));
       !s)
-    return failure<int>(s);
+    return s.takeError();
   return version;
 }
 
 Result<int> CudaDriver::deviceCount() const {
   int count = 0;
   if (Status s = check("cuDeviceGetCount", cuDeviceGetCountFn(&count)); !s)
-    return failure<int>(s);
+    return s.takeError();
   return count;
 }
 
 Result<CUdevice> CudaDriver::device(int ordinal) const {
   CUdevice device = 0;
   if (Status s = check("cuDeviceGet", cuDeviceGetFn(&device, ordinal)); !s)
-    return failure<CUdevice>(s);
+    return s.takeError();
   return device;
 }
 
@@ -115,7 +111,7 @@ Result<int> CudaDriver::attribute(CUdevice_attribute attribute,
   if (Status s = check("cuDeviceGetAttribute",
                        cuDeviceGetAttributeFn(&value, attribute, device));
       !s)
-    return failure<int>(s);
+    return s.takeError();
   return value;
 }
 
@@ -124,28 +120,28 @@ Result<std::string> CudaDriver::deviceName(CUdevice device) const {
   if (Status s = check("cuDeviceGetName",
                        cuDeviceGetNameFn(name, sizeof(name) - 1, device));
       !s)
-    return failure<std::string>(s);
+    return s.takeError();
   return std::string(name);
 }
 
 Result<CUcontext> CudaDriver::usePrimaryContext(int ordinal) const {
   Result<CUdevice> dev = device(ordinal);
   if (!dev)
-    return failure<CUcontext>(dev);
+    return dev.takeError();
   CUcontext context = nullptr;
   if (Status s = check("cuDevicePrimaryCtxRetain",
                        cuDevicePrimaryCtxRetainFn(&context, *dev));
       !s)
-    return failure<CUcontext>(s);
+    return s.takeError();
   if (Status s = check("cuCtxSetCurrent", cuCtxSetCurrentFn(context)); !s)
-    return failure<CUcontext>(s);
+    return s.takeError();
   return context;
 }
 
 Result<CUcontext> CudaDriver::currentContext() const {
   CUcontext context = nullptr;
   if (Status s = check("cuCtxGetCurrent", cuCtxGetCurrentFn(&context)); !s)
-    return failure<CUcontext>(s);
+    return s.takeError();
   return context;
 }
 
@@ -153,16 +149,16 @@ Result<DeviceInfo> CudaDriver::currentDevice() const {
   using R = Result<DeviceInfo>;
   Result<CUcontext> context = currentContext();
   if (!context)
-    return failure<DeviceInfo>(context);
+    return context.takeError();
   if (*context == nullptr)
     return R::failure("no current CUDA context on this thread: make one "
                       "current first (CudaDriver::usePrimaryContext)");
   DeviceInfo info;
   if (Status s = check("cuCtxGetDevice", cuCtxGetDeviceFn(&info.device)); !s)
-    return failure<DeviceInfo>(s);
+    return s.takeError();
   Result<std::string> name = deviceName(info.device);
   if (!name)
-    return failure<DeviceInfo>(name);
+    return name.takeError();
   info.name = *name;
   struct {
     CUdevice_attribute attribute;
@@ -176,7 +172,7 @@ Result<DeviceInfo> CudaDriver::currentDevice() const {
   for (auto &w : wanted) {
     Result<int> value = attribute(w.attribute, info.device);
     if (!value)
-      return failure<DeviceInfo>(value);
+      return value.takeError();
     *w.value = *value;
   }
   return info;
@@ -269,7 +265,7 @@ Result<CUstream> CudaDriver::createStream() const {
   if (Status s = check("cuStreamCreate",
                        cuStreamCreateFn(&stream, CU_STREAM_NON_BLOCKING));
       !s)
-    return failure<CUstream>(s);
+    return s.takeError();
   return stream;
 }
 
@@ -301,7 +297,7 @@ Result<PointerInfo> CudaDriver::pointerInfo(const void *pointer) const {
                            4, attributes, values,
                            reinterpret_cast<CUdeviceptr>(pointer)));
       !s)
-    return failure<PointerInfo>(s);
+    return s.takeError();
   PointerInfo info;
   info.device = memoryType == CU_MEMORYTYPE_DEVICE;
   info.deviceOrdinal = ordinal;
@@ -317,7 +313,7 @@ Result<CUevent> CudaDriver::createEvent(bool timing) const {
                 cuEventCreateFn(&event, timing ? CU_EVENT_DEFAULT
                                                : CU_EVENT_DISABLE_TIMING));
       !s)
-    return failure<CUevent>(s);
+    return s.takeError();
   return event;
 }
 
@@ -331,11 +327,11 @@ Status CudaDriver::waitEvent(CUstream stream, CUevent event) const {
 
 Result<float> CudaDriver::elapsedMs(CUevent start, CUevent end) const {
   if (Status s = check("cuEventSynchronize", cuEventSynchronizeFn(end)); !s)
-    return failure<float>(s);
+    return s.takeError();
   float ms = 0.0f;
   if (Status s = check("cuEventElapsedTime", cuEventElapsedTimeFn(&ms, start, end));
       !s)
-    return failure<float>(s);
+    return s.takeError();
   return ms;
 }
 
@@ -389,10 +385,10 @@ Result<DeviceBuffer> DeviceBuffer::allocate(size_t bytes) {
     return buffer;
   Result<CudaDriver *> driver = CudaDriver::get();
   if (!driver)
-    return failure<DeviceBuffer>(driver);
+    return driver.takeError();
   Result<CUdeviceptr> pointer = (*driver)->allocate(bytes);
   if (!pointer)
-    return failure<DeviceBuffer>(pointer);
+    return pointer.takeError();
   buffer.pointer = *pointer;
   buffer.bytes = bytes;
   return buffer;

@@ -81,7 +81,7 @@ kernelPtx(const GemmSpec &spec, bool quantizeOnly, const std::string &name) {
        {"ir", build->source()},
        {"chip", chipName(spec.target)},
        {"ptx-isa", gpuChipFeatures(GpuChip::Sm80)},
-       {"lq", runtime::kLqVersion},
+       {"lq", kLqVersion},
        {"llvm", LLVM_VERSION_STRING}});
   auto entry = CompileCache::global().getOrCompile(
       key, [&]() -> llvm::Expected<CompileResult> {

@@ -80,9 +80,8 @@ GpuGemmSpec gpuSpecOf(const GemmSpec &spec, GpuChip chip) {
 
 /// Why `spec` has no GPU GEMM module, or "".
 std::string checkGpuSpec(const GemmSpec &spec) {
-  std::string invalid = runtime::validateSpec(spec);
-  if (!invalid.empty())
-    return invalid;
+  if (Status valid = validateSpec(spec); !valid)
+    return valid.error();
   if (!chipOf(spec.target))
     return "GPU kernels need a CUDA target (sm_80 or sm_90a)";
   return "";
@@ -134,7 +133,6 @@ GpuModuleImage imageOf(std::string ptx, const GemmSpec &spec,
                        bool quantizeOnly) {
   GpuModuleImage image;
   image.ptx = std::move(ptx);
-  image.info.chip = spec.target == Target::CudaSm90a ? "sm_90a" : "sm_80";
   image.info.spec = spec;
   image.info.quantizeOnly = quantizeOnly;
   if (!quantizeOnly)

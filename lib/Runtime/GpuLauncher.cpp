@@ -35,10 +35,6 @@ static_assert(sizeof(CUtensorMap) == kTensorMapBytes &&
               "the `_tma` GEMMs take CUtensorMap parameters by value");
 constexpr int kMaxThreads = 1024;
 
-template <typename T, typename U> Result<T> failure(const Result<U> &from) {
-  return Result<T>::failure(from.error());
-}
-
 float bitsToFloat(uint32_t bits) {
   float f;
   std::memcpy(&f, &bits, sizeof(f));
@@ -125,7 +121,9 @@ std::vector<GemmTile> smallFirst(std::vector<GemmTile> tiles) {
 }
 
 /// sm_90a modules have the `_tma` GEMMs.
-bool tmaModule(const GpuModuleInfo &info) { return info.chip == "sm_90a"; }
+bool tmaModule(const GpuModuleInfo &info) {
+  return info.spec.target == Target::CudaSm90a;
+}
 
 /// The fused GEMMs of one tile, every one of which a module has: both copy
 /// variants, and on sm_90a the TMA one.
@@ -209,13 +207,13 @@ Result<std::string> lq::gpu::deviceArch(const GpuModuleInfo &info,
   using R = Result<std::string>;
   std::string cc = std::to_string(device.computeMajor) + "." +
                    std::to_string(device.computeMinor);
-  if (info.chip == "sm_90a") {
+  if (info.spec.target == Target::CudaSm90a) {
     if (device.computeMajor != 9 || device.computeMinor != 0)
       return R::failure("sm_90a kernels run on compute capability 9.0 only; " +
                         device.name + " is " + cc);
     return std::string("sm_90a");
   }
-  if (info.chip == "sm_80") {
+  if (info.spec.target == Target::CudaSm80) {
     if (device.computeMajor < 8)
       return R::failure("sm_80 kernels need compute capability 8.0 or "
                         "newer; " +
@@ -223,7 +221,9 @@ Result<std::string> lq::gpu::deviceArch(const GpuModuleInfo &info,
     return "sm_" + std::to_string(device.computeMajor) +
            std::to_string(device.computeMinor);
   }
-  return R::failure("unknown chip '" + info.chip + "' (sm_80 or sm_90a)");
+  return R::failure(std::string("unknown chip '") +
+                    targetName(info.spec.target) + "' (" + cudaTargetNames() +
+                    ")");
 }
 
 //===----------------------------------------------------------------------===//
@@ -234,15 +234,15 @@ Result<std::unique_ptr<GpuLauncher>> GpuLauncher::create(GpuModuleInfo info) {
   using R = Result<std::unique_ptr<GpuLauncher>>;
   Result<CudaDriver *> driver = CudaDriver::get();
   if (!driver)
-    return failure<std::unique_ptr<GpuLauncher>>(driver);
+    return driver.takeError();
   Result<DeviceInfo> device = (*driver)->currentDevice();
   if (!device)
-    return failure<std::unique_ptr<GpuLauncher>>(device);
+    return device.takeError();
   if (Result<std::string> arch = deviceArch(info, *device); !arch)
-    return failure<std::unique_ptr<GpuLauncher>>(arch);
+    return arch.takeError();
   Result<CUcontext> context = (*driver)->currentContext();
   if (!context)
-    return failure<std::unique_ptr<GpuLauncher>>(context);
+    return context.takeError();
   for (const GemmTile &t : info.tiles) {
     if (t.threads > kMaxThreads)
       return R::failure("tile " + gemmKernel(t, true) + " has " +
@@ -261,7 +261,7 @@ Result<std::unique_ptr<GpuLauncher>> GpuLauncher::create(GpuModuleInfo info) {
   launcher->context = *context;
   Result<CUevent> event = (*driver)->createEvent(/*timing=*/false);
   if (!event)
-    return failure<std::unique_ptr<GpuLauncher>>(event);
+    return event.takeError();
   launcher->scratchDone = *event;
   for (const GemmTile &t : info.tiles)
     for (bool packed : {false, true})
@@ -372,7 +372,7 @@ Status GpuLauncher::ensureKernels(const std::vector<std::string> &names) {
   if (kernelImages) {
     Result<std::vector<std::string>> images = kernelImages(missing);
     if (!images)
-      return failure<Done>(images);
+      return images.takeError();
     for (const std::string &image : *images) {
       Result<CUmodule> module = driver->loadModule(image.data(), image.size());
       if (!module)
@@ -393,7 +393,7 @@ Result<CUfunction> GpuLauncher::function(const std::string &name) {
   if (auto it = functions.find(name); it != functions.end())
     return it->second;
   if (Status s = ensureKernels({name}); !s)
-    return failure<CUfunction>(s);
+    return s.takeError();
   return functions.at(name);
 }
 
@@ -404,7 +404,7 @@ Result<CUfunction> GpuLauncher::function(const std::string &name) {
 Status GpuLauncher::checkContext() const {
   Result<CUcontext> current = driver->currentContext();
   if (!current)
-    return failure<Done>(current);
+    return current.takeError();
   if (*current != context)
     return Status::failure(
         "the current CUDA context is not the one the module was loaded "
@@ -462,7 +462,7 @@ Status GpuLauncher::ensureScratch(size_t bytes) {
   Result<DeviceBuffer> grown =
       DeviceBuffer::allocate(std::max(bytes, 2 * scratch.size()));
   if (!grown)
-    return failure<Done>(grown);
+    return grown.takeError();
   scratch = std::move(*grown);
   return Done{};
 }
@@ -496,7 +496,7 @@ Result<GemmChoice> GpuLauncher::chooseGemm(const LaunchArgs &args) const {
   Result<GemmProblem> problem =
       checkGemmLaunch(moduleInfo.spec, args, Device::CUDA);
   if (!problem)
-    return failure<GemmChoice>(problem);
+    return problem.takeError();
   return pick(*problem, args);
 }
 
@@ -570,7 +570,7 @@ Result<LaunchPlan> lq::gpu::planGemmLaunch(const GpuModuleInfo &info,
     return R::failure("this module quantizes only: it has no GEMM to launch");
   Result<GemmProblem> problem = checkGemmLaunch(info.spec, args, Device::CUDA);
   if (!problem)
-    return failure<LaunchPlan>(problem);
+    return problem.takeError();
   bool packedVariant = info.spec.lhs.format == Format::Log4 &&
                        info.spec.lhs.dtype != DType::Packed4;
   return planOf(info.spec, args,
@@ -591,7 +591,7 @@ Result<LaunchStatus> GpuLauncher::launch(const LaunchArgs &args,
     return R::failure("this module quantizes only: it has no GEMM to launch");
   Result<GemmProblem> problem = checkGemmLaunch(s, args, Device::CUDA);
   if (!problem)
-    return failure<LaunchStatus>(problem);
+    return problem.takeError();
   const GemmProblem &p = *problem;
   LaunchStatus status;
   if (p.m == 0 || p.n == 0)
@@ -612,15 +612,15 @@ Result<LaunchStatus> GpuLauncher::launch(const LaunchArgs &args,
                       "mode (at most " +
                       std::to_string(kMaxGridY * 16) + " rows)");
   if (Status c = checkContext(); !c)
-    return failure<LaunchStatus>(c);
+    return c.takeError();
   for (auto [name, t] : {std::pair("lhs", &args.lhs),
                          std::pair("rhs", &args.rhs),
                          std::pair("out", &args.out)})
     if (Status c = checkTensorMemory(name, *t); !c)
-      return failure<LaunchStatus>(c);
+      return c.takeError();
   if (s.bias)
     if (Status c = checkPointer("bias", args.bias, size_t(p.n) * 4); !c)
-      return failure<LaunchStatus>(c);
+      return c.takeError();
 
   bool lhsFloat = s.lhs.dtype != DType::Packed4;
   bool rhsFloat = s.rhs.dtype != DType::Packed4;
@@ -628,9 +628,9 @@ Result<LaunchStatus> GpuLauncher::launch(const LaunchArgs &args,
 
   std::lock_guard<std::mutex> lock(mutex);
   if (Status st = ensureKernels(plan.kernels); !st)
-    return failure<LaunchStatus>(st);
+    return st.takeError();
   if (Status st = driver->waitEvent(stream, scratchDone); !st)
-    return failure<LaunchStatus>(st);
+    return st.takeError();
   ScratchRelease release(*driver, scratchDone, stream);
   // Scratch: the statistics of each operand, the counters, and for the
   // quantize-once placement the packed codes of A (every sample).
@@ -644,13 +644,13 @@ Result<LaunchStatus> GpuLauncher::launch(const LaunchArgs &args,
                      ? packedA + size_t(packedRows) * size_t(packedPitch)
                      : counters + sizeof(QuantCounters);
   if (Status st = ensureScratch(total); !st)
-    return failure<LaunchStatus>(st);
+    return st.takeError();
   // Statistics and counters are accumulated: zero them. Packed codes are
   // written whole.
   if (Status st = driver->fill(scratch.address(), 0,
                                counters + sizeof(QuantCounters), stream);
       !st)
-    return failure<LaunchStatus>(st);
+    return st.takeError();
   // The `_tma` GEMMs take the maps by value: cuLaunchKernel copies them
   // into the launch's parameters.
   CUtensorMap maps[2];
@@ -687,7 +687,7 @@ Result<LaunchStatus> GpuLauncher::launch(const LaunchArgs &args,
     void *params[] = {&in, &rows, &cols, &stride, &out};
     Result<CUfunction> fn = function(statsKernel(side == 0));
     if (!fn)
-      return failure<LaunchStatus>(fn);
+      return fn.takeError();
     if (Status st = driver->launch(*fn, unsigned(statsBlocks(rows)), 1, 1,
                                    kStatsThreads, 0, stream, params);
         !st)
@@ -697,7 +697,7 @@ Result<LaunchStatus> GpuLauncher::launch(const LaunchArgs &args,
     if (Status st = driver->copyToHost(hostScratch.data(), scratch.address(),
                                        counters, stream);
         !st)
-      return failure<LaunchStatus>(st);
+      return st.takeError();
     if (Status st = driver->synchronize(stream); !st)
       return R::failure("statistics of the GEMM operands: " + st.error());
   }
@@ -741,7 +741,7 @@ Result<LaunchStatus> GpuLauncher::launch(const LaunchArgs &args,
     // the in-hindsight statistics, once per sample), then the `_pa` GEMM.
     Result<CUfunction> quant = function(quantKernel(true));
     if (!quant)
-      return failure<LaunchStatus>(quant);
+      return quant.takeError();
     CUdeviceptr in = a;
     int64_t rows = args.lhs.rows, cols = args.lhs.cols,
             stride = args.lhs.rowStride, outStride = packedPitch;
@@ -771,7 +771,7 @@ Result<LaunchStatus> GpuLauncher::launch(const LaunchArgs &args,
                     &streamId, &counterPtr, &maps[0], &maps[1]};
   Result<CUfunction> gemm = function(choice.kernel);
   if (!gemm)
-    return failure<LaunchStatus>(gemm);
+    return gemm.takeError();
   if (Status st = driver->launch(*gemm, unsigned(ceilDiv(p.n, tile.bn)),
                                  unsigned(ceilDiv(p.m, tile.bm)), 1,
                                  unsigned(tile.threads),
@@ -787,7 +787,7 @@ Result<LaunchStatus> GpuLauncher::launch(const LaunchArgs &args,
     if (Status st = driver->copyToHost(&counted, counterPtr, sizeof(counted),
                                        stream);
         !st)
-      return failure<LaunchStatus>(st);
+      return st.takeError();
     if (Status st = driver->synchronize(stream); !st)
       return R::failure(choice.kernel + ": " + st.error());
     bool nonfinite = counted.maxAnyBits >= kF32InfBits;
@@ -796,7 +796,7 @@ Result<LaunchStatus> GpuLauncher::launch(const LaunchArgs &args,
       // The codes of A must all be zero: the output becomes epilogue(0).
       Result<CUfunction> fill = function(kFillKernel);
       if (!fill)
-        return failure<LaunchStatus>(fill);
+        return fill.takeError();
       void *fillParams[] = {&c, &ldc, &bias, &m, &n};
       if (Status st = driver->launch(*fill, unsigned(ceilDiv(p.n, 16)),
                                      unsigned(ceilDiv(p.m, 16)), 1,
@@ -827,22 +827,22 @@ Result<QuantizeStatus> GpuLauncher::quantize(const QuantizeArgs &args,
   if (op.dtype == DType::Packed4)
     return R::failure("the module's " + name +
                       " operand is packed: it has no quantizer");
-  if (std::string error = checkQuantize(args, Device::CUDA); !error.empty())
-    return R::failure(error);
+  LQ_TRY(checkQuantize(args, Device::CUDA));
   if (args.format != op.format)
     return R::failure(std::string("format ") + formatName(args.format) +
                       " differs from the module's " + name + " quantizer (" +
                       formatName(op.format) + ")");
   if (args.input.dtype != op.dtype)
-    return R::failure("input: dtype " + dtypeName(args.input.dtype) +
+    return R::failure(std::string("input: dtype ") +
+                      dtypeName(args.input.dtype) +
                       " differs from the module's " + name + " quantizer (" +
                       dtypeName(op.dtype) + ")");
   const TensorRef &in = args.input, &out = args.output;
   if (Status c = checkContext(); !c)
-    return failure<QuantizeStatus>(c);
+    return c.takeError();
   for (auto [label, t] : {std::pair("input", &in), std::pair("output", &out)})
     if (Status c = checkTensorMemory(label, *t); !c)
-      return failure<QuantizeStatus>(c);
+      return c.takeError();
 
   bool hindsight = args.maxEstimate.has_value();
   int64_t count = in.rows * in.cols;
@@ -854,16 +854,16 @@ Result<QuantizeStatus> GpuLauncher::quantize(const QuantizeArgs &args,
 
   std::lock_guard<std::mutex> lock(mutex);
   if (Status st = ensureKernels(kernels); !st)
-    return failure<QuantizeStatus>(st);
+    return st.takeError();
   if (Status st = driver->waitEvent(stream, scratchDone); !st)
-    return failure<QuantizeStatus>(st);
+    return st.takeError();
   ScratchRelease release(*driver, scratchDone, stream);
   size_t counters = hindsight ? 0 : size_t(statsBytes(in.rows));
   size_t total = counters + sizeof(QuantCounters);
   if (Status st = ensureScratch(total); !st)
-    return failure<QuantizeStatus>(st);
+    return st.takeError();
   if (Status st = driver->fill(scratch.address(), 0, total, stream); !st)
-    return failure<QuantizeStatus>(st);
+    return st.takeError();
   Statistics stats;
   if (!hindsight && count > 0) {
     CUdeviceptr input = address(in.data), statsPtr = scratch.address();
@@ -871,7 +871,7 @@ Result<QuantizeStatus> GpuLauncher::quantize(const QuantizeArgs &args,
     void *params[] = {&input, &rows, &cols, &stride, &statsPtr};
     Result<CUfunction> fn = function(statsKernel(side == Operand::Lhs));
     if (!fn)
-      return failure<QuantizeStatus>(fn);
+      return fn.takeError();
     if (Status st = driver->launch(*fn, unsigned(statsBlocks(rows)), 1, 1,
                                    kStatsThreads, 0, stream, params);
         !st)
@@ -879,7 +879,7 @@ Result<QuantizeStatus> GpuLauncher::quantize(const QuantizeArgs &args,
     if (Status st = driver->copyToHost(hostScratch.data(), statsPtr, counters,
                                        stream);
         !st)
-      return failure<QuantizeStatus>(st);
+      return st.takeError();
     if (Status st = driver->synchronize(stream); !st)
       return R::failure("statistics of the input: " + st.error());
     stats = readStatistics(hostScratch.data(), in.rows,
@@ -897,7 +897,7 @@ Result<QuantizeStatus> GpuLauncher::quantize(const QuantizeArgs &args,
 
   Result<CUfunction> quant = function(quantKernel(side == Operand::Lhs));
   if (!quant)
-    return failure<QuantizeStatus>(quant);
+    return quant.takeError();
   CUdeviceptr input = address(in.data), output = address(out.data);
   CUdeviceptr counterPtr = scratch.address() + counters;
   int64_t rows = in.rows, cols = in.cols, stride = in.rowStride,
@@ -918,20 +918,20 @@ Result<QuantizeStatus> GpuLauncher::quantize(const QuantizeArgs &args,
                                 st.error());
   };
   if (Status st = runQuant(); !st)
-    return failure<QuantizeStatus>(st);
+    return st.takeError();
   if (hindsight && !q.zero) {
     QuantCounters counted;
     if (Status st = driver->copyToHost(&counted, counterPtr, sizeof(counted),
                                        stream);
         !st)
-      return failure<QuantizeStatus>(st);
+      return st.takeError();
     if (Status st = driver->synchronize(stream); !st)
       return R::failure(quantKernel(side == Operand::Lhs) + ": " + st.error());
     if (counted.maxAnyBits >= kF32InfBits) {
       // A non-finite element: every code becomes zero.
       zero = 1;
       if (Status st = runQuant(); !st)
-        return failure<QuantizeStatus>(st);
+        return st.takeError();
       status.nonfinite = true;
       status.scale = 0.0f;
     } else {

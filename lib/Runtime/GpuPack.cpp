@@ -169,9 +169,10 @@ Result<std::vector<PackModule>> lq::gpu::readPack(const std::string &dir) {
     if (!parsed)
       return R::failure(dir + "/" + name + ".info: " + parsed.error());
     module.info = std::move(*parsed);
-    if (std::find(stamp->chips.begin(), stamp->chips.end(), module.info.chip) ==
+    std::string chip = targetName(module.info.spec.target);
+    if (std::find(stamp->chips.begin(), stamp->chips.end(), chip) ==
         stamp->chips.end())
-      return R::failure(dir + "/" + name + ".info: chip " + module.info.chip +
+      return R::failure(dir + "/" + name + ".info: chip " + chip +
                         " is not among the STAMP's chips");
     Result<std::string> ptx = readText(dir + "/" + name + ".ptx");
     if (!ptx)

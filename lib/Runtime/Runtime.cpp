@@ -545,8 +545,7 @@ Runtime &Runtime::get() {
 }
 
 Result<Kernel> Runtime::compile(const GemmSpec &spec) {
-  if (std::string error = validateSpec(spec); !error.empty())
-    return Result<Kernel>::failure(error);
+  LQ_TRY(validateSpec(spec));
   auto impl = this->impl->compile(spec, /*quantizeOnly=*/false);
   if (!impl)
     return Result<Kernel>::failure(impl.error());
@@ -577,8 +576,7 @@ Result<QuantizeStatus> Runtime::quantize(const QuantizeArgs &args) {
       return R::failure(kernel.error());
     return quantizeWithCudaKernel(*(*kernel)->cuda, args);
   }
-  if (std::string error = checkQuantize(args, Device::CPU); !error.empty())
-    return R::failure(error);
+  LQ_TRY(checkQuantize(args, Device::CPU));
   auto kernel = impl->compile(spec, /*quantizeOnly=*/true);
   if (!kernel)
     return R::failure(kernel.error());
@@ -610,9 +608,7 @@ Result<TensorStatistics> Runtime::statistics(const TensorRef &input) {
   using R = Result<TensorStatistics>;
   if (input.dtype != DType::F32 && input.dtype != DType::BF16)
     return R::failure("input: statistics take f32 or bf16 values");
-  if (std::string check = checkTensor("input", input, input.dtype, Device::CPU);
-      !check.empty())
-    return R::failure(check);
+  LQ_TRY(checkTensor("input", input, input.dtype, Device::CPU));
   // The SAWB quantizer of this dtype holds the moments stage.
   GemmSpec spec;
   spec.lhs = {Format::SInt4, input.dtype, false};

@@ -11,139 +11,37 @@ using namespace lq;
 using namespace lq::runtime;
 
 //===----------------------------------------------------------------------===//
-// Specs
-//===----------------------------------------------------------------------===//
-
-GemmSpec GemmSpec::forward(DType input, bool unsignedInput) {
-  GemmSpec spec;
-  spec.lhs = {unsignedInput ? Format::UInt4 : Format::SInt4, input, false};
-  spec.rhs = {Format::SInt4, input, /*transposed=*/true};
-  return spec;
-}
-
-GemmSpec GemmSpec::backwardData(DType input, unsigned samples) {
-  GemmSpec spec;
-  spec.lhs = {Format::Log4, input, false};
-  spec.rhs = {Format::SInt4, input, false};
-  spec.samples = samples;
-  return spec;
-}
-
-GemmSpec GemmSpec::weightGrad(DType input, unsigned samples,
-                              bool unsignedInput) {
-  GemmSpec spec;
-  spec.lhs = {Format::Log4, input, /*transposed=*/true};
-  spec.rhs = {unsignedInput ? Format::UInt4 : Format::SInt4, input, false};
-  spec.samples = samples;
-  return spec;
-}
-
-std::string GemmSpec::describe() const {
-  auto side = [](const OperandSpec &op) {
-    return std::string(formatName(op.format)) + ":" + dtypeName(op.dtype) +
-           (op.transposed ? ":t" : ":n");
-  };
-  return "gemm lhs=" + side(lhs) + " rhs=" + side(rhs) +
-         " smp=" + std::to_string(samples) + " hindsight=" +
-         (hindsight ? "1" : "0") + " bias=" + (bias ? "1" : "0") +
-         " relu=" + (relu ? "1" : "0") + " out=" + dtypeName(output) +
-         " target=" + targetName(target);
-}
-
-std::string lq::runtime::dtypeName(DType dtype) {
-  switch (dtype) {
-  case DType::F32:
-    return "f32";
-  case DType::BF16:
-    return "bf16";
-  case DType::Packed4:
-    return "packed4";
-  }
-  return "?";
-}
-
-const char *lq::runtime::targetName(Target target) {
-  switch (target) {
-  case Target::HostCPU:
-    return "host";
-  case Target::CudaSm80:
-    return "sm_80";
-  case Target::CudaSm90a:
-    return "sm_90a";
-  }
-  return "?";
-}
-
-size_t lq::runtime::elementBytes(DType dtype) {
-  return dtype == DType::F32 ? 4 : dtype == DType::BF16 ? 2 : 1;
-}
-
-bool lq::runtime::knownFormat(Format f) {
-  return f == Format::SInt4 || f == Format::UInt4 || f == Format::Log4;
-}
-
-bool lq::runtime::knownDType(DType d) {
-  return d == DType::F32 || d == DType::BF16 || d == DType::Packed4;
-}
-
-std::string lq::runtime::validateSpec(const GemmSpec &spec) {
-  if (!knownFormat(spec.lhs.format) || !knownFormat(spec.rhs.format))
-    return "unknown operand format";
-  if (!knownDType(spec.lhs.dtype) || !knownDType(spec.rhs.dtype))
-    return "unknown operand dtype";
-  if (!knownDType(spec.output))
-    return "unknown output dtype";
-  if (spec.target != Target::HostCPU && spec.target != Target::CudaSm80 &&
-      spec.target != Target::CudaSm90a)
-    return "unknown target";
-  if (spec.lhs.format == Format::Log4 && spec.rhs.format == Format::Log4)
-    return "at most one GEMM operand may be log4 (the exact int32 bound "
-           "assumes |a * b| <= 15 * 64)";
-  if (spec.samples < 1 || spec.samples > 64 ||
-      (spec.samples & (spec.samples - 1)) != 0)
-    return "SMP sample count must be a power of two in [1, 64], got " +
-           std::to_string(spec.samples);
-  if (spec.samples > 1 && spec.lhs.format != Format::Log4)
-    return "SMP samples apply to a LUQ (log4) left operand";
-  if (spec.hindsight &&
-      (spec.lhs.format != Format::Log4 || spec.lhs.dtype == DType::Packed4))
-    return "in-hindsight scaling applies to a float LUQ (log4) left operand";
-  if (spec.output == DType::Packed4)
-    return "GEMM output must be f32 or bf16";
-  return "";
-}
-
-//===----------------------------------------------------------------------===//
 // Launch arguments
 //===----------------------------------------------------------------------===//
 
-std::string lq::runtime::checkTensor(const char *name, const TensorRef &t,
-                                     DType dtype, Device device) {
+Status lq::runtime::checkTensor(const char *name, const TensorRef &t,
+                                DType dtype, Device device) {
   std::string prefix = std::string(name) + ": ";
+  auto fail = [&](const std::string &why) { return Error{prefix + why}; };
   if (t.device != device)
-    return prefix + (device == Device::CPU
-                         ? "host kernels need host memory"
-                         : "CUDA kernels need device memory (Device::CUDA)");
+    return fail(device == Device::CPU
+                    ? "host kernels need host memory"
+                    : "CUDA kernels need device memory (Device::CUDA)");
   if (t.dtype != dtype)
-    return prefix + "dtype " + dtypeName(t.dtype) + " does not match the " +
-           "kernel's " + dtypeName(dtype);
+    return fail(std::string("dtype ") + dtypeName(t.dtype) +
+                " does not match the kernel's " + dtypeName(dtype));
   if (t.rows < 0 || t.cols < 0)
-    return prefix + "negative shape";
+    return fail("negative shape");
   int64_t minStride = dtype == DType::Packed4 ? (t.cols + 1) / 2 : t.cols;
   if (t.rowStride < minStride)
-    return prefix + "row stride " + std::to_string(t.rowStride) +
-           " is smaller than a row (" + std::to_string(minStride) + ")";
+    return fail("row stride " + std::to_string(t.rowStride) +
+                " is smaller than a row (" + std::to_string(minStride) + ")");
   if (t.rows > 0 && t.cols > 0 && t.data == nullptr)
-    return prefix + "null data for a non-empty tensor";
+    return fail("null data for a non-empty tensor");
   // Workspaces hold up to 64 SMP samples of codes of a tensor: its bytes
   // times 64 must fit, with room to spare.
   int64_t bytes;
   if (__builtin_mul_overflow(t.rows, t.rowStride, &bytes) ||
       __builtin_mul_overflow(bytes, int64_t(elementBytes(dtype)) * 64, &bytes))
-    return prefix + "shape " + std::to_string(t.rows) + "x" +
-           std::to_string(t.cols) + " with row stride " +
-           std::to_string(t.rowStride) + " is too large";
-  return "";
+    return fail("shape " + std::to_string(t.rows) + "x" +
+                std::to_string(t.cols) + " with row stride " +
+                std::to_string(t.rowStride) + " is too large");
+  return Done{};
 }
 
 std::string lq::runtime::shapeString(int64_t r, int64_t c) {
@@ -154,12 +52,12 @@ namespace {
 
 /// Scales of packed operands multiply every output: they must be finite and
 /// not negative.
-std::string checkScale(const char *name, float scale) {
+Status checkScale(const char *name, float scale) {
   if (std::isfinite(scale) && scale >= 0.0f)
-    return "";
-  return std::string(name) + ": the scale of a packed operand must be finite "
-                             "and >= 0, got " +
-         std::to_string(scale);
+    return Done{};
+  return Error{std::string(name) +
+               ": the scale of a packed operand must be finite and >= 0, got " +
+               std::to_string(scale)};
 }
 
 } // namespace
@@ -169,11 +67,9 @@ Result<GemmProblem> lq::runtime::checkGemmLaunch(const GemmSpec &s,
                                                  Device device) {
   using R = Result<GemmProblem>;
   unsigned samples = s.samples;
-  for (auto check : {checkTensor("lhs", args.lhs, s.lhs.dtype, device),
-                     checkTensor("rhs", args.rhs, s.rhs.dtype, device),
-                     checkTensor("out", args.out, s.output, device)})
-    if (!check.empty())
-      return R::failure(check);
+  LQ_TRY(checkTensor("lhs", args.lhs, s.lhs.dtype, device));
+  LQ_TRY(checkTensor("rhs", args.rhs, s.rhs.dtype, device));
+  LQ_TRY(checkTensor("out", args.out, s.output, device));
 
   // Stored shapes: lhs [M, K] or [K, M] (samples stacked along rows when
   // packed), rhs [K, N] or [N, K].
@@ -212,34 +108,29 @@ Result<GemmProblem> lq::runtime::checkGemmLaunch(const GemmSpec &s,
   // An empty output reads nothing, not even the scales.
   if (p.m > 0 && p.n > 0) {
     if (s.lhs.dtype == DType::Packed4)
-      if (std::string error = checkScale("lhs", args.lhsScale); !error.empty())
-        return R::failure(error);
+      LQ_TRY(checkScale("lhs", args.lhsScale));
     if (s.rhs.dtype == DType::Packed4)
-      if (std::string error = checkScale("rhs", args.rhsScale); !error.empty())
-        return R::failure(error);
+      LQ_TRY(checkScale("rhs", args.rhsScale));
   }
   return p;
 }
 
-std::string lq::runtime::checkQuantize(const QuantizeArgs &args,
-                                       Device device) {
+Status lq::runtime::checkQuantize(const QuantizeArgs &args, Device device) {
   if (args.input.dtype != DType::F32 && args.input.dtype != DType::BF16)
-    return "input: quantize takes f32 or bf16 values";
+    return Error{"input: quantize takes f32 or bf16 values"};
   if (!knownFormat(args.format))
-    return "unknown format";
+    return Error{"unknown format"};
   if (args.maxEstimate && args.format != Format::Log4)
-    return "a max estimate applies to LUQ (log4) only";
-  for (auto check :
-       {checkTensor("input", args.input, args.input.dtype, device),
-        checkTensor("output", args.output, DType::Packed4, device)})
-    if (!check.empty())
-      return check;
+    return Error{"a max estimate applies to LUQ (log4) only"};
+  LQ_TRY(checkTensor("input", args.input, args.input.dtype, device));
+  LQ_TRY(checkTensor("output", args.output, DType::Packed4, device));
   if (args.output.rows != args.input.rows ||
       args.output.cols != args.input.cols)
-    return "output: shape " + shapeString(args.output.rows, args.output.cols) +
-           " differs from the input's " +
-           shapeString(args.input.rows, args.input.cols);
-  return "";
+    return Error{"output: shape " +
+                 shapeString(args.output.rows, args.output.cols) +
+                 " differs from the input's " +
+                 shapeString(args.input.rows, args.input.cols)};
+  return Done{};
 }
 
 //===----------------------------------------------------------------------===//

@@ -19,31 +19,10 @@
 
 namespace lq::runtime {
 
-/// f32 bits of +Inf: max |x| bits at or above it mean NaN or Inf.
-/// lq's version: part of every compile-cache key.
-constexpr const char *kLqVersion = "0.1.0";
-
-constexpr uint32_t kF32InfBits = 0x7F800000u;
-/// Below this range the inverse step (64 / m, 15 / clip) overflows f32.
-constexpr float kMinRange = 0x1p-120f;
-/// Largest |a * b| of two codes when at most one is log4.
-constexpr int64_t kMaxCodeProduct = 15 * 64;
-
-std::string dtypeName(DType dtype);
-/// "host", "sm_80", "sm_90a" (the spelling of GemmSpec::describe).
-const char *targetName(Target target);
-size_t elementBytes(DType dtype);
-bool knownFormat(Format format);
-bool knownDType(DType dtype);
-
-/// Why `spec` is not a valid GEMM, or "" when it is. Target-agnostic: which
-/// runtime can run the spec's target is for the runtime to say.
-std::string validateSpec(const GemmSpec &spec);
-
-/// Why `t` cannot be the tensor `name` of a kernel that reads `dtype` on
-/// `device`, or "".
-std::string checkTensor(const char *name, const TensorRef &t, DType dtype,
-                        Device device);
+/// Success when `t` can be the tensor `name` of a kernel that reads
+/// `dtype` on `device`, else why not.
+Status checkTensor(const char *name, const TensorRef &t, DType dtype,
+                   Device device);
 std::string shapeString(int64_t rows, int64_t cols);
 
 /// The logical problem of a GEMM launch.
@@ -60,8 +39,8 @@ struct GemmProblem {
 Result<GemmProblem> checkGemmLaunch(const GemmSpec &spec,
                                     const LaunchArgs &args, Device device);
 
-/// Why `args` cannot be quantized on `device`, or "".
-std::string checkQuantize(const QuantizeArgs &args, Device device);
+/// Success when `args` can be quantized on `device`, else why not.
+Status checkQuantize(const QuantizeArgs &args, Device device);
 
 bool usableRange(float range);
 

@@ -22,13 +22,13 @@ using namespace lq;
 
 namespace {
 
-struct Error : std::runtime_error {
+struct PyError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
 template <typename T> T take(Result<T> result) {
   if (!result)
-    throw Error(result.error());
+    throw PyError(result.error());
   return std::move(*result);
 }
 
@@ -39,7 +39,7 @@ DType parseDType(const std::string &name) {
     return DType::BF16;
   if (name == "packed4")
     return DType::Packed4;
-  throw Error("unknown dtype '" + name + "': expected f32, bf16 or packed4");
+  throw PyError("unknown dtype '" + name + "': expected f32, bf16 or packed4");
 }
 
 Format parseFormat(const std::string &name) {
@@ -49,7 +49,7 @@ Format parseFormat(const std::string &name) {
     return Format::SInt4;
   if (name == "uint4")
     return Format::UInt4;
-  throw Error("unknown format '" + name + "': expected log4, sint4 or uint4");
+  throw PyError("unknown format '" + name + "': expected log4, sint4 or uint4");
 }
 
 /// A TensorRef from (address, dtype, rows, cols, row stride, device).
@@ -66,7 +66,7 @@ TensorRef makeTensor(uintptr_t data, const std::string &dtype, int64_t rows,
   else if (device == "cuda")
     t.device = Device::CUDA;
   else
-    throw Error("unknown device '" + device + "': expected cpu or cuda");
+    throw PyError("unknown device '" + device + "': expected cpu or cuda");
   return t;
 }
 
@@ -86,7 +86,7 @@ using F32Array = py::array_t<float, py::array::c_style | py::array::forcecast>;
 
 numerics::MatrixView view(const F32Array &x) {
   if (x.ndim() != 2)
-    throw Error("expected a 2-D array, got " + std::to_string(x.ndim()) +
+    throw PyError("expected a 2-D array, got " + std::to_string(x.ndim()) +
                 " dimensions");
   return numerics::MatrixView::f32(x.data(), size_t(x.shape(0)),
                                    size_t(x.shape(1)));
@@ -94,14 +94,14 @@ numerics::MatrixView view(const F32Array &x) {
 
 void checkStatus(numerics::Status status) {
   if (status != numerics::Status::Ok)
-    throw Error(std::string("numerics: ") + numerics::statusName(status));
+    throw PyError(std::string("numerics: ") + numerics::statusName(status));
 }
 
 } // namespace
 
 PYBIND11_MODULE(_lq, m) {
   m.doc() = "lq: 4-bit training GEMMs (C++ runtime bindings)";
-  py::register_exception<Error>(m, "Error", PyExc_RuntimeError);
+  py::register_exception<PyError>(m, "Error", PyExc_RuntimeError);
 
   py::class_<TensorRef>(m, "TensorRef")
       .def(py::init(&makeTensor), py::arg("data"), py::arg("dtype"),
@@ -129,7 +129,7 @@ PYBIND11_MODULE(_lq, m) {
              else if (target == "sm_90a")
                s.target = Target::CudaSm90a;
              else
-               throw Error("unknown target '" + target +
+               throw PyError("unknown target '" + target +
                            "': expected host, sm_80 or sm_90a");
              return s;
            }),

@@ -33,7 +33,7 @@
 
 #include "lq/Numerics/Numerics.h"
 #include "lq/Runtime/CudaDriver.h"
-#include "lq/Runtime/GpuAbi.h"
+#include "lq/Spec/GpuAbi.h"
 #include "lq/Runtime/GpuLauncher.h"
 #include "lq/Runtime/GpuPack.h"
 #include "lq/Runtime/PtxCompiler.h"
@@ -227,7 +227,6 @@ void testModuleInfo() {
   {
     Case c("module info: write then parse gives the same module");
     lq::gpu::GpuModuleInfo info;
-    info.chip = "sm_90a";
     info.spec = GemmSpec::backwardData(DType::BF16, 4);
     info.spec.hindsight = true;
     info.spec.bias = true;
@@ -240,7 +239,7 @@ void testModuleInfo() {
     if (CHECK_OK(c, parsed)) {
       CHECK_MSG(c, parsed->spec.describe() == info.spec.describe(),
                 parsed->spec.describe());
-      CHECK(c, parsed->chip == "sm_90a");
+      CHECK(c, parsed->spec.target == lq::Target::CudaSm90a);
       CHECK(c, !parsed->quantizeOnly);
       CHECK(c, parsed->tiles.size() == 2);
       CHECK(c, parsed->tiles.size() == 2 && parsed->tiles[1].bn == 256 &&
@@ -257,12 +256,12 @@ void testModuleInfo() {
                            lq::gpu::gemmTmaKernel(t)) == 1,
                 "sm_90a: " + lq::gpu::gemmTmaKernel(t) + " not required");
     lq::gpu::GpuModuleInfo sm80 = info;
-    sm80.chip = "sm_80";
+    sm80.spec.target = lq::Target::CudaSm80;
     for (const std::string &k : lq::gpu::requiredKernels(sm80))
       CHECK_MSG(c, k.find("_tma") == std::string::npos,
                 "sm_80 requires " + k);
     lq::gpu::GpuModuleInfo quant;
-    quant.chip = "sm_80";
+    quant.spec.target = lq::Target::CudaSm80;
     quant.quantizeOnly = true;
     quant.spec.lhs = {Format::SInt4, DType::F32, false};
     auto q = lq::gpu::parseModuleInfo(lq::gpu::writeModuleInfo(quant));
@@ -273,8 +272,8 @@ void testModuleInfo() {
   }
   Case c("module info: every malformed text is an error naming the problem");
   lq::gpu::GpuModuleInfo info;
-  info.chip = "sm_80";
   info.spec = GemmSpec::forward();
+  info.spec.target = lq::Target::CudaSm80;
   info.tiles = {{64, 64, 64, 3, 128, 32768}};
   std::string good = lq::gpu::writeModuleInfo(info);
   auto replace = [&](const std::string &from, const std::string &to) {
@@ -527,9 +526,7 @@ CUstream stream = nullptr;
 constexpr unsigned char kPoison = 0xFF;
 constexpr size_t kGuardBytes = 64;
 
-size_t elementBytes(DType d) {
-  return d == DType::F32 ? 4 : d == DType::BF16 ? 2 : 1;
-}
+using lq::elementBytes;
 
 /// A 2-D tensor in device memory with poisoned guard bytes before, between
 /// (row pitch) and after its elements. `pitched` rows start on 16-byte
@@ -610,7 +607,7 @@ private:
     return sync(cuda->copyToDevice(buffer.address(), image.data(),
                                    image.size(), stream));
   }
-  static std::string sync(const lq::gpu::Status &copy) {
+  static std::string sync(const lq::Status &copy) {
     if (!copy)
       return copy.error();
     auto done = cuda->synchronize(stream);
@@ -1331,10 +1328,10 @@ struct StaticResults {
 /// its own chip, and what a compute capability 9.0 device (H100, H200)
 /// assembles it for (sm_90 for sm_80 code).
 std::vector<std::string> staticArchs(const lq::gpu::GpuModuleInfo &info) {
-  std::vector<std::string> archs = {info.chip};
+  std::vector<std::string> archs = {lq::gpu::chipName(info)};
   lq::gpu::DeviceInfo hopper;
   hopper.computeMajor = 9;
-  if (auto arch = lq::gpu::deviceArch(info, hopper); arch && *arch != info.chip)
+  if (auto arch = lq::gpu::deviceArch(info, hopper); arch && *arch != lq::gpu::chipName(info))
     archs.push_back(*arch);
   return archs;
 }
@@ -1357,7 +1354,7 @@ computeStatics(const std::vector<lq::gpu::PackModule> &modules,
     auto [i, cubin] = tasks[t];
     const lq::gpu::PackModule &m = modules[i];
     if (cubin < 0) {
-      results[i].report = lq::gpu::ptxasReport(m.ptx, m.info.chip);
+      results[i].report = lq::gpu::ptxasReport(m.ptx, lq::gpu::chipName(m.info));
       return;
     }
     auto &[arch, image] = results[i].cubins[cubin];
@@ -1367,7 +1364,7 @@ computeStatics(const std::vector<lq::gpu::PackModule> &modules,
 }
 
 std::string moduleTitle(const lq::gpu::PackModule &m) {
-  return m.name + " (" + m.info.chip + "): " +
+  return m.name + " (" + lq::gpu::chipName(m.info) + "): " +
          (m.info.quantizeOnly
               ? "quantize " + std::string(lq::formatName(m.info.spec.lhs.format))
               : m.info.spec.describe());
@@ -1395,7 +1392,7 @@ void checkPtxasReport(const lq::gpu::PackModule &m,
     CHECK_MSG(c, names.count(k), "missing kernel " + k);
   // The quantize-once GEMMs are optional, but on sm_90a come with their
   // TMA variant.
-  if (m.info.chip == "sm_90a")
+  if (m.info.spec.target == lq::Target::CudaSm90a)
     for (const auto &t : m.info.tiles)
       if (names.count(lq::gpu::gemmKernel(t, true, /*packedLhs=*/true)))
         CHECK_MSG(c, names.count(lq::gpu::gemmTmaKernel(t, /*packedLhs=*/true)),
@@ -1516,7 +1513,7 @@ selectModules(const Options &opt) {
            " modules");
   for (auto &m : *read)
     if ((opt.module.empty() || m.name == opt.module) &&
-        (opt.chip.empty() || m.info.chip == opt.chip))
+        (opt.chip.empty() || lq::gpu::chipName(m.info) == opt.chip))
       modules.push_back(std::move(m));
   std::string what = opt.module.empty() ? "" : " named " + opt.module;
   what += opt.chip.empty() ? "" : " for " + opt.chip;
@@ -1623,7 +1620,7 @@ void checkKernelsReached(const Loaded &l,
   Case c("gemm " + l.module.name + ": shapes reach every tile, copy "
          "variant and placement");
   // On sm_90a the aligned quantize-once GEMM is always the TMA one.
-  bool tma = l.module.info.chip == "sm_90a";
+  bool tma = l.module.info.spec.target == lq::Target::CudaSm90a;
   std::vector<std::string> kernels;
   for (const auto &t : l.module.info.tiles) {
     kernels.push_back(lq::gpu::gemmKernel(t, true));
@@ -1865,7 +1862,7 @@ void runSanitizeCases(std::vector<Loaded> &loaded, std::mt19937 &rng) {
     for (const GemmCase &g : cases)
       runGemmCase(l, loaded, g, rng, used);
     Case c("sanitize " + l.module.name + ": the fused GEMM ran");
-    bool tma = l.module.info.chip == "sm_90a";
+    bool tma = l.module.info.spec.target == lq::Target::CudaSm90a;
     std::vector<std::string> wanted = {
         tma ? lq::gpu::gemmTmaKernel(t) : lq::gpu::gemmKernel(t, true),
         lq::gpu::gemmKernel(t, false)};
@@ -2029,7 +2026,7 @@ sassModule(const std::vector<lq::gpu::PackModule> &modules,
            const std::string &chip) {
   const lq::gpu::PackModule *found = nullptr;
   for (const auto &m : modules)
-    if (m.info.chip == chip && !m.info.quantizeOnly &&
+    if (lq::gpu::chipName(m.info) == chip && !m.info.quantizeOnly &&
         (!found || m.name == "bwd_data_bf16." + chip))
       found = &m;
   return found;
@@ -2039,12 +2036,12 @@ sassModule(const std::vector<lq::gpu::PackModule> &modules,
 /// cp.async on sm_80), with what it must and must not hold.
 void sassFacts(const lq::gpu::PackModule &m, const std::string &cuobjdump) {
   const lq::gpu::GemmTile &t = m.info.tiles.front();
-  bool hopper = m.info.chip == "sm_90a";
+  bool hopper = m.info.spec.target == lq::Target::CudaSm90a;
   std::string kernel = hopper ? lq::gpu::gemmTmaKernel(t)
                               : lq::gpu::gemmKernel(t, true);
   Case c("sass " + kernel + " of " + m.name + ": tensor cores, " +
          (hopper ? "TMA" : "cp.async") + ", no local memory");
-  auto cubin = lq::gpu::compilePtx(m.ptx, m.info.chip);
+  auto cubin = lq::gpu::compilePtx(m.ptx, lq::gpu::chipName(m.info));
   ScratchDir dir;
   if (!CHECK_OK(c, cubin) || !CHECK_MSG(c, !dir.path.empty(), "no scratch directory"))
     return;

@@ -75,7 +75,7 @@ foreach(file IN LISTS written)
   endif()
 endforeach()
 message(STATUS "installed ${count} files into ${prefix}")
-foreach(file include/lq/Runtime/Runtime.h include/lq/Format.h
+foreach(file include/lq/Runtime/Runtime.h include/lq/Spec/Spec.h
              include/lq/Numerics/Numerics.h include/lq/Dialect/LqOps.h.inc
              ${LQ_PACKAGE_DIR}/lqConfig.cmake
              ${LQ_PACKAGE_DIR}/lqConfigVersion.cmake

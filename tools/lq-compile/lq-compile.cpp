@@ -133,7 +133,7 @@ std::string header(const std::vector<GemmOutputs> &gemms) {
       " * Host stages: C interfaces of the stage functions (see lq's\n"
       " * docs/runtime.md, \"Host kernels\"); link lq_gemm<i>.host.o.\n"
       " * GPU modules: PTX/cubin files whose kernels and parameters follow\n"
-      " * lq/Runtime/GpuAbi.h. manifest.json lists everything. */\n"
+      " * lq/Spec/GpuAbi.h. manifest.json lists everything. */\n"
       "#ifndef LQ_KERNELS_H\n#define LQ_KERNELS_H\n\n#include <stdint.h>\n\n"
       "#ifdef __cplusplus\nextern \"C\" {\n#endif\n\n"
       "/* A 1-D memref as the stages take it: pass the same pointer twice, "

@@ -361,7 +361,7 @@ Result<double> medianMs(const Settings &settings,
   return times[times.size() / 2];
 }
 
-std::string status(const lq::gpu::Status &s) { return s ? "" : s.error(); }
+std::string status(const lq::Status &s) { return s ? "" : s.error(); }
 template <typename T> std::string status(const Result<T> &r) {
   return r ? "" : r.error();
 }
@@ -509,7 +509,7 @@ GpuLauncher *packedTwin(const std::vector<LoadedModule> &loaded,
                         const std::string &chip, const GemmSpec &s) {
   for (const auto &[module, launcher] : loaded) {
     const GemmSpec &p = module.info.spec;
-    if (!launcher || module.info.quantizeOnly || module.info.chip != chip)
+    if (!launcher || module.info.quantizeOnly || lq::gpu::chipName(module.info) != chip)
       continue;
     bool match = p.lhs.format == s.lhs.format && p.rhs.format == s.rhs.format &&
                  p.lhs.transposed == s.lhs.transposed &&
@@ -871,7 +871,7 @@ std::vector<LoadedModule> loadModules(std::vector<lq::gpu::PackModule> &pack,
                                       Report &report) {
   std::vector<lq::gpu::PackModule *> wanted;
   for (lq::gpu::PackModule &m : pack)
-    if ((settings.chip.empty() || m.info.chip == settings.chip) &&
+    if ((settings.chip.empty() || lq::gpu::chipName(m.info) == settings.chip) &&
         lq::gpu::deviceArch(m.info, device))
       wanted.push_back(&m);
   std::vector<std::optional<Result<std::string>>> images(wanted.size());
@@ -1008,7 +1008,7 @@ void measureAll(std::vector<LoadedModule> &loaded, const Settings &settings,
     if (module.first.info.quantizeOnly || spec.lhs.dtype == DType::Packed4 ||
         spec.rhs.dtype == DType::Packed4)
       continue;
-    GpuLauncher *twin = packedTwin(loaded, module.first.info.chip, spec);
+    GpuLauncher *twin = packedTwin(loaded, lq::gpu::chipName(module.first.info), spec);
     for (const Shape &shape : shapesFor(roleOf(spec), settings.quick))
       measureGemm(module, twin, shape, *inputs, settings, baselines, report);
     if (std::string error = report.write(settings, false); !error.empty())

@@ -93,7 +93,7 @@ public:
       if (!ok)
         return R::failure(ok.error());
       if (i < 2)
-        if (gpu::Status s = driver.copyToDevice(buffers[i].address(), t.data,
+        if (Status s = driver.copyToDevice(buffers[i].address(), t.data,
                                                 bytes, nullptr);
             !s)
           return R::failure(s.error());
@@ -105,7 +105,7 @@ public:
       Result<bool> ok = ensure(buffers[3], bytes);
       if (!ok)
         return R::failure(ok.error());
-      if (gpu::Status s = driver.copyToDevice(buffers[3].address(), args.bias,
+      if (Status s = driver.copyToDevice(buffers[3].address(), args.bias,
                                               bytes, nullptr);
           !s)
         return R::failure(s.error());
@@ -115,12 +115,12 @@ public:
     if (!status)
       return status;
     const TensorRef &out = hostArgs.out;
-    if (gpu::Status s = driver.copyToHost(
+    if (Status s = driver.copyToHost(
             out.data, buffers[2].address(),
             size_t(out.rows * out.rowStride) * sizeof(float), nullptr);
         !s)
       return R::failure(s.error());
-    if (gpu::Status s = driver.synchronize(nullptr); !s)
+    if (Status s = driver.synchronize(nullptr); !s)
       return R::failure(s.error());
     return status;
   }

@@ -4,7 +4,7 @@
 // the numerics in NumericsBuilder (the same arithmetic as the CPU kernels
 // and the linalg reference), in the gpu/nvvm/llvm dialects. The kernel
 // names, parameters and launch geometry are the contract in
-// lq/Runtime/GpuAbi.h.
+// lq/Spec/GpuAbi.h.
 //
 // The GEMM main loop, per CTA tile and k-step:
 //   1. copy the raw operand tiles (f32, bf16 bits or packed codes) from
@@ -25,7 +25,7 @@
 #define LQ_CONVERSION_GPUKERNELS_H
 
 #include "lq/Conversion/CpuKernels.h"
-#include "lq/Runtime/GpuAbi.h"
+#include "lq/Spec/GpuAbi.h"
 
 #include "mlir/IR/BuiltinOps.h"
 #include "mlir/IR/OwningOpRef.h"

@@ -3,7 +3,7 @@
 #ifndef LQ_DIALECT_LQDIALECT_H
 #define LQ_DIALECT_LQDIALECT_H
 
-#include "lq/Format.h"
+#include "lq/Spec/Spec.h"
 
 #include "mlir/Bytecode/BytecodeOpInterface.h"
 #include "mlir/Dialect/Tensor/IR/Tensor.h"
@@ -29,12 +29,8 @@ namespace lq {
 /// Format of an lq format type (`!lq.sint4`, `!lq.uint4`, `!lq.log4`).
 Format getFormat(mlir::Type formatType);
 
-/// Largest SMP sample count: keeps N * K * 960 in int32 for useful K.
-constexpr unsigned kMaxSmpSamples = 64;
-
-/// Largest |a * b| of two codes when at most one is log4 (15 * 64): with it,
-/// `K * samples * kMaxCodeProduct < 2^31` bounds the exact int32 accumulator.
-constexpr int64_t kMaxCodeProduct = 15 * 64;
+/// Largest SMP sample count (the contract's, lq/Spec/Spec.h).
+constexpr unsigned kMaxSmpSamples = kMaxSamples;
 
 } // namespace lq
 

@@ -28,10 +28,6 @@
 
 namespace lq::gpu {
 
-/// The outcome of a call that returns no value.
-struct Done {};
-using Status = Result<Done>;
-
 /// The CUDA entry points CudaDriver resolves, by the names cuda.h gives
 /// them (some are macros for versioned symbols).
 #define LQ_CUDA_DRIVER_FUNCTIONS(X)                                            \

@@ -2,7 +2,7 @@
 //
 // The compiler half of the CUDA backend: a GemmSpec (or a quantizer) for
 // sm_80 or sm_90a -> generated kernels -> PTX, with the module info a
-// launcher needs (lq/Runtime/GpuAbi.h). Launchers load the result with
+// launcher needs (lq/Spec/GpuAbi.h). Launchers load the result with
 // GpuLauncher, here or on a machine without LLVM (AOT kernel packs).
 //
 //===----------------------------------------------------------------------===//
@@ -10,7 +10,7 @@
 #ifndef LQ_RUNTIME_GPUCOMPILER_H
 #define LQ_RUNTIME_GPUCOMPILER_H
 
-#include "lq/Runtime/GpuAbi.h"
+#include "lq/Spec/GpuAbi.h"
 #include "lq/Runtime/Runtime.h"
 
 #include <functional>

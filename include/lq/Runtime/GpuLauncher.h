@@ -24,7 +24,7 @@
 #define LQ_RUNTIME_GPULAUNCHER_H
 
 #include "lq/Runtime/CudaDriver.h"
-#include "lq/Runtime/GpuAbi.h"
+#include "lq/Spec/GpuAbi.h"
 #include "lq/Runtime/Runtime.h"
 
 #include <functional>

@@ -15,7 +15,7 @@
 #ifndef LQ_RUNTIME_GPUPACK_H
 #define LQ_RUNTIME_GPUPACK_H
 
-#include "lq/Runtime/GpuAbi.h"
+#include "lq/Spec/GpuAbi.h"
 #include "lq/Runtime/GpuLauncher.h"
 
 #include <memory>

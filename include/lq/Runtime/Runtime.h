@@ -23,7 +23,8 @@
 #ifndef LQ_RUNTIME_RUNTIME_H
 #define LQ_RUNTIME_RUNTIME_H
 
-#include "lq/Format.h"
+#include "lq/Spec/Result.h"
+#include "lq/Spec/Spec.h"
 
 #include <cstdint>
 #include <memory>
@@ -34,37 +35,6 @@
 #include <vector>
 
 namespace lq {
-
-/// A value or an error message.
-template <typename T> class Result {
-public:
-  Result(T value) : value(std::move(value)) {}
-  static Result failure(std::string message) {
-    Result r;
-    r.message = std::move(message);
-    return r;
-  }
-  bool ok() const { return value.has_value(); }
-  explicit operator bool() const { return ok(); }
-  const std::string &error() const { return message; }
-  T &operator*() { return *value; }
-  const T &operator*() const { return *value; }
-  T *operator->() { return &*value; }
-  const T *operator->() const { return &*value; }
-
-private:
-  Result() = default;
-  std::optional<T> value;
-  std::string message;
-};
-
-/// Element types of tensors handed to kernels. `Packed4` is the storage
-/// form of 4-bit codes: two per byte, low nibble first, rows padded to
-/// whole bytes.
-enum class DType { F32, BF16, Packed4 };
-
-/// Where a kernel runs.
-enum class Target { HostCPU, CudaSm80, CudaSm90a };
 
 enum class Device { CPU, CUDA };
 
@@ -97,50 +67,6 @@ struct TensorRef {
   static TensorRef packed4(const uint8_t *data, int64_t rows, int64_t cols) {
     return packed4(const_cast<uint8_t *>(data), rows, cols);
   }
-};
-
-/// One GEMM operand: its 4-bit format, how it is passed, and whether it is
-/// stored transposed ([K, M] for the left operand, [N, K] for the right).
-struct OperandSpec {
-  Format format = Format::SInt4;
-  DType dtype = DType::F32;
-  bool transposed = false;
-};
-
-/// What a GEMM kernel computes: C = Q(A) Q(B) * s (+ bias) (ReLU).
-struct GemmSpec {
-  OperandSpec lhs;
-  OperandSpec rhs;
-  /// SMP: LUQ samples of the left operand (a power of two, 1..64).
-  unsigned samples = 1;
-  /// The left operand's LUQ scale is the caller's in-hindsight estimate
-  /// (LaunchArgs::maxEstimate) instead of a max pass over it.
-  bool hindsight = false;
-  bool bias = false;
-  bool relu = false;
-  DType output = DType::F32;
-  Target target = Target::HostCPU;
-
-  /// y[B, O] = Q(x[B, I]) Q(W[O, I])^T (+ bias) (ReLU); SAWB int4 operands,
-  /// x unsigned when it is known to be non-negative.
-  static GemmSpec forward(DType input = DType::F32,
-                          bool unsignedInput = false);
-  /// dx[B, I] = Q_luq(dy[B, O]) Q(W[O, I]).
-  static GemmSpec backwardData(DType input = DType::F32, unsigned samples = 1);
-  /// dW[O, I] = Q_luq(dy[B, O])^T Q(x[B, I]).
-  static GemmSpec weightGrad(DType input = DType::F32, unsigned samples = 1,
-                             bool unsignedInput = false);
-
-  /// The spec of the one lq.matmul in an lq program (MLIR text): its
-  /// operand formats and producers (lq.quantize: f32/bf16 quantized in the
-  /// kernel; lq.unpack: packed), transposes, SMP samples, hindsight,
-  /// epilogue. lq.linear / lq.linear_grad are expanded first.
-  static Result<GemmSpec> fromProgram(std::string_view program);
-  /// The specs of every lq.matmul of an lq program, in program order.
-  static Result<std::vector<GemmSpec>> allFromProgram(std::string_view program);
-
-  /// A stable description, e.g. for logs and cache keys.
-  std::string describe() const;
 };
 
 /// Buffers and per-launch values of a GEMM.

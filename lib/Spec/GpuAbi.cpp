@@ -1,8 +1,6 @@
 //===- GpuAbi.cpp - module info of generated GPU kernels ------------------===//
 
-#include "lq/Runtime/GpuAbi.h"
-
-#include "Spec.h"
+#include "lq/Spec/GpuAbi.h"
 
 #include <charconv>
 #include <map>
@@ -10,7 +8,6 @@
 
 using namespace lq;
 using namespace lq::gpu;
-using lq::runtime::dtypeName;
 
 namespace {
 
@@ -85,7 +82,7 @@ bool parseTile(std::string_view text, GemmTile &tile) {
 std::string lq::gpu::writeModuleInfo(const GpuModuleInfo &info) {
   const GemmSpec &s = info.spec;
   std::string text = "abi=" + std::to_string(kAbiVersion) + "\n";
-  text += "chip=" + info.chip + "\n";
+  text += std::string("chip=") + targetName(info.spec.target) + "\n";
   text += std::string("quantize=") + (info.quantizeOnly ? "1" : "0") + "\n";
   text += "lhs=" + operandText(s.lhs) + "\n";
   text += "rhs=" + operandText(s.rhs) + "\n";
@@ -93,7 +90,7 @@ std::string lq::gpu::writeModuleInfo(const GpuModuleInfo &info) {
   text += std::string("hindsight=") + (s.hindsight ? "1" : "0") + "\n";
   text += std::string("bias=") + (s.bias ? "1" : "0") + "\n";
   text += std::string("relu=") + (s.relu ? "1" : "0") + "\n";
-  text += "output=" + dtypeName(s.output) + "\n";
+  text += std::string("output=") + dtypeName(s.output) + "\n";
   for (const GemmTile &t : info.tiles)
     text += "tile=" + std::to_string(t.bm) + " " + std::to_string(t.bn) + " " +
             std::to_string(t.bk) + " " + std::to_string(t.stages) + " " +
@@ -146,9 +143,9 @@ Result<GpuModuleInfo> lq::gpu::parseModuleInfo(std::string_view text) {
     bool ok = true;
     GemmSpec &s = info.spec;
     if (key == "chip") {
-      info.chip = std::string(value);
-      ok = value == "sm_80" || value == "sm_90a";
-      s.target = value == "sm_80" ? Target::CudaSm80 : Target::CudaSm90a;
+      std::optional<Target> target = parseTarget(value);
+      ok = target && isCudaTarget(*target);
+      s.target = ok ? *target : Target::CudaSm80;
     } else if (key == "quantize") {
       ok = parseFlag(value, info.quantizeOnly);
     } else if (key == "lhs") {
@@ -184,8 +181,8 @@ Result<GpuModuleInfo> lq::gpu::parseModuleInfo(std::string_view text) {
       missing += std::string(missing.empty() ? "" : ", ") + k;
   if (!missing.empty())
     return R::failure("module info lacks " + missing);
-  if (std::string error = runtime::validateSpec(info.spec); !error.empty())
-    return R::failure("module info: " + error);
+  if (Status valid = validateSpec(info.spec); !valid)
+    return R::failure("module info: " + valid.error());
   if (info.quantizeOnly) {
     if (!info.tiles.empty())
       return R::failure("module info: a quantize module has no GEMM tiles");

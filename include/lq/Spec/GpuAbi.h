@@ -81,7 +81,7 @@
 #ifndef LQ_RUNTIME_GPUABI_H
 #define LQ_RUNTIME_GPUABI_H
 
-#include "lq/Runtime/Runtime.h"
+#include "lq/Spec/Spec.h"
 
 #include <cstdint>
 #include <string>
@@ -185,9 +185,8 @@ constexpr const char *kFillKernel = "lq_fill_epilogue";
 
 /// What a launcher must know about one generated module besides its code.
 struct GpuModuleInfo {
-  /// The chip the PTX is written for: "sm_80" or "sm_90a".
-  std::string chip;
-  /// The GEMM; its target is the chip's (CudaSm80 or CudaSm90a).
+  /// The GEMM; its target is the chip the PTX is written for (CudaSm80 or
+  /// CudaSm90a).
   GemmSpec spec;
   /// The GEMM tile configurations, small first; empty for a quantize
   /// module.
@@ -196,6 +195,11 @@ struct GpuModuleInfo {
   /// GPU form of Runtime::quantize), no GEMM.
   bool quantizeOnly = false;
 };
+
+/// The chip a module's PTX is written for, by its name ("sm_80", "sm_90a").
+inline std::string chipName(const GpuModuleInfo &info) {
+  return targetName(info.spec.target);
+}
 
 /// The text form of `info`, one key=value per line, the ABI version first:
 ///
