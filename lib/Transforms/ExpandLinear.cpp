@@ -5,6 +5,8 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "StreamIds.h"
+
 #include "lq/Dialect/LqDialect.h"
 #include "lq/Transforms/Passes.h"
 
@@ -13,7 +15,6 @@
 #include "mlir/IR/PatternMatch.h"
 #include "mlir/Transforms/GreedyPatternRewriteDriver.h"
 #include "llvm/ADT/DenseMap.h"
-#include "llvm/ADT/DenseSet.h"
 
 namespace lq {
 #define GEN_PASS_DEF_LQEXPANDLINEAR
@@ -133,7 +134,7 @@ struct LqExpandLinearPass
 /// Assigns streams within one function-like region.
 LogicalResult assignStreamsIn(Operation *scope) {
   SmallVector<LinearGradOp> unassigned;
-  DenseSet<uint64_t> used;
+  transforms::StreamIds streams;
   DenseMap<std::pair<uint64_t, Value>, LinearGradOp> owner;
   WalkResult result = scope->walk([&](LinearGradOp op) -> WalkResult {
     std::optional<uint64_t> stream = op.getStream();
@@ -141,7 +142,7 @@ LogicalResult assignStreamsIn(Operation *scope) {
       unassigned.push_back(op);
       return WalkResult::advance();
     }
-    used.insert(*stream);
+    streams.reserve(*stream);
     auto [it, inserted] = owner.try_emplace({*stream, op.getSeed()}, op);
     if (inserted)
       return WalkResult::advance();
@@ -155,12 +156,8 @@ LogicalResult assignStreamsIn(Operation *scope) {
   });
   if (result.wasInterrupted())
     return failure();
-  uint64_t next = 0;
-  for (LinearGradOp op : unassigned) {
-    while (used.contains(next))
-      ++next;
-    op.setStream(next++);
-  }
+  for (LinearGradOp op : unassigned)
+    op.setStream(streams.next());
   return success();
 }
 

@@ -97,82 +97,117 @@ void checkStatus(numerics::Status status) {
     throw PyError(std::string("numerics: ") + numerics::statusName(status));
 }
 
-} // namespace
+Target parseTarget(const std::string &name) {
+  if (name == "host")
+    return Target::HostCPU;
+  if (name == "sm_80")
+    return Target::CudaSm80;
+  if (name == "sm_90a")
+    return Target::CudaSm90a;
+  throw PyError("unknown target '" + name + "': expected host, sm_80 or sm_90a");
+}
 
-PYBIND11_MODULE(_lq, m) {
-  m.doc() = "lq: 4-bit training GEMMs (C++ runtime bindings)";
-  py::register_exception<PyError>(m, "Error", PyExc_RuntimeError);
+/// A GemmSpec from the names Python passes.
+GemmSpec makeGemmSpec(const std::string &lhsFormat, const std::string &lhsDType,
+                      bool lhsT, const std::string &rhsFormat,
+                      const std::string &rhsDType, bool rhsT, unsigned samples,
+                      bool hindsight, bool bias, bool relu,
+                      const std::string &output, const std::string &target) {
+  GemmSpec s;
+  s.lhs = {parseFormat(lhsFormat), parseDType(lhsDType), lhsT};
+  s.rhs = {parseFormat(rhsFormat), parseDType(rhsDType), rhsT};
+  s.samples = samples;
+  s.hindsight = hindsight;
+  s.bias = bias;
+  s.relu = relu;
+  s.output = parseDType(output);
+  s.target = parseTarget(target);
+  return s;
+}
 
+/// Kernel.launch. The GIL is released while the kernel runs, so that other
+/// Python threads keep going.
+py::dict launchKernel(const Kernel &k, const TensorRef &lhs,
+                      const TensorRef &rhs, const TensorRef &out,
+                      uintptr_t bias, int64_t biasLength, uint64_t seed,
+                      uint32_t stream, float lhsScale, float rhsScale,
+                      float maxEstimate, uintptr_t cudaStream) {
+  LaunchArgs args;
+  args.lhs = lhs;
+  args.rhs = rhs;
+  args.out = out;
+  args.bias = reinterpret_cast<const float *>(bias);
+  args.biasLength = biasLength;
+  args.seed = seed;
+  args.stream = stream;
+  args.lhsScale = lhsScale;
+  args.rhsScale = rhsScale;
+  args.maxEstimate = maxEstimate;
+  args.cudaStream = reinterpret_cast<void *>(cudaStream);
+  Result<LaunchStatus> status = [&] {
+    py::gil_scoped_release release;
+    return k.launch(args);
+  }();
+  return statusDict(take(std::move(status)));
+}
+
+/// quantize(): Runtime::quantize, with the GIL released as for a launch.
+py::dict quantize(const TensorRef &input, const TensorRef &output,
+                  const std::string &format, uint64_t seed, uint32_t stream,
+                  uint32_t sample, std::optional<float> maxEstimate,
+                  uintptr_t cudaStream) {
+  QuantizeArgs args;
+  args.input = input;
+  args.output = output;
+  args.format = parseFormat(format);
+  args.seed = seed;
+  args.stream = stream;
+  args.sample = sample;
+  args.maxEstimate = maxEstimate;
+  args.cudaStream = reinterpret_cast<void *>(cudaStream);
+  Result<QuantizeStatus> status = [&] {
+    py::gil_scoped_release release;
+    return Runtime::get().quantize(args);
+  }();
+  QuantizeStatus s = take(std::move(status));
+  py::dict d;
+  d["scale"] = s.scale;
+  d["nonfinite"] = s.nonfinite;
+  d["overflow"] = s.overflow;
+  d["range"] = s.range;
+  return d;
+}
+
+/// TensorRef, GemmSpec and Kernel, in that order: a Kernel's spec is a
+/// GemmSpec.
+void bindTypes(py::module_ &m) {
   py::class_<TensorRef>(m, "TensorRef")
       .def(py::init(&makeTensor), py::arg("data"), py::arg("dtype"),
            py::arg("rows"), py::arg("cols"), py::arg("row_stride"),
            py::arg("device") = "cpu");
 
   py::class_<GemmSpec>(m, "GemmSpec")
-      .def(py::init([](const std::string &lhsFormat, const std::string &lhsDType,
-                       bool lhsT, const std::string &rhsFormat,
-                       const std::string &rhsDType, bool rhsT, unsigned samples,
-                       bool hindsight, bool bias, bool relu,
-                       const std::string &output, const std::string &target) {
-             GemmSpec s;
-             s.lhs = {parseFormat(lhsFormat), parseDType(lhsDType), lhsT};
-             s.rhs = {parseFormat(rhsFormat), parseDType(rhsDType), rhsT};
-             s.samples = samples;
-             s.hindsight = hindsight;
-             s.bias = bias;
-             s.relu = relu;
-             s.output = parseDType(output);
-             if (target == "host")
-               s.target = Target::HostCPU;
-             else if (target == "sm_80")
-               s.target = Target::CudaSm80;
-             else if (target == "sm_90a")
-               s.target = Target::CudaSm90a;
-             else
-               throw PyError("unknown target '" + target +
-                           "': expected host, sm_80 or sm_90a");
-             return s;
-           }),
-           py::arg("lhs_format"), py::arg("lhs_dtype"), py::arg("lhs_transposed"),
-           py::arg("rhs_format"), py::arg("rhs_dtype"), py::arg("rhs_transposed"),
-           py::arg("samples") = 1, py::arg("hindsight") = false,
-           py::arg("bias") = false, py::arg("relu") = false,
-           py::arg("output") = "f32", py::arg("target") = "host")
+      .def(py::init(&makeGemmSpec), py::arg("lhs_format"),
+           py::arg("lhs_dtype"), py::arg("lhs_transposed"),
+           py::arg("rhs_format"), py::arg("rhs_dtype"),
+           py::arg("rhs_transposed"), py::arg("samples") = 1,
+           py::arg("hindsight") = false, py::arg("bias") = false,
+           py::arg("relu") = false, py::arg("output") = "f32",
+           py::arg("target") = "host")
       .def("describe", &GemmSpec::describe)
       .def("__repr__", &GemmSpec::describe);
 
   py::class_<Kernel>(m, "Kernel")
       .def_property_readonly("spec", &Kernel::spec)
-      .def(
-          "launch",
-          [](const Kernel &k, const TensorRef &lhs, const TensorRef &rhs,
-             const TensorRef &out, uintptr_t bias, int64_t biasLength,
-             uint64_t seed, uint32_t stream, float lhsScale, float rhsScale,
-             float maxEstimate, uintptr_t cudaStream) {
-            LaunchArgs args;
-            args.lhs = lhs;
-            args.rhs = rhs;
-            args.out = out;
-            args.bias = reinterpret_cast<const float *>(bias);
-            args.biasLength = biasLength;
-            args.seed = seed;
-            args.stream = stream;
-            args.lhsScale = lhsScale;
-            args.rhsScale = rhsScale;
-            args.maxEstimate = maxEstimate;
-            args.cudaStream = reinterpret_cast<void *>(cudaStream);
-            Result<LaunchStatus> status = [&] {
-              py::gil_scoped_release release;
-              return k.launch(args);
-            }();
-            return statusDict(take(std::move(status)));
-          },
-          py::arg("lhs"), py::arg("rhs"), py::arg("out"), py::arg("bias") = 0,
-          py::arg("bias_length") = 0, py::arg("seed") = 0,
-          py::arg("stream") = 0, py::arg("lhs_scale") = 0.0f,
-          py::arg("rhs_scale") = 0.0f, py::arg("max_estimate") = 0.0f,
-          py::arg("cuda_stream") = 0);
+      .def("launch", &launchKernel, py::arg("lhs"), py::arg("rhs"),
+           py::arg("out"), py::arg("bias") = 0, py::arg("bias_length") = 0,
+           py::arg("seed") = 0, py::arg("stream") = 0,
+           py::arg("lhs_scale") = 0.0f, py::arg("rhs_scale") = 0.0f,
+           py::arg("max_estimate") = 0.0f, py::arg("cuda_stream") = 0);
+}
 
+/// The process-wide Runtime: compiling, quantizing, its caches.
+void bindRuntime(py::module_ &m) {
   m.def(
       "compile",
       [](const GemmSpec &spec) {
@@ -187,36 +222,10 @@ PYBIND11_MODULE(_lq, m) {
         return take(Runtime::get().compileProgram(program));
       },
       py::arg("program"), "The kernel of the one lq.matmul of an lq program");
-  m.def(
-      "quantize",
-      [](const TensorRef &input, const TensorRef &output,
-         const std::string &format, uint64_t seed, uint32_t stream,
-         uint32_t sample, std::optional<float> maxEstimate,
-         uintptr_t cudaStream) {
-        QuantizeArgs args;
-        args.input = input;
-        args.output = output;
-        args.format = parseFormat(format);
-        args.seed = seed;
-        args.stream = stream;
-        args.sample = sample;
-        args.maxEstimate = maxEstimate;
-        args.cudaStream = reinterpret_cast<void *>(cudaStream);
-        Result<QuantizeStatus> status = [&] {
-          py::gil_scoped_release release;
-          return Runtime::get().quantize(args);
-        }();
-        QuantizeStatus s = take(std::move(status));
-        py::dict d;
-        d["scale"] = s.scale;
-        d["nonfinite"] = s.nonfinite;
-        d["overflow"] = s.overflow;
-        d["range"] = s.range;
-        return d;
-      },
-      py::arg("input"), py::arg("output"), py::arg("format"),
-      py::arg("seed") = 0, py::arg("stream") = 0, py::arg("sample") = 0,
-      py::arg("max_estimate") = std::nullopt, py::arg("cuda_stream") = 0);
+  m.def("quantize", &quantize, py::arg("input"), py::arg("output"),
+        py::arg("format"), py::arg("seed") = 0, py::arg("stream") = 0,
+        py::arg("sample") = 0, py::arg("max_estimate") = std::nullopt,
+        py::arg("cuda_stream") = 0);
   m.def("cache_counters", [] {
     CacheCounters c = Runtime::get().cacheCounters();
     py::dict d;
@@ -227,8 +236,10 @@ PYBIND11_MODULE(_lq, m) {
   });
   m.def("clear_memory_cache", [] { Runtime::get().clearMemoryCache(); });
   m.def("host_description", [] { return Runtime::get().hostDescription(); });
+}
 
-  // The numerics core: the reference every kernel is checked against.
+/// The numerics core: the reference every kernel is checked against.
+void bindNumerics(py::module_ &m) {
   py::module_ core = m.def_submodule("numerics", "the scalar numerics core");
   core.def(
       "luq_encode",
@@ -263,4 +274,14 @@ PYBIND11_MODULE(_lq, m) {
       },
       py::arg("x"), py::arg("unsigned") = false, py::arg("clip") = std::nullopt,
       "SAWB codes of x (integers), step, nonfinite, clip");
+}
+
+} // namespace
+
+PYBIND11_MODULE(_lq, m) {
+  m.doc() = "lq: 4-bit training GEMMs (C++ runtime bindings)";
+  py::register_exception<PyError>(m, "Error", PyExc_RuntimeError);
+  bindTypes(m);
+  bindRuntime(m);
+  bindNumerics(m);
 }
