@@ -32,13 +32,13 @@ namespace {
 /// Lanes of the f32/i32 vectors: one AVX2 register.
 constexpr int64_t kLanes = 8;
 
-const char *storageName(OperandStorage storage) {
+const char *storageName(DType storage) {
   switch (storage) {
-  case OperandStorage::F32:
+  case DType::F32:
     return "f32";
-  case OperandStorage::BF16:
+  case DType::BF16:
     return "bf16";
-  case OperandStorage::Packed:
+  case DType::Packed4:
     return "packed";
   }
   llvm_unreachable("unknown storage");
@@ -53,7 +53,7 @@ class KernelModuleBuilder {
 public:
   /// With `quantizeOnly`, the module quantizes the left operand of `spec`
   /// to packed storage instead of multiplying.
-  KernelModuleBuilder(MLIRContext &ctx, const CpuGemmSpec &spec,
+  KernelModuleBuilder(MLIRContext &ctx, const GemmSpec &spec,
                       bool quantizeOnly)
       : ctx(ctx), spec(spec), quantizeOnly(quantizeOnly),
         loc(UnknownLoc::get(&ctx)), module(ModuleOp::create(loc)),
@@ -81,7 +81,7 @@ private:
     return arith::SubIOp::create(b, x, arith::RemUIOp::create(b, x, index(d)));
   }
 
-  Type storageType(const CpuOperandSpec &op);
+  Type storageType(const OperandSpec &op);
   /// Loads kLanes elements of a float operand as f32; with a lane mask, the
   /// lanes outside it read 0.
   Value loadLanes(Value memref, Value offset, Value mask);
@@ -95,12 +95,12 @@ private:
   SmallVector<Value> columnLoop(Value begin, Value cols, ValueRange init,
                                 ColumnStep step);
 
-  void buildMaxAbs(StringRef side, const CpuOperandSpec &op);
-  void buildMoments(StringRef side, const CpuOperandSpec &op);
-  void buildQuantize(StringRef side, const CpuOperandSpec &op);
+  void buildMaxAbs(StringRef side, const OperandSpec &op);
+  void buildMoments(StringRef side, const OperandSpec &op);
+  void buildQuantize(StringRef side, const OperandSpec &op);
   void buildPack4();
   /// The integer value (i32) of the code at (row, col) of a stored operand.
-  Value loadCodeValue(const CpuOperandSpec &op, Value src, Value row,
+  Value loadCodeValue(const OperandSpec &op, Value src, Value row,
                       Value col, Value rowStride);
   /// scf.for over [lo, hi) with step 1 and no loop-carried values.
   void forEach(Value lo, Value hi, function_ref<void(Value)> body) {
@@ -119,7 +119,7 @@ private:
   Value epilogueValue(NumericsBuilder &nb, Value acc, Value scale, Value bias);
 
   MLIRContext &ctx;
-  const CpuGemmSpec &spec;
+  const GemmSpec &spec;
   bool quantizeOnly;
   Location loc;
   OwningOpRef<ModuleOp> module;
@@ -136,15 +136,15 @@ ValueRange KernelModuleBuilder::beginFunction(StringRef name,
   return entry->getArguments();
 }
 
-Type KernelModuleBuilder::storageType(const CpuOperandSpec &op) {
-  switch (op.storage) {
-  case OperandStorage::F32:
+Type KernelModuleBuilder::storageType(const OperandSpec &op) {
+  switch (op.dtype) {
+  case DType::F32:
     return b.getF32Type();
-  case OperandStorage::BF16:
+  case DType::BF16:
     // Raw bf16 bits: widening is a shift, and no bf16 arithmetic (with its
     // runtime library calls) reaches the backend.
     return b.getI16Type();
-  case OperandStorage::Packed:
+  case DType::Packed4:
     return b.getI8Type();
   }
   llvm_unreachable("unknown storage");
@@ -211,7 +211,7 @@ Value KernelModuleBuilder::reduce(vector::CombiningKind kind, Value v) {
 // lq_maxabs_<side>(in, rows, cols, stride, r0, r1, out: [max finite |x| bits,
 // max |x| bits])
 void KernelModuleBuilder::buildMaxAbs(StringRef side,
-                                      const CpuOperandSpec &op) {
+                                      const OperandSpec &op) {
   Type idx = b.getIndexType(), i32 = b.getI32Type();
   ValueRange args = beginFunction(
       ("lq_maxabs_" + side).str(),
@@ -245,7 +245,7 @@ void KernelModuleBuilder::buildMaxAbs(StringRef side,
 // max finite |x|, max |x|]) in f64, per lane then across lanes, so the
 // result depends only on the row range.
 void KernelModuleBuilder::buildMoments(StringRef side,
-                                       const CpuOperandSpec &op) {
+                                       const OperandSpec &op) {
   Type idx = b.getIndexType(), f64 = b.getF64Type();
   ValueRange args = beginFunction(
       ("lq_moments_" + side).str(),
@@ -297,7 +297,7 @@ void KernelModuleBuilder::buildMoments(StringRef side,
 // sample, stats: [overflow count, max |x| bits]). `codes` is row-major
 // [rows, cols], one 4-bit code per byte.
 void KernelModuleBuilder::buildQuantize(StringRef side,
-                                        const CpuOperandSpec &op) {
+                                        const OperandSpec &op) {
   Type idx = b.getIndexType(), i32 = b.getI32Type(), i64 = b.getI64Type(),
        i8 = b.getI8Type(), f32 = b.getF32Type();
   ValueRange args = beginFunction(
@@ -465,12 +465,12 @@ void KernelModuleBuilder::buildPack4() {
 // Packing into micro-kernel panels
 //===----------------------------------------------------------------------===//
 
-Value KernelModuleBuilder::loadCodeValue(const CpuOperandSpec &op, Value src,
+Value KernelModuleBuilder::loadCodeValue(const OperandSpec &op, Value src,
                                          Value row, Value col,
                                          Value rowStride) {
   NumericsBuilder nb(b);
   Value code;
-  if (op.storage == OperandStorage::Packed) {
+  if (op.dtype == DType::Packed4) {
     Value byte = memref::LoadOp::create(
         b, src,
         ValueRange{addi(muli(row, rowStride),
@@ -503,7 +503,7 @@ void KernelModuleBuilder::buildPackA() {
   Value Kp = ceilDiv(K, 2);
   Value lastM = arith::SubIOp::create(b, M, index(1));
   Value lastK = arith::SubIOp::create(b, K, index(1));
-  const CpuOperandSpec &op = spec.lhs;
+  const OperandSpec &op = spec.lhs;
   NumericsBuilder nb(b);
 
   // The value at (m, k) of a sample. Checked reads clamp the indices into
@@ -579,7 +579,7 @@ void KernelModuleBuilder::buildPackB() {
   Value Kp = ceilDiv(K, 2);
   Value lastN = arith::SubIOp::create(b, N, index(1));
   Value lastK = arith::SubIOp::create(b, K, index(1));
-  const CpuOperandSpec &op = spec.rhs;
+  const OperandSpec &op = spec.rhs;
   Value zero = arith::ConstantIntOp::create(b, i16, 0);
 
   auto value = [&](Value k, Value n, bool checked) {
@@ -638,7 +638,7 @@ void KernelModuleBuilder::buildPackB() {
 
 Value KernelModuleBuilder::epilogueValue(NumericsBuilder &nb, Value acc,
                                          Value scale, Value bias) {
-  return nb.epilogue(acc, scale, bias, spec.relu, spec.bf16Output);
+  return nb.epilogue(acc, scale, bias, spec.relu, spec.bf16Output());
 }
 
 // Writes the accumulators of the tile at (m, n): whole tiles with vector
@@ -720,7 +720,7 @@ void KernelModuleBuilder::buildEpilogue(Value out, Value ldc, Value m,
 void KernelModuleBuilder::buildGemm() {
   Type idx = b.getIndexType(), i16 = b.getI16Type(), i32 = b.getI32Type(),
        f32 = b.getF32Type();
-  Type outElem = spec.bf16Output ? Type(i16) : f32;
+  Type outElem = spec.bf16Output() ? Type(i16) : f32;
   ValueRange args = beginFunction(
       "lq_gemm", {memref1d(i32), memref1d(i16), idx, idx, idx, idx, idx, idx,
                   f32, memref1d(f32), memref1d(outElem), idx, idx});
@@ -799,8 +799,8 @@ OwningOpRef<ModuleOp> KernelModuleBuilder::build() {
   ctx.loadDialect<arith::ArithDialect, func::FuncDialect, LLVM::LLVMDialect,
                   math::MathDialect, memref::MemRefDialect, scf::SCFDialect,
                   vector::VectorDialect>();
-  auto sideStages = [&](StringRef side, const CpuOperandSpec &op) {
-    if (op.storage == OperandStorage::Packed)
+  auto sideStages = [&](StringRef side, const OperandSpec &op) {
+    if (op.dtype == DType::Packed4)
       return;
     if (op.format == Format::Log4)
       buildMaxAbs(side, op);
@@ -822,26 +822,27 @@ OwningOpRef<ModuleOp> KernelModuleBuilder::build() {
 
 } // namespace
 
-std::string CpuGemmSpec::describe() const {
-  auto side = [](const CpuOperandSpec &op) {
-    return std::string(formatName(op.format)) + ":" + storageName(op.storage) +
+std::string lq::describeCpuKernels(const GemmSpec &spec) {
+  auto side = [](const OperandSpec &op) {
+    return std::string(formatName(op.format)) + ":" + storageName(op.dtype) +
            (op.transposed ? ":t" : ":n");
   };
-  return "lhs=" + side(lhs) + " rhs=" + side(rhs) +
-         " bias=" + (bias ? "1" : "0") + " relu=" + (relu ? "1" : "0") +
-         " out=" + (bf16Output ? "bf16" : "f32") +
+  return "lhs=" + side(spec.lhs) + " rhs=" + side(spec.rhs) +
+         " bias=" + (spec.bias ? "1" : "0") +
+         " relu=" + (spec.relu ? "1" : "0") +
+         " out=" + (spec.bf16Output() ? "bf16" : "f32") +
          " tile=" + std::to_string(kCpuTileRows) + "x" +
          std::to_string(kCpuTileCols);
 }
 
 OwningOpRef<ModuleOp> lq::buildCpuGemmKernels(MLIRContext &ctx,
-                                              const CpuGemmSpec &spec) {
+                                              const GemmSpec &spec) {
   return KernelModuleBuilder(ctx, spec, /*quantizeOnly=*/false).build();
 }
 
 OwningOpRef<ModuleOp> lq::buildCpuQuantizeKernels(MLIRContext &ctx,
-                                                  const CpuOperandSpec &op) {
-  CpuGemmSpec spec;
+                                                  const OperandSpec &op) {
+  GemmSpec spec;
   spec.lhs = op;
   return KernelModuleBuilder(ctx, spec, /*quantizeOnly=*/true).build();
 }

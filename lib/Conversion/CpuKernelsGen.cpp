@@ -1,7 +1,7 @@
 //===- CpuKernelsGen.cpp - lq.matmul to generated CPU kernel stages -------===//
 
 #include "lq/Conversion/CpuKernels.h"
-#include "lq/Dialect/LqDialect.h"
+#include "lq/Dialect/MatmulSpec.h"
 #include "lq/Transforms/Passes.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
@@ -19,32 +19,6 @@ namespace lq {
 using namespace mlir;
 using namespace lq;
 
-/// How an operand reaches the kernel, read off its producer.
-FailureOr<CpuOperandSpec> lq::matmulOperandSpec(MatmulOp op, Value operand,
-                                                bool transposed,
-                                                StringRef side,
-                                                StringRef device) {
-  CpuOperandSpec spec;
-  spec.format = getFormat(cast<QTensorType>(operand.getType()).getFormat());
-  spec.transposed = transposed;
-  if (auto quantize = operand.getDefiningOp<QuantizeOp>()) {
-    Type element = quantize.getInput().getType().getElementType();
-    if (element.isF16())
-      return op.emitError() << side << " operand: f16 inputs have no "
-                            << device << " kernel yet; use f32 or bf16";
-    spec.storage = element.isBF16() ? OperandStorage::BF16 : OperandStorage::F32;
-    return spec;
-  }
-  if (operand.getDefiningOp<UnpackOp>()) {
-    spec.storage = OperandStorage::Packed;
-    return spec;
-  }
-  return op.emitError() << side
-                        << " operand must come from lq.quantize or lq.unpack "
-                           "to be fused into a "
-                        << device << " kernel";
-}
-
 namespace {
 
 struct LqCpuKernelsPass : lq::impl::LqCpuKernelsBase<LqCpuKernelsPass> {
@@ -55,25 +29,13 @@ struct LqCpuKernelsPass : lq::impl::LqCpuKernelsBase<LqCpuKernelsPass> {
     SymbolTable symbols(module);
     unsigned index = 0;
     for (MatmulOp op : matmuls) {
-      FailureOr<CpuOperandSpec> lhs =
-          matmulOperandSpec(op, op.getLhs().front(),
-                            op.getTransposeLhs(), "left", "CPU");
-      FailureOr<CpuOperandSpec> rhs =
-          matmulOperandSpec(op, op.getRhs(), op.getTransposeRhs(),
-                            "right", "CPU");
-      if (failed(lhs) || failed(rhs))
+      FailureOr<GemmSpec> spec = readMatmulSpec(op, "CPU");
+      if (failed(spec))
         return signalPassFailure();
-      CpuGemmSpec spec;
-      spec.lhs = *lhs;
-      spec.rhs = *rhs;
-      spec.bias = bool(op.getBias());
-      spec.relu = op.getRelu();
-      spec.bf16Output =
-          cast<RankedTensorType>(op.getType()).getElementType().isBF16();
 
       std::string prefix = "lq_gemm" + std::to_string(index++);
       OwningOpRef<ModuleOp> kernels =
-          buildCpuGemmKernels(getContext(), spec);
+          buildCpuGemmKernels(getContext(), *spec);
       for (func::FuncOp fn :
            llvm::make_early_inc_range(kernels->getOps<func::FuncOp>())) {
         // lq_<stage> -> lq_gemm<N>_<stage>
@@ -83,7 +45,7 @@ struct LqCpuKernelsPass : lq::impl::LqCpuKernelsBase<LqCpuKernelsPass> {
       }
       op->setAttr("lq.cpu_kernel", StringAttr::get(&getContext(), prefix));
       op->setAttr("lq.cpu_spec",
-                  StringAttr::get(&getContext(), spec.describe()));
+                  StringAttr::get(&getContext(), describeCpuKernels(*spec)));
     }
   }
 };

@@ -11,47 +11,28 @@
 #include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/IR/ImplicitLocOpBuilder.h"
 
-#include "llvm/ADT/StringSwitch.h"
-
 using namespace mlir;
 using namespace lq;
 namespace abi = lq::gpu;
 
-const char *lq::gpuChipName(GpuChip chip) {
-  return chip == GpuChip::Sm80 ? "sm_80" : "sm_90a";
-}
-
-const char *lq::gpuChipFeatures(GpuChip chip) {
+const char *lq::gpuPtxFeatures(Target chip) {
   // PTX 8.0 is the first ISA with wgmma (sm_90a); one ISA for both keeps
   // the cache key and the toolchain requirement simple.
   (void)chip;
   return "+ptx80";
 }
 
-std::optional<GpuChip> lq::parseGpuChip(llvm::StringRef name) {
-  return llvm::StringSwitch<std::optional<GpuChip>>(name)
-      .Case("sm_80", GpuChip::Sm80)
-      .Case("sm_90a", GpuChip::Sm90a)
-      .Default(std::nullopt);
-}
-
-std::string GpuGemmSpec::describe() const {
-  CpuGemmSpec cpu{lhs, rhs, bias, relu, bf16Output};
-  return cpu.describe() + " smp=" + std::to_string(samples) +
-         " hindsight=" + (hindsight ? "1" : "0") + " chip=" + gpuChipName(chip);
-}
-
 namespace {
 
 /// Bytes of an element of `storage` times two (packed codes are half a
 /// byte).
-int64_t halfBytes(OperandStorage storage) {
+int64_t halfBytes(DType storage) {
   switch (storage) {
-  case OperandStorage::F32:
+  case DType::F32:
     return 8;
-  case OperandStorage::BF16:
+  case DType::BF16:
     return 4;
-  case OperandStorage::Packed:
+  case DType::Packed4:
     return 1;
   }
   llvm_unreachable("unknown storage");
@@ -69,7 +50,7 @@ constexpr int64_t kCoreBytes = 128;
 
 /// The stored side of a GEMM operand as the kernel sees it.
 struct Side {
-  const CpuOperandSpec *op;
+  const OperandSpec *op;
   bool isA;
   /// Stored with K contiguous: a non-transposed A [M, K] or a transposed
   /// B [N, K].
@@ -77,13 +58,13 @@ struct Side {
   int64_t tileMN;
   /// The staging tile: rows x contiguous elements, as stored.
   int64_t sr, sc;
-  int64_t rowBytes() const { return sc * halfBytes(op->storage) / 2; }
+  int64_t rowBytes() const { return sc * halfBytes(op->dtype) / 2; }
   int64_t stageBytes() const { return sr * rowBytes(); }
-  bool isFloat() const { return op->storage != OperandStorage::Packed; }
+  bool isFloat() const { return op->dtype != DType::Packed4; }
   bool luq() const { return op->format == Format::Log4; }
 };
 
-Side makeSide(const CpuOperandSpec &op, bool isA, int64_t tileMN,
+Side makeSide(const OperandSpec &op, bool isA, int64_t tileMN,
               int64_t bk) {
   Side s;
   s.op = &op;
@@ -99,17 +80,17 @@ Side makeSide(const CpuOperandSpec &op, bool isA, int64_t tileMN,
 /// sm_80: the tiles hold the 4-bit codes themselves and mma.sync multiplies
 /// them as s4/u4, m16n8k64, twice the int8 rate. wgmma has no int4 form,
 /// and on sm_90a mma.sync s4 is emulated, so Hopper widens to int8.
-bool int4Path(const GpuGemmSpec &spec) {
-  return spec.chip == GpuChip::Sm80 && spec.lhs.format != Format::Log4 &&
+bool int4Path(const GemmSpec &spec) {
+  return spec.target == Target::CudaSm80 && spec.lhs.format != Format::Log4 &&
          spec.rhs.format != Format::Log4 && !spec.lhs.transposed &&
          spec.rhs.transposed;
 }
 
 constexpr int64_t kMaxStages = 4;
 
-int64_t stagesFor(const GpuGemmSpec &spec) {
-  bool anyF32 = spec.lhs.storage == OperandStorage::F32 ||
-                spec.rhs.storage == OperandStorage::F32;
+int64_t stagesFor(const GemmSpec &spec) {
+  bool anyF32 = spec.lhs.dtype == DType::F32 ||
+                spec.rhs.dtype == DType::F32;
   // int4 stages hold twice the K: one fewer keeps f32 tiles in 163 KiB.
   int64_t stages = anyF32 ? 3 : kMaxStages;
   return int4Path(spec) ? stages - 1 : stages;
@@ -117,7 +98,7 @@ int64_t stagesFor(const GpuGemmSpec &spec) {
 
 class GpuModuleBuilder {
 public:
-  GpuModuleBuilder(MLIRContext &ctx, GpuChip chip)
+  GpuModuleBuilder(MLIRContext &ctx, Target chip)
       : ctx(ctx), chip(chip), loc(UnknownLoc::get(&ctx)),
         module(ModuleOp::create(loc)), b(loc, &ctx) {
     ctx.loadDialect<mlir::gpu::GPUDialect, NVVM::NVVMDialect, LLVM::LLVMDialect,
@@ -137,13 +118,13 @@ public:
 
   OwningOpRef<ModuleOp> take() { return std::move(module); }
 
-  void buildStats(const CpuOperandSpec &op, bool lhs);
-  void buildQuantize(const CpuOperandSpec &op, bool lhs);
+  void buildStats(const OperandSpec &op, bool lhs);
+  void buildQuantize(const OperandSpec &op, bool lhs);
   /// How operand tiles reach shared memory.
   enum class Copy { Any, Vec, Tma };
-  void buildGemm(const GpuGemmSpec &spec, const abi::GemmTile &tile,
+  void buildGemm(const GemmSpec &spec, const abi::GemmTile &tile,
                  Copy copy, const std::string &name);
-  void buildFill(const GpuGemmSpec &spec);
+  void buildFill(const GemmSpec &spec);
 
 private:
   Type ptrG() { return LLVM::LLVMPointerType::get(&ctx, 1); }
@@ -229,7 +210,7 @@ private:
   }
 
   /// The f32 value of element `index` of a float operand in global memory.
-  Value loadFloat(OperandStorage storage, Value base, Value index);
+  Value loadFloat(DType storage, Value base, Value index);
   /// Widens bf16 bits (i16) to f32.
   Value widenBf16(Value bits);
   /// The four uniforms of the consecutive elements idx0..idx0+3 (i64):
@@ -251,7 +232,7 @@ private:
   SmallVector<Value> mmaStep(GemmState &g, ValueRange acc);
 
   MLIRContext &ctx;
-  GpuChip chip;
+  Target chip;
   Location loc;
   OwningOpRef<ModuleOp> module;
   ImplicitLocOpBuilder b;
@@ -300,9 +281,9 @@ Value GpuModuleBuilder::widenBf16(Value bits) {
   return arith::BitcastOp::create(b, f32(), wide);
 }
 
-Value GpuModuleBuilder::loadFloat(OperandStorage storage, Value base,
+Value GpuModuleBuilder::loadFloat(DType storage, Value base,
                                   Value index) {
-  if (storage == OperandStorage::F32)
+  if (storage == DType::F32)
     return load(f32(), gep(base, f32(), index));
   return widenBf16(load(i16(), gep(base, i16(), index)));
 }
@@ -371,7 +352,7 @@ void GpuModuleBuilder::flushCounters(Value counters, Value overflow,
 // Statistics
 //===----------------------------------------------------------------------===//
 
-void GpuModuleBuilder::buildStats(const CpuOperandSpec &op, bool lhs) {
+void GpuModuleBuilder::buildStats(const OperandSpec &op, bool lhs) {
   ValueRange args =
       beginKernel(abi::statsKernel(lhs), {ptrG(), i64(), i64(), i64(), ptrG()},
                   abi::kStatsThreads, /*blocks=*/4);
@@ -392,7 +373,7 @@ void GpuModuleBuilder::buildStats(const CpuOperandSpec &op, bool lhs) {
         Value base = mul(r, stride);
         return loop(t64, cols, c64(abi::kStatsThreads), a,
                     [&](Value c, ValueRange a) -> SmallVector<Value> {
-          Value x = loadFloat(op.storage, in, add(base, c));
+          Value x = loadFloat(op.dtype, in, add(base, c));
           Value bits = nb.absBits(x);
           Value finite = select(nb.isNonfiniteBits(bits), c32(0), bits);
           SmallVector<Value> next = {arith::MaxUIOp::create(b, a[0], finite),
@@ -469,7 +450,7 @@ void GpuModuleBuilder::buildStats(const CpuOperandSpec &op, bool lhs) {
 // Quantization to packed storage
 //===----------------------------------------------------------------------===//
 
-void GpuModuleBuilder::buildQuantize(const CpuOperandSpec &op, bool lhs) {
+void GpuModuleBuilder::buildQuantize(const OperandSpec &op, bool lhs) {
   ValueRange args = beginKernel(
       abi::quantKernel(lhs),
       {ptrG(), i64(), i64(), i64(), ptrG(), i64(), f32(), i64(), i32(), i32(),
@@ -503,7 +484,7 @@ void GpuModuleBuilder::buildQuantize(const CpuOperandSpec &op, bool lhs) {
           Value c = add(c0, c64(i));
           // Lanes past the row read its last element and discard it.
           Value x = loadFloat(
-              op.storage, in,
+              op.dtype, in,
               add(mul(r, stride), arith::MinUIOp::create(b, c, lastCol)));
           Value code = luq ? nb.luqCode(x, inv, u[i])
                            : nb.sawbCode(x, inv, op.format == Format::UInt4);
@@ -539,7 +520,7 @@ void GpuModuleBuilder::buildQuantize(const CpuOperandSpec &op, bool lhs) {
 //===----------------------------------------------------------------------===//
 
 struct GpuModuleBuilder::GemmState {
-  const GpuGemmSpec *spec;
+  const GemmSpec *spec;
   abi::GemmTile tile;
   Copy copy;
   Side sides[2];
@@ -564,7 +545,7 @@ struct GpuModuleBuilder::GemmState {
 
 } // namespace
 
-std::vector<abi::GemmTile> lq::gpuGemmTiles(const GpuGemmSpec &spec) {
+std::vector<abi::GemmTile> lq::gpuGemmTiles(const GemmSpec &spec) {
   int64_t stages = stagesFor(spec);
   int64_t bk = int4Path(spec) ? kBK4 : kBK;
   std::vector<abi::GemmTile> tiles;
@@ -575,12 +556,12 @@ std::vector<abi::GemmTile> lq::gpuGemmTiles(const GpuGemmSpec &spec) {
     t.stages = int(stages);
     // sm_80: 2 x 2 warps of 32 x 32 or 2 x 4 warps of 64 x 32; sm_90a: one
     // warpgroup per 64 rows.
-    t.threads = spec.chip == GpuChip::Sm80 ? (size == 64 ? 128 : 256)
+    t.threads = spec.target == Target::CudaSm80 ? (size == 64 ? 128 : 256)
                                            : int(size / 64 * 128);
     Side a = makeSide(spec.lhs, true, size, bk),
          bs = makeSide(spec.rhs, false, size, bk);
     int64_t tileBytes =
-        spec.chip == GpuChip::Sm80 ? size * kTileRowBytes : size * kBK;
+        spec.target == Target::CudaSm80 ? size * kTileRowBytes : size * kBK;
     t.smemBytes = stages * (a.stageBytes() + bs.stageBytes()) + 2 * tileBytes;
     tiles.push_back(t);
   }
@@ -605,13 +586,13 @@ void GpuModuleBuilder::copyStage(GemmState &g, const Side &side, Value it,
   Value row0w = side.kContig ? g.mn0w[si] : k0w;
   Value col0w = side.kContig ? k0w : g.mn0w[si];
   Value base = g.ptr[si];
-  bool packed = side.op->storage == OperandStorage::Packed;
+  bool packed = side.op->dtype == DType::Packed4;
   bool stacked = packed && side.isA && g.spec->samples > 1;
   if (stacked)
     // Packed SMP samples are stacked along the stored rows.
     base = gep(base, i8(),
                mul(mul(ext64(sample), ext64(g.storedRows[si])), g.ld[si]));
-  int64_t hb = halfBytes(side.op->storage);
+  int64_t hb = halfBytes(side.op->dtype);
   Value dstStage = gep(g.smem, i8(),
                        add(c32(g.stageBase[si]),
                            mul(stage, c32(side.stageBytes()))));
@@ -706,7 +687,7 @@ void GpuModuleBuilder::copyStage(GemmState &g, const Side &side, Value it,
 }
 
 Value GpuModuleBuilder::tileAddress(GemmState &g, Value mn, Value k) {
-  if (chip == GpuChip::Sm80)
+  if (chip == Target::CudaSm80)
     return add(mul(mn, c32(kTileRowBytes)), k);
   // wgmma without swizzle: 8 x 16-byte core matrices, K groups adjacent.
   Value core = add(mul(divu(mn, c32(8)), c32(kBK / 16)), divu(k, c32(16)));
@@ -761,9 +742,9 @@ SmallVector<Value> GpuModuleBuilder::convertStage(GemmState &g,
         Value valid = land(rowValid, ult(add(gc, c32(i)), g.storedCols[si]));
         Value elem = add(mul(r, c32(side.sc)), add(c4, c32(i)));
         Value code;
-        if (side.op->storage == OperandStorage::F32 ||
-            side.op->storage == OperandStorage::BF16) {
-          Value x = side.op->storage == OperandStorage::F32
+        if (side.op->dtype == DType::F32 ||
+            side.op->dtype == DType::BF16) {
+          Value x = side.op->dtype == DType::F32
                         ? load(f32(), gep(stageBase, f32(), elem))
                         : widenBf16(load(i16(), gep(stageBase, i16(), elem)));
           if (side.luq()) {
@@ -851,7 +832,7 @@ SmallVector<Value> GpuModuleBuilder::mmaStep(GemmState &g, ValueRange acc) {
   Value tileA = gep(g.smem, i8(), c32(g.tileBase[0]));
   Value tileB = gep(g.smem, i8(), c32(g.tileBase[1]));
   SmallVector<Value> next;
-  if (chip == GpuChip::Sm80) {
+  if (chip == Target::CudaSm80) {
     Value grp = arith::ShRUIOp::create(b, g.lane, c32(2));
     Value tig = land(g.lane, c32(3));
     Value wm = divu(g.warp, c32(g.warpsN)), wn = remu(g.warp, c32(g.warpsN));
@@ -925,7 +906,7 @@ SmallVector<Value> GpuModuleBuilder::mmaStep(GemmState &g, ValueRange acc) {
   return next;
 }
 
-void GpuModuleBuilder::buildGemm(const GpuGemmSpec &spec,
+void GpuModuleBuilder::buildGemm(const GemmSpec &spec,
                                  const abi::GemmTile &tile, Copy copy,
                                  const std::string &name) {
   SmallVector<Type> params = {ptrG(), i64(), ptrG(), i64(), ptrG(), i64(),
@@ -948,7 +929,7 @@ void GpuModuleBuilder::buildGemm(const GpuGemmSpec &spec,
   int64_t tileBytes[2];
   for (int s = 0; s < 2; ++s)
     tileBytes[s] = (s ? tile.bn : tile.bm) *
-                   (chip == GpuChip::Sm80 ? kTileRowBytes : kBK);
+                   (chip == Target::CudaSm80 ? kTileRowBytes : kBK);
   g.stageBase[0] = 0;
   g.stageBase[1] = g.stages * g.sides[0].stageBytes();
   g.tileBase[0] = g.stageBase[1] + g.stages * g.sides[1].stageBytes();
@@ -989,7 +970,7 @@ void GpuModuleBuilder::buildGemm(const GpuGemmSpec &spec,
   }
   g.warp = arith::ShRUIOp::create(b, g.t, c32(5));
   g.lane = land(g.t, c32(31));
-  if (chip == GpuChip::Sm80) {
+  if (chip == Target::CudaSm80) {
     g.warpsN = tile.bn == 64 ? 2 : 4;
     int64_t warpsM = tile.threads / 32 / g.warpsN;
     g.mTiles = tile.bm / warpsM / 16;
@@ -1010,7 +991,7 @@ void GpuModuleBuilder::buildGemm(const GpuGemmSpec &spec,
   // Accumulators: one 4-register struct per 16 x 8 block (mma.sync), or
   // the whole wgmma fragment.
   SmallVector<Value> acc;
-  if (chip == GpuChip::Sm80) {
+  if (chip == Target::CudaSm80) {
     Type type = LLVM::LLVMStructType::getLiteral(
         &ctx, {i32(), i32(), i32(), i32()});
     Value zeroAcc = LLVM::ZeroOp::create(b, type);
@@ -1074,7 +1055,7 @@ void GpuModuleBuilder::buildGemm(const GpuGemmSpec &spec,
         SmallVector<Value> stats(carried.drop_front(acc.size()));
         stats = convertStage(g, g.sides[0], stage, sample, k0, stats);
         convertStage(g, g.sides[1], stage, sample, k0, {});
-        if (chip == GpuChip::Sm90a)
+        if (chip == Target::CudaSm90a)
           // The tensor cores read shared memory through the async proxy.
           NVVM::FenceProxyOp::create(
               b, NVVM::ProxyKindAttr::get(&ctx, NVVM::ProxyKind::async_shared),
@@ -1105,7 +1086,7 @@ void GpuModuleBuilder::buildGemm(const GpuGemmSpec &spec,
                       add(add(row0, grp), c32(i >= 2 ? 8 : 0)),
                       add(add(col0, mul(tig, c32(2))), c32(i & 1))});
   };
-  if (chip == GpuChip::Sm80) {
+  if (chip == Target::CudaSm80) {
     Value wm = divu(g.warp, c32(g.warpsN)), wn = remu(g.warp, c32(g.warpsN));
     for (int64_t mt = 0; mt < g.mTiles; ++mt)
       for (int64_t nt = 0; nt < g.nTiles; ++nt)
@@ -1119,7 +1100,7 @@ void GpuModuleBuilder::buildGemm(const GpuGemmSpec &spec,
       addBlock(result[0], row0, c32(j * 8), j * 4);
   }
   NumericsBuilder nb(b);
-  Type outType = spec.bf16Output ? i16() : f32();
+  Type outType = spec.bf16Output() ? i16() : f32();
   for (const Reg &reg : regs) {
     Value m = add(m0, reg.row), n = add(n0, reg.col);
     ifThen(land(ult(m, g.M), ult(n, g.N)), [&] {
@@ -1128,14 +1109,14 @@ void GpuModuleBuilder::buildGemm(const GpuGemmSpec &spec,
       Value accValue = LLVM::ExtractValueOp::create(b, reg.block, reg.field);
       Value bias = spec.bias ? load(f32(), gep(biasPtr, f32(), nw)) : Value();
       Value v = nb.epilogue(accValue, scale, bias, spec.relu,
-                               spec.bf16Output);
+                               spec.bf16Output());
       store(v, gep(C, outType, add(mul(mw, ldc), nw)));
     });
   }
   endKernel();
 }
 
-void GpuModuleBuilder::buildFill(const GpuGemmSpec &spec) {
+void GpuModuleBuilder::buildFill(const GemmSpec &spec) {
   ValueRange args = beginKernel(abi::kFillKernel,
                                 {ptrG(), i64(), ptrG(), i32(), i32()},
                                 abi::kFillThreads, /*blocks=*/8);
@@ -1147,14 +1128,14 @@ void GpuModuleBuilder::buildFill(const GpuGemmSpec &spec) {
   Value mw = add(mul(ext64(ctaY()), c64(16)), ext64(divu(t, c32(16))));
   Value nw = add(mul(ext64(ctaX()), c64(16)), ext64(remu(t, c32(16))));
   NumericsBuilder nb(b);
-  Type outType = spec.bf16Output ? i16() : f32();
+  Type outType = spec.bf16Output() ? i16() : f32();
   ifThen(land(ult(m, M), ult(n, N)), [&] {
     Value bias = spec.bias ? load(f32(), gep(biasPtr, f32(), nw)) : Value();
     // All-zero codes: the exact sum is 0 and the scale 0.
     Value v = nb.epilogue(c32(0),
                           arith::ConstantFloatOp::create(b, b.getF32Type(),
                                                          APFloat(0.0f)),
-                          bias, spec.relu, spec.bf16Output);
+                          bias, spec.relu, spec.bf16Output());
     store(v, gep(C, outType, add(mul(mw, ldc), nw)));
   });
   endKernel();
@@ -1163,13 +1144,13 @@ void GpuModuleBuilder::buildFill(const GpuGemmSpec &spec) {
 } // namespace
 
 OwningOpRef<ModuleOp> lq::buildGpuGemmKernels(MLIRContext &ctx,
-                                              const GpuGemmSpec &spec,
+                                              const GemmSpec &spec,
                                               const KernelFilter &only) {
   auto wanted = [&](StringRef name) { return !only || only(name); };
-  GpuModuleBuilder builder(ctx, spec.chip);
-  const CpuOperandSpec *ops[2] = {&spec.lhs, &spec.rhs};
+  GpuModuleBuilder builder(ctx, spec.target);
+  const OperandSpec *ops[2] = {&spec.lhs, &spec.rhs};
   for (int s = 0; s < 2; ++s) {
-    if (ops[s]->storage == OperandStorage::Packed)
+    if (ops[s]->dtype == DType::Packed4)
       continue;
     if (wanted(abi::statsKernel(s == 0)))
       builder.buildStats(*ops[s], s == 0);
@@ -1180,13 +1161,13 @@ OwningOpRef<ModuleOp> lq::buildGpuGemmKernels(MLIRContext &ctx,
   // (lq_quant_lhs) and read by a packed variant: Philox per element once
   // instead of once per column tile.
   bool packedVariant = spec.lhs.format == Format::Log4 &&
-                       spec.lhs.storage != OperandStorage::Packed;
-  GpuGemmSpec packedLhs = spec;
-  packedLhs.lhs.storage = OperandStorage::Packed;
+                       spec.lhs.dtype != DType::Packed4;
+  GemmSpec packedLhs = spec;
+  packedLhs.lhs.dtype = DType::Packed4;
   packedLhs.hindsight = false;
   using Copy = GpuModuleBuilder::Copy;
-  bool tma = spec.chip == GpuChip::Sm90a;
-  auto gemm = [&](const GpuGemmSpec &s, const abi::GemmTile &tile, Copy copy,
+  bool tma = spec.target == Target::CudaSm90a;
+  auto gemm = [&](const GemmSpec &s, const abi::GemmTile &tile, Copy copy,
                   const std::string &name) {
     if (wanted(name))
       builder.buildGemm(s, tile, copy, name);
@@ -1211,8 +1192,8 @@ OwningOpRef<ModuleOp> lq::buildGpuGemmKernels(MLIRContext &ctx,
 }
 
 OwningOpRef<ModuleOp> lq::buildGpuQuantizeKernels(MLIRContext &ctx,
-                                                  const CpuOperandSpec &op,
-                                                  GpuChip chip,
+                                                  const OperandSpec &op,
+                                                  Target chip,
                                                   const KernelFilter &only) {
   GpuModuleBuilder builder(ctx, chip);
   if (!only || only(abi::statsKernel(true)))

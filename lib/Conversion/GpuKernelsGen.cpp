@@ -1,7 +1,7 @@
 //===- GpuKernelsGen.cpp - lq.matmul to generated CUDA kernels ------------===//
 
 #include "lq/Conversion/GpuKernels.h"
-#include "lq/Dialect/LqDialect.h"
+#include "lq/Dialect/MatmulSpec.h"
 #include "lq/Transforms/Passes.h"
 
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
@@ -25,10 +25,10 @@ struct LqGpuKernelsPass : lq::impl::LqGpuKernelsBase<LqGpuKernelsPass> {
 
   void runOnOperation() override {
     ModuleOp module = getOperation();
-    std::optional<GpuChip> target = parseGpuChip(chip);
-    if (!target) {
-      module.emitError() << "unknown GPU chip '" << chip
-                         << "': expected sm_80 or sm_90a";
+    std::optional<Target> target = parseTarget(chip);
+    if (!target || !isCudaTarget(*target)) {
+      module.emitError() << "unknown GPU chip '" << chip << "': expected "
+                         << cudaTargetNames();
       return signalPassFailure();
     }
     SmallVector<MatmulOp> matmuls;
@@ -36,23 +36,11 @@ struct LqGpuKernelsPass : lq::impl::LqGpuKernelsBase<LqGpuKernelsPass> {
     SymbolTable symbols(module);
     unsigned index = 0;
     for (MatmulOp op : matmuls) {
-      FailureOr<CpuOperandSpec> lhs = matmulOperandSpec(
-          op, op.getLhs().front(), op.getTransposeLhs(), "left", "GPU");
-      FailureOr<CpuOperandSpec> rhs = matmulOperandSpec(
-          op, op.getRhs(), op.getTransposeRhs(), "right", "GPU");
-      if (failed(lhs) || failed(rhs))
+      FailureOr<GemmSpec> read = readMatmulSpec(op, "GPU");
+      if (failed(read))
         return signalPassFailure();
-      GpuGemmSpec spec;
-      spec.lhs = *lhs;
-      spec.rhs = *rhs;
-      spec.samples = op.getNumSamples();
-      if (auto quantize = op.getLhs().front().getDefiningOp<QuantizeOp>())
-        spec.hindsight = quantize.getHindsight();
-      spec.bias = bool(op.getBias());
-      spec.relu = op.getRelu();
-      spec.bf16Output =
-          cast<RankedTensorType>(op.getType()).getElementType().isBF16();
-      spec.chip = *target;
+      GemmSpec spec = *read;
+      spec.target = *target;
 
       std::string name = "lq_gemm" + std::to_string(index++);
       OwningOpRef<ModuleOp> kernels = buildGpuGemmKernels(getContext(), spec);

@@ -45,7 +45,7 @@ Result<HostObject> lq::compileHostObject(const GemmSpec &spec,
   auto jit = HostJit::create();
   if (!jit)
     return R::failure(llvm::toString(jit.takeError()));
-  HostJit::KernelModule kernels = HostJit::build(toCpuSpec(spec), false);
+  HostJit::KernelModule kernels = HostJit::build(spec, false);
   HostObject result;
   // lq_<stage> -> <prefix>_<stage>: objects of several GEMMs link together.
   for (auto fn : kernels.module->getOps<mlir::func::FuncOp>()) {

@@ -60,9 +60,6 @@ Result<CUcontext> currentContext(gpu::CudaDriver &driver) {
   return driver.usePrimaryContext(0);
 }
 
-const char *chipName(Target target) {
-  return target == Target::CudaSm90a ? "sm_90a" : "sm_80";
-}
 
 /// The PTX of kernel `name` of the module of `spec` (or of its
 /// quantizer), from the compile cache or generated. The generated IR is in
@@ -79,8 +76,8 @@ kernelPtx(const GemmSpec &spec, bool quantizeOnly, const std::string &name) {
       {{"gpu-kernel",
         (quantizeOnly ? "quantize " : "") + spec.describe() + " " + name},
        {"ir", build->source()},
-       {"chip", chipName(spec.target)},
-       {"ptx-isa", gpuChipFeatures(GpuChip::Sm80)},
+       {"chip", targetName(spec.target)},
+       {"ptx-isa", gpuPtxFeatures(Target::CudaSm80)},
        {"lq", kLqVersion},
        {"llvm", LLVM_VERSION_STRING}});
   auto entry = CompileCache::global().getOrCompile(

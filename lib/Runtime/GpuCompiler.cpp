@@ -19,18 +19,6 @@ using namespace lq;
 
 namespace {
 
-std::optional<GpuChip> chipOf(Target target) {
-  switch (target) {
-  case Target::CudaSm80:
-    return GpuChip::Sm80;
-  case Target::CudaSm90a:
-    return GpuChip::Sm90a;
-  case Target::HostCPU:
-    break;
-  }
-  return std::nullopt;
-}
-
 /// A context for generated kernels: the dialects they use and what their
 /// lowering to PTX needs, nothing else (a context per build, so that builds
 /// run in parallel; each loads only the dialects it touches). No threads
@@ -43,7 +31,7 @@ std::unique_ptr<mlir::MLIRContext> kernelContext() {
 }
 
 /// Lowers the kernels of `module` to PTX; diagnostics become the error.
-Result<std::string> lower(mlir::ModuleOp module, GpuChip chip,
+Result<std::string> lower(mlir::ModuleOp module, Target chip,
                           const GpuStageCallback &stage) {
   std::string diagnostics;
   mlir::ScopedDiagnosticHandler handler(module.getContext(),
@@ -64,39 +52,16 @@ Result<std::string> lower(mlir::ModuleOp module, GpuChip chip,
   return *ptx;
 }
 
-GpuGemmSpec gpuSpecOf(const GemmSpec &spec, GpuChip chip) {
-  CpuGemmSpec kernel = runtime::toCpuSpec(spec);
-  GpuGemmSpec gpuSpec;
-  gpuSpec.lhs = kernel.lhs;
-  gpuSpec.rhs = kernel.rhs;
-  gpuSpec.samples = spec.samples;
-  gpuSpec.hindsight = spec.hindsight;
-  gpuSpec.bias = kernel.bias;
-  gpuSpec.relu = kernel.relu;
-  gpuSpec.bf16Output = kernel.bf16Output;
-  gpuSpec.chip = chip;
-  return gpuSpec;
-}
 
-/// Why `spec` has no GPU GEMM module, or "".
-std::string checkGpuSpec(const GemmSpec &spec) {
-  if (Status valid = validateSpec(spec); !valid)
-    return valid.error();
-  if (!chipOf(spec.target))
-    return "GPU kernels need a CUDA target (sm_80 or sm_90a)";
-  return "";
-}
-
-
-/// Why `spec` (or its quantizer) has no GPU module, or "".
-std::string checkModule(const GemmSpec &spec, bool quantizeOnly) {
-  if (!chipOf(spec.target))
-    return "GPU kernels need a CUDA target (sm_80 or sm_90a)";
+/// Success when `spec` (or its quantizer) has a GPU module, else why not.
+Status checkModule(const GemmSpec &spec, bool quantizeOnly) {
+  if (!isCudaTarget(spec.target))
+    return Error{"GPU kernels need a CUDA target (" + cudaTargetNames() + ")"};
   if (quantizeOnly)
-    return spec.lhs.dtype == DType::F32 || spec.lhs.dtype == DType::BF16
-               ? ""
-               : "only f32 and bf16 tensors are quantized";
-  return checkGpuSpec(spec);
+    return spec.lhs.isFloat()
+               ? Status()
+               : Error{"only f32 and bf16 tensors are quantized"};
+  return validateSpec(spec);
 }
 
 /// The kernels of `spec` (or of its quantizer) that `only` selects, built
@@ -105,13 +70,12 @@ Result<mlir::OwningOpRef<mlir::ModuleOp>>
 buildKernels(mlir::MLIRContext &ctx, const GemmSpec &spec, bool quantizeOnly,
              const KernelFilter &only) {
   using R = Result<mlir::OwningOpRef<mlir::ModuleOp>>;
-  if (std::string error = checkModule(spec, quantizeOnly); !error.empty())
-    return R::failure(error);
-  GpuChip chip = *chipOf(spec.target);
+  LQ_TRY(checkModule(spec, quantizeOnly));
+  Target chip = spec.target;
   if (quantizeOnly)
-    return buildGpuQuantizeKernels(ctx, runtime::toCpuSpec(spec).lhs, chip,
+    return buildGpuQuantizeKernels(ctx, spec.lhs, chip,
                                    only);
-  return buildGpuGemmKernels(ctx, gpuSpecOf(spec, chip), only);
+  return buildGpuGemmKernels(ctx, spec, only);
 }
 
 std::string printed(mlir::ModuleOp module) {
@@ -137,7 +101,7 @@ GpuModuleImage imageOf(std::string ptx, const GemmSpec &spec,
   image.info.quantizeOnly = quantizeOnly;
   if (!quantizeOnly)
     image.info.tiles =
-        gpuGemmTiles(gpuSpecOf(spec, *chipOf(spec.target)));
+        gpuGemmTiles(spec);
   return image;
 }
 
@@ -149,7 +113,7 @@ Result<GpuModuleImage> compileModule(const GemmSpec &spec, bool quantizeOnly,
   auto module = buildKernels(*ctx, spec, quantizeOnly, {});
   if (!module)
     return R::failure(module.error());
-  Result<std::string> ptx = lower(**module, *chipOf(spec.target), stage);
+  Result<std::string> ptx = lower(**module, spec.target, stage);
   if (!ptx)
     return R::failure(ptx.error());
   return imageOf(std::move(*ptx), spec, quantizeOnly);
@@ -160,7 +124,7 @@ Result<GpuModuleImage> compileModule(const GemmSpec &spec, bool quantizeOnly,
 struct GpuKernelBuild::State {
   std::unique_ptr<mlir::MLIRContext> ctx;
   mlir::OwningOpRef<mlir::ModuleOp> module;
-  GpuChip chip;
+  Target chip;
   std::string source;
 };
 
@@ -189,7 +153,7 @@ GpuKernelBuild::create(const GemmSpec &spec, bool quantizeOnly,
       return R::failure("the GPU module of " +
                         std::string(quantizeOnly ? "quantize " : "") +
                         spec.describe() + " has no kernel " + name);
-  state->chip = *chipOf(spec.target);
+  state->chip = spec.target;
   state->source = printed(*state->module);
   return GpuKernelBuild(std::move(state));
 }
@@ -206,8 +170,7 @@ Result<std::string> GpuKernelBuild::ptx(const GpuStageCallback &stage) {
 
 Result<gpu::GpuModuleInfo> lq::gpuModuleInfo(const GemmSpec &spec,
                                              bool quantizeOnly) {
-  if (std::string error = checkModule(spec, quantizeOnly); !error.empty())
-    return Result<gpu::GpuModuleInfo>::failure(error);
+  LQ_TRY(checkModule(spec, quantizeOnly));
   return imageOf("", spec, quantizeOnly).info;
 }
 

@@ -73,7 +73,7 @@ std::string checkStampValue(const std::string &key, const std::string &value,
   if (key == "chips") {
     stamp.chips = splitCommas(value);
     for (const std::string &chip : stamp.chips)
-      if (chip != "sm_80" && chip != "sm_90a")
+      if (std::optional<Target> t = parseTarget(chip); !t || !isCudaTarget(*t))
         return "bad chip '" + chip + "' in chips";
     return "";
   }

@@ -100,33 +100,7 @@ llvm::Expected<std::unique_ptr<HostJit>> HostJit::create() {
   return host;
 }
 
-namespace {
-
-OperandStorage storageOf(DType dtype) {
-  switch (dtype) {
-  case DType::F32:
-    return OperandStorage::F32;
-  case DType::BF16:
-    return OperandStorage::BF16;
-  case DType::Packed4:
-    return OperandStorage::Packed;
-  }
-  return OperandStorage::F32;
-}
-
-} // namespace
-
-CpuGemmSpec lq::runtime::toCpuSpec(const GemmSpec &spec) {
-  CpuGemmSpec cpu;
-  cpu.lhs = {spec.lhs.format, storageOf(spec.lhs.dtype), spec.lhs.transposed};
-  cpu.rhs = {spec.rhs.format, storageOf(spec.rhs.dtype), spec.rhs.transposed};
-  cpu.bias = spec.bias;
-  cpu.relu = spec.relu;
-  cpu.bf16Output = spec.output == DType::BF16;
-  return cpu;
-}
-
-HostJit::KernelModule HostJit::build(const CpuGemmSpec &spec,
+HostJit::KernelModule HostJit::build(const GemmSpec &spec,
                                      bool quantizeOnly) {
   KernelModule kernels;
   kernels.context = std::make_unique<mlir::MLIRContext>(

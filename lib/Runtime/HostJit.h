@@ -24,8 +24,6 @@
 
 namespace lq::runtime {
 
-/// The kernel generator's view of a GemmSpec.
-CpuGemmSpec toCpuSpec(const GemmSpec &spec);
 
 /// Symbols of one loaded object; keeps its code alive.
 class LoadedObject {
@@ -53,7 +51,7 @@ public:
     /// The module printed: what the cache key hashes.
     std::string text;
   };
-  static KernelModule build(const CpuGemmSpec &spec, bool quantizeOnly);
+  static KernelModule build(const GemmSpec &spec, bool quantizeOnly);
 
   /// Lowers and compiles a kernel module to an object. With `dumpDir`,
   /// every stage's IR is written there.

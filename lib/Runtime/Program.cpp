@@ -10,7 +10,7 @@
 
 #include "lq/Runtime/Runtime.h"
 
-#include "lq/Dialect/LqDialect.h"
+#include "lq/Dialect/MatmulSpec.h"
 #include "lq/InitAll.h"
 #include "lq/Transforms/Passes.h"
 
@@ -29,47 +29,6 @@ using namespace mlir;
 namespace {
 
 using SpecResult = lq::Result<lq::GemmSpec>;
-
-/// The operand of a GEMM as the program produces it, or an error.
-std::string readOperand(lq::MatmulOp op, Value operand, bool transposed,
-                        lq::OperandSpec &spec, bool &hindsight) {
-  auto qType = cast<lq::QTensorType>(operand.getType());
-  spec.format = lq::getFormat(qType.getFormat());
-  spec.transposed = transposed;
-  if (auto quantize = operand.getDefiningOp<lq::QuantizeOp>()) {
-    Type element = quantize.getInput().getType().getElementType();
-    if (!element.isF32() && !element.isBF16())
-      return "quantized operands must be f32 or bf16 tensors";
-    spec.dtype = element.isBF16() ? lq::DType::BF16 : lq::DType::F32;
-    hindsight |= quantize.getHindsight();
-    return "";
-  }
-  if (operand.getDefiningOp<lq::UnpackOp>()) {
-    spec.dtype = lq::DType::Packed4;
-    return "";
-  }
-  return "GEMM operands must come from lq.quantize or lq.unpack";
-}
-
-SpecResult specFromMatmul(lq::MatmulOp op) {
-  lq::GemmSpec spec;
-  bool hindsight = false, rhsHindsight = false;
-  std::string error = readOperand(op, op.getLhs().front(), op.getTransposeLhs(),
-                                  spec.lhs, hindsight);
-  if (error.empty())
-    error = readOperand(op, op.getRhs(), op.getTransposeRhs(), spec.rhs,
-                        rhsHindsight);
-  if (!error.empty())
-    return SpecResult::failure(error);
-  spec.samples = op.getNumSamples();
-  spec.hindsight = hindsight;
-  spec.bias = bool(op.getBias());
-  spec.relu = op.getRelu();
-  spec.output = cast<RankedTensorType>(op.getType()).getElementType().isBF16()
-                    ? lq::DType::BF16
-                    : lq::DType::F32;
-  return spec;
-}
 
 } // namespace
 
@@ -102,16 +61,15 @@ lq::GemmSpec::allFromProgram(std::string_view program) {
   if (failed(pm.run(*module)))
     return SpecsResult::failure("invalid lq program: " + diagnostics);
   std::vector<GemmSpec> specs;
-  std::string error;
+  bool failedRead = false;
   module->walk([&](lq::MatmulOp op) {
-    SpecResult spec = specFromMatmul(op);
-    if (!spec && error.empty())
-      error = spec.error();
-    else if (spec)
+    FailureOr<GemmSpec> spec = lq::readMatmulSpec(op, "compiled");
+    failedRead |= failed(spec);
+    if (succeeded(spec))
       specs.push_back(*spec);
   });
-  if (!error.empty())
-    return SpecsResult::failure(error);
+  if (failedRead)
+    return SpecsResult::failure("invalid lq program: " + diagnostics);
   return specs;
 }
 

@@ -457,7 +457,7 @@ RuntimeImpl::compile(const GemmSpec &spec, bool quantizeOnly) {
   auto host = hostJit();
   if (!host)
     return R::failure(llvm::toString(host.takeError()));
-  CpuGemmSpec cpuSpec = toCpuSpec(spec);
+  const GemmSpec &cpuSpec = spec;
   std::string name = quantizeOnly ? "lq_quantize" : "lq_gemm";
   // The generated IR is part of the key: a change of the generator changes
   // the key even where the spec and versions do not.

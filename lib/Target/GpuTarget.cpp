@@ -38,10 +38,10 @@ void lq::registerGpuTargetInterfaces(DialectRegistry &registry) {
 
 namespace {
 
-void addToNvvmPasses(OpPassManager &pm, lq::GpuChip chip) {
+void addToNvvmPasses(OpPassManager &pm, lq::Target chip) {
   GpuNVVMAttachTargetOptions target;
-  target.chip = lq::gpuChipName(chip);
-  target.features = lq::gpuChipFeatures(chip);
+  target.chip = lq::targetName(chip);
+  target.features = lq::gpuPtxFeatures(chip);
   target.optLevel = 3;
   pm.addPass(createGpuNVVMAttachTarget(target));
   OpPassManager &kernels = pm.nest<mlir::gpu::GPUModuleOp>();
@@ -65,12 +65,12 @@ void addToBinaryPasses(OpPassManager &pm) {
 
 } // namespace
 
-void lq::addGpuToPtxPasses(OpPassManager &pm, GpuChip chip) {
+void lq::addGpuToPtxPasses(OpPassManager &pm, Target chip) {
   addToNvvmPasses(pm, chip);
   addToBinaryPasses(pm);
 }
 
-FailureOr<std::string> lq::lowerKernelsToPtx(ModuleOp module, GpuChip chip,
+FailureOr<std::string> lq::lowerKernelsToPtx(ModuleOp module, Target chip,
                                              const StageCallback &stage) {
   auto dump = [&](StringRef name) {
     if (!stage)
@@ -119,13 +119,13 @@ void lq::registerGpuPipelines() {
       "Expand layers, generate the CUDA kernels of every lq.matmul and lower "
       "them to PTX (gpu.binary ops)",
       [](OpPassManager &pm, const LowerToGpuOptions &options) {
-        std::optional<GpuChip> chip = parseGpuChip(options.chip);
+        std::optional<Target> chip = parseTarget(options.chip);
         pm.addPass(createLqExpandLinear());
         LqGpuKernelsOptions kernels;
         kernels.chip = options.chip;
         pm.addPass(createLqGpuKernels(kernels));
         // An unknown chip is reported by lq-gpu-kernels.
-        if (chip)
+        if (chip && isCudaTarget(*chip))
           addGpuToPtxPasses(pm, *chip);
       });
 }

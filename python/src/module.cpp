@@ -97,14 +97,11 @@ void checkStatus(numerics::Status status) {
     throw PyError(std::string("numerics: ") + numerics::statusName(status));
 }
 
-Target parseTarget(const std::string &name) {
-  if (name == "host")
-    return Target::HostCPU;
-  if (name == "sm_80")
-    return Target::CudaSm80;
-  if (name == "sm_90a")
-    return Target::CudaSm90a;
-  throw PyError("unknown target '" + name + "': expected host, sm_80 or sm_90a");
+Target targetNamed(const std::string &name) {
+  if (std::optional<Target> target = lq::parseTarget(name))
+    return *target;
+  throw PyError("unknown target '" + name + "': expected host, " +
+                cudaTargetNames());
 }
 
 /// A GemmSpec from the names Python passes.
@@ -121,7 +118,7 @@ GemmSpec makeGemmSpec(const std::string &lhsFormat, const std::string &lhsDType,
   s.bias = bias;
   s.relu = relu;
   s.output = parseDType(output);
-  s.target = parseTarget(target);
+  s.target = targetNamed(target);
   return s;
 }
 

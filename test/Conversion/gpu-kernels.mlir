@@ -5,7 +5,7 @@
 // the kernel, the weight quantized with SAWB in the kernel too.
 // CHECK: module attributes {gpu.container_module}
 // CHECK-LABEL: func.func @backward_data
-// CHECK: lq.matmul{{.*}}lq.gpu_kernel = "lq_gemm0"{{.*}}lq.gpu_spec = "lhs=log4:f32:n rhs=sint4:f32:n bias=0 relu=0 out=f32 tile=6x16 smp=2 hindsight=0 chip=sm_80"
+// CHECK: lq.matmul{{.*}}lq.gpu_kernel = "lq_gemm0"{{.*}}lq.gpu_spec = "gemm lhs=log4:f32:n rhs=sint4:f32:n smp=2 hindsight=0 bias=0 relu=0 out=f32 target=sm_80"
 func.func @backward_data(%dy: tensor<?x512xf32>, %w: tensor<512x784xf32>, %seed: i64) -> tensor<?x784xf32> {
   %m, %bad = lq.max_abs %dy : tensor<?x512xf32>
   %g0, %a, %nf, %ov = lq.quantize %dy range %m seed %seed : tensor<?x512xf32> -> !lq.qtensor<?x512x!lq.log4>

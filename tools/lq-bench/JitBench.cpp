@@ -99,7 +99,7 @@ LaunchArgs planningArgs(const GemmSpec &spec) {
   return args;
 }
 
-GemmSpec gpuSpecOf(Role role) {
+GemmSpec hopperSpecOf(Role role) {
   GemmSpec spec = specOf(role);
   spec.lhs.dtype = spec.rhs.dtype = DType::BF16;
   spec.target = Target::CudaSm90a;
@@ -123,7 +123,7 @@ int childGpuCompile(const std::string &roleName) {
     std::fprintf(stderr, "lq-bench: %s\n", warm.error().c_str());
     return 1;
   }
-  GemmSpec spec = gpuSpecOf(role);
+  GemmSpec spec = hopperSpecOf(role);
   start = Clock::now();
   auto info = gpuModuleInfo(spec, /*quantizeOnly=*/false);
   auto plan = info ? gpu::planGemmLaunch(*info, planningArgs(spec), h200())

@@ -245,12 +245,11 @@ int main(int argc, char **argv) {
                         "linalg GEMM with a training role)");
   std::vector<std::pair<std::string, Target>> targets;
   for (const std::string &chip : chips) {
-    if (chip == "sm_80")
-      targets.push_back({chip, Target::CudaSm80});
-    else if (chip == "sm_90a")
-      targets.push_back({chip, Target::CudaSm90a});
-    else
-      return fail("unknown chip '" + chip + "': expected sm_80 or sm_90a");
+    std::optional<Target> target = parseTarget(chip);
+    if (!target || !isCudaTarget(*target))
+      return fail("unknown chip '" + chip + "': expected " +
+                  cudaTargetNames());
+    targets.push_back({chip, *target});
   }
   std::string assembler;
   if (!targets.empty() && !noCubin) {

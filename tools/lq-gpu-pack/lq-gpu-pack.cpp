@@ -167,7 +167,8 @@ int main(int argc, char **argv) {
   cl::ParseCommandLineOptions(argc, argv,
                               "lq-gpu-pack: generated GPU kernels as a pack\n");
   if (chips.empty())
-    chips.push_back("sm_80"), chips.push_back("sm_90a");
+    for (Target target : cudaTargets())
+      chips.push_back(targetName(target));
 
   std::vector<GpuModuleEntry> entries;
   if (input.empty()) {
@@ -191,15 +192,12 @@ int main(int argc, char **argv) {
     return fail("cannot create " + outDir + ": " + ec.message()), 1;
   std::string index;
   for (const std::string &chip : chips) {
-    Target target;
-    if (chip == "sm_80")
-      target = Target::CudaSm80;
-    else if (chip == "sm_90a")
-      target = Target::CudaSm90a;
-    else
-      return fail("unknown chip '" + chip + "': expected sm_80 or sm_90a"), 1;
+    std::optional<Target> target = parseTarget(chip);
+    if (!target || !isCudaTarget(*target))
+      return fail("unknown chip '" + chip + "': expected " + cudaTargetNames()),
+             1;
     for (const GpuModuleEntry &entry : entries)
-      if (!emit(entry, target, chip.c_str(), index))
+      if (!emit(entry, *target, chip.c_str(), index))
         return 1;
   }
   bool written = writeFile(inDir("index.txt"), index) &&

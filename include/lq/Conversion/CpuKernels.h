@@ -30,35 +30,9 @@
 
 namespace lq {
 
-/// How a GEMM operand reaches the kernel.
-enum class OperandStorage { F32, BF16, Packed };
-
-struct CpuOperandSpec {
-  Format format = Format::SInt4;
-  OperandStorage storage = OperandStorage::F32;
-  /// The operand is given transposed: [K, M] for the left one, [N, K] for
-  /// the right one.
-  bool transposed = false;
-};
-
-struct CpuGemmSpec {
-  CpuOperandSpec lhs, rhs;
-  bool bias = false;
-  bool relu = false;
-  bool bf16Output = false;
-
-  /// A stable, human-readable description (part of the cache key).
-  std::string describe() const;
-};
-
-/// How `operand` of `op` reaches a fused kernel, read off its producer:
-/// lq.quantize (f32/bf16, quantized in the kernel) or lq.unpack (packed).
-/// Emits an error naming `side` and `device` otherwise.
-mlir::FailureOr<CpuOperandSpec> matmulOperandSpec(MatmulOp op,
-                                                  mlir::Value operand,
-                                                  bool transposed,
-                                                  llvm::StringRef side,
-                                                  llvm::StringRef device);
+/// The kernel description the CPU generator records (`lq.cpu_spec`): the
+/// operands, the epilogue and the micro-kernel tile.
+std::string describeCpuKernels(const GemmSpec &spec);
 
 /// Micro-kernel tile: rows of the left operand and columns of the right one
 /// held in accumulators; K advances in pairs (one vpmaddwd).
@@ -68,12 +42,12 @@ constexpr int64_t kCpuTileCols = 16;
 /// Builds the stage functions of `spec` (see above), each with a C
 /// interface (`_mlir_ciface_lq_<stage>_<side>`).
 mlir::OwningOpRef<mlir::ModuleOp> buildCpuGemmKernels(mlir::MLIRContext &ctx,
-                                                      const CpuGemmSpec &spec);
+                                                      const GemmSpec &spec);
 
 /// Builds the stages that quantize one float operand to packed storage:
 /// its statistics, `lq_quant_lhs` and `lq_pack4` (codes -> two per byte).
 mlir::OwningOpRef<mlir::ModuleOp>
-buildCpuQuantizeKernels(mlir::MLIRContext &ctx, const CpuOperandSpec &op);
+buildCpuQuantizeKernels(mlir::MLIRContext &ctx, const OperandSpec &op);
 
 /// Lowers a module of CPU kernels (scf, vector, arith, math, memref, func,
 /// llvm intrinsics) to the LLVM dialect.

@@ -41,33 +41,12 @@ namespace lq {
 /// applies the parameter attributes once the kernel is an llvm.func.
 constexpr llvm::StringLiteral kTensorMapArgsAttr = "lq.tensor_map_args";
 
-/// A GPU target: the chip and the PTX ISA the kernels are written for.
-enum class GpuChip { Sm80, Sm90a };
-
-const char *gpuChipName(GpuChip chip);
-/// The PTX ISA version features the kernels use ("+ptx80").
-const char *gpuChipFeatures(GpuChip chip);
-/// Parses "sm_80" / "sm_90a".
-std::optional<GpuChip> parseGpuChip(llvm::StringRef name);
-
-struct GpuGemmSpec {
-  CpuOperandSpec lhs, rhs;
-  /// SMP samples of a LUQ left operand, summed in the accumulators.
-  unsigned samples = 1;
-  /// Count the statistics of a float LUQ left operand in the GEMM (the
-  /// in-hindsight mode has no pre-pass).
-  bool hindsight = false;
-  bool bias = false;
-  bool relu = false;
-  bool bf16Output = false;
-  GpuChip chip = GpuChip::Sm80;
-
-  std::string describe() const;
-};
+/// The PTX ISA version features the kernels of `chip` use ("+ptx80").
+const char *gpuPtxFeatures(Target chip);
 
 /// The tile configurations the GEMM of `spec` is generated with (small
 /// first): the launcher picks one per shape.
-std::vector<gpu::GemmTile> gpuGemmTiles(const GpuGemmSpec &spec);
+std::vector<gpu::GemmTile> gpuGemmTiles(const GemmSpec &spec);
 
 /// Selects kernels of a module by name; an empty filter selects all.
 using KernelFilter = std::function<bool(llvm::StringRef)>;
@@ -77,14 +56,14 @@ using KernelFilter = std::function<bool(llvm::StringRef)>;
 /// every tile and copy variant, and the epilogue fill of hindsight mode),
 /// or those of them that `only` selects: a launch needs two or three.
 mlir::OwningOpRef<mlir::ModuleOp>
-buildGpuGemmKernels(mlir::MLIRContext &ctx, const GpuGemmSpec &spec,
+buildGpuGemmKernels(mlir::MLIRContext &ctx, const GemmSpec &spec,
                     const KernelFilter &only = {});
 
 /// Builds the statistics and quantizer kernels of one float operand
 /// (`lq_stats_lhs`, `lq_quant_lhs`), or those that `only` selects.
 mlir::OwningOpRef<mlir::ModuleOp>
-buildGpuQuantizeKernels(mlir::MLIRContext &ctx, const CpuOperandSpec &op,
-                        GpuChip chip, const KernelFilter &only = {});
+buildGpuQuantizeKernels(mlir::MLIRContext &ctx, const OperandSpec &op,
+                        Target chip, const KernelFilter &only = {});
 
 } // namespace lq
 

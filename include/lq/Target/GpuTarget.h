@@ -39,7 +39,7 @@ void registerGpuPipelines();
 
 /// Adds the passes that take `gpu.module`s of generated kernels to
 /// `gpu.binary` ops holding PTX for `chip`.
-void addGpuToPtxPasses(mlir::OpPassManager &pm, GpuChip chip);
+void addGpuToPtxPasses(mlir::OpPassManager &pm, Target chip);
 
 /// Called with (stage name, module text) after each named stage.
 using StageCallback = std::function<void(llvm::StringRef, llvm::StringRef)>;
@@ -48,7 +48,7 @@ using StageCallback = std::function<void(llvm::StringRef, llvm::StringRef)>;
 /// PTX text (of the one gpu.module). Errors are emitted as diagnostics on
 /// the module's context.
 mlir::FailureOr<std::string> lowerKernelsToPtx(mlir::ModuleOp module,
-                                               GpuChip chip,
+                                               Target chip,
                                                const StageCallback &stage = {});
 
 } // namespace lq
