@@ -15,6 +15,50 @@ using namespace mlir;
 using namespace lq;
 namespace abi = lq::gpu;
 
+namespace {
+
+// A kernel's arguments by the names of its signature in GpuAbi.h: a field
+// per parameter, bound in the table's order (bindArgs).
+#define LQ_GPU_ARG_FIELD(name, kind) Value name;
+#define LQ_GPU_BIND_ARG(name, kind) to.name = args[next++];
+struct StatsArgs {
+  LQ_GPU_STATS_PARAMS(LQ_GPU_ARG_FIELD)
+};
+struct QuantArgs {
+  LQ_GPU_QUANT_PARAMS(LQ_GPU_ARG_FIELD)
+};
+struct GemmArgs {
+  LQ_GPU_GEMM_PARAMS(LQ_GPU_ARG_FIELD)
+  LQ_GPU_GEMM_TMA_PARAMS(LQ_GPU_ARG_FIELD)
+};
+struct FillArgs {
+  LQ_GPU_FILL_PARAMS(LQ_GPU_ARG_FIELD)
+};
+
+void bindArgs(ValueRange args, StatsArgs &to) {
+  size_t next = 0;
+  LQ_GPU_STATS_PARAMS(LQ_GPU_BIND_ARG)
+}
+void bindArgs(ValueRange args, QuantArgs &to) {
+  size_t next = 0;
+  LQ_GPU_QUANT_PARAMS(LQ_GPU_BIND_ARG)
+}
+void bindArgs(ValueRange args, GemmArgs &to) {
+  size_t next = 0;
+  LQ_GPU_GEMM_PARAMS(LQ_GPU_BIND_ARG)
+  if (next < args.size()) {
+    LQ_GPU_GEMM_TMA_PARAMS(LQ_GPU_BIND_ARG)
+  }
+}
+void bindArgs(ValueRange args, FillArgs &to) {
+  size_t next = 0;
+  LQ_GPU_FILL_PARAMS(LQ_GPU_BIND_ARG)
+}
+#undef LQ_GPU_BIND_ARG
+#undef LQ_GPU_ARG_FIELD
+
+} // namespace
+
 const char *lq::gpuPtxFeatures(Target chip) {
   // PTX 8.0 is the first ISA with wgmma (sm_90a); one ISA for both keeps
   // the cache key and the toolchain requirement simple.
@@ -180,10 +224,18 @@ private:
   /// A static shared array of `count` elements of `element`.
   Value staticShared(StringRef name, Type element, int64_t count);
 
-  /// Starts `gpu.func @name(args) kernel` for `threads` threads per block,
-  /// with registers for `blocks` resident blocks per multiprocessor.
-  ValueRange beginKernel(StringRef name, ArrayRef<Type> args, int64_t threads,
-                         int64_t blocks);
+  /// Starts `gpu.func @name kernel` with the signature of `kind` (GpuAbi.h)
+  /// for `threads` threads per block, with registers for `blocks` resident
+  /// blocks per multiprocessor, and binds its arguments to `args`.
+  template <typename Args>
+  void beginKernel(StringRef name, abi::KernelKind kind, int64_t threads,
+                   int64_t blocks, Args &args) {
+    bindArgs(beginKernel(name, kind, threads, blocks), args);
+  }
+  ValueRange beginKernel(StringRef name, abi::KernelKind kind,
+                         int64_t threads, int64_t blocks);
+  /// The IR type of a parameter of `kind`.
+  Type paramType(abi::ParamKind kind);
   void endKernel() { mlir::gpu::ReturnOp::create(b); }
   /// Makes the arguments `indices` of the kernel being built CUtensorMaps
   /// passed by value (`.param .align 64 .b8 [128]`, CUDA's
@@ -251,10 +303,34 @@ Value GpuModuleBuilder::staticShared(StringRef name, Type element,
   return LLVM::AddressOfOp::create(b, ptrS(), name);
 }
 
-ValueRange GpuModuleBuilder::beginKernel(StringRef name, ArrayRef<Type> args,
+Type GpuModuleBuilder::paramType(abi::ParamKind kind) {
+  switch (kind) {
+  case abi::ParamKind::Ptr:
+    return ptrG();
+  case abi::ParamKind::I64:
+    return i64();
+  case abi::ParamKind::I32:
+    return i32();
+  case abi::ParamKind::F32:
+    return f32();
+  case abi::ParamKind::TensorMap:
+    // Its address in the parameter space (lq-gpu-kernel-params).
+    return ptrGeneric();
+  }
+  llvm_unreachable("unknown parameter kind");
+}
+
+ValueRange GpuModuleBuilder::beginKernel(StringRef name, abi::KernelKind kind,
                                          int64_t threads, int64_t blocks) {
   b.setInsertionPointToEnd(gpuModule.getBody());
-  auto fn = mlir::gpu::GPUFuncOp::create(b, name, b.getFunctionType(args, {}));
+  SmallVector<Type> types;
+  SmallVector<int32_t> tensorMaps;
+  for (const abi::ParamInfo &param : abi::signature(kind)) {
+    if (param.kind == abi::ParamKind::TensorMap)
+      tensorMaps.push_back(int32_t(types.size()));
+    types.push_back(paramType(param.kind));
+  }
+  auto fn = mlir::gpu::GPUFuncOp::create(b, name, b.getFunctionType(types, {}));
   fn->setAttr(mlir::gpu::GPUDialect::getKernelFuncAttrName(), b.getUnitAttr());
   fn.setKnownBlockSizeAttr(
       b.getDenseI32ArrayAttr({int32_t(threads), 1, 1}));
@@ -264,6 +340,8 @@ ValueRange GpuModuleBuilder::beginKernel(StringRef name, ArrayRef<Type> args,
   fn->setAttr(NVVM::NVVMDialect::getMinctasmAttrName(),
               b.getI32IntegerAttr(int32_t(blocks)));
   b.setInsertionPointToStart(&fn.getBody().front());
+  if (!tensorMaps.empty())
+    tensorMapsByValue(tensorMaps);
   return fn.getArguments();
 }
 
@@ -339,12 +417,17 @@ void GpuModuleBuilder::flushCounters(Value counters, Value overflow,
   ifThen(arith::CmpIOp::create(b, arith::CmpIPredicate::eq, lane, c32(0)),
          [&] {
     ifThen(ne(over, c32(0)), [&] {
-      LLVM::AtomicRMWOp::create(b, LLVM::AtomicBinOp::add, counters, over,
-                                LLVM::AtomicOrdering::monotonic);
+      LLVM::AtomicRMWOp::create(
+        b, LLVM::AtomicBinOp::add,
+        gep(counters, i32(),
+            c32(offsetof(abi::QuantCounters, overflow) / sizeof(uint32_t))),
+        over, LLVM::AtomicOrdering::monotonic);
     });
-    LLVM::AtomicRMWOp::create(b, LLVM::AtomicBinOp::umax,
-                              gep(counters, i32(), c32(1)), bits,
-                              LLVM::AtomicOrdering::monotonic);
+    LLVM::AtomicRMWOp::create(
+        b, LLVM::AtomicBinOp::umax,
+        gep(counters, i32(),
+            c32(offsetof(abi::QuantCounters, maxAnyBits) / sizeof(uint32_t))),
+        bits, LLVM::AtomicOrdering::monotonic);
   });
 }
 
@@ -353,11 +436,11 @@ void GpuModuleBuilder::flushCounters(Value counters, Value overflow,
 //===----------------------------------------------------------------------===//
 
 void GpuModuleBuilder::buildStats(const OperandSpec &op, bool lhs) {
-  ValueRange args =
-      beginKernel(abi::statsKernel(lhs), {ptrG(), i64(), i64(), i64(), ptrG()},
-                  abi::kStatsThreads, /*blocks=*/4);
-  Value in = args[0], rows = args[1], cols = args[2], stride = args[3],
-        stats = args[4];
+  StatsArgs args;
+  beginKernel(abi::statsKernel(lhs), abi::KernelKind::Stats,
+              abi::kStatsThreads, /*blocks=*/4, args);
+  Value in = args.in, rows = args.rows, cols = args.cols,
+        stride = args.rowStride, stats = args.stats;
   bool moments = op.format != Format::Log4;
   NumericsBuilder nb(b);
   Value t = tid(), t64 = ext64(t);
@@ -429,18 +512,28 @@ void GpuModuleBuilder::buildStats(const OperandSpec &op, bool lhs) {
     barrier();
   }
   ifThen(arith::CmpIOp::create(b, arith::CmpIPredicate::eq, t, c32(0)), [&] {
+    // Slot p of the reduction is the header's maxFiniteBits (0) or
+    // maxAnyBits (1), and the partial's sumSquares (0) or sumMagnitudes (1).
+    constexpr int64_t word = sizeof(uint32_t), dword = sizeof(double);
+    const int64_t maxima[2] = {
+        offsetof(abi::StatsHeader, maxFiniteBits) / word,
+        offsetof(abi::StatsHeader, maxAnyBits) / word};
+    const int64_t sums[2] = {offsetof(abi::StatsPartial, sumSquares) / dword,
+                             offsetof(abi::StatsPartial, sumMagnitudes) / dword};
     for (int64_t p = 0; p < 2; ++p)
       LLVM::AtomicRMWOp::create(b, LLVM::AtomicBinOp::umax,
-                                gep(stats, i32(), c32(p)),
+                                gep(stats, i32(), c32(maxima[p])),
                                 load(i32(), slot(bitsSmem, i32(), p, t)),
                                 LLVM::AtomicOrdering::monotonic);
     if (moments) {
-      // Partials after the 16-byte header: (sum x^2, sum |x|) per block.
-      Value partial =
-          gep(stats, f64(), add(c64(2), mul(ext64(ctaX()), c64(2))));
+      // This block's partial, after the header.
+      Value partial = gep(
+          stats, i8(),
+          add(c64(sizeof(abi::StatsHeader)),
+              mul(ext64(ctaX()), c64(sizeof(abi::StatsPartial)))));
       for (int64_t p = 0; p < 2; ++p)
         store(load(f64(), slot(sumSmem, f64(), p, t)),
-              gep(partial, f64(), c32(p)));
+              gep(partial, f64(), c32(sums[p])));
     }
   });
   endKernel();
@@ -451,15 +544,14 @@ void GpuModuleBuilder::buildStats(const OperandSpec &op, bool lhs) {
 //===----------------------------------------------------------------------===//
 
 void GpuModuleBuilder::buildQuantize(const OperandSpec &op, bool lhs) {
-  ValueRange args = beginKernel(
-      abi::quantKernel(lhs),
-      {ptrG(), i64(), i64(), i64(), ptrG(), i64(), f32(), i64(), i32(), i32(),
-       i32(), ptrG()},
-      abi::kQuantThreads, /*blocks=*/8);
-  Value in = args[0], rows = args[1], cols = args[2], stride = args[3],
-        out = args[4], outStride = args[5], inv = args[6], seed = args[7],
-        stream = args[8], sample = args[9], zero = ne(args[10], c32(0)),
-        counters = args[11];
+  QuantArgs args;
+  beginKernel(abi::quantKernel(lhs), abi::KernelKind::Quant,
+              abi::kQuantThreads, /*blocks=*/8, args);
+  Value in = args.in, rows = args.rows, cols = args.cols,
+        stride = args.rowStride, out = args.out, outStride = args.outStride,
+        inv = args.inv, seed = args.seed, stream = args.stream,
+        sample = args.sample, zero = ne(args.zero, c32(0)),
+        counters = args.counters;
   bool luq = op.format == Format::Log4;
   NumericsBuilder nb(b);
   Value c0 = mul(add(mul(ext64(ctaX()), c64(abi::kQuantThreads)), ext64(tid())),
@@ -909,15 +1001,11 @@ SmallVector<Value> GpuModuleBuilder::mmaStep(GemmState &g, ValueRange acc) {
 void GpuModuleBuilder::buildGemm(const GemmSpec &spec,
                                  const abi::GemmTile &tile, Copy copy,
                                  const std::string &name) {
-  SmallVector<Type> params = {ptrG(), i64(), ptrG(), i64(), ptrG(), i64(),
-                              ptrG(), i32(),  i32(),  i32(), f32(), f32(),
-                              f32(),  i32(),  i64(),  i32(), ptrG()};
-  constexpr int32_t kFirstTensorMap = 17;
-  if (copy == Copy::Tma)
-    params.append({ptrGeneric(), ptrGeneric()});
-  ValueRange args = beginKernel(name, params, tile.threads, /*blocks=*/1);
-  if (copy == Copy::Tma)
-    tensorMapsByValue({kFirstTensorMap, kFirstTensorMap + 1});
+  GemmArgs args;
+  beginKernel(name,
+              copy == Copy::Tma ? abi::KernelKind::GemmTma
+                                : abi::KernelKind::Gemm,
+              tile.threads, /*blocks=*/1, args);
   GemmState g;
   g.spec = &spec;
   g.tile = tile;
@@ -935,30 +1023,30 @@ void GpuModuleBuilder::buildGemm(const GemmSpec &spec,
   g.tileBase[0] = g.stageBase[1] + g.stages * g.sides[1].stageBytes();
   g.tileBase[1] = g.tileBase[0] + tileBytes[0];
 
-  g.ptr[0] = args[0];
-  g.ld[0] = args[1];
-  g.ptr[1] = args[2];
-  g.ld[1] = args[3];
-  Value C = args[4], ldc = args[5], biasPtr = args[6];
-  g.M = args[7];
-  g.N = args[8];
-  g.K = args[9];
-  g.inv[0] = args[10];
-  g.inv[1] = args[11];
-  Value scale = args[12];
-  g.zero[0] = ne(land(args[13], c32(1)), c32(0));
-  g.zero[1] = ne(land(args[13], c32(2)), c32(0));
-  g.seed = args[14];
-  g.stream = args[15];
-  Value counters = args[16];
+  g.ptr[0] = args.a;
+  g.ld[0] = args.lda;
+  g.ptr[1] = args.b;
+  g.ld[1] = args.ldb;
+  Value C = args.c, ldc = args.ldc, biasPtr = args.bias;
+  g.M = args.m;
+  g.N = args.n;
+  g.K = args.k;
+  g.inv[0] = args.invA;
+  g.inv[1] = args.invB;
+  Value scale = args.scale;
+  g.zero[0] = ne(land(args.zero, c32(1)), c32(0));
+  g.zero[1] = ne(land(args.zero, c32(2)), c32(0));
+  g.seed = args.seed;
+  g.stream = args.stream;
+  Value counters = args.counters;
 
   g.smem = smem();
   g.t = tid();
   Value leader = arith::CmpIOp::create(b, arith::CmpIPredicate::eq, g.t,
                                        c32(0));
   if (copy == Copy::Tma) {
-    for (int s = 0; s < 2; ++s)
-      g.tmap[s] = args[kFirstTensorMap + s];
+    g.tmap[0] = args.tmapA;
+    g.tmap[1] = args.tmapB;
     g.mbar = staticShared("lq_mbar", i64(), kMaxStages);
     ifThen(leader, [&] {
       for (int64_t s = 0; s < g.stages; ++s)
@@ -1117,11 +1205,11 @@ void GpuModuleBuilder::buildGemm(const GemmSpec &spec,
 }
 
 void GpuModuleBuilder::buildFill(const GemmSpec &spec) {
-  ValueRange args = beginKernel(abi::kFillKernel,
-                                {ptrG(), i64(), ptrG(), i32(), i32()},
-                                abi::kFillThreads, /*blocks=*/8);
-  Value C = args[0], ldc = args[1], biasPtr = args[2], M = args[3],
-        N = args[4];
+  FillArgs args;
+  beginKernel(abi::kFillKernel, abi::KernelKind::Fill, abi::kFillThreads,
+              /*blocks=*/8, args);
+  Value C = args.c, ldc = args.ldc, biasPtr = args.bias, M = args.m,
+        N = args.n;
   Value t = tid();
   Value m = add(mul(ctaY(), c32(16)), divu(t, c32(16)));
   Value n = add(mul(ctaX(), c32(16)), remu(t, c32(16)));

@@ -170,11 +170,12 @@ Statistics readStatistics(const unsigned char *stats, int64_t rows, bool sawb) {
   s.nonfinite = header.maxAnyBits >= kF32InfBits;
   if (sawb)
     for (int64_t b = 0; b < statsBlocks(rows); ++b) {
-      double partial[2];
-      std::memcpy(partial, stats + sizeof(StatsHeader) + 16 * b,
+      StatsPartial partial;
+      std::memcpy(&partial,
+                  stats + sizeof(StatsHeader) + sizeof(StatsPartial) * b,
                   sizeof(partial));
-      s.sumSquares += partial[0];
-      s.sumMagnitudes += partial[1];
+      s.sumSquares += partial.sumSquares;
+      s.sumMagnitudes += partial.sumMagnitudes;
     }
   return s;
 }
@@ -583,12 +584,294 @@ GemmChoice GpuLauncher::pick(const GemmProblem &p,
   return pickGemm(moduleInfo, tiles, packedLhsVariant, p, args, deviceInfo);
 }
 
+//===----------------------------------------------------------------------===//
+// The pieces of a launch
+//===----------------------------------------------------------------------===//
+
+/// Where a GEMM launch keeps its pieces in the scratch buffer: the
+/// statistics of each operand, the counters, and for the quantize-once
+/// placement the packed codes of A (every sample, stacked along rows).
+struct GpuLauncher::GemmScratch {
+  size_t stats[2] = {0, 0};
+  size_t counters = 0, packedA = 0, total = 0;
+  int64_t packedPitch = 0, packedRows = 0;
+
+  GemmScratch(const GemmSpec &s, const LaunchArgs &args, bool packedLhs) {
+    stats[1] = stats[0] + size_t(statsBytes(args.lhs.rows));
+    counters = stats[1] + size_t(statsBytes(args.rhs.rows));
+    packedA = size_t(roundUp(counters + sizeof(QuantCounters), 256));
+    packedPitch = roundUp((args.lhs.cols + 1) / 2, kPackedPitchAlign);
+    packedRows = int64_t(s.samples) * args.lhs.rows;
+    total = packedLhs ? packedA + size_t(packedRows) * size_t(packedPitch)
+                      : counters + sizeof(QuantCounters);
+  }
+  /// Statistics and counters accumulate: these bytes are zeroed first.
+  size_t zeroed() const { return counters + sizeof(QuantCounters); }
+};
+
+Status GpuLauncher::checkGemmMemory(const GemmProblem &p,
+                                    const LaunchArgs &args) const {
+  LQ_TRY(checkContext());
+  LQ_TRY(checkTensorMemory("lhs", args.lhs));
+  LQ_TRY(checkTensorMemory("rhs", args.rhs));
+  LQ_TRY(checkTensorMemory("out", args.out));
+  if (moduleInfo.spec.bias)
+    LQ_TRY(checkPointer("bias", args.bias, size_t(p.n) * 4));
+  return Done{};
+}
+
+Status GpuLauncher::launchStats(bool lhs, const TensorRef &t, CUdeviceptr out,
+                                CUstream stream) {
+  Result<CUfunction> fn = function(statsKernel(lhs));
+  if (!fn)
+    return fn.takeError();
+  StatsParams params;
+  params.in = address(t.data);
+  params.rows = t.rows;
+  params.cols = t.cols;
+  params.rowStride = t.rowStride;
+  params.stats = out;
+  std::vector<void *> pointers = params.pointers();
+  if (Status st = driver->launch(*fn, unsigned(statsBlocks(t.rows)), 1, 1,
+                                 kStatsThreads, 0, stream, pointers.data());
+      !st)
+    return Error{statsKernel(lhs) + ": " + st.error()};
+  return Done{};
+}
+
+Status GpuLauncher::readBack(size_t bytes, CUstream stream,
+                             const std::string &what) {
+  LQ_TRY(driver->copyToHost(hostScratch.data(), scratch.address(), bytes,
+                            stream));
+  if (Status st = driver->synchronize(stream); !st)
+    return Error{what + ": " + st.error()};
+  return Done{};
+}
+
+Status GpuLauncher::launchQuant(bool lhs, QuantParams &params,
+                                CUstream stream) {
+  Result<CUfunction> fn = function(quantKernel(lhs));
+  if (!fn)
+    return fn.takeError();
+  std::vector<void *> pointers = params.pointers();
+  if (Status st = driver->launch(
+          *fn, unsigned(ceilDiv(ceilDiv(params.cols, 4), kQuantThreads)),
+          unsigned(std::min<int64_t>(params.rows, kMaxGridY)), 1,
+          kQuantThreads, 0, stream, pointers.data());
+      !st)
+    return Error{quantKernel(lhs) + ": " + st.error()};
+  return Done{};
+}
+
+Status GpuLauncher::encodeTensorMaps(const LaunchPlan &plan,
+                                     const LaunchArgs &args,
+                                     const GemmScratch &scratchLayout,
+                                     GemmParams &params) {
+  const GemmSpec &s = moduleInfo.spec;
+  const GemmChoice &choice = plan.choice;
+  CUtensorMap maps[2];
+  Status mapA =
+      choice.packedLhs
+          ? operandMap(maps[0], *driver, choice.tile, true, s.lhs.transposed,
+                       DType::Packed4, scratch.address() + scratchLayout.packedA,
+                       scratchLayout.packedRows, args.lhs.cols,
+                       scratchLayout.packedPitch)
+          : operandMap(maps[0], *driver, choice.tile, true, s.lhs.transposed,
+                       s.lhs.dtype, address(args.lhs.data), args.lhs.rows,
+                       args.lhs.cols,
+                       args.lhs.rowStride * int64_t(elementBytes(s.lhs.dtype)));
+  if (!mapA)
+    return Error{choice.kernel + ": the tensor map of A: " + mapA.error()};
+  if (Status mapB = operandMap(
+          maps[1], *driver, choice.tile, false, s.rhs.transposed, s.rhs.dtype,
+          address(args.rhs.data), args.rhs.rows, args.rhs.cols,
+          args.rhs.rowStride * int64_t(elementBytes(s.rhs.dtype)));
+      !mapB)
+    return Error{choice.kernel + ": the tensor map of B: " + mapB.error()};
+  // By value: cuLaunchKernel copies them into the launch's parameters.
+  std::memcpy(&params.tmapA, &maps[0], sizeof(CUtensorMap));
+  std::memcpy(&params.tmapB, &maps[1], sizeof(CUtensorMap));
+  return Done{};
+}
+
+Result<std::array<OperandQuantizer, 2>>
+GpuLauncher::operandQuantizers(const LaunchPlan &plan, const LaunchArgs &args,
+                               const GemmScratch &layout, CUstream stream) {
+  const GemmSpec &s = moduleInfo.spec;
+  const TensorRef *operands[2] = {&args.lhs, &args.rhs};
+  for (int side = 0; side < 2; ++side)
+    if (plan.stats[side])
+      LQ_TRY(launchStats(side == 0, *operands[side],
+                         scratch.address() + layout.stats[side], stream));
+  if (plan.stats[0] || plan.stats[1])
+    LQ_TRY(readBack(layout.counters, stream,
+                    "statistics of the GEMM operands"));
+  std::array<OperandQuantizer, 2> quantizers;
+  const OperandSpec *specs[2] = {&s.lhs, &s.rhs};
+  for (int side = 0; side < 2; ++side) {
+    if (!specs[side]->isFloat())
+      continue;
+    Statistics stats;
+    if (plan.stats[side])
+      stats = readStatistics(hostScratch.data() + layout.stats[side],
+                             operands[side]->rows,
+                             specs[side]->format != Format::Log4);
+    quantizers[side] = quantizerOf(*specs[side], *operands[side], stats,
+                                   side == 0 && s.hindsight, args.maxEstimate);
+  }
+  return quantizers;
+}
+
+Status GpuLauncher::quantizeOnce(const LaunchArgs &args,
+                                 const GemmScratch &layout, GemmParams &params,
+                                 CUstream stream) {
+  // Every sample of A to packed codes (the quantizer counts the
+  // in-hindsight statistics, once per sample); the `_pa` GEMM reads them.
+  QuantParams q;
+  q.in = params.a;
+  q.rows = args.lhs.rows;
+  q.cols = args.lhs.cols;
+  q.rowStride = args.lhs.rowStride;
+  q.outStride = layout.packedPitch;
+  q.inv = params.invA;
+  q.seed = params.seed;
+  q.stream = params.stream;
+  q.zero = params.zero & 1;
+  q.counters = params.counters;
+  for (unsigned sample = 0; sample < moduleInfo.spec.samples; ++sample) {
+    q.out = scratch.address() + layout.packedA +
+            size_t(sample) * size_t(q.rows) * size_t(layout.packedPitch);
+    q.sample = int32_t(sample);
+    LQ_TRY(launchQuant(true, q, stream));
+  }
+  params.a = scratch.address() + layout.packedA;
+  params.lda = layout.packedPitch;
+  return Done{};
+}
+
+Status GpuLauncher::launchGemm(const GemmChoice &choice,
+                               const GemmProblem &p, GemmParams &params,
+                               CUstream stream) {
+  Result<CUfunction> gemm = function(choice.kernel);
+  if (!gemm)
+    return gemm.takeError();
+  // The driver reads as many parameters as the kernel declares: the tensor
+  // maps only for the `_tma` GEMMs.
+  std::vector<void *> pointers = params.pointers();
+  const GemmTile &tile = choice.tile;
+  if (Status st = driver->launch(*gemm, unsigned(ceilDiv(p.n, tile.bn)),
+                                 unsigned(ceilDiv(p.m, tile.bm)), 1,
+                                 unsigned(tile.threads),
+                                 unsigned(tile.smemBytes), stream,
+                                 pointers.data());
+      !st)
+    return Error{choice.kernel + ": " + st.error()};
+  return Done{};
+}
+
+Status GpuLauncher::finishHindsight(const GemmChoice &choice,
+                                    const GemmProblem &p,
+                                    const GemmParams &params,
+                                    LaunchStatus &status, CUstream stream) {
+  // In-hindsight mode has no pre-pass: the GEMM (or the quantize-once
+  // quantizer) counted the statistics of A while quantizing it.
+  QuantCounters counted;
+  LQ_TRY(driver->copyToHost(&counted, params.counters, sizeof(counted),
+                            stream));
+  if (Status st = driver->synchronize(stream); !st)
+    return Error{choice.kernel + ": " + st.error()};
+  bool nonfinite = counted.maxAnyBits >= kF32InfBits;
+  status.nonfinite |= nonfinite;
+  if (!nonfinite) {
+    // The fused GEMM counts once per element, the quantizer once per
+    // sample; every sample saturates the same elements, and the host
+    // runtime counts each sample.
+    status.overflow = uint64_t(counted.overflow) *
+                      (choice.packedLhs ? 1 : moduleInfo.spec.samples);
+    status.lhsMax = bitsToFloat(counted.maxAnyBits);
+    return Done{};
+  }
+  // The codes of A must all be zero: the output becomes epilogue(0).
+  Result<CUfunction> fill = function(kFillKernel);
+  if (!fill)
+    return fill.takeError();
+  FillParams f;
+  f.c = params.c;
+  f.ldc = params.ldc;
+  f.bias = params.bias;
+  f.m = params.m;
+  f.n = params.n;
+  std::vector<void *> pointers = f.pointers();
+  if (Status st = driver->launch(*fill, unsigned(ceilDiv(p.n, 16)),
+                                 unsigned(ceilDiv(p.m, 16)), 1, kFillThreads,
+                                 0, stream, pointers.data());
+      !st)
+    return Error{std::string(kFillKernel) + ": " + st.error()};
+  status.lhsScale = 0.0f;
+  return Done{};
+}
+
+//===----------------------------------------------------------------------===//
+// Launches
+//===----------------------------------------------------------------------===//
+
+Result<LaunchPlan> GpuLauncher::planLaunch(const GemmProblem &p,
+                                           const LaunchArgs &args) const {
+  const GemmSpec &s = moduleInfo.spec;
+  LaunchPlan plan = planOf(s, args, pick(p, args));
+  if (p.m > INT_MAX || p.n > INT_MAX)
+    return Error{"the GEMM kernels take 32-bit sizes: M = " +
+                 std::to_string(p.m) + ", N = " + std::to_string(p.n)};
+  const GemmTile &tile = plan.choice.tile;
+  if (ceilDiv(p.m, tile.bm) > kMaxGridY)
+    return Error{"M = " + std::to_string(p.m) + " needs more than " +
+                 std::to_string(kMaxGridY) + " row tiles of " +
+                 std::to_string(tile.bm)};
+  if (s.hindsight && ceilDiv(p.m, 16) > kMaxGridY)
+    return Error{"M = " + std::to_string(p.m) +
+                 " is too large for the epilogue fill of in-hindsight mode "
+                 "(at most " +
+                 std::to_string(kMaxGridY * 16) + " rows)"};
+  LQ_TRY(checkGemmMemory(p, args));
+  return plan;
+}
+
+/// The GEMM's parameters from the arguments and the operands' quantizers.
+GemmParams GpuLauncher::gemmParams(
+    const GemmProblem &p, const LaunchArgs &args,
+    const std::array<OperandQuantizer, 2> &q, const LaunchStatus &status,
+    CUdeviceptr counters) const {
+  const GemmSpec &s = moduleInfo.spec;
+  bool lhsFloat = s.lhs.isFloat(), rhsFloat = s.rhs.isFloat();
+  GemmParams params;
+  params.a = address(args.lhs.data);
+  params.lda = args.lhs.rowStride;
+  params.b = address(args.rhs.data);
+  params.ldb = args.rhs.rowStride;
+  params.c = address(args.out.data);
+  params.ldc = args.out.rowStride;
+  params.bias = address(args.bias);
+  params.m = int32_t(p.m);
+  params.n = int32_t(p.n);
+  params.k = int32_t(p.k);
+  params.invA = lhsFloat ? q[0].inv : 0.0f;
+  params.invB = rhsFloat ? q[1].inv : 0.0f;
+  float scale = status.lhsScale * status.rhsScale;
+  if (s.samples > 1)
+    scale = scale * (1.0f / float(s.samples));
+  params.scale = scale;
+  params.zero = (lhsFloat && q[0].zero ? 1 : 0) | (rhsFloat && q[1].zero ? 2 : 0);
+  params.seed = int64_t(args.seed);
+  params.stream = int32_t(args.stream);
+  params.counters = counters;
+  return params;
+}
+
 Result<LaunchStatus> GpuLauncher::launch(const LaunchArgs &args,
                                          CUstream stream) {
-  using R = Result<LaunchStatus>;
   const GemmSpec &s = moduleInfo.spec;
   if (moduleInfo.quantizeOnly)
-    return R::failure("this module quantizes only: it has no GEMM to launch");
+    return Error{"this module quantizes only: it has no GEMM to launch"};
   Result<GemmProblem> problem = checkGemmLaunch(s, args, Device::CUDA);
   if (!problem)
     return problem.takeError();
@@ -596,125 +879,24 @@ Result<LaunchStatus> GpuLauncher::launch(const LaunchArgs &args,
   LaunchStatus status;
   if (p.m == 0 || p.n == 0)
     return status;
-  LaunchPlan plan = planOf(s, args, pick(p, args));
-  const GemmChoice &choice = plan.choice;
-  if (p.m > INT_MAX || p.n > INT_MAX)
-    return R::failure("the GEMM kernels take 32-bit sizes: M = " +
-                      std::to_string(p.m) + ", N = " + std::to_string(p.n));
-  const GemmTile &tile = choice.tile;
-  if (ceilDiv(p.m, tile.bm) > kMaxGridY)
-    return R::failure("M = " + std::to_string(p.m) + " needs more than " +
-                      std::to_string(kMaxGridY) + " row tiles of " +
-                      std::to_string(tile.bm));
-  if (s.hindsight && ceilDiv(p.m, 16) > kMaxGridY)
-    return R::failure("M = " + std::to_string(p.m) +
-                      " is too large for the epilogue fill of in-hindsight "
-                      "mode (at most " +
-                      std::to_string(kMaxGridY * 16) + " rows)");
-  if (Status c = checkContext(); !c)
-    return c.takeError();
-  for (auto [name, t] : {std::pair("lhs", &args.lhs),
-                         std::pair("rhs", &args.rhs),
-                         std::pair("out", &args.out)})
-    if (Status c = checkTensorMemory(name, *t); !c)
-      return c.takeError();
-  if (s.bias)
-    if (Status c = checkPointer("bias", args.bias, size_t(p.n) * 4); !c)
-      return c.takeError();
-
-  bool lhsFloat = s.lhs.dtype != DType::Packed4;
-  bool rhsFloat = s.rhs.dtype != DType::Packed4;
-  const bool *needStats = plan.stats;
+  Result<LaunchPlan> plan = planLaunch(p, args);
+  if (!plan)
+    return plan.takeError();
+  const GemmChoice &choice = plan->choice;
 
   std::lock_guard<std::mutex> lock(mutex);
-  if (Status st = ensureKernels(plan.kernels); !st)
-    return st.takeError();
-  if (Status st = driver->waitEvent(stream, scratchDone); !st)
-    return st.takeError();
+  LQ_TRY(ensureKernels(plan->kernels));
+  LQ_TRY(driver->waitEvent(stream, scratchDone));
   ScratchRelease release(*driver, scratchDone, stream);
-  // Scratch: the statistics of each operand, the counters, and for the
-  // quantize-once placement the packed codes of A (every sample).
-  size_t lhsStats = 0;
-  size_t rhsStats = lhsStats + size_t(statsBytes(args.lhs.rows));
-  size_t counters = rhsStats + size_t(statsBytes(args.rhs.rows));
-  size_t packedA = size_t(roundUp(counters + sizeof(QuantCounters), 256));
-  int64_t packedPitch = roundUp((args.lhs.cols + 1) / 2, kPackedPitchAlign);
-  int64_t packedRows = int64_t(s.samples) * args.lhs.rows;
-  size_t total = choice.packedLhs
-                     ? packedA + size_t(packedRows) * size_t(packedPitch)
-                     : counters + sizeof(QuantCounters);
-  if (Status st = ensureScratch(total); !st)
-    return st.takeError();
-  // Statistics and counters are accumulated: zero them. Packed codes are
-  // written whole.
-  if (Status st = driver->fill(scratch.address(), 0,
-                               counters + sizeof(QuantCounters), stream);
-      !st)
-    return st.takeError();
-  // The `_tma` GEMMs take the maps by value: cuLaunchKernel copies them
-  // into the launch's parameters.
-  CUtensorMap maps[2];
-  if (choice.tma) {
-    Status mapA =
-        choice.packedLhs
-            ? operandMap(maps[0], *driver, tile, true, s.lhs.transposed,
-                         DType::Packed4, scratch.address() + packedA,
-                         packedRows, args.lhs.cols, packedPitch)
-            : operandMap(
-                  maps[0], *driver, tile, true, s.lhs.transposed, s.lhs.dtype,
-                  address(args.lhs.data), args.lhs.rows, args.lhs.cols,
-                  args.lhs.rowStride * int64_t(elementBytes(s.lhs.dtype)));
-    if (!mapA)
-      return R::failure(choice.kernel +
-                        ": the tensor map of A: " + mapA.error());
-    if (Status mapB = operandMap(
-            maps[1], *driver, tile, false, s.rhs.transposed, s.rhs.dtype,
-            address(args.rhs.data), args.rhs.rows, args.rhs.cols,
-            args.rhs.rowStride * int64_t(elementBytes(s.rhs.dtype)));
-        !mapB)
-      return R::failure(choice.kernel +
-                        ": the tensor map of B: " + mapB.error());
-  }
+  GemmScratch layout(s, args, choice.packedLhs);
+  LQ_TRY(ensureScratch(layout.total));
+  LQ_TRY(driver->fill(scratch.address(), 0, layout.zeroed(), stream));
 
-  const TensorRef *operands[2] = {&args.lhs, &args.rhs};
-  size_t statsOffset[2] = {lhsStats, rhsStats};
-  for (int side = 0; side < 2; ++side) {
-    if (!needStats[side])
-      continue;
-    const TensorRef &t = *operands[side];
-    CUdeviceptr in = address(t.data), out = scratch.address() + statsOffset[side];
-    int64_t rows = t.rows, cols = t.cols, stride = t.rowStride;
-    void *params[] = {&in, &rows, &cols, &stride, &out};
-    Result<CUfunction> fn = function(statsKernel(side == 0));
-    if (!fn)
-      return fn.takeError();
-    if (Status st = driver->launch(*fn, unsigned(statsBlocks(rows)), 1, 1,
-                                   kStatsThreads, 0, stream, params);
-        !st)
-      return R::failure(statsKernel(side == 0) + ": " + st.error());
-  }
-  if (needStats[0] || needStats[1]) {
-    if (Status st = driver->copyToHost(hostScratch.data(), scratch.address(),
-                                       counters, stream);
-        !st)
-      return st.takeError();
-    if (Status st = driver->synchronize(stream); !st)
-      return R::failure("statistics of the GEMM operands: " + st.error());
-  }
-  OperandQuantizer quantizers[2];
-  const OperandSpec *specs[2] = {&s.lhs, &s.rhs};
-  for (int side = 0; side < 2; ++side) {
-    if (specs[side]->dtype == DType::Packed4)
-      continue;
-    Statistics stats;
-    if (needStats[side])
-      stats = readStatistics(hostScratch.data() + statsOffset[side],
-                             operands[side]->rows,
-                             specs[side]->format != Format::Log4);
-    quantizers[side] = quantizerOf(*specs[side], *operands[side], stats,
-                                   side == 0 && s.hindsight, args.maxEstimate);
-  }
-  OperandQuantizer &lq = quantizers[0], &rq = quantizers[1];
+  auto quantizers = operandQuantizers(*plan, args, layout, stream);
+  if (!quantizers)
+    return quantizers.takeError();
+  const OperandQuantizer &lq = (*quantizers)[0], &rq = (*quantizers)[1];
+  bool lhsFloat = s.lhs.isFloat(), rhsFloat = s.rhs.isFloat();
   status.lhsScale = lhsFloat ? lq.scale : args.lhsScale;
   status.rhsScale = rhsFloat ? rq.scale : args.rhsScale;
   status.lhsRange = lq.range;
@@ -723,165 +905,72 @@ Result<LaunchStatus> GpuLauncher::launch(const LaunchArgs &args,
   if (lhsFloat && s.lhs.format == Format::Log4 && !s.hindsight)
     status.lhsMax = lq.range;
 
-  float scale = status.lhsScale * status.rhsScale;
-  if (s.samples > 1)
-    scale = scale * (1.0f / float(s.samples));
-  CUdeviceptr a = address(args.lhs.data), b = address(args.rhs.data),
-              c = address(args.out.data), bias = address(args.bias);
-  int64_t lda = args.lhs.rowStride, ldb = args.rhs.rowStride,
-          ldc = args.out.rowStride;
-  int32_t m = int32_t(p.m), n = int32_t(p.n), k = int32_t(p.k);
-  float invA = lhsFloat ? lq.inv : 0.0f, invB = rhsFloat ? rq.inv : 0.0f;
-  int32_t zero = (lhsFloat && lq.zero ? 1 : 0) | (rhsFloat && rq.zero ? 2 : 0);
-  int64_t seed = int64_t(args.seed);
-  int32_t streamId = int32_t(args.stream);
-  CUdeviceptr counterPtr = scratch.address() + counters;
-  if (choice.packedLhs) {
-    // Quantize-once: every sample of A to packed codes (the quantizer counts
-    // the in-hindsight statistics, once per sample), then the `_pa` GEMM.
-    Result<CUfunction> quant = function(quantKernel(true));
-    if (!quant)
-      return quant.takeError();
-    CUdeviceptr in = a;
-    int64_t rows = args.lhs.rows, cols = args.lhs.cols,
-            stride = args.lhs.rowStride, outStride = packedPitch;
-    int32_t zeroA = lq.zero ? 1 : 0;
-    for (unsigned sample = 0; sample < s.samples; ++sample) {
-      CUdeviceptr out = scratch.address() + packedA +
-                        size_t(sample) * size_t(rows) * size_t(packedPitch);
-      int32_t sampleId = int32_t(sample);
-      void *quantParams[] = {&in,   &rows,     &cols,     &stride,
-                             &out,  &outStride, &invA,    &seed,
-                             &streamId, &sampleId, &zeroA, &counterPtr};
-      if (Status st = driver->launch(
-              *quant, unsigned(ceilDiv(ceilDiv(cols, 4), kQuantThreads)),
-              unsigned(std::min<int64_t>(rows, kMaxGridY)), 1, kQuantThreads,
-              0, stream, quantParams);
-          !st)
-        return R::failure(quantKernel(true) + ": " + st.error());
-    }
-    a = scratch.address() + packedA;
-    lda = packedPitch;
-  }
-  // The `_tma` GEMMs take the two tensor maps after the counters; the
-  // driver reads only as many parameters as a kernel declares.
-  void *params[] = {&a,    &lda,      &b,          &ldb,     &c,
-                    &ldc,  &bias,     &m,          &n,       &k,
-                    &invA, &invB,     &scale,      &zero,    &seed,
-                    &streamId, &counterPtr, &maps[0], &maps[1]};
-  Result<CUfunction> gemm = function(choice.kernel);
-  if (!gemm)
-    return gemm.takeError();
-  if (Status st = driver->launch(*gemm, unsigned(ceilDiv(p.n, tile.bn)),
-                                 unsigned(ceilDiv(p.m, tile.bm)), 1,
-                                 unsigned(tile.threads),
-                                 unsigned(tile.smemBytes), stream, params);
-      !st)
-    return R::failure(choice.kernel + ": " + st.error());
-
-  // In-hindsight mode has no pre-pass: the GEMM counted the statistics of
-  // A while quantizing it. An unusable estimate zeroed A without looking
-  // at it, as the host runtime does.
-  if (s.hindsight && !lq.zero) {
-    QuantCounters counted;
-    if (Status st = driver->copyToHost(&counted, counterPtr, sizeof(counted),
-                                       stream);
-        !st)
-      return st.takeError();
-    if (Status st = driver->synchronize(stream); !st)
-      return R::failure(choice.kernel + ": " + st.error());
-    bool nonfinite = counted.maxAnyBits >= kF32InfBits;
-    status.nonfinite |= nonfinite;
-    if (nonfinite) {
-      // The codes of A must all be zero: the output becomes epilogue(0).
-      Result<CUfunction> fill = function(kFillKernel);
-      if (!fill)
-        return fill.takeError();
-      void *fillParams[] = {&c, &ldc, &bias, &m, &n};
-      if (Status st = driver->launch(*fill, unsigned(ceilDiv(p.n, 16)),
-                                     unsigned(ceilDiv(p.m, 16)), 1,
-                                     kFillThreads, 0, stream, fillParams);
-          !st)
-        return R::failure(std::string(kFillKernel) + ": " + st.error());
-      status.lhsScale = 0.0f;
-    } else {
-      // The fused GEMM counts once per element, the quantizer once per
-      // sample; every sample saturates the same elements, and the host
-      // runtime counts each sample.
-      status.overflow =
-          uint64_t(counted.overflow) * (choice.packedLhs ? 1 : s.samples);
-      status.lhsMax = bitsToFloat(counted.maxAnyBits);
-    }
-  }
+  GemmParams params = gemmParams(p, args, *quantizers, status,
+                                 scratch.address() + layout.counters);
+  if (choice.tma)
+    LQ_TRY(encodeTensorMaps(*plan, args, layout, params));
+  if (choice.packedLhs)
+    LQ_TRY(quantizeOnce(args, layout, params, stream));
+  LQ_TRY(launchGemm(choice, p, params, stream));
+  // An unusable estimate zeroed A without looking at it, as the host
+  // runtime does: nothing was counted.
+  if (s.hindsight && !lq.zero)
+    LQ_TRY(finishHindsight(choice, p, params, status, stream));
   return status;
 }
 
-Result<QuantizeStatus> GpuLauncher::quantize(const QuantizeArgs &args,
-                                             CUstream stream, Operand side) {
-  using R = Result<QuantizeStatus>;
+Status GpuLauncher::checkQuantizeArgs(const QuantizeArgs &args,
+                                      Operand side) const {
   const OperandSpec &op =
       side == Operand::Lhs ? moduleInfo.spec.lhs : moduleInfo.spec.rhs;
   std::string name = sideName(side);
   if (moduleInfo.quantizeOnly && side == Operand::Rhs)
-    return R::failure("a quantize module quantizes its left operand only");
-  if (op.dtype == DType::Packed4)
-    return R::failure("the module's " + name +
-                      " operand is packed: it has no quantizer");
+    return Error{"a quantize module quantizes its left operand only"};
+  if (!op.isFloat())
+    return Error{"the module's " + name +
+                 " operand is packed: it has no quantizer"};
   LQ_TRY(checkQuantize(args, Device::CUDA));
   if (args.format != op.format)
-    return R::failure(std::string("format ") + formatName(args.format) +
-                      " differs from the module's " + name + " quantizer (" +
-                      formatName(op.format) + ")");
+    return Error{std::string("format ") + formatName(args.format) +
+                 " differs from the module's " + name + " quantizer (" +
+                 formatName(op.format) + ")"};
   if (args.input.dtype != op.dtype)
-    return R::failure(std::string("input: dtype ") +
-                      dtypeName(args.input.dtype) +
-                      " differs from the module's " + name + " quantizer (" +
-                      dtypeName(op.dtype) + ")");
-  const TensorRef &in = args.input, &out = args.output;
-  if (Status c = checkContext(); !c)
-    return c.takeError();
-  for (auto [label, t] : {std::pair("input", &in), std::pair("output", &out)})
-    if (Status c = checkTensorMemory(label, *t); !c)
-      return c.takeError();
+    return Error{std::string("input: dtype ") + dtypeName(args.input.dtype) +
+                 " differs from the module's " + name + " quantizer (" +
+                 dtypeName(op.dtype) + ")"};
+  LQ_TRY(checkContext());
+  LQ_TRY(checkTensorMemory("input", args.input));
+  LQ_TRY(checkTensorMemory("output", args.output));
+  return Done{};
+}
 
+Result<QuantizeStatus> GpuLauncher::quantize(const QuantizeArgs &args,
+                                             CUstream stream, Operand side) {
+  LQ_TRY(checkQuantizeArgs(args, side));
+  const OperandSpec &op =
+      side == Operand::Lhs ? moduleInfo.spec.lhs : moduleInfo.spec.rhs;
+  bool lhs = side == Operand::Lhs;
+  const TensorRef &in = args.input, &out = args.output;
   bool hindsight = args.maxEstimate.has_value();
   int64_t count = in.rows * in.cols;
   std::vector<std::string> kernels;
   if (count > 0)
-    kernels.push_back(quantKernel(side == Operand::Lhs));
+    kernels.push_back(quantKernel(lhs));
   if (count > 0 && !hindsight)
-    kernels.push_back(statsKernel(side == Operand::Lhs));
+    kernels.push_back(statsKernel(lhs));
 
   std::lock_guard<std::mutex> lock(mutex);
-  if (Status st = ensureKernels(kernels); !st)
-    return st.takeError();
-  if (Status st = driver->waitEvent(stream, scratchDone); !st)
-    return st.takeError();
+  LQ_TRY(ensureKernels(kernels));
+  LQ_TRY(driver->waitEvent(stream, scratchDone));
   ScratchRelease release(*driver, scratchDone, stream);
   size_t counters = hindsight ? 0 : size_t(statsBytes(in.rows));
   size_t total = counters + sizeof(QuantCounters);
-  if (Status st = ensureScratch(total); !st)
-    return st.takeError();
-  if (Status st = driver->fill(scratch.address(), 0, total, stream); !st)
-    return st.takeError();
+  LQ_TRY(ensureScratch(total));
+  LQ_TRY(driver->fill(scratch.address(), 0, total, stream));
   Statistics stats;
   if (!hindsight && count > 0) {
-    CUdeviceptr input = address(in.data), statsPtr = scratch.address();
-    int64_t rows = in.rows, cols = in.cols, stride = in.rowStride;
-    void *params[] = {&input, &rows, &cols, &stride, &statsPtr};
-    Result<CUfunction> fn = function(statsKernel(side == Operand::Lhs));
-    if (!fn)
-      return fn.takeError();
-    if (Status st = driver->launch(*fn, unsigned(statsBlocks(rows)), 1, 1,
-                                   kStatsThreads, 0, stream, params);
-        !st)
-      return R::failure(statsKernel(side == Operand::Lhs) + ": " + st.error());
-    if (Status st = driver->copyToHost(hostScratch.data(), statsPtr, counters,
-                                       stream);
-        !st)
-      return st.takeError();
-    if (Status st = driver->synchronize(stream); !st)
-      return R::failure("statistics of the input: " + st.error());
+    LQ_TRY(launchStats(lhs, in, scratch.address(), stream));
+    LQ_TRY(readBack(counters, stream, "statistics of the input"));
     stats = readStatistics(hostScratch.data(), in.rows,
                            op.format != Format::Log4);
   }
@@ -895,49 +984,42 @@ Result<QuantizeStatus> GpuLauncher::quantize(const QuantizeArgs &args,
   if (count == 0)
     return status;
 
-  Result<CUfunction> quant = function(quantKernel(side == Operand::Lhs));
-  if (!quant)
-    return quant.takeError();
-  CUdeviceptr input = address(in.data), output = address(out.data);
-  CUdeviceptr counterPtr = scratch.address() + counters;
-  int64_t rows = in.rows, cols = in.cols, stride = in.rowStride,
-          outStride = out.rowStride;
-  float inv = q.inv;
-  int64_t seed = int64_t(args.seed);
-  int32_t streamId = int32_t(args.stream), sample = int32_t(args.sample);
-  int32_t zero = q.zero ? 1 : 0;
-  void *params[] = {&input, &rows, &cols, &stride, &output, &outStride, &inv,
-                    &seed,  &streamId, &sample, &zero, &counterPtr};
-  unsigned gridX = unsigned(ceilDiv(ceilDiv(cols, 4), kQuantThreads));
-  auto runQuant = [&]() {
-    Status st = driver->launch(*quant, gridX,
-                               unsigned(std::min<int64_t>(rows, kMaxGridY)), 1,
-                               kQuantThreads, 0, stream, params);
-    return st ? st
-              : Status::failure(quantKernel(side == Operand::Lhs) + ": " +
-                                st.error());
-  };
-  if (Status st = runQuant(); !st)
-    return st.takeError();
-  if (hindsight && !q.zero) {
-    QuantCounters counted;
-    if (Status st = driver->copyToHost(&counted, counterPtr, sizeof(counted),
-                                       stream);
-        !st)
-      return st.takeError();
-    if (Status st = driver->synchronize(stream); !st)
-      return R::failure(quantKernel(side == Operand::Lhs) + ": " + st.error());
-    if (counted.maxAnyBits >= kF32InfBits) {
-      // A non-finite element: every code becomes zero.
-      zero = 1;
-      if (Status st = runQuant(); !st)
-        return st.takeError();
-      status.nonfinite = true;
-      status.scale = 0.0f;
-    } else {
-      status.overflow = counted.overflow;
-      status.range = bitsToFloat(counted.maxAnyBits);
-    }
-  }
+  QuantParams params;
+  params.in = address(in.data);
+  params.rows = in.rows;
+  params.cols = in.cols;
+  params.rowStride = in.rowStride;
+  params.out = address(out.data);
+  params.outStride = out.rowStride;
+  params.inv = q.inv;
+  params.seed = int64_t(args.seed);
+  params.stream = int32_t(args.stream);
+  params.sample = int32_t(args.sample);
+  params.zero = q.zero ? 1 : 0;
+  params.counters = scratch.address() + counters;
+  LQ_TRY(launchQuant(lhs, params, stream));
+  if (hindsight && !q.zero)
+    LQ_TRY(finishQuantizeHindsight(lhs, params, status, stream));
   return status;
+}
+
+Status GpuLauncher::finishQuantizeHindsight(bool lhs, QuantParams &params,
+                                            QuantizeStatus &status,
+                                            CUstream stream) {
+  QuantCounters counted;
+  LQ_TRY(driver->copyToHost(&counted, params.counters, sizeof(counted),
+                            stream));
+  if (Status st = driver->synchronize(stream); !st)
+    return Error{quantKernel(lhs) + ": " + st.error()};
+  if (counted.maxAnyBits < kF32InfBits) {
+    status.overflow = counted.overflow;
+    status.range = bitsToFloat(counted.maxAnyBits);
+    return Done{};
+  }
+  // A non-finite element: every code becomes zero.
+  params.zero = 1;
+  LQ_TRY(launchQuant(lhs, params, stream));
+  status.nonfinite = true;
+  status.scale = 0.0f;
+  return Done{};
 }

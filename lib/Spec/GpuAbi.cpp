@@ -194,3 +194,145 @@ Result<GpuModuleInfo> lq::gpu::parseModuleInfo(std::string_view text) {
   }
   return info;
 }
+
+const std::vector<ParamInfo> &lq::gpu::signature(KernelKind kind) {
+  static const std::vector<ParamInfo> stats = {
+      LQ_GPU_STATS_PARAMS(LQ_GPU_PARAM_INFO)};
+  static const std::vector<ParamInfo> quant = {
+      LQ_GPU_QUANT_PARAMS(LQ_GPU_PARAM_INFO)};
+  static const std::vector<ParamInfo> gemm = {
+      LQ_GPU_GEMM_PARAMS(LQ_GPU_PARAM_INFO)};
+  static const std::vector<ParamInfo> gemmTma = {
+      LQ_GPU_GEMM_PARAMS(LQ_GPU_PARAM_INFO)
+          LQ_GPU_GEMM_TMA_PARAMS(LQ_GPU_PARAM_INFO)};
+  static const std::vector<ParamInfo> fill = {
+      LQ_GPU_FILL_PARAMS(LQ_GPU_PARAM_INFO)};
+  switch (kind) {
+  case KernelKind::Stats:
+    return stats;
+  case KernelKind::Quant:
+    return quant;
+  case KernelKind::Gemm:
+    return gemm;
+  case KernelKind::GemmTma:
+    return gemmTma;
+  case KernelKind::Fill:
+    break;
+  }
+  return fill;
+}
+
+std::optional<KernelKind> lq::gpu::kernelKind(std::string_view name) {
+  for (bool lhs : {true, false}) {
+    if (name == statsKernel(lhs))
+      return KernelKind::Stats;
+    if (name == quantKernel(lhs))
+      return KernelKind::Quant;
+  }
+  if (name == kFillKernel)
+    return KernelKind::Fill;
+  // lq_gemm_<bm>x<bn>_<any|vec|tma>[_pa]
+  std::string_view prefix = "lq_gemm_";
+  if (name.substr(0, prefix.size()) != prefix)
+    return std::nullopt;
+  std::string_view rest = name.substr(prefix.size());
+  if (rest.size() > 3 && rest.substr(rest.size() - 3) == "_pa")
+    rest.remove_suffix(3);
+  size_t underscore = rest.rfind('_');
+  if (underscore == std::string_view::npos)
+    return std::nullopt;
+  std::string_view copy = rest.substr(underscore + 1);
+  if (copy == "tma")
+    return KernelKind::GemmTma;
+  if (copy == "vec" || copy == "any")
+    return KernelKind::Gemm;
+  return std::nullopt;
+}
+
+namespace {
+
+/// The PTX declaration of a parameter of `kind`, without its name.
+bool declares(std::string_view decl, ParamKind kind) {
+  auto startsWith = [&](std::string_view prefix) {
+    return decl.substr(0, prefix.size()) == prefix;
+  };
+  switch (kind) {
+  case ParamKind::Ptr:
+    return startsWith(".u64 .ptr .global ");
+  case ParamKind::I64:
+    return startsWith(".u64 ") && !startsWith(".u64 .ptr");
+  case ParamKind::I32:
+    return startsWith(".u32 ");
+  case ParamKind::F32:
+    return startsWith(".f32 ");
+  case ParamKind::TensorMap:
+    return startsWith(".align 64 .b8 ") && decl.size() > 5 &&
+           decl.substr(decl.size() - 5) == "[128]";
+  }
+  return false;
+}
+
+const char *kindName(ParamKind kind) {
+  switch (kind) {
+  case ParamKind::Ptr:
+    return "a global pointer (.u64 .ptr .global)";
+  case ParamKind::I64:
+    return ".u64";
+  case ParamKind::I32:
+    return ".u32";
+  case ParamKind::F32:
+    return ".f32";
+  case ParamKind::TensorMap:
+    return ".align 64 .b8 [128]";
+  }
+  return "?";
+}
+
+/// The parameter declarations of the entry whose list starts at `text`
+/// (after its '('), each without `.param ` and trailing commas.
+std::vector<std::string_view> paramDecls(std::string_view text) {
+  std::vector<std::string_view> decls;
+  size_t end = text.find(')');
+  std::string_view list = text.substr(0, end);
+  size_t at = 0;
+  while ((at = list.find(".param ", at)) != std::string_view::npos) {
+    at += 7;
+    size_t stop = list.find_first_of(",\n", at);
+    std::string_view decl = list.substr(at, stop - at);
+    while (!decl.empty() && (decl.back() == ',' || decl.back() == ' '))
+      decl.remove_suffix(1);
+    decls.push_back(decl);
+  }
+  return decls;
+}
+
+} // namespace
+
+Status lq::gpu::checkSignatures(std::string_view ptx, size_t *entries) {
+  size_t count = 0;
+  for (size_t at = 0; (at = ptx.find(".entry ", at)) != std::string_view::npos;
+       ++count) {
+    at += 7;
+    size_t open = ptx.find('(', at);
+    if (open == std::string_view::npos)
+      return Error{"a .entry without a parameter list"};
+    std::string name(ptx.substr(at, open - at));
+    std::optional<KernelKind> kind = kernelKind(name);
+    if (!kind)
+      return Error{"kernel " + name + " is not in the GPU ABI"};
+    const std::vector<ParamInfo> &want = signature(*kind);
+    std::vector<std::string_view> got = paramDecls(ptx.substr(open + 1));
+    if (got.size() != want.size())
+      return Error{"kernel " + name + " declares " +
+                   std::to_string(got.size()) + " parameters, the ABI " +
+                   std::to_string(want.size())};
+    for (size_t i = 0; i < got.size(); ++i)
+      if (!declares(got[i], want[i].kind))
+        return Error{"kernel " + name + " parameter " + std::to_string(i) +
+                     " (" + want[i].name + ") is '" + std::string(got[i]) +
+                     "', the ABI says " + kindName(want[i].kind)};
+  }
+  if (entries)
+    *entries = count;
+  return Done{};
+}

@@ -1373,6 +1373,8 @@ std::string moduleTitle(const lq::gpu::PackModule &m) {
 void checkPtxasReport(const lq::gpu::PackModule &m,
                       const lq::Result<lq::gpu::PtxasReport> &report) {
   Case c("ptxas " + moduleTitle(m));
+  // The pack's kernels declare the parameters the launcher passes.
+  CHECK_OK(c, lq::gpu::checkSignatures(m.ptx));
   if (!CHECK_OK(c, report))
     return;
   std::set<std::string> names;

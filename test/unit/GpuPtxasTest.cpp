@@ -66,6 +66,12 @@ TEST_P(GpuPtxasTest, AssemblesWithinBudget) {
           : compileGpuGemm(spec);
   ASSERT_TRUE(image.ok()) << image.error();
 
+  // Every kernel declares its parameters as the ABI's signature table says.
+  size_t entries = 0;
+  Status agrees = gpu::checkSignatures(image->ptx, &entries);
+  EXPECT_TRUE(agrees.ok()) << agrees.error();
+  EXPECT_GT(entries, 0u);
+
   Result<gpu::PtxasReport> report = gpu::ptxasReport(image->ptx, c.chip);
   ASSERT_TRUE(report.ok()) << report.error();
 
@@ -207,6 +213,75 @@ TEST(GpuFirstLaunch, UnknownKernelIsAnError) {
   EXPECT_EQ(one->source().find("gpu.func @lq_gemm_64x64_any"),
             std::string::npos);
   EXPECT_EQ(one->source().find("gpu.func @lq_stats_lhs"), std::string::npos);
+}
+
+} // namespace
+
+//===----------------------------------------------------------------------===//
+// The ABI check itself
+//===----------------------------------------------------------------------===//
+
+namespace {
+
+/// A kernel's PTX header with the given parameter declarations.
+std::string entry(const std::string &name,
+                  const std::vector<std::string> &decls) {
+  std::string text = ".visible .entry " + name + "(\n";
+  for (size_t i = 0; i < decls.size(); ++i)
+    text += "\t.param " + decls[i] + " " + name + "_param_" +
+            std::to_string(i) + (i + 1 < decls.size() ? ",\n" : "\n");
+  return text + ")\n{\n\tret;\n}\n";
+}
+
+const std::vector<std::string> kStatsDecls = {
+    ".u64 .ptr .global .align 1", ".u64", ".u64", ".u64",
+    ".u64 .ptr .global .align 1"};
+
+TEST(GpuAbiAgreement, CatchesOneSidedEdits) {
+  EXPECT_TRUE(gpu::checkSignatures(entry("lq_stats_lhs", kStatsDecls)).ok());
+  // A parameter the table does not have.
+  std::vector<std::string> extra = kStatsDecls;
+  extra.push_back(".u32");
+  Status s = gpu::checkSignatures(entry("lq_stats_rhs", extra));
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.error().find("declares 6 parameters, the ABI 5"),
+            std::string::npos)
+      << s.error();
+  // Two parameters swapped: a pointer where the table has rows.
+  std::vector<std::string> swapped = kStatsDecls;
+  std::swap(swapped[0], swapped[1]);
+  s = gpu::checkSignatures(entry("lq_stats_lhs", swapped));
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.error().find("parameter 0 (in)"), std::string::npos)
+      << s.error();
+  // A tensor map passed as a pointer; a kernel outside the ABI.
+  std::vector<std::string> fill = {".u64 .ptr .global .align 1", ".u64",
+                                   ".u64 .ptr .global .align 1", ".u32",
+                                   ".u32"};
+  EXPECT_TRUE(gpu::checkSignatures(entry("lq_fill_epilogue", fill)).ok());
+  s = gpu::checkSignatures(entry("lq_gemm_64x64_tma", fill));
+  EXPECT_FALSE(s.ok());
+  s = gpu::checkSignatures(entry("lq_mystery", fill));
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.error().find("not in the GPU ABI"), std::string::npos);
+}
+
+TEST(GpuAbiAgreement, KernelKindsByName) {
+  EXPECT_EQ(gpu::kernelKind("lq_gemm_128x128_tma_pa"), gpu::KernelKind::GemmTma);
+  EXPECT_EQ(gpu::kernelKind("lq_gemm_64x64_vec_pa"), gpu::KernelKind::Gemm);
+  EXPECT_EQ(gpu::kernelKind("lq_gemm_64x64_any"), gpu::KernelKind::Gemm);
+  EXPECT_EQ(gpu::kernelKind("lq_quant_rhs"), gpu::KernelKind::Quant);
+  EXPECT_EQ(gpu::kernelKind("lq_stats_lhs"), gpu::KernelKind::Stats);
+  EXPECT_EQ(gpu::kernelKind("lq_fill_epilogue"), gpu::KernelKind::Fill);
+  EXPECT_FALSE(gpu::kernelKind("lq_gemm_64x64_fast").has_value());
+  // The launcher's parameter structs hold each parameter where the driver
+  // reads it: one pointer per table entry, the tensor maps aligned.
+  gpu::GemmParams params;
+  EXPECT_EQ(params.pointers().size(),
+            gpu::signature(gpu::KernelKind::GemmTma).size());
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(&params.tmapA) % 64, 0u);
+  EXPECT_EQ(gpu::StatsParams().pointers().size(),
+            gpu::signature(gpu::KernelKind::Stats).size());
 }
 
 } // namespace

@@ -27,6 +27,7 @@
 #include "lq/Spec/GpuAbi.h"
 #include "lq/Runtime/Runtime.h"
 
+#include <array>
 #include <functional>
 #include <map>
 #include <memory>
@@ -37,6 +38,7 @@
 
 namespace lq::runtime {
 struct GemmProblem;
+struct OperandQuantizer;
 } // namespace lq::runtime
 
 namespace lq::gpu {
@@ -151,6 +153,44 @@ private:
   static Result<std::unique_ptr<GpuLauncher>> create(GpuModuleInfo info);
   GemmChoice pick(const runtime::GemmProblem &problem,
                   const LaunchArgs &args) const;
+
+  // The pieces of a launch, in the order they run.
+  struct GemmScratch;
+  Result<LaunchPlan> planLaunch(const runtime::GemmProblem &p,
+                                const LaunchArgs &args) const;
+  Status checkGemmMemory(const runtime::GemmProblem &p,
+                         const LaunchArgs &args) const;
+  Status checkQuantizeArgs(const QuantizeArgs &args, Operand side) const;
+  /// lq_stats_<side> of `t` into the scratch at `out`.
+  Status launchStats(bool lhs, const TensorRef &t, CUdeviceptr out,
+                     CUstream stream);
+  /// Copies the first `bytes` of the scratch to its host mirror and waits.
+  Status readBack(size_t bytes, CUstream stream, const std::string &what);
+  /// The statistics pre-passes of the plan and each float operand's
+  /// quantizer from them (or from the in-hindsight estimate).
+  Result<std::array<runtime::OperandQuantizer, 2>>
+  operandQuantizers(const LaunchPlan &plan, const LaunchArgs &args,
+                    const GemmScratch &layout, CUstream stream);
+  GemmParams gemmParams(const runtime::GemmProblem &p, const LaunchArgs &args,
+                        const std::array<runtime::OperandQuantizer, 2> &q,
+                        const LaunchStatus &status, CUdeviceptr counters) const;
+  Status encodeTensorMaps(const LaunchPlan &plan, const LaunchArgs &args,
+                          const GemmScratch &layout, GemmParams &params);
+  Status launchQuant(bool lhs, QuantParams &params, CUstream stream);
+  /// The quantize-once placement: A's samples to packed codes in the
+  /// scratch, which `params` then names as A.
+  Status quantizeOnce(const LaunchArgs &args, const GemmScratch &layout,
+                      GemmParams &params, CUstream stream);
+  Status launchGemm(const GemmChoice &choice, const runtime::GemmProblem &p,
+                    GemmParams &params, CUstream stream);
+  /// In-hindsight mode: the statistics the GEMM counted, and the epilogue
+  /// fill when they found a non-finite element.
+  Status finishHindsight(const GemmChoice &choice,
+                         const runtime::GemmProblem &p,
+                         const GemmParams &params, LaunchStatus &status,
+                         CUstream stream);
+  Status finishQuantizeHindsight(bool lhs, QuantParams &params,
+                                 QuantizeStatus &status, CUstream stream);
   /// Resolves `names` that are not resolved yet, loading their code from
   /// `kernelImages` in one request where the launcher loads lazily.
   Status ensureKernels(const std::vector<std::string> &names);

@@ -11,7 +11,7 @@
 //
 //   lq_stats_<side>   statistics of a float operand; grid = statsBlocks(rows),
 //                     block = kStatsThreads, no dynamic shared memory.
-//     (ptr in, i64 rows, i64 cols, i64 rowStride, ptr stats)
+//     parameters: LQ_GPU_STATS_PARAMS
 //     stats: StatsHeader, then for SAWB operands two f64 per block (sum x^2,
 //     sum |x|) at byte offset sizeof(StatsHeader) + 16 * block. The header's
 //     maxima are combined with one atomic max per block (order-free); the
@@ -22,17 +22,14 @@
 //                     grid = (ceil(ceil(cols/4) / kQuantThreads), min(rows,
 //                     kMaxGridY)) (rows in a grid-stride loop), block =
 //                     kQuantThreads.
-//     (ptr in, i64 rows, i64 cols, i64 rowStride, ptr out, i64 outStride,
-//      f32 inv, i64 seed, i32 stream, i32 sample, i32 zero, ptr counters)
+//     parameters: LQ_GPU_QUANT_PARAMS
 //     counters: QuantCounters (overflow count, max |x| bits, atomics).
 //
 //   lq_gemm_<tile>_<copy>  the fused GEMM; grid = (ceil(N/bn), ceil(M/bm)),
 //                     block = threads of the tile, dynamic shared memory =
 //                     smemBytes of the tile (above 48 KiB the launcher must
 //                     raise the function's limit first).
-//     (ptr A, i64 lda, ptr B, i64 ldb, ptr C, i64 ldc, ptr bias,
-//      i32 M, i32 N, i32 K, f32 invA, f32 invB, f32 scale, i32 zero,
-//      i64 seed, i32 stream, ptr counters)
+//     parameters: LQ_GPU_GEMM_PARAMS
 //     A and B are in the storage the spec names (f32, bf16 bits or packed
 //     codes; lda/ldb count elements, bytes for packed). invA/invB are the
 //     quantizers' inverse steps of float operands (LUQ 64/m, SAWB levels /
@@ -57,8 +54,7 @@
 //                     variant) with the operand tiles loaded by the tensor
 //                     memory accelerator: cp.async.bulk.tensor issued by one
 //                     thread, completing on one mbarrier per stage. Two more
-//                     parameters after `counters`:
-//     (..., CUtensorMap tmapA, CUtensorMap tmapB)
+//                     parameters after `counters`: LQ_GPU_GEMM_TMA_PARAMS,
 //     each a CUtensorMap passed by value (`.param .align 64 .b8 [128]`,
 //     CUDA's __grid_constant__ parameters: no copy to global memory, so no
 //     tensormap proxy fence), made by
@@ -74,7 +70,7 @@
 //                     of all-zero codes, for a launch whose in-hindsight
 //                     statistics found a non-finite element after the GEMM
 //                     ran; grid = (ceil(N/16), ceil(M/16)), block = 256.
-//     (ptr C, i64 ldc, ptr bias, i32 M, i32 N)
+//     parameters: LQ_GPU_FILL_PARAMS
 //
 //===----------------------------------------------------------------------===//
 
@@ -84,6 +80,7 @@
 #include "lq/Spec/Spec.h"
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -111,6 +108,104 @@ inline int64_t statsBlocks(int64_t rows) {
   return rows < kStatsMaxBlocks ? (rows > 0 ? rows : 1) : kStatsMaxBlocks;
 }
 
+//===----------------------------------------------------------------------===//
+// Kernel signatures: written once, here
+//===----------------------------------------------------------------------===//
+//
+// Each kernel's parameters in order, as X(name, kind). The generator builds
+// every kernel's function type from these lists and reads its arguments by
+// these names; launchers fill the parameter structs below by the same
+// names; lq-compile writes its C header from them; and a test holds the
+// PTX of every generated kernel to them.
+
+/// How a parameter is passed: a device pointer (8 bytes), a 64- or 32-bit
+/// integer, an f32, or a CUtensorMap by value (128 bytes, 64-byte aligned).
+enum class ParamKind { Ptr, I64, I32, F32, TensorMap };
+
+#define LQ_GPU_STATS_PARAMS(X)                                                 \
+  X(in, Ptr) X(rows, I64) X(cols, I64) X(rowStride, I64) X(stats, Ptr)
+
+#define LQ_GPU_QUANT_PARAMS(X)                                                 \
+  X(in, Ptr) X(rows, I64) X(cols, I64) X(rowStride, I64) X(out, Ptr)           \
+  X(outStride, I64) X(inv, F32) X(seed, I64) X(stream, I32) X(sample, I32)     \
+  X(zero, I32) X(counters, Ptr)
+
+#define LQ_GPU_GEMM_PARAMS(X)                                                  \
+  X(a, Ptr) X(lda, I64) X(b, Ptr) X(ldb, I64) X(c, Ptr) X(ldc, I64)            \
+  X(bias, Ptr) X(m, I32) X(n, I32) X(k, I32) X(invA, F32) X(invB, F32)         \
+  X(scale, F32) X(zero, I32) X(seed, I64) X(stream, I32) X(counters, Ptr)
+
+/// The `_tma` GEMMs take these after the GEMM's parameters.
+#define LQ_GPU_GEMM_TMA_PARAMS(X) X(tmapA, TensorMap) X(tmapB, TensorMap)
+
+#define LQ_GPU_FILL_PARAMS(X)                                                  \
+  X(c, Ptr) X(ldc, I64) X(bias, Ptr) X(m, I32) X(n, I32)
+
+/// The storage of a parameter of `Kind` in a launcher's parameter struct.
+template <ParamKind Kind> struct ParamStorage;
+template <> struct ParamStorage<ParamKind::Ptr> { using type = uint64_t; };
+template <> struct ParamStorage<ParamKind::I64> { using type = int64_t; };
+template <> struct ParamStorage<ParamKind::I32> { using type = int32_t; };
+template <> struct ParamStorage<ParamKind::F32> { using type = float; };
+struct alignas(64) TensorMapBytes {
+  unsigned char bytes[128];
+};
+template <> struct ParamStorage<ParamKind::TensorMap> {
+  using type = TensorMapBytes;
+};
+
+#define LQ_GPU_PARAM_FIELD(name, kind)                                         \
+  typename ParamStorage<ParamKind::kind>::type name{};
+#define LQ_GPU_PARAM_ADDRESS(name, kind) static_cast<void *>(&name),
+#define LQ_GPU_PARAM_INFO(name, kind) ParamInfo{#name, ParamKind::kind},
+
+/// The parameters of lq_stats_<side>, lq_quant_<side>, lq_gemm_* (with the
+/// tensor maps of the `_tma` variants last) and lq_fill_epilogue, as
+/// cuLaunchKernel takes them: `pointers()` lists each field's address in
+/// order (the driver reads as many as the kernel declares).
+struct StatsParams {
+  LQ_GPU_STATS_PARAMS(LQ_GPU_PARAM_FIELD)
+  std::vector<void *> pointers() { return {LQ_GPU_STATS_PARAMS(LQ_GPU_PARAM_ADDRESS)}; }
+};
+struct QuantParams {
+  LQ_GPU_QUANT_PARAMS(LQ_GPU_PARAM_FIELD)
+  std::vector<void *> pointers() { return {LQ_GPU_QUANT_PARAMS(LQ_GPU_PARAM_ADDRESS)}; }
+};
+struct GemmParams {
+  LQ_GPU_GEMM_PARAMS(LQ_GPU_PARAM_FIELD)
+  LQ_GPU_GEMM_TMA_PARAMS(LQ_GPU_PARAM_FIELD)
+  std::vector<void *> pointers() {
+    return {LQ_GPU_GEMM_PARAMS(LQ_GPU_PARAM_ADDRESS)
+                LQ_GPU_GEMM_TMA_PARAMS(LQ_GPU_PARAM_ADDRESS)};
+  }
+};
+struct FillParams {
+  LQ_GPU_FILL_PARAMS(LQ_GPU_PARAM_FIELD)
+  std::vector<void *> pointers() { return {LQ_GPU_FILL_PARAMS(LQ_GPU_PARAM_ADDRESS)}; }
+};
+
+/// One parameter of a signature.
+struct ParamInfo {
+  const char *name;
+  ParamKind kind;
+};
+
+/// The kinds of kernel of a module, each with its signature.
+enum class KernelKind { Stats, Quant, Gemm, GemmTma, Fill };
+
+/// The parameters of a kernel of `kind`, in order.
+const std::vector<ParamInfo> &signature(KernelKind kind);
+/// The kind of the kernel named `name` (lq_stats_lhs, lq_gemm_64x64_tma_pa,
+/// ...), or nothing for a name outside the ABI.
+std::optional<KernelKind> kernelKind(std::string_view name);
+
+/// Success when every `.entry` of `ptx` is a kernel of this ABI and
+/// declares the parameters of its signature, in order and with their PTX
+/// types (a pointer `.u64 .ptr .global`, `.u64`, `.u32`, `.f32`, a tensor
+/// map `.align 64 .b8 [128]`); else the first disagreement, named by kernel
+/// and parameter. `entries` counts the kernels checked.
+Status checkSignatures(std::string_view ptx, size_t *entries = nullptr);
+
 /// Written by lq_stats_<side> (zero it before the launch).
 struct StatsHeader {
   /// max |x| over finite elements, as f32 bits.
@@ -121,8 +216,16 @@ struct StatsHeader {
 };
 static_assert(sizeof(StatsHeader) == 16, "ABI layout");
 
+/// After the header, one per block of lq_stats_<side> of a SAWB operand.
+struct StatsPartial {
+  double sumSquares;
+  double sumMagnitudes;
+};
+static_assert(sizeof(StatsPartial) == 16, "ABI layout");
+
 inline int64_t statsBytes(int64_t rows) {
-  return int64_t(sizeof(StatsHeader)) + 16 * statsBlocks(rows);
+  return int64_t(sizeof(StatsHeader)) +
+         int64_t(sizeof(StatsPartial)) * statsBlocks(rows);
 }
 
 /// Written by lq_quant_<side> and lq_gemm_* (zero it before the launch).
