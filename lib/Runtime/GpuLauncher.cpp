@@ -1,14 +1,14 @@
 //===- GpuLauncher.cpp - launch generated GPU GEMM modules ----------------===//
 //
 // The orchestration of GpuAbi.h with the semantics of Runtime.cpp: the same
-// argument checks (Spec.h), the same quantizer rules from the statistics
+// argument checks (Checks.h), the same quantizer rules from the statistics
 // (luqQuantizer, sawbQuantizer, sawbClipFromSums), the same status fields.
 //
 //===----------------------------------------------------------------------===//
 
 #include "lq/Runtime/GpuLauncher.h"
 
-#include "Spec.h"
+#include "lq/Runtime/Checks.h"
 
 #include <algorithm>
 #include <climits>

@@ -13,7 +13,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "lq/InitAll.h"
-#include "lq/Runtime/GpuCompiler.h"
+#include "lq/Jit/GpuCompiler.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"

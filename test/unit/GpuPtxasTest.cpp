@@ -10,7 +10,7 @@
 //
 //===----------------------------------------------------------------------===//
 
-#include "lq/Runtime/GpuCompiler.h"
+#include "lq/Jit/GpuCompiler.h"
 #include "lq/Runtime/GpuLauncher.h"
 #include "lq/Runtime/PtxCompiler.h"
 

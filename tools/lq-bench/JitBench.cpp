@@ -10,7 +10,7 @@
 #include "JitBench.h"
 
 #ifdef LQ_BENCH_GPU
-#include "lq/Runtime/GpuCompiler.h"
+#include "lq/Jit/GpuCompiler.h"
 #include "lq/Runtime/GpuLauncher.h"
 #include "lq/Runtime/PtxCompiler.h"
 #endif

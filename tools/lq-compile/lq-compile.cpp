@@ -20,8 +20,8 @@
 //===----------------------------------------------------------------------===//
 
 #include "lq/InitAll.h"
-#include "lq/Runtime/Aot.h"
-#include "lq/Runtime/GpuCompiler.h"
+#include "lq/Jit/Aot.h"
+#include "lq/Jit/GpuCompiler.h"
 #include "lq/Runtime/GpuLauncher.h"
 #include "lq/Runtime/PtxCompiler.h"
 #include "lq/Transforms/Passes.h"

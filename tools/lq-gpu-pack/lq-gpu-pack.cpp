@@ -14,7 +14,7 @@
 //
 //===----------------------------------------------------------------------===//
 
-#include "lq/Runtime/GpuCompiler.h"
+#include "lq/Jit/GpuCompiler.h"
 #include "lq/Runtime/GpuPack.h"
 #include "lq/Runtime/PtxCompiler.h"
 

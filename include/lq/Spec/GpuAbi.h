@@ -1,6 +1,6 @@
 //===- GpuAbi.h - the contract between generated GPU kernels and launchers -===//
 //
-// The kernel generator (lib/Conversion/GpuKernels.cpp) and every launcher
+// The kernel generator (lib/Conversion/Gpu/) and every launcher
 // (the runtime's CUDA backend, AOT consumers) agree on what is written here:
 // kernel names, parameter lists in order, launch geometry and the layout of
 // the small device buffers the kernels report through. Plain C++ with no

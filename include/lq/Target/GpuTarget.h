@@ -15,7 +15,7 @@
 #ifndef LQ_TARGET_GPUTARGET_H
 #define LQ_TARGET_GPUTARGET_H
 
-#include "lq/Conversion/GpuKernels.h"
+#include "lq/Conversion/Gpu/GpuKernels.h"
 
 #include "mlir/IR/BuiltinOps.h"
 #include "mlir/Pass/PassManager.h"

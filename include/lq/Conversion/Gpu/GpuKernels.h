@@ -24,7 +24,7 @@
 #ifndef LQ_CONVERSION_GPUKERNELS_H
 #define LQ_CONVERSION_GPUKERNELS_H
 
-#include "lq/Conversion/CpuKernels.h"
+#include "lq/Conversion/Cpu/CpuKernels.h"
 #include "lq/Spec/GpuAbi.h"
 
 #include "mlir/IR/BuiltinOps.h"

@@ -1,4 +1,4 @@
-//===- Spec.h - GemmSpec rules and launch checks shared by all runtimes ---===//
+//===- Checks.h - launch checks and quantizer rules of every runtime -*- C++ -*-===//
 //
 // Internal to the runtimes. Plain C++ with no LLVM: the host runtime and the
 // CUDA launcher validate specs and launch arguments with the same code and
@@ -8,8 +8,8 @@
 //
 //===----------------------------------------------------------------------===//
 
-#ifndef LQ_LIB_RUNTIME_SPEC_H
-#define LQ_LIB_RUNTIME_SPEC_H
+#ifndef LQ_RUNTIME_CHECKS_H
+#define LQ_RUNTIME_CHECKS_H
 
 #include "lq/Runtime/Runtime.h"
 
@@ -69,4 +69,4 @@ float sawbClipFromSums(double sumSquares, double sumMagnitudes, int64_t count,
 
 } // namespace lq::runtime
 
-#endif // LQ_LIB_RUNTIME_SPEC_H
+#endif // LQ_RUNTIME_CHECKS_H

@@ -1,6 +1,6 @@
 //===- GpuKernels.cpp - generated CUDA kernels of a quantized GEMM --------===//
 
-#include "lq/Conversion/GpuKernels.h"
+#include "lq/Conversion/Gpu/GpuKernels.h"
 #include "lq/Conversion/NumericsBuilder.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"

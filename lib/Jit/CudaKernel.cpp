@@ -1,14 +1,14 @@
 //===- CudaKernel.cpp - CUDA kernels of the runtime ------------------------===//
 
 #include "CudaKernel.h"
-#include "Spec.h"
+#include "lq/Runtime/Checks.h"
 
 #include "lq/Runtime/Cache.h"
-#include "lq/Runtime/GpuCompiler.h"
+#include "lq/Jit/GpuCompiler.h"
 #include "lq/Runtime/GpuLauncher.h"
 #include "lq/Runtime/PtxCompiler.h"
 
-#include "lq/Conversion/GpuKernels.h"
+#include "lq/Conversion/Gpu/GpuKernels.h"
 
 #include "llvm/Config/llvm-config.h"
 #include "llvm/Support/Error.h"

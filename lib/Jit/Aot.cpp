@@ -1,9 +1,9 @@
 //===- Aot.cpp - ahead-of-time host kernel objects -------------------------===//
 
-#include "lq/Runtime/Aot.h"
+#include "lq/Jit/Aot.h"
 
 #include "HostJit.h"
-#include "Spec.h"
+#include "lq/Runtime/Checks.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/Dialect/LLVMIR/LLVMDialect.h"

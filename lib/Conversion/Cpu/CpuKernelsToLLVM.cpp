@@ -1,6 +1,6 @@
 //===- CpuKernelsToLLVM.cpp - generated CPU kernel stages to LLVM ---------===//
 
-#include "lq/Conversion/CpuKernels.h"
+#include "lq/Conversion/Cpu/CpuKernels.h"
 #include "lq/Transforms/Passes.h"
 
 #include "mlir/Dialect/LLVMIR/LLVMDialect.h"

@@ -9,7 +9,7 @@
 #ifndef LQ_LIB_RUNTIME_HOSTJIT_H
 #define LQ_LIB_RUNTIME_HOSTJIT_H
 
-#include "lq/Conversion/CpuKernels.h"
+#include "lq/Conversion/Cpu/CpuKernels.h"
 #include "lq/Runtime/Runtime.h"
 
 #include "mlir/IR/MLIRContext.h"

@@ -1,6 +1,6 @@
-//===- Spec.cpp - GemmSpec rules and launch checks shared by all runtimes -===//
+//===- Checks.cpp - launch checks and quantizer rules of every runtime ----===//
 
-#include "Spec.h"
+#include "lq/Runtime/Checks.h"
 
 #include "lq/Numerics/Sawb.h"
 

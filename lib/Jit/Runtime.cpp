@@ -4,7 +4,7 @@
 
 #include "CudaKernel.h"
 #include "HostJit.h"
-#include "Spec.h"
+#include "lq/Runtime/Checks.h"
 #include "lq/Runtime/Cache.h"
 
 #include "llvm/Config/llvm-config.h"

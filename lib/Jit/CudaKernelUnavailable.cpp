@@ -7,7 +7,7 @@
 
 #include "CudaKernel.h"
 
-#include "lq/Runtime/GpuCompiler.h"
+#include "lq/Jit/GpuCompiler.h"
 
 using namespace lq;
 using namespace lq::runtime;

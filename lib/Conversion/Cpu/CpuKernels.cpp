@@ -1,6 +1,6 @@
 //===- CpuKernels.cpp - generated x86-64 kernels of a quantized GEMM ------===//
 
-#include "lq/Conversion/CpuKernels.h"
+#include "lq/Conversion/Cpu/CpuKernels.h"
 #include "lq/Conversion/NumericsBuilder.h"
 
 #include "mlir/Conversion/ArithToLLVM/ArithToLLVM.h"

@@ -1,6 +1,6 @@
 //===- GpuKernelsGen.cpp - lq.matmul to generated CUDA kernels ------------===//
 
-#include "lq/Conversion/GpuKernels.h"
+#include "lq/Conversion/Gpu/GpuKernels.h"
 #include "lq/Dialect/MatmulSpec.h"
 #include "lq/Transforms/Passes.h"
 

@@ -1,10 +1,10 @@
 //===- GpuCompiler.cpp - GemmSpecs to PTX modules --------------------------===//
 
-#include "lq/Runtime/GpuCompiler.h"
+#include "lq/Jit/GpuCompiler.h"
 
 #include "HostJit.h"
-#include "Spec.h"
-#include "lq/Conversion/GpuKernels.h"
+#include "lq/Runtime/Checks.h"
+#include "lq/Conversion/Gpu/GpuKernels.h"
 #include "lq/InitAll.h"
 #include "lq/Target/GpuTarget.h"
 

@@ -1,6 +1,6 @@
 //===- CpuKernelsGen.cpp - lq.matmul to generated CPU kernel stages -------===//
 
-#include "lq/Conversion/CpuKernels.h"
+#include "lq/Conversion/Cpu/CpuKernels.h"
 #include "lq/Dialect/MatmulSpec.h"
 #include "lq/Transforms/Passes.h"
 
