@@ -98,6 +98,8 @@ private:
   void buildMaxAbs(StringRef side, const OperandSpec &op);
   void buildMoments(StringRef side, const OperandSpec &op);
   void buildQuantize(StringRef side, const OperandSpec &op);
+  /// The words of a Philox block per lane, transposed into element order.
+  std::array<Value, 4> elementOrder(const std::array<Value, 4> &words);
   void buildPack4();
   /// The integer value (i32) of the code at (row, col) of a stored operand.
   Value loadCodeValue(const OperandSpec &op, Value src, Value row,
@@ -293,6 +295,24 @@ void KernelModuleBuilder::buildMoments(StringRef side,
 // Quantization to codes
 //===----------------------------------------------------------------------===//
 
+/// Lane l of word w of a Philox block per lane is element 4 l + w of the
+/// lanes' run of elements: transposed, vector q holds elements
+/// 8 q .. 8 q + 7 in order.
+std::array<Value, 4>
+KernelModuleBuilder::elementOrder(const std::array<Value, 4> &w) {
+  auto shuffle = [&](Value x, Value y, ArrayRef<int64_t> mask) {
+    return vector::ShuffleOp::create(b, x, y, mask).getResult();
+  };
+  Value w01lo = shuffle(w[0], w[1], {0, 8, 1, 9, 2, 10, 3, 11});
+  Value w23lo = shuffle(w[2], w[3], {0, 8, 1, 9, 2, 10, 3, 11});
+  Value w01hi = shuffle(w[0], w[1], {4, 12, 5, 13, 6, 14, 7, 15});
+  Value w23hi = shuffle(w[2], w[3], {4, 12, 5, 13, 6, 14, 7, 15});
+  return {shuffle(w01lo, w23lo, {0, 1, 8, 9, 2, 3, 10, 11}),
+          shuffle(w01lo, w23lo, {4, 5, 12, 13, 6, 7, 14, 15}),
+          shuffle(w01hi, w23hi, {0, 1, 8, 9, 2, 3, 10, 11}),
+          shuffle(w01hi, w23hi, {4, 5, 12, 13, 6, 7, 14, 15})};
+}
+
 // lq_quant_<side>(in, rows, cols, stride, r0, r1, codes, inv, seed, stream,
 // sample, stats: [overflow count, max |x| bits]). `codes` is row-major
 // [rows, cols], one 4-bit code per byte.
@@ -396,20 +416,8 @@ void KernelModuleBuilder::buildQuantize(StringRef side,
                              VectorType::get({kLanes}, i64),
                              b.getI64IntegerAttr(2))));
               block = addi(block, laneOffsets);
-              std::array<Value, 4> w =
-                  nb.philoxBlock(seed, stream, sample, block);
-              auto shuffle = [&](Value x, Value y, ArrayRef<int64_t> mask) {
-                return vector::ShuffleOp::create(b, x, y, mask).getResult();
-              };
-              Value w01lo = shuffle(w[0], w[1], {0, 8, 1, 9, 2, 10, 3, 11});
-              Value w23lo = shuffle(w[2], w[3], {0, 8, 1, 9, 2, 10, 3, 11});
-              Value w01hi = shuffle(w[0], w[1], {4, 12, 5, 13, 6, 14, 7, 15});
-              Value w23hi = shuffle(w[2], w[3], {4, 12, 5, 13, 6, 14, 7, 15});
-              Value ordered[4] = {
-                  shuffle(w01lo, w23lo, {0, 1, 8, 9, 2, 3, 10, 11}),
-                  shuffle(w01lo, w23lo, {4, 5, 12, 13, 6, 7, 14, 15}),
-                  shuffle(w01hi, w23hi, {0, 1, 8, 9, 2, 3, 10, 11}),
-                  shuffle(w01hi, w23hi, {4, 5, 12, 13, 6, 7, 14, 15})};
+              std::array<Value, 4> ordered =
+                  elementOrder(nb.philoxBlock(seed, stream, sample, block));
               SmallVector<Value> next(a);
               for (int64_t q = 0; q < 4; ++q) {
                 Value cq = addi(c, index(q * kLanes));

@@ -130,6 +130,33 @@ void GpuModuleBuilder::copyStage(GemmState &g, const Side &side, Value it,
   });
 }
 
+void GpuModuleBuilder::storeGroup(GemmState &g, const Side &side, Value tile,
+                                  Value r, Value c4, ArrayRef<Value> vals) {
+  if (g.int4) {
+    // Four consecutive k: two whole bytes, low nibble first.
+    Value half = c32(0);
+    for (int64_t i = 0; i < 4; ++i)
+      half = arith::OrIOp::create(
+          b, half,
+          arith::ShLIOp::create(b, arith::ExtUIOp::create(b, i32(), vals[i]),
+                                c32(4 * i)));
+    store(arith::TruncIOp::create(b, i16(), half),
+          gep(tile, i8(), add(mul(r, c32(kTileRowBytes)), divu(c4, c32(2)))));
+  } else if (side.kContig) {
+    // Four consecutive k of one row: one 32-bit store.
+    Value word = c32(0);
+    for (int64_t i = 0; i < 4; ++i)
+      word = arith::OrIOp::create(
+          b, word,
+          arith::ShLIOp::create(b, arith::ExtUIOp::create(b, i32(), vals[i]),
+                                c32(8 * i)));
+    store(word, gep(tile, i8(), tileAddress(g, r, c4)));
+  } else {
+    for (int64_t i = 0; i < 4; ++i)
+      store(vals[i], gep(tile, i8(), tileAddress(g, add(c4, c32(i)), r)));
+  }
+}
+
 SmallVector<Value> GpuModuleBuilder::convertStage(GemmState &g,
                                                   const Side &side,
                                                   Value stage, Value sample,
@@ -219,30 +246,7 @@ SmallVector<Value> GpuModuleBuilder::convertStage(GemmState &g,
                                 arith::ConstantIntOp::create(b, 1, 1)));
         vals[i] = select(keep, v, zero8);
       }
-      if (g.int4) {
-        // Four consecutive k: two whole bytes, low nibble first.
-        Value half = c32(0);
-        for (int64_t i = 0; i < 4; ++i)
-          half = arith::OrIOp::create(
-              b, half,
-              arith::ShLIOp::create(b, arith::ExtUIOp::create(b, i32(), vals[i]),
-                                    c32(4 * i)));
-        store(arith::TruncIOp::create(b, i16(), half),
-              gep(tile, i8(), add(mul(r, c32(kTileRowBytes)),
-                                  divu(c4, c32(2)))));
-      } else if (side.kContig) {
-        // Four consecutive k of one row: one 32-bit store.
-        Value word = c32(0);
-        for (int64_t i = 0; i < 4; ++i)
-          word = arith::OrIOp::create(
-              b, word,
-              arith::ShLIOp::create(b, arith::ExtUIOp::create(b, i32(), vals[i]),
-                                    c32(8 * i)));
-        store(word, gep(tile, i8(), tileAddress(g, r, c4)));
-      } else {
-        for (int64_t i = 0; i < 4; ++i)
-          store(vals[i], gep(tile, i8(), tileAddress(g, add(c4, c32(i)), r)));
-      }
+      storeGroup(g, side, tile, r, c4, vals);
       return next;
     };
     if (j + threads > groups) {

@@ -299,6 +299,10 @@ private:
   void copyStage(GemmState &g, const Side &side, Value it, Value stage);
   SmallVector<Value> convertStage(GemmState &g, const Side &side, Value stage,
                                   Value sample, Value k0, ValueRange stats);
+  /// Stores the int8 (or int4) values of four consecutive stored elements
+  /// of row `r` from column `c4` of the stage into the tensor-core tile.
+  void storeGroup(GemmState &g, const Side &side, Value tile, Value r,
+                  Value c4, ArrayRef<Value> vals);
   void storeOutputs(GemmState &g, ArrayRef<AccElement> elements,
                     const GemmArgs &args);
 
