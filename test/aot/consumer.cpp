@@ -2,20 +2,48 @@
 //
 // Links lq_gemm0.host.o from lq-compile and the LLVM-free numerics core
 // only: runs the LUQ stages of the backward-data GEMM on a tensor and checks
-// every code against the numerics core.
+// every code against the numerics core. At compile time it checks that the
+// GPU parameter structs of lq_kernels.h lay every field where the
+// launcher's (lq/Spec/GpuAbi.h) does: both come from the ABI's table.
 //
 //===----------------------------------------------------------------------===//
 
 #include "lq_kernels.h"
 
 #include "lq/Numerics/Luq.h"
+#include "lq/Spec/GpuAbi.h"
 
+#include <cstddef>
 #include <cstdio>
 #include <cstring>
 #include <random>
 #include <vector>
 
 namespace {
+
+#define LQ_CHECK_FIELD(cStruct, abiStruct, name)                               \
+  static_assert(offsetof(cStruct, name) == offsetof(abiStruct, name) &&        \
+                    sizeof(cStruct::name) == sizeof(abiStruct::name),          \
+                #cStruct "." #name " is where the launcher puts it");
+#define LQ_STATS_FIELD(name, kind)                                             \
+  LQ_CHECK_FIELD(lq_gpu_stats_params, lq::gpu::StatsParams, name)
+#define LQ_QUANT_FIELD(name, kind)                                             \
+  LQ_CHECK_FIELD(lq_gpu_quant_params, lq::gpu::QuantParams, name)
+#define LQ_GEMM_FIELD(name, kind)                                              \
+  LQ_CHECK_FIELD(lq_gpu_gemm_params, lq::gpu::GemmParams, name)
+#define LQ_GEMM_TMA_FIELD(name, kind)                                          \
+  LQ_CHECK_FIELD(lq_gpu_gemm_tma_params, lq::gpu::GemmParams, name)
+#define LQ_FILL_FIELD(name, kind)                                              \
+  LQ_CHECK_FIELD(lq_gpu_fill_params, lq::gpu::FillParams, name)
+LQ_GPU_STATS_PARAMS(LQ_STATS_FIELD)
+LQ_GPU_QUANT_PARAMS(LQ_QUANT_FIELD)
+LQ_GPU_GEMM_PARAMS(LQ_GEMM_FIELD)
+LQ_GPU_GEMM_PARAMS(LQ_GEMM_TMA_FIELD)
+LQ_GPU_GEMM_TMA_PARAMS(LQ_GEMM_TMA_FIELD)
+LQ_GPU_FILL_PARAMS(LQ_FILL_FIELD)
+static_assert(sizeof(lq_tensor_map) == lq::gpu::kTensorMapBytes &&
+                  alignof(lq_tensor_map) == lq::gpu::kTensorMapAlign,
+              "tensor maps are CUtensorMaps by value");
 
 lq_memref1d memref(void *data, int64_t size) { return {data, data, 0, size, 1}; }
 

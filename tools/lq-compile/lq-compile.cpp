@@ -120,6 +120,50 @@ std::string cType(const std::string &param) {
   return "/* " + param + " */ void *";
 }
 
+/// The C type of a GPU kernel parameter of `kind`.
+const char *cType(gpu::ParamKind kind) {
+  switch (kind) {
+  case gpu::ParamKind::Ptr:
+    return "uint64_t"; // CUdeviceptr
+  case gpu::ParamKind::I64:
+    return "int64_t";
+  case gpu::ParamKind::I32:
+    return "int32_t";
+  case gpu::ParamKind::F32:
+    return "float";
+  case gpu::ParamKind::TensorMap:
+    return "lq_tensor_map";
+  }
+  return "void *";
+}
+
+/// The parameter structs of the GPU kernels, written from the ABI's
+/// signature table: an AOT launcher fills one and passes each field's
+/// address to cuLaunchKernel, in order.
+std::string gpuParamStructs() {
+  std::string h =
+      "\n/* GPU kernel parameters in order (lq/Spec/GpuAbi.h): fill one and "
+      "pass the\n * address of each field to cuLaunchKernel. Pointers are "
+      "CUdeviceptr values;\n * tensor maps are CUtensorMaps by value. */\n"
+      "#ifdef __cplusplus\n#define LQ_ALIGN64 alignas(64)\n#else\n"
+      "#define LQ_ALIGN64 _Alignas(64)\n#endif\n"
+      "typedef struct {\n  LQ_ALIGN64 unsigned char bytes[128];\n} "
+      "lq_tensor_map;\n";
+  std::pair<gpu::KernelKind, const char *> kinds[] = {
+      {gpu::KernelKind::Stats, "lq_gpu_stats_params"},
+      {gpu::KernelKind::Quant, "lq_gpu_quant_params"},
+      {gpu::KernelKind::Gemm, "lq_gpu_gemm_params"},
+      {gpu::KernelKind::GemmTma, "lq_gpu_gemm_tma_params"},
+      {gpu::KernelKind::Fill, "lq_gpu_fill_params"}};
+  for (auto [kind, name] : kinds) {
+    h += "typedef struct {\n";
+    for (const gpu::ParamInfo &p : gpu::signature(kind))
+      h += std::string("  ") + cType(p.kind) + " " + p.name + ";\n";
+    h += std::string("} ") + name + ";\n";
+  }
+  return h;
+}
+
 struct GemmOutputs {
   std::string name;
   GemmSpec spec;
@@ -143,6 +187,7 @@ std::string header(const std::vector<GemmOutputs> &gemms) {
       "#define LQ_NUMERICS_VERSION \"" +
       std::string(kNumericsVersion) + "\"\n#define LQ_GPU_ABI_VERSION " +
       std::to_string(gpu::kAbiVersion) + "\n";
+  h += gpuParamStructs();
   for (const GemmOutputs &g : gemms) {
     h += "\n/* " + g.name + ": " + g.spec.describe() + " */\n";
     if (g.host)
