@@ -5,6 +5,7 @@
 #include "CudaKernel.h"
 #include "HostJit.h"
 #include "lq/Runtime/Checks.h"
+#include "lq/Spec/CpuAbi.h"
 #include "lq/Runtime/Cache.h"
 
 #include "llvm/Config/llvm-config.h"
@@ -25,13 +26,7 @@ using namespace lq::runtime;
 namespace {
 
 /// The memref descriptor of a 1-D memref as the C interface passes it.
-struct MemRefDesc {
-  void *allocated;
-  void *aligned;
-  int64_t offset;
-  int64_t size;
-  int64_t stride;
-};
+using MemRefDesc = cpu::MemRef1D;
 
 /// Kernel memrefs have an identity layout: their offset is always 0, so a
 /// view into a buffer starts at its own pointer.
@@ -40,21 +35,14 @@ MemRefDesc memref(const void *data, int64_t size) {
   return {p, p, 0, size, 1};
 }
 
-// C interfaces of the generated stages (see CpuKernels.h).
-using MaxAbsFn = void (*)(MemRefDesc *, int64_t, int64_t, int64_t, int64_t,
-                          int64_t, MemRefDesc *);
-using QuantFn = void (*)(MemRefDesc *, int64_t, int64_t, int64_t, int64_t,
-                         int64_t, MemRefDesc *, float, uint64_t, uint32_t,
-                         uint32_t, MemRefDesc *);
-using Pack4Fn = void (*)(MemRefDesc *, int64_t, int64_t, int64_t, int64_t,
-                         MemRefDesc *, int64_t);
-using PackAFn = void (*)(MemRefDesc *, int64_t, int64_t, int64_t, int64_t,
-                         int64_t, int64_t, int64_t, MemRefDesc *);
-using PackBFn = void (*)(MemRefDesc *, int64_t, int64_t, int64_t, int64_t,
-                         int64_t, MemRefDesc *);
-using GemmFn = void (*)(MemRefDesc *, MemRefDesc *, int64_t, int64_t, int64_t,
-                        int64_t, int64_t, int64_t, float, MemRefDesc *,
-                        MemRefDesc *, int64_t, int64_t);
+// C interfaces of the generated stages: their types come from the
+// signature table the generator builds them from (CpuAbi.h).
+using MaxAbsFn = cpu::StatsFn;
+using QuantFn = cpu::QuantFn;
+using Pack4Fn = cpu::Pack4Fn;
+using PackAFn = cpu::PackAFn;
+using PackBFn = cpu::PackBFn;
+using GemmFn = cpu::GemmFn;
 
 /// Rows per statistics chunk: fixed, so that f64 sums do not depend on the
 /// number of threads.

@@ -1,6 +1,7 @@
 //===- CpuKernels.cpp - generated x86-64 kernels of a quantized GEMM ------===//
 
 #include "lq/Conversion/Cpu/CpuKernels.h"
+#include "lq/Spec/CpuAbi.h"
 #include "lq/Conversion/NumericsBuilder.h"
 
 #include "mlir/Conversion/ArithToLLVM/ArithToLLVM.h"
@@ -26,6 +27,32 @@
 
 using namespace mlir;
 using namespace lq;
+
+namespace {
+
+// A stage's arguments by the names of its signature in CpuAbi.h: a field
+// per parameter, bound in the table's order.
+#define LQ_CPU_ARG_FIELD(name, kind) Value name;
+#define LQ_CPU_BIND_ARG(name, kind) to.name = args[next++];
+#define LQ_CPU_ARGS(Struct, PARAMS)                                            \
+  struct Struct {                                                              \
+    PARAMS(LQ_CPU_ARG_FIELD)                                                   \
+  };                                                                           \
+  void bindArgs(ValueRange args, Struct &to) {                                 \
+    size_t next = 0;                                                           \
+    PARAMS(LQ_CPU_BIND_ARG)                                                    \
+  }
+LQ_CPU_ARGS(StatsArgs, LQ_CPU_STATS_PARAMS)
+LQ_CPU_ARGS(QuantArgs, LQ_CPU_QUANT_PARAMS)
+LQ_CPU_ARGS(Pack4Args, LQ_CPU_PACK4_PARAMS)
+LQ_CPU_ARGS(PackAArgs, LQ_CPU_PACK_A_PARAMS)
+LQ_CPU_ARGS(PackBArgs, LQ_CPU_PACK_B_PARAMS)
+LQ_CPU_ARGS(GemmArgs, LQ_CPU_GEMM_PARAMS)
+#undef LQ_CPU_ARGS
+#undef LQ_CPU_BIND_ARG
+#undef LQ_CPU_ARG_FIELD
+
+} // namespace
 
 namespace {
 
@@ -64,7 +91,16 @@ public:
 private:
   /// Starts a public function with a C interface; the builder is left in
   /// its entry block.
-  ValueRange beginFunction(StringRef name, ArrayRef<Type> args);
+  /// Starts stage `name` with the parameters `kinds` (CpuAbi.h), its
+  /// memrefs of `elements` in order, and binds its arguments to `args`.
+  template <typename Args, size_t N>
+  void beginFunction(StringRef name, const cpu::ParamKind (&kinds)[N],
+                     ArrayRef<Type> elements, Args &args) {
+    bindArgs(beginFunction(name, ArrayRef<cpu::ParamKind>(kinds), elements),
+             args);
+  }
+  ValueRange beginFunction(StringRef name, ArrayRef<cpu::ParamKind> kinds,
+                           ArrayRef<Type> elements);
   void endFunction() { func::ReturnOp::create(b); }
 
   Value index(int64_t v) { return arith::ConstantIndexOp::create(b, v); }
@@ -129,7 +165,29 @@ private:
 };
 
 ValueRange KernelModuleBuilder::beginFunction(StringRef name,
-                                              ArrayRef<Type> args) {
+                                              ArrayRef<cpu::ParamKind> kinds,
+                                              ArrayRef<Type> elements) {
+  SmallVector<Type> args;
+  size_t memrefs = 0;
+  for (cpu::ParamKind kind : kinds)
+    switch (kind) {
+    case cpu::ParamKind::Memref:
+      args.push_back(memref1d(elements[memrefs++]));
+      break;
+    case cpu::ParamKind::Index:
+      args.push_back(b.getIndexType());
+      break;
+    case cpu::ParamKind::I64:
+      args.push_back(b.getI64Type());
+      break;
+    case cpu::ParamKind::I32:
+      args.push_back(b.getI32Type());
+      break;
+    case cpu::ParamKind::F32:
+      args.push_back(b.getF32Type());
+      break;
+    }
+  assert(memrefs == elements.size() && "one element type per memref");
   b.setInsertionPointToEnd(module->getBody());
   auto fn = func::FuncOp::create(b, name, b.getFunctionType(args, {}));
   fn->setAttr(LLVM::LLVMDialect::getEmitCWrapperAttrName(), b.getUnitAttr());
@@ -214,15 +272,15 @@ Value KernelModuleBuilder::reduce(vector::CombiningKind kind, Value v) {
 // max |x| bits])
 void KernelModuleBuilder::buildMaxAbs(StringRef side,
                                       const OperandSpec &op) {
-  Type idx = b.getIndexType(), i32 = b.getI32Type();
-  ValueRange args = beginFunction(
-      ("lq_maxabs_" + side).str(),
-      {memref1d(storageType(op)), idx, idx, idx, idx, idx, memref1d(i32)});
-  Value in = args[0], cols = args[2], stride = args[3];
+  Type i32 = b.getI32Type();
+  StatsArgs args;
+  beginFunction(("lq_maxabs_" + side).str(), cpu::kStatsKinds,
+                {storageType(op), i32}, args);
+  Value in = args.in, cols = args.cols, stride = args.rowStride;
   NumericsBuilder nb(b, kLanes);
   Value zero = nb.i32(0);
   auto rows = scf::ForOp::create(
-      b, args[4], args[5], index(1), ValueRange{zero, zero},
+      b, args.rowBegin, args.rowEnd, index(1), ValueRange{zero, zero},
       [&](OpBuilder &, Location, Value r, ValueRange acc) {
         Value base = muli(r, stride);
         scf::YieldOp::create(
@@ -238,7 +296,7 @@ void KernelModuleBuilder::buildMaxAbs(StringRef side,
       });
   for (int i = 0; i < 2; ++i)
     memref::StoreOp::create(
-        b, reduce(vector::CombiningKind::MAXUI, rows.getResult(i)), args[6],
+        b, reduce(vector::CombiningKind::MAXUI, rows.getResult(i)), args.out,
         ValueRange{index(i)});
   endFunction();
 }
@@ -248,17 +306,17 @@ void KernelModuleBuilder::buildMaxAbs(StringRef side,
 // result depends only on the row range.
 void KernelModuleBuilder::buildMoments(StringRef side,
                                        const OperandSpec &op) {
-  Type idx = b.getIndexType(), f64 = b.getF64Type();
-  ValueRange args = beginFunction(
-      ("lq_moments_" + side).str(),
-      {memref1d(storageType(op)), idx, idx, idx, idx, idx, memref1d(f64)});
-  Value in = args[0], cols = args[2], stride = args[3];
+  Type f64 = b.getF64Type();
+  StatsArgs args;
+  beginFunction(("lq_moments_" + side).str(), cpu::kStatsKinds,
+                {storageType(op), f64}, args);
+  Value in = args.in, cols = args.cols, stride = args.rowStride;
   auto wide = VectorType::get({kLanes}, f64);
   NumericsBuilder nb(b, kLanes);
   Value zeros = arith::ConstantOp::create(
       b, DenseElementsAttr::get(wide, b.getF64FloatAttr(0.0)));
   auto rows = scf::ForOp::create(
-      b, args[4], args[5], index(1),
+      b, args.rowBegin, args.rowEnd, index(1),
       ValueRange{zeros, zeros, nb.i32(0), nb.i32(0)},
       [&](OpBuilder &, Location, Value r, ValueRange acc) {
         Value base = muli(r, stride);
@@ -277,7 +335,7 @@ void KernelModuleBuilder::buildMoments(StringRef side,
                   arith::MaxUIOp::create(b, a[3], bits)};
             }));
       });
-  Value out = args[6];
+  Value out = args.out;
   for (int i = 0; i < 2; ++i)
     memref::StoreOp::create(b,
                             reduce(vector::CombiningKind::ADD, rows.getResult(i)),
@@ -318,21 +376,20 @@ KernelModuleBuilder::elementOrder(const std::array<Value, 4> &w) {
 // [rows, cols], one 4-bit code per byte.
 void KernelModuleBuilder::buildQuantize(StringRef side,
                                         const OperandSpec &op) {
-  Type idx = b.getIndexType(), i32 = b.getI32Type(), i64 = b.getI64Type(),
-       i8 = b.getI8Type(), f32 = b.getF32Type();
-  ValueRange args = beginFunction(
-      ("lq_quant_" + side).str(),
-      {memref1d(storageType(op)), idx, idx, idx, idx, idx, memref1d(i8), f32,
-       i64, i32, i32, memref1d(i32)});
-  Value in = args[0], cols = args[2], stride = args[3], codes = args[6];
+  Type i32 = b.getI32Type(), i64 = b.getI64Type(), i8 = b.getI8Type();
+  QuantArgs args;
+  beginFunction(("lq_quant_" + side).str(), cpu::kQuantKinds,
+                {storageType(op), i8, i32}, args);
+  Value in = args.in, cols = args.cols, stride = args.rowStride,
+        codes = args.codes;
   bool luq = op.format == Format::Log4;
 
   auto splat = [&](Value scalar) -> Value {
     return vector::BroadcastOp::create(
         b, VectorType::get({kLanes}, scalar.getType()), scalar);
   };
-  Value inv = splat(args[7]), seed = splat(args[8]), stream = splat(args[9]),
-        sample = splat(args[10]);
+  Value inv = splat(args.inv), seed = splat(args.seed),
+        stream = splat(args.stream), sample = splat(args.sample);
   SmallVector<int64_t> laneIds;
   for (int64_t lane = 0; lane < kLanes; ++lane)
     laneIds.push_back(lane);
@@ -376,7 +433,7 @@ void KernelModuleBuilder::buildQuantize(StringRef side,
 
   Value zero = nb.i32(0);
   auto rows = scf::ForOp::create(
-      b, args[4], args[5], index(1), ValueRange{zero, zero},
+      b, args.rowBegin, args.rowEnd, index(1), ValueRange{zero, zero},
       [&](OpBuilder &, Location, Value r, ValueRange acc) {
         Value base = muli(r, stride);
         Value rowStart = muli(r, cols);
@@ -431,10 +488,10 @@ void KernelModuleBuilder::buildQuantize(StringRef side,
       });
   memref::StoreOp::create(b, reduce(vector::CombiningKind::ADD,
                                     rows.getResult(0)),
-                          args[11], ValueRange{index(0)});
+                          args.stats, ValueRange{index(0)});
   memref::StoreOp::create(b, reduce(vector::CombiningKind::MAXUI,
                                     rows.getResult(1)),
-                          args[11], ValueRange{index(1)});
+                          args.stats, ValueRange{index(1)});
   endFunction();
 }
 
@@ -442,14 +499,15 @@ void KernelModuleBuilder::buildQuantize(StringRef side,
 // codes per byte (low nibble first), each row padded to whole bytes with
 // zero; rows of `bytes` are `stride` bytes apart.
 void KernelModuleBuilder::buildPack4() {
-  Type idx = b.getIndexType(), i8 = b.getI8Type();
-  ValueRange args = beginFunction(
-      "lq_pack4", {memref1d(i8), idx, idx, idx, idx, memref1d(i8), idx});
-  Value codes = args[0], cols = args[2], bytes = args[5], stride = args[6];
+  Type i8 = b.getI8Type();
+  Pack4Args args;
+  beginFunction("lq_pack4", cpu::kPack4Kinds, {i8, i8}, args);
+  Value codes = args.codes, cols = args.cols, bytes = args.bytes,
+        stride = args.byteStride;
   Value rowBytes = ceilDiv(cols, 2);
   Value lastCol = arith::SubIOp::create(b, cols, index(1));
   NumericsBuilder nb(b);
-  forEach(args[3], args[4], [&](Value r) {
+  forEach(args.rowBegin, args.rowEnd, [&](Value r) {
     forEach(index(0), rowBytes, [&](Value j) {
       Value even = addi(muli(r, cols), muli(j, index(2)));
       Value oddCol = addi(muli(j, index(2)), index(1));
@@ -502,12 +560,12 @@ Value KernelModuleBuilder::loadCodeValue(const OperandSpec &op, Value src,
 // multiplies with a column pair. `src` holds codes as stored (one per byte,
 // or packed), [M, K] or transposed [K, M]; rows past M and the K pad are 0.
 void KernelModuleBuilder::buildPackA() {
-  Type idx = b.getIndexType(), i8 = b.getI8Type(), i32 = b.getI32Type();
-  ValueRange args = beginFunction("lq_pack_a", {memref1d(i8), idx, idx, idx,
-                                                idx, idx, idx, idx,
-                                                memref1d(i32)});
-  Value src = args[0], M = args[1], K = args[2], S = args[3],
-        rowStride = args[4], sampleStride = args[5], panel = args[8];
+  Type i8 = b.getI8Type(), i32 = b.getI32Type();
+  PackAArgs args;
+  beginFunction("lq_pack_a", cpu::kPackAKinds, {i8, i32}, args);
+  Value src = args.src, M = args.m, K = args.k, S = args.samples,
+        rowStride = args.rowStride, sampleStride = args.sampleStride,
+        panel = args.panel;
   Value Kp = ceilDiv(K, 2);
   Value lastM = arith::SubIOp::create(b, M, index(1));
   Value lastK = arith::SubIOp::create(b, K, index(1));
@@ -548,7 +606,7 @@ void KernelModuleBuilder::buildPackA() {
     });
   };
   Value wholePairs = arith::DivUIOp::create(b, K, index(2));
-  forEach(args[6], args[7], [&](Value mb) {
+  forEach(args.blockBegin, args.blockEnd, [&](Value mb) {
     Value rowsInside = arith::CmpIOp::create(
         b, arith::CmpIPredicate::ule,
         muli(addi(mb, index(1)), index(kCpuTileRows)), M);
@@ -579,11 +637,11 @@ void KernelModuleBuilder::buildPackA() {
 // of the block's columns as i16, zero outside [K, N]. `src` is [K, N] or
 // transposed [N, K].
 void KernelModuleBuilder::buildPackB() {
-  Type idx = b.getIndexType(), i8 = b.getI8Type(), i16 = b.getI16Type();
-  ValueRange args = beginFunction(
-      "lq_pack_b", {memref1d(i8), idx, idx, idx, idx, idx, memref1d(i16)});
-  Value src = args[0], K = args[1], N = args[2], rowStride = args[3],
-        panel = args[6];
+  Type i8 = b.getI8Type(), i16 = b.getI16Type();
+  PackBArgs args;
+  beginFunction("lq_pack_b", cpu::kPackBKinds, {i8, i16}, args);
+  Value src = args.src, K = args.k, N = args.n, rowStride = args.rowStride,
+        panel = args.panel;
   Value Kp = ceilDiv(K, 2);
   Value lastN = arith::SubIOp::create(b, N, index(1));
   Value lastK = arith::SubIOp::create(b, K, index(1));
@@ -621,7 +679,7 @@ void KernelModuleBuilder::buildPackB() {
     });
   };
   Value wholePairs = arith::DivUIOp::create(b, K, index(2));
-  forEach(args[4], args[5], [&](Value nblock) {
+  forEach(args.blockBegin, args.blockEnd, [&](Value nblock) {
     Value colsInside = arith::CmpIOp::create(
         b, arith::CmpIPredicate::ule,
         muli(addi(nblock, index(1)), index(kCpuTileCols)), N);
@@ -726,15 +784,13 @@ void KernelModuleBuilder::buildEpilogue(Value out, Value ldc, Value m,
 // at a time, so that their A panels stay in cache while every B panel
 // streams past them once per group.
 void KernelModuleBuilder::buildGemm() {
-  Type idx = b.getIndexType(), i16 = b.getI16Type(), i32 = b.getI32Type(),
-       f32 = b.getF32Type();
+  Type i16 = b.getI16Type(), i32 = b.getI32Type(), f32 = b.getF32Type();
   Type outElem = spec.bf16Output() ? Type(i16) : f32;
-  ValueRange args = beginFunction(
-      "lq_gemm", {memref1d(i32), memref1d(i16), idx, idx, idx, idx, idx, idx,
-                  f32, memref1d(f32), memref1d(outElem), idx, idx});
-  Value panelA = args[0], panelB = args[1], M = args[2], N = args[3],
-        Kp = args[4], S = args[5], scale = args[8], bias = args[9],
-        out = args[10], ldc = args[11], group = args[12];
+  GemmArgs args;
+  beginFunction("lq_gemm", cpu::kGemmKinds, {i32, i16, f32, outElem}, args);
+  Value panelA = args.panelA, panelB = args.panelB, M = args.m, N = args.n,
+        Kp = args.kPairs, S = args.samples, scale = args.scale,
+        bias = args.bias, out = args.out, ldc = args.ldc, group = args.group;
   Value colBlocks = ceilDiv(N, kCpuTileCols);
   constexpr int64_t halves = kCpuTileCols / kLanes;
   // Edge tiles go through this stack copy; allocated once, outside the loops.
@@ -755,10 +811,10 @@ void KernelModuleBuilder::buildGemm() {
           scf::YieldOp::create(b, body(iv, iter));
         });
   };
-  auto groups = scf::ForOp::create(b, args[6], args[7], group);
+  auto groups = scf::ForOp::create(b, args.blockBegin, args.blockEnd, group);
   b.setInsertionPointToStart(groups.getBody());
   Value groupEnd = arith::MinUIOp::create(
-      b, addi(groups.getInductionVar(), group), args[7]);
+      b, addi(groups.getInductionVar(), group), args.blockEnd);
   forLoop(index(0), colBlocks, {}, [&](Value nblock, ValueRange) {
     forLoop(groups.getInductionVar(), groupEnd, {}, [&](Value mb, ValueRange) {
       Value bBase = muli(muli(nblock, Kp), index(kCpuTileCols * 2));
