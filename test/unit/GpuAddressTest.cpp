@@ -198,10 +198,9 @@ void PrintTo(const Case &c, std::ostream *os) {
 
 std::vector<Case> allCases() {
   std::vector<Case> cases;
-  for (auto [target, chip] : {std::pair{lq::Target::CudaSm80, "sm_80"},
-                              std::pair{lq::Target::CudaSm90a, "sm_90a"}})
+  for (lq::Target target : lq::cudaTargets())
     for (const lq::GpuModuleEntry &entry : lq::standardGpuModules())
-      cases.push_back({entry, target, chip});
+      cases.push_back({entry, target, lq::targetName(target)});
   return cases;
 }
 

@@ -36,10 +36,9 @@ void PrintTo(const Case &c, std::ostream *os) {
 
 std::vector<Case> allCases() {
   std::vector<Case> cases;
-  for (auto [target, chip] : {std::pair{Target::CudaSm80, "sm_80"},
-                              std::pair{Target::CudaSm90a, "sm_90a"}})
+  for (lq::Target target : lq::cudaTargets())
     for (const GpuModuleEntry &entry : standardGpuModules())
-      cases.push_back({entry, target, chip});
+      cases.push_back({entry, target, lq::targetName(target)});
   return cases;
 }
 
