@@ -44,7 +44,7 @@ Result<HostObject> lq::compileHostObject(const GemmSpec &spec,
     return R::failure("host objects are for the host CPU target");
   auto jit = HostJit::create();
   if (!jit)
-    return R::failure(llvm::toString(jit.takeError()));
+    return jit.takeError();
   HostJit::KernelModule kernels = HostJit::build(spec, false);
   HostObject result;
   // lq_<stage> -> <prefix>_<stage>: objects of several GEMMs link together.
@@ -60,7 +60,7 @@ Result<HostObject> lq::compileHostObject(const GemmSpec &spec,
   kernels.module->print(os);
   auto object = (*jit)->compile(kernels, "", prefix);
   if (!object)
-    return R::failure(llvm::toString(object.takeError()));
+    return object.takeError();
   result.object = std::move(*object);
   result.triple = (*jit)->triple();
   result.cpu = (*jit)->cpu();

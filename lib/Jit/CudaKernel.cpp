@@ -48,10 +48,6 @@ private:
 
 namespace {
 
-llvm::Error asError(const std::string &message) {
-  return llvm::createStringError(llvm::inconvertibleErrorCode(), message);
-}
-
 /// The current context, or device 0's primary context made current.
 Result<CUcontext> currentContext(gpu::CudaDriver &driver) {
   Result<CUcontext> context = driver.currentContext();
@@ -81,14 +77,14 @@ kernelPtx(const GemmSpec &spec, bool quantizeOnly, const std::string &name) {
        {"lq", kLqVersion},
        {"llvm", LLVM_VERSION_STRING}});
   auto entry = CompileCache::global().getOrCompile(
-      key, [&]() -> llvm::Expected<CompileResult> {
+      key, [&]() -> Result<CompileResult> {
         Result<std::string> ptx = build->ptx();
         if (!ptx)
-          return asError(ptx.error());
+          return ptx.takeError();
         return CompileResult{std::move(*ptx), name};
       });
   if (!entry)
-    return R::failure(llvm::toString(entry.takeError()));
+    return entry.takeError();
   return entry->blob;
 }
 
@@ -107,14 +103,14 @@ Result<std::string> kernelCubin(const GemmSpec &spec, bool quantizeOnly,
                                   {"arch", arch},
                                   {"assembler", assembler}});
   auto entry = CompileCache::global().getOrCompile(
-      key, [&]() -> llvm::Expected<CompileResult> {
+      key, [&]() -> Result<CompileResult> {
         Result<std::string> cubin = gpu::compilePtx(**ptx, arch);
         if (!cubin)
-          return asError(cubin.error());
+          return cubin.takeError();
         return CompileResult{std::move(*cubin), arch};
       });
   if (!entry)
-    return Result<std::string>::failure(llvm::toString(entry.takeError()));
+    return entry.takeError();
   return *entry->blob;
 }
 

@@ -29,8 +29,13 @@ namespace {
 /// cold compile short.
 constexpr unsigned kOptLevel = 1;
 
-llvm::Error makeError(const llvm::Twine &message) {
-  return llvm::createStringError(llvm::inconvertibleErrorCode(), message);
+lq::Error makeError(const llvm::Twine &message) {
+  return lq::Error{message.str()};
+}
+
+/// An error of LLVM's (ORC, the target machine) as lq's.
+lq::Error fromLlvm(llvm::Error error) {
+  return lq::Error{llvm::toString(std::move(error))};
 }
 
 /// Writes one pipeline stage to <dumpDir>/<name>.<stage>.
@@ -65,14 +70,14 @@ std::string HostJit::options() {
          " codegen=aggressive internalized-stages";
 }
 
-llvm::Expected<void *> LoadedObject::lookup(llvm::StringRef name) const {
+Result<void *> LoadedObject::lookup(llvm::StringRef name) const {
   auto address = jit.lookup(dylib, ("_mlir_ciface_" + name).str());
   if (!address)
-    return address.takeError();
+    return fromLlvm(address.takeError());
   return address->toPtr<void *>();
 }
 
-llvm::Expected<std::unique_ptr<HostJit>> HostJit::create() {
+Result<std::unique_ptr<HostJit>> HostJit::create() {
   static std::once_flag targetsInitialized;
   std::call_once(targetsInitialized, [] {
     llvm::InitializeNativeTarget();
@@ -80,11 +85,11 @@ llvm::Expected<std::unique_ptr<HostJit>> HostJit::create() {
   });
   auto builder = llvm::orc::JITTargetMachineBuilder::detectHost();
   if (!builder)
-    return builder.takeError();
+    return fromLlvm(builder.takeError());
   builder->setCodeGenOptLevel(llvm::CodeGenOptLevel::Aggressive);
   auto machine = builder->createTargetMachine();
   if (!machine)
-    return machine.takeError();
+    return fromLlvm(machine.takeError());
 
   std::unique_ptr<HostJit> host(new HostJit());
   host->cpuName = (*machine)->getTargetCPU().str();
@@ -95,9 +100,9 @@ llvm::Expected<std::unique_ptr<HostJit>> HostJit::create() {
                  .setJITTargetMachineBuilder(std::move(*builder))
                  .create();
   if (!jit)
-    return jit.takeError();
+    return fromLlvm(jit.takeError());
   host->jit = std::move(*jit);
-  return host;
+  return Result<std::unique_ptr<HostJit>>(std::move(host));
 }
 
 HostJit::KernelModule HostJit::build(const GemmSpec &spec,
@@ -113,9 +118,9 @@ HostJit::KernelModule HostJit::build(const GemmSpec &spec,
   return kernels;
 }
 
-llvm::Expected<std::string> HostJit::compile(KernelModule &kernels,
-                                             llvm::StringRef dumpDir,
-                                             llvm::StringRef name) {
+Result<std::string> HostJit::compile(KernelModule &kernels,
+                                     llvm::StringRef dumpDir,
+                                     llvm::StringRef name) {
   mlir::MLIRContext &ctx = *kernels.context;
   mlir::ModuleOp module = *kernels.module;
   dumpStage(dumpDir, name, "1-kernels.mlir",
@@ -143,7 +148,7 @@ llvm::Expected<std::string> HostJit::compile(KernelModule &kernels,
                                                   /*sizeLevel=*/0,
                                                   targetMachine.get());
   if (llvm::Error err = optimize(llvmModule.get()))
-    return std::move(err);
+    return fromLlvm(std::move(err));
   dumpStage(dumpDir, name, "3-optimized.ll",
             [&](llvm::raw_ostream &os) { llvmModule->print(os, nullptr); });
 
@@ -168,23 +173,23 @@ llvm::Expected<std::string> HostJit::compile(KernelModule &kernels,
   return std::string(object.begin(), object.end());
 }
 
-llvm::Expected<std::shared_ptr<LoadedObject>>
+Result<std::shared_ptr<LoadedObject>>
 HostJit::load(std::shared_ptr<const std::string> object, llvm::StringRef name) {
   std::lock_guard<std::mutex> lock(mutex);
   // One dylib per object: every kernel module defines the same stage names.
   auto dylib = jit->createJITDylib((name + "." + llvm::Twine(dylibCount++)).str());
   if (!dylib)
-    return dylib.takeError();
+    return fromLlvm(dylib.takeError());
   auto process = llvm::orc::DynamicLibrarySearchGenerator::GetForCurrentProcess(
       jit->getDataLayout().getGlobalPrefix());
   if (!process)
-    return process.takeError();
+    return fromLlvm(process.takeError());
   dylib->addGenerator(std::move(*process));
   auto buffer = llvm::MemoryBuffer::getMemBuffer(
       llvm::StringRef(object->data(), object->size()), name,
       /*RequiresNullTerminator=*/false);
   if (llvm::Error err = jit->addObjectFile(*dylib, std::move(buffer)))
-    return std::move(err);
+    return fromLlvm(std::move(err));
   // The buffer refers to the cached blob; the loaded object keeps it alive.
   auto loaded = std::shared_ptr<LoadedObject>(new LoadedObject(*jit, *dylib));
   keepAlive.push_back(std::move(object));

@@ -29,7 +29,7 @@ namespace lq::runtime {
 class LoadedObject {
 public:
   /// The address of the C interface of stage `name` (e.g. "lq_gemm").
-  llvm::Expected<void *> lookup(llvm::StringRef name) const;
+  Result<void *> lookup(llvm::StringRef name) const;
 
 private:
   friend class HostJit;
@@ -41,7 +41,7 @@ private:
 
 class HostJit {
 public:
-  static llvm::Expected<std::unique_ptr<HostJit>> create();
+  static Result<std::unique_ptr<HostJit>> create();
 
   /// The CPU kernel module of a GEMM (or, with `quantizeOnly`, of the
   /// standalone quantizer of `spec.lhs`), in its own context.
@@ -55,11 +55,10 @@ public:
 
   /// Lowers and compiles a kernel module to an object. With `dumpDir`,
   /// every stage's IR is written there.
-  llvm::Expected<std::string> compile(KernelModule &kernels,
-                                      llvm::StringRef dumpDir,
-                                      llvm::StringRef name);
+  Result<std::string> compile(KernelModule &kernels, llvm::StringRef dumpDir,
+                              llvm::StringRef name);
 
-  llvm::Expected<std::shared_ptr<LoadedObject>>
+  Result<std::shared_ptr<LoadedObject>>
   load(std::shared_ptr<const std::string> object, llvm::StringRef name);
 
   /// The compilation options an object depends on (part of the cache key).

@@ -405,7 +405,7 @@ public:
 
   Result<std::shared_ptr<const KernelImpl>> compile(const GemmSpec &spec,
                                                     bool quantizeOnly);
-  llvm::Expected<HostJit *> hostJit();
+  Result<HostJit *> hostJit();
 
   llvm::DefaultThreadPool pool;
   unsigned threads;
@@ -416,7 +416,7 @@ public:
 
 } // namespace lq
 
-llvm::Expected<HostJit *> RuntimeImpl::hostJit() {
+Result<HostJit *> RuntimeImpl::hostJit() {
   if (!jit) {
     auto created = HostJit::create();
     if (!created)
@@ -444,7 +444,7 @@ RuntimeImpl::compile(const GemmSpec &spec, bool quantizeOnly) {
 
   auto host = hostJit();
   if (!host)
-    return R::failure(llvm::toString(host.takeError()));
+    return host.takeError();
   const GemmSpec &cpuSpec = spec;
   std::string name = quantizeOnly ? "lq_quantize" : "lq_gemm";
   // The generated IR is part of the key: a change of the generator changes
@@ -461,7 +461,7 @@ RuntimeImpl::compile(const GemmSpec &spec, bool quantizeOnly) {
   std::string dumpDir;
   if (std::optional<std::string> dir = llvm::sys::Process::GetEnv("LQ_DUMP_DIR"))
     dumpDir = *dir;
-  auto compileObject = [&]() -> llvm::Expected<CompileResult> {
+  auto compileObject = [&]() -> Result<CompileResult> {
     auto object =
         (*host)->compile(kernels, dumpDir, name + "." + key.substr(0, 16));
     if (!object)
@@ -474,17 +474,17 @@ RuntimeImpl::compile(const GemmSpec &spec, bool quantizeOnly) {
   if (!dumpDir.empty()) {
     auto compiled = compileObject();
     if (!compiled)
-      return R::failure(llvm::toString(compiled.takeError()));
+      return compiled.takeError();
     blob = std::make_shared<const std::string>(std::move(compiled->blob));
   } else {
     auto entry = CompileCache::global().getOrCompile(key, compileObject);
     if (!entry)
-      return R::failure(llvm::toString(entry.takeError()));
+      return entry.takeError();
     blob = entry->blob;
   }
   auto object = (*host)->load(blob, name);
   if (!object)
-    return R::failure(llvm::toString(object.takeError()));
+    return object.takeError();
 
   Stages stages;
   stages.object = *object;
@@ -492,7 +492,7 @@ RuntimeImpl::compile(const GemmSpec &spec, bool quantizeOnly) {
   auto lookup = [&](const char *stage, auto &fn) {
     auto address = (*object)->lookup(stage);
     if (!address) {
-      error = llvm::toString(address.takeError());
+      error = address.error();
       return;
     }
     fn = reinterpret_cast<std::remove_reference_t<decltype(fn)>>(*address);
@@ -628,7 +628,7 @@ Result<Target> Runtime::cudaTarget() const { return currentCudaTarget(); }
 std::string Runtime::hostDescription() const {
   auto host = impl->hostJit();
   if (!host) {
-    std::string message = llvm::toString(host.takeError());
+    std::string message = host.error();
     return "unavailable: " + message;
   }
   return (*host)->triple() + " " + (*host)->cpu();

@@ -80,7 +80,7 @@ std::string entryStem(StringRef root, StringRef key) {
   return std::string(path);
 }
 
-Error prepareDirectory(StringRef root) {
+llvm::Error prepareDirectory(StringRef root) {
   SmallString<256> layout(root);
   sys::path::append(layout, kLayoutVersion);
   if (std::error_code error = sys::fs::create_directories(layout))
@@ -93,7 +93,7 @@ Error prepareDirectory(StringRef root) {
   if (std::error_code error =
           sys::fs::access(layout, sys::fs::AccessMode::Write))
     return createFileError(layout, error);
-  return Error::success();
+  return llvm::Error::success();
 }
 
 ErrorOr<std::unique_ptr<MemoryBuffer>> readWhole(const Twine &path) {
@@ -104,7 +104,7 @@ ErrorOr<std::unique_ptr<MemoryBuffer>> readWhole(const Twine &path) {
                                /*IsVolatile=*/true);
 }
 
-Error writeAtomically(StringRef path, StringRef contents) {
+llvm::Error writeAtomically(StringRef path, StringRef contents) {
   SmallString<256> tempPath;
   int fd = -1;
   if (std::error_code error =
@@ -122,7 +122,7 @@ Error writeAtomically(StringRef path, StringRef contents) {
     sys::fs::remove(tempPath);
     return createFileError(path, error);
   }
-  return Error::success();
+  return llvm::Error::success();
 }
 
 std::string manifestText(StringRef key, StringRef blob, StringRef metadata) {
@@ -137,13 +137,13 @@ std::string manifestText(StringRef key, StringRef blob, StringRef metadata) {
   return formatv("{0:2}\n", json::Value(std::move(manifest))).str();
 }
 
-Error storeEntry(StringRef root, StringRef key, StringRef blob,
+llvm::Error storeEntry(StringRef root, StringRef key, StringRef blob,
                  StringRef metadata) {
   std::string stem = entryStem(root, key);
   StringRef shard = sys::path::parent_path(stem);
   if (std::error_code error = sys::fs::create_directories(shard))
     return createFileError(shard, error);
-  if (Error error = writeAtomically(stem + ".bin", blob))
+  if (llvm::Error error = writeAtomically(stem + ".bin", blob))
     return error;
   // Last: its presence completes the entry, and its hashes let a reader
   // reject a payload that another writer replaced or that got damaged.
@@ -281,16 +281,16 @@ CompileCache::CompileCache(CacheConfig cacheConfig)
       diskEnabled(config.directory.has_value()) {
   if (!diskEnabled)
     return;
-  if (Error error = prepareDirectory(*config.directory))
+  if (llvm::Error error = prepareDirectory(*config.directory))
     disableDisk(toString(std::move(error)));
 }
 
-Expected<CacheEntry> CompileCache::getOrCompile(StringRef key,
-                                                CompileFn compile) {
+Result<CacheEntry> CompileCache::getOrCompile(StringRef key,
+                                              CompileFn compile) {
   if (!isCacheKey(key))
-    return createStringError(std::make_error_code(std::errc::invalid_argument),
-                             "compile cache: '" + key +
-                                 "' is not a key made by makeCacheKey");
+    return lq::Error{("compile cache: '" + key +
+                      "' is not a key made by makeCacheKey")
+                         .str()};
   std::unique_lock<std::mutex> lock(mutex);
   for (auto slot = slots.find(key); slot != slots.end();
        slot = slots.find(key)) {
@@ -306,7 +306,7 @@ Expected<CacheEntry> CompileCache::getOrCompile(StringRef key,
   lock.unlock();
 
   CacheSource source = CacheSource::Compiled;
-  Expected<Slot> filled = loadOrCompile(key, compile, source);
+  Result<Slot> filled = loadOrCompile(key, compile, source);
 
   lock.lock();
   if (!filled) {
@@ -320,9 +320,9 @@ Expected<CacheEntry> CompileCache::getOrCompile(StringRef key,
   return CacheEntry{slot.blob, slot.metadata, source};
 }
 
-Expected<CompileCache::Slot> CompileCache::loadOrCompile(StringRef key,
-                                                         CompileFn compile,
-                                                         CacheSource &source) {
+Result<CompileCache::Slot> CompileCache::loadOrCompile(StringRef key,
+                                                       CompileFn compile,
+                                                       CacheSource &source) {
   if (diskEnabled) {
     DiskLookup lookup = loadEntry(*config.directory, key);
     if (lookup.status == DiskLookup::Hit) {
@@ -343,19 +343,19 @@ Expected<CompileCache::Slot> CompileCache::loadOrCompile(StringRef key,
   return compileAndStore(key, compile);
 }
 
-Expected<CompileCache::Slot> CompileCache::compileAndStore(StringRef key,
-                                                           CompileFn compile) {
+Result<CompileCache::Slot> CompileCache::compileAndStore(StringRef key,
+                                                         CompileFn compile) {
   ++counters.misses;
-  Expected<CompileResult> compiled = compile();
+  Result<CompileResult> compiled = compile();
   if (!compiled)
     return compiled.takeError();
   if (!json::isUTF8(compiled->metadata))
-    return createStringError(std::make_error_code(std::errc::invalid_argument),
-                             "compile cache: the metadata for key " + key +
-                                 " is not UTF-8 text");
+    return lq::Error{("compile cache: the metadata for key " + key +
+                      " is not UTF-8 text")
+                         .str()};
   auto blob = std::make_shared<const std::string>(std::move(compiled->blob));
   if (diskEnabled) {
-    if (Error error =
+    if (llvm::Error error =
             storeEntry(*config.directory, key, *blob, compiled->metadata))
       disableDisk(toString(std::move(error)));
     else

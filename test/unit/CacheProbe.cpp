@@ -79,15 +79,15 @@ int main(int argc, char **argv) {
   for (size_t i = 0; i < args.size(); i += 2) {
     StringRef name = args[i], blob = args[i + 1];
     std::string metadata = ("meta:" + blob).str();
-    Expected<CacheEntry> entry = CompileCache::global().getOrCompile(
-        makeCacheKey({{"name", name}}), [&]() -> Expected<CompileResult> {
+    lq::Result<CacheEntry> entry = CompileCache::global().getOrCompile(
+        makeCacheKey({{"name", name}}), [&]() -> lq::Result<CompileResult> {
           if (barrier)
             if (Error error = meetAtBarrier(*barrier))
-              return std::move(error);
+              return lq::Error{toString(std::move(error))};
           return CompileResult{blob.str(), metadata};
         });
     if (!entry) {
-      errs() << "lq-cache-probe: " << toString(entry.takeError()) << '\n';
+      errs() << "lq-cache-probe: " << entry.error() << '\n';
       return 1;
     }
     if (*entry->blob != blob || entry->metadata != metadata) {

@@ -99,7 +99,7 @@ std::string binaryBlob(size_t size, uint8_t seed) {
 // A compile callback that counts its calls.
 auto compileTo(std::string blob, std::string metadata,
                std::atomic<int> &calls) {
-  return [=, &calls]() -> Expected<CompileResult> {
+  return [=, &calls]() -> lq::Result<CompileResult> {
     ++calls;
     return CompileResult{blob, metadata};
   };
@@ -107,9 +107,9 @@ auto compileTo(std::string blob, std::string metadata,
 
 CacheEntry mustGet(CompileCache &cache, StringRef key,
                    CompileCache::CompileFn compile) {
-  Expected<CacheEntry> entry = cache.getOrCompile(key, compile);
+  lq::Result<CacheEntry> entry = cache.getOrCompile(key, compile);
   if (!entry) {
-    ADD_FAILURE() << "getOrCompile failed: " << toString(entry.takeError());
+    ADD_FAILURE() << "getOrCompile failed: " << entry.error();
     return CacheEntry{std::make_shared<const std::string>(), "",
                       CacheSource::Compiled};
   }
@@ -348,17 +348,17 @@ TEST(RuntimeCacheMemory, RejectsForeignKeysAndBinaryMetadata) {
   for (std::string bad :
        {std::string("gemm"), keyFor("a").substr(1),
         "../" + keyFor("a").substr(3), StringRef(keyFor("a")).upper()}) {
-    Expected<CacheEntry> entry =
+    lq::Result<CacheEntry> entry =
         cache.getOrCompile(bad, compileTo("x", "", calls));
     ASSERT_FALSE(entry) << bad;
-    EXPECT_NE(toString(entry.takeError()).find("not a key"), std::string::npos);
+    EXPECT_NE(entry.error().find("not a key"), std::string::npos);
   }
   EXPECT_EQ(calls, 0);
 
-  Expected<CacheEntry> entry = cache.getOrCompile(
+  lq::Result<CacheEntry> entry = cache.getOrCompile(
       keyFor("a"), compileTo("x", std::string("\xff\xfe", 2), calls));
   ASSERT_FALSE(entry);
-  EXPECT_NE(toString(entry.takeError()).find("not UTF-8"), std::string::npos);
+  EXPECT_NE(entry.error().find("not UTF-8"), std::string::npos);
 }
 
 TEST(RuntimeCacheMemory, FailedCompilePropagatesAndCachesNothing) {
@@ -366,12 +366,12 @@ TEST(RuntimeCacheMemory, FailedCompilePropagatesAndCachesNothing) {
   Warnings warnings;
   CompileCache cache(diskConfig(temp.sub("cache"), warnings));
   std::string key = keyFor("broken");
-  Expected<CacheEntry> failed =
-      cache.getOrCompile(key, []() -> Expected<CompileResult> {
-        return createStringError("codegen failed: no target");
+  lq::Result<CacheEntry> failed =
+      cache.getOrCompile(key, []() -> lq::Result<CompileResult> {
+        return lq::Error{std::string("codegen failed: no target")};
       });
   ASSERT_FALSE(failed);
-  EXPECT_EQ(toString(failed.takeError()), "codegen failed: no target");
+  EXPECT_EQ(failed.error(), "codegen failed: no target");
   EXPECT_TRUE(filesBelow(temp.sub("cache")).empty());
 
   std::atomic<int> calls{0};
@@ -402,7 +402,7 @@ TEST(RuntimeCacheThreads, ConcurrentLookupsCompileOnce) {
       ++started;
       while (started < kThreads)
         std::this_thread::yield();
-      blobs[i] = mustGet(cache, key, [&]() -> Expected<CompileResult> {
+      blobs[i] = mustGet(cache, key, [&]() -> lq::Result<CompileResult> {
                    ++calls;
                    // Long enough for every other thread to arrive meanwhile.
                    std::this_thread::sleep_for(std::chrono::milliseconds(100));
@@ -434,11 +434,11 @@ TEST(RuntimeCacheThreads, CompileRunsWithoutTheLock) {
   std::future<void> otherDone = otherLookupDone.get_future();
   std::thread slow([&] {
     CacheEntry entry =
-        mustGet(cache, keyFor("a"), [&]() -> Expected<CompileResult> {
+        mustGet(cache, keyFor("a"), [&]() -> lq::Result<CompileResult> {
           inCompile.set_value();
           if (otherDone.wait_for(std::chrono::seconds(5)) !=
               std::future_status::ready)
-            return createStringError("the lookup of b did not finish");
+            return lq::Error{std::string("the lookup of b did not finish")};
           return CompileResult{"a", ""};
         });
     EXPECT_EQ(*entry.blob, "a");
@@ -458,14 +458,14 @@ TEST(RuntimeCacheThreads, WaiterCompilesAfterAFailedCompile) {
   std::string key = keyFor("flaky");
   std::promise<void> inCompile;
   std::thread failing([&] {
-    Expected<CacheEntry> entry =
-        cache.getOrCompile(key, [&]() -> Expected<CompileResult> {
+    lq::Result<CacheEntry> entry =
+        cache.getOrCompile(key, [&]() -> lq::Result<CompileResult> {
           inCompile.set_value();
           std::this_thread::sleep_for(std::chrono::milliseconds(100));
-          return createStringError("first compile failed");
+          return lq::Error{std::string("first compile failed")};
         });
     ASSERT_FALSE(entry);
-    EXPECT_EQ(toString(entry.takeError()), "first compile failed");
+    EXPECT_EQ(entry.error(), "first compile failed");
   });
   inCompile.get_future().wait();
   std::atomic<int> calls{0};

@@ -16,6 +16,8 @@
 #include "llvm/ADT/STLFunctionalExtras.h"
 #include "llvm/ADT/StringMap.h"
 #include "llvm/ADT/StringRef.h"
+#include "lq/Spec/Result.h"
+
 #include "llvm/Support/Error.h"
 
 #include <atomic>
@@ -87,7 +89,7 @@ struct CacheStats {
 // one warning each and are recompiled.
 class CompileCache {
 public:
-  using CompileFn = llvm::function_ref<llvm::Expected<CompileResult>()>;
+  using CompileFn = llvm::function_ref<Result<CompileResult>()>;
 
   // The process-wide cache, configured from the environment on first use.
   static CompileCache &global();
@@ -101,8 +103,7 @@ public:
   // fails, each waiter runs its own callback). A failed compile returns its
   // error and caches nothing. `compile` runs without any lock held and may
   // look up other keys, but not its own (it would wait for itself).
-  llvm::Expected<CacheEntry> getOrCompile(llvm::StringRef key,
-                                          CompileFn compile);
+  Result<CacheEntry> getOrCompile(llvm::StringRef key, CompileFn compile);
 
   CacheStats stats() const;
 
@@ -126,9 +127,9 @@ private:
     std::atomic<uint64_t> diskWrites{0};
   };
 
-  llvm::Expected<Slot> loadOrCompile(llvm::StringRef key, CompileFn compile,
-                                     CacheSource &source);
-  llvm::Expected<Slot> compileAndStore(llvm::StringRef key, CompileFn compile);
+  Result<Slot> loadOrCompile(llvm::StringRef key, CompileFn compile,
+                             CacheSource &source);
+  Result<Slot> compileAndStore(llvm::StringRef key, CompileFn compile);
   void disableDisk(llvm::StringRef reason);
   void warn(llvm::StringRef message);
 
