@@ -27,20 +27,20 @@ namespace lq::runtime {
 /// parallel with the others of the same launch, each cached on its own.
 class CudaKernel {
 public:
-  CudaKernel(GemmSpec spec, bool quantizeOnly, gpu::GpuModuleInfo info)
+  CudaKernel(GemmSpec spec, bool quantizeOnly, cuda::GpuModuleInfo info)
       : spec(std::move(spec)), quantizeOnly(quantizeOnly),
         info(std::move(info)) {}
 
   /// The kernels loaded into the current context (on first use in it).
-  Result<gpu::GpuLauncher *> launcher() const;
+  Result<cuda::GpuLauncher *> launcher() const;
 
   GemmSpec spec;
   bool quantizeOnly;
-  gpu::GpuModuleInfo info;
+  cuda::GpuModuleInfo info;
 
 private:
   mutable std::mutex mutex;
-  mutable std::unique_ptr<gpu::GpuLauncher> loaded;
+  mutable std::unique_ptr<cuda::GpuLauncher> loaded;
   mutable CUcontext loadedContext = nullptr;
 };
 
@@ -49,7 +49,7 @@ private:
 namespace {
 
 /// The current context, or device 0's primary context made current.
-Result<CUcontext> currentContext(gpu::CudaDriver &driver) {
+Result<CUcontext> currentContext(cuda::CudaDriver &driver) {
   Result<CUcontext> context = driver.currentContext();
   if (context && *context)
     return context;
@@ -104,7 +104,7 @@ Result<std::string> kernelCubin(const GemmSpec &spec, bool quantizeOnly,
                                   {"assembler", assembler}});
   auto entry = CompileCache::global().getOrCompile(
       key, [&]() -> Result<CompileResult> {
-        Result<std::string> cubin = gpu::compilePtx(**ptx, arch);
+        Result<std::string> cubin = cuda::compilePtx(**ptx, arch);
         if (!cubin)
           return cubin.takeError();
         return CompileResult{std::move(*cubin), arch};
@@ -116,9 +116,9 @@ Result<std::string> kernelCubin(const GemmSpec &spec, bool quantizeOnly,
 
 } // namespace
 
-Result<gpu::GpuLauncher *> CudaKernel::launcher() const {
-  using R = Result<gpu::GpuLauncher *>;
-  Result<gpu::CudaDriver *> driver = gpu::CudaDriver::get();
+Result<cuda::GpuLauncher *> CudaKernel::launcher() const {
+  using R = Result<cuda::GpuLauncher *>;
+  Result<cuda::CudaDriver *> driver = cuda::CudaDriver::get();
   if (!driver)
     return R::failure(driver.error());
   Result<CUcontext> context = currentContext(**driver);
@@ -127,13 +127,13 @@ Result<gpu::GpuLauncher *> CudaKernel::launcher() const {
   std::lock_guard<std::mutex> lock(mutex);
   if (loaded && loadedContext == *context)
     return loaded.get();
-  Result<gpu::DeviceInfo> device = (*driver)->currentDevice();
+  Result<cuda::DeviceInfo> device = (*driver)->currentDevice();
   if (!device)
     return R::failure(device.error());
-  Result<std::string> arch = gpu::deviceArch(info, *device);
+  Result<std::string> arch = cuda::deviceArch(info, *device);
   if (!arch)
     return R::failure(arch.error());
-  Result<std::unique_ptr<gpu::GpuLauncher>> launcher = gpu::GpuLauncher::load(
+  Result<std::unique_ptr<cuda::GpuLauncher>> launcher = cuda::GpuLauncher::load(
       info, [this, arch = *arch](const std::vector<std::string> &names) {
         return compileGpuKernels(spec, quantizeOnly, names, arch);
       });
@@ -149,7 +149,7 @@ lq::compileGpuKernels(const GemmSpec &spec, bool quantizeOnly,
                       const std::vector<std::string> &names,
                       const std::string &arch) {
   using R = Result<std::vector<std::string>>;
-  Result<std::string> assembler = gpu::ptxCompilerIdentity();
+  Result<std::string> assembler = cuda::ptxCompilerIdentity();
   if (!assembler)
     return R::failure(assembler.error());
   // One thread per kernel: a launch's kernels cost the slowest of them,
@@ -180,7 +180,7 @@ lq::runtime::compileCudaKernel(const GemmSpec &spec, bool quantizeOnly) {
   using R = Result<std::shared_ptr<const CudaKernel>>;
   // Checks the spec and gives the launcher its tiles; the kernels
   // themselves are made when a launch first needs them.
-  Result<gpu::GpuModuleInfo> info = gpuModuleInfo(spec, quantizeOnly);
+  Result<cuda::GpuModuleInfo> info = gpuModuleInfo(spec, quantizeOnly);
   if (!info)
     return R::failure(info.error());
   return std::shared_ptr<const CudaKernel>(
@@ -189,7 +189,7 @@ lq::runtime::compileCudaKernel(const GemmSpec &spec, bool quantizeOnly) {
 
 Result<LaunchStatus> lq::runtime::launchCudaKernel(const CudaKernel &kernel,
                                                    const LaunchArgs &args) {
-  Result<gpu::GpuLauncher *> launcher = kernel.launcher();
+  Result<cuda::GpuLauncher *> launcher = kernel.launcher();
   if (!launcher)
     return Result<LaunchStatus>::failure(launcher.error());
   return (*launcher)->launch(args, static_cast<CUstream>(args.cudaStream));
@@ -198,20 +198,20 @@ Result<LaunchStatus> lq::runtime::launchCudaKernel(const CudaKernel &kernel,
 Result<QuantizeStatus>
 lq::runtime::quantizeWithCudaKernel(const CudaKernel &kernel,
                                     const QuantizeArgs &args) {
-  Result<gpu::GpuLauncher *> launcher = kernel.launcher();
+  Result<cuda::GpuLauncher *> launcher = kernel.launcher();
   if (!launcher)
     return Result<QuantizeStatus>::failure(launcher.error());
   return (*launcher)->quantize(args, static_cast<CUstream>(args.cudaStream));
 }
 
 Result<Target> lq::runtime::currentCudaTarget() {
-  Result<gpu::CudaDriver *> driver = gpu::CudaDriver::get();
+  Result<cuda::CudaDriver *> driver = cuda::CudaDriver::get();
   if (!driver)
     return Result<Target>::failure(driver.error());
   Result<CUcontext> context = currentContext(**driver);
   if (!context)
     return Result<Target>::failure(context.error());
-  Result<gpu::DeviceInfo> device = (*driver)->currentDevice();
+  Result<cuda::DeviceInfo> device = (*driver)->currentDevice();
   if (!device)
     return Result<Target>::failure(device.error());
   if (device->computeMajor == 9 && device->computeMinor == 0)

@@ -168,7 +168,7 @@ Result<std::string> GpuKernelBuild::ptx(const GpuStageCallback &stage) {
   return ptx;
 }
 
-Result<gpu::GpuModuleInfo> lq::gpuModuleInfo(const GemmSpec &spec,
+Result<cuda::GpuModuleInfo> lq::gpuModuleInfo(const GemmSpec &spec,
                                              bool quantizeOnly) {
   LQ_TRY(checkModule(spec, quantizeOnly));
   return imageOf("", spec, quantizeOnly).info;

@@ -9,7 +9,7 @@
 #include <utility>
 
 using namespace lq;
-using namespace lq::gpu;
+using namespace lq::cuda;
 
 // The symbol of an entry point: the name after cuda.h's macros (e.g.
 // cuMemAlloc -> cuMemAlloc_v2), as a string.

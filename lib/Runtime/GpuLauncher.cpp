@@ -16,7 +16,7 @@
 #include <cstring>
 
 using namespace lq;
-using namespace lq::gpu;
+using namespace lq::cuda;
 using namespace lq::runtime;
 
 namespace {
@@ -186,7 +186,7 @@ Statistics readStatistics(const unsigned char *stats, int64_t rows, bool sawb) {
 // Module contents
 //===----------------------------------------------------------------------===//
 
-std::vector<std::string> lq::gpu::requiredKernels(const GpuModuleInfo &info) {
+std::vector<std::string> lq::cuda::requiredKernels(const GpuModuleInfo &info) {
   const GemmSpec &s = info.spec;
   if (info.quantizeOnly)
     return {statsKernel(true), quantKernel(true)};
@@ -203,7 +203,7 @@ std::vector<std::string> lq::gpu::requiredKernels(const GpuModuleInfo &info) {
   return names;
 }
 
-Result<std::string> lq::gpu::deviceArch(const GpuModuleInfo &info,
+Result<std::string> lq::cuda::deviceArch(const GpuModuleInfo &info,
                                         const DeviceInfo &device) {
   using R = Result<std::string>;
   std::string cc = std::to_string(device.computeMajor) + "." +
@@ -563,7 +563,7 @@ LaunchPlan planOf(const GemmSpec &s, const LaunchArgs &args,
 
 } // namespace
 
-Result<LaunchPlan> lq::gpu::planGemmLaunch(const GpuModuleInfo &info,
+Result<LaunchPlan> lq::cuda::planGemmLaunch(const GpuModuleInfo &info,
                                            const LaunchArgs &args,
                                            const DeviceInfo &device) {
   using R = Result<LaunchPlan>;

@@ -10,7 +10,7 @@
 #include <sstream>
 
 using namespace lq;
-using namespace lq::gpu;
+using namespace lq::cuda;
 
 namespace {
 
@@ -83,7 +83,7 @@ std::string checkStampValue(const std::string &key, const std::string &value,
 
 } // namespace
 
-std::string lq::gpu::writePackStamp(const PackStamp &stamp) {
+std::string lq::cuda::writePackStamp(const PackStamp &stamp) {
   std::string chips;
   for (const std::string &chip : stamp.chips)
     chips += (chips.empty() ? "" : ",") + chip;
@@ -92,7 +92,7 @@ std::string lq::gpu::writePackStamp(const PackStamp &stamp) {
          "\ndate=" + stamp.date + "\n";
 }
 
-Result<PackStamp> lq::gpu::parsePackStamp(std::string_view text) {
+Result<PackStamp> lq::cuda::parsePackStamp(std::string_view text) {
   using R = Result<PackStamp>;
   PackStamp stamp;
   std::map<std::string, int> seen;
@@ -124,7 +124,7 @@ Result<PackStamp> lq::gpu::parsePackStamp(std::string_view text) {
   return stamp;
 }
 
-Result<PackStamp> lq::gpu::readPackStamp(const std::string &dir) {
+Result<PackStamp> lq::cuda::readPackStamp(const std::string &dir) {
   using R = Result<PackStamp>;
   Result<std::string> text = readText(dir + "/STAMP");
   if (!text)
@@ -142,7 +142,7 @@ Result<PackStamp> lq::gpu::readPackStamp(const std::string &dir) {
   return stamp;
 }
 
-Result<std::vector<PackModule>> lq::gpu::readPack(const std::string &dir) {
+Result<std::vector<PackModule>> lq::cuda::readPack(const std::string &dir) {
   using R = Result<std::vector<PackModule>>;
   Result<std::string> index = readText(dir + "/index.txt");
   if (!index)
@@ -185,7 +185,7 @@ Result<std::vector<PackModule>> lq::gpu::readPack(const std::string &dir) {
   return modules;
 }
 
-Result<std::string> lq::gpu::assemblePackModule(const PackModule &module,
+Result<std::string> lq::cuda::assemblePackModule(const PackModule &module,
                                                 const DeviceInfo &device) {
   using R = Result<std::string>;
   Result<std::string> arch = deviceArch(module.info, device);
@@ -199,7 +199,7 @@ Result<std::string> lq::gpu::assemblePackModule(const PackModule &module,
 }
 
 Result<std::unique_ptr<GpuLauncher>>
-lq::gpu::loadPackModule(const PackModule &module, PtxLoading loading) {
+lq::cuda::loadPackModule(const PackModule &module, PtxLoading loading) {
   using R = Result<std::unique_ptr<GpuLauncher>>;
   if (loading == PtxLoading::DriverJit)
     return GpuLauncher::load(module.ptx, module.info);

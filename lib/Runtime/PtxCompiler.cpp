@@ -24,7 +24,7 @@
 extern char **environ;
 
 using namespace lq;
-using namespace lq::gpu;
+using namespace lq::cuda;
 
 namespace {
 
@@ -377,7 +377,7 @@ std::string_view quotedAfter(std::string_view line, std::string_view marker) {
 
 } // namespace
 
-Result<std::string> lq::gpu::findPtxas() {
+Result<std::string> lq::cuda::findPtxas() {
   if (const char *path = std::getenv("PATH")) {
     std::string_view dirs(path);
     while (!dirs.empty()) {
@@ -399,7 +399,7 @@ Result<std::string> lq::gpu::findPtxas() {
       "ptxas not found on PATH or in /usr/local/cuda/bin");
 }
 
-Result<PtxAssembler> lq::gpu::defaultAssembler() {
+Result<PtxAssembler> lq::cuda::defaultAssembler() {
   const Result<NvJitLink> &api = nvJitLinkApi();
   if (api)
     return PtxAssembler::NvJitLink;
@@ -410,7 +410,7 @@ Result<PtxAssembler> lq::gpu::defaultAssembler() {
                                        "; " + ptxas.error());
 }
 
-Result<std::string> lq::gpu::compilePtx(std::string_view ptx,
+Result<std::string> lq::cuda::compilePtx(std::string_view ptx,
                                         std::string_view arch,
                                         PtxAssembler assembler) {
   if (std::string error = checkArch(arch); !error.empty())
@@ -419,7 +419,7 @@ Result<std::string> lq::gpu::compilePtx(std::string_view ptx,
                                               : compileWithPtxas(ptx, arch);
 }
 
-Result<std::string> lq::gpu::compilePtx(std::string_view ptx,
+Result<std::string> lq::cuda::compilePtx(std::string_view ptx,
                                         std::string_view arch) {
   Result<PtxAssembler> assembler = defaultAssembler();
   if (!assembler)
@@ -427,7 +427,7 @@ Result<std::string> lq::gpu::compilePtx(std::string_view ptx,
   return compilePtx(ptx, arch, *assembler);
 }
 
-Result<std::string> lq::gpu::assemblerIdentity(PtxAssembler assembler) {
+Result<std::string> lq::cuda::assemblerIdentity(PtxAssembler assembler) {
   using R = Result<std::string>;
   if (assembler == PtxAssembler::NvJitLink) {
     const Result<NvJitLink> &api = nvJitLinkApi();
@@ -455,14 +455,14 @@ Result<std::string> lq::gpu::assemblerIdentity(PtxAssembler assembler) {
   return "ptxas " + last;
 }
 
-Result<std::string> lq::gpu::ptxCompilerIdentity() {
+Result<std::string> lq::cuda::ptxCompilerIdentity() {
   Result<PtxAssembler> assembler = defaultAssembler();
   if (!assembler)
     return Result<std::string>::failure(assembler.error());
   return assemblerIdentity(*assembler);
 }
 
-std::vector<KernelResources> lq::gpu::parsePtxasLog(std::string_view log) {
+std::vector<KernelResources> lq::cuda::parsePtxasLog(std::string_view log) {
   std::vector<KernelResources> kernels;
   // "Function properties for X" precedes the stack and spill line of X,
   // which may be an entry or a device function it calls.
@@ -511,7 +511,7 @@ std::vector<KernelResources> lq::gpu::parsePtxasLog(std::string_view log) {
   return kernels;
 }
 
-Result<PtxasReport> lq::gpu::ptxasReport(std::string_view ptx,
+Result<PtxasReport> lq::cuda::ptxasReport(std::string_view ptx,
                                          std::string_view arch,
                                          const PtxasOptions &options) {
   using R = Result<PtxasReport>;

@@ -7,7 +7,7 @@
 #include <sstream>
 
 using namespace lq;
-using namespace lq::gpu;
+using namespace lq::cuda;
 
 namespace {
 
@@ -79,7 +79,7 @@ bool parseTile(std::string_view text, GemmTile &tile) {
 
 } // namespace
 
-std::string lq::gpu::writeModuleInfo(const GpuModuleInfo &info) {
+std::string lq::cuda::writeModuleInfo(const GpuModuleInfo &info) {
   const GemmSpec &s = info.spec;
   std::string text = "abi=" + std::to_string(kAbiVersion) + "\n";
   text += std::string("chip=") + targetName(info.spec.target) + "\n";
@@ -99,7 +99,7 @@ std::string lq::gpu::writeModuleInfo(const GpuModuleInfo &info) {
   return text;
 }
 
-Result<GpuModuleInfo> lq::gpu::parseModuleInfo(std::string_view text) {
+Result<GpuModuleInfo> lq::cuda::parseModuleInfo(std::string_view text) {
   using R = Result<GpuModuleInfo>;
   GpuModuleInfo info;
   std::map<std::string, int> seen;
@@ -195,7 +195,7 @@ Result<GpuModuleInfo> lq::gpu::parseModuleInfo(std::string_view text) {
   return info;
 }
 
-const std::vector<ParamInfo> &lq::gpu::signature(KernelKind kind) {
+const std::vector<ParamInfo> &lq::cuda::signature(KernelKind kind) {
   static const std::vector<ParamInfo> stats = {
       LQ_GPU_STATS_PARAMS(LQ_GPU_PARAM_INFO)};
   static const std::vector<ParamInfo> quant = {
@@ -222,7 +222,7 @@ const std::vector<ParamInfo> &lq::gpu::signature(KernelKind kind) {
   return fill;
 }
 
-std::optional<KernelKind> lq::gpu::kernelKind(std::string_view name) {
+std::optional<KernelKind> lq::cuda::kernelKind(std::string_view name) {
   for (bool lhs : {true, false}) {
     if (name == statsKernel(lhs))
       return KernelKind::Stats;
@@ -308,7 +308,7 @@ std::vector<std::string_view> paramDecls(std::string_view text) {
 
 } // namespace
 
-Status lq::gpu::checkSignatures(std::string_view ptx, size_t *entries) {
+Status lq::cuda::checkSignatures(std::string_view ptx, size_t *entries) {
   size_t count = 0;
   for (size_t at = 0; (at = ptx.find(".entry ", at)) != std::string_view::npos;
        ++count) {

@@ -27,8 +27,8 @@ namespace {
 
 /// CUtensorMap's size and the alignment PTX requires of a tensor-map
 /// parameter (GpuAbi.h's kTensorMapBytes and kTensorMapAlign).
-constexpr int64_t kMapBytes = lq::gpu::kTensorMapBytes;
-constexpr int64_t kMapAlign = lq::gpu::kTensorMapAlign;
+constexpr int64_t kMapBytes = lq::cuda::kTensorMapBytes;
+constexpr int64_t kMapAlign = lq::cuda::kTensorMapAlign;
 
 LogicalResult byValue(LLVM::LLVMFuncOp fn, DenseI32ArrayAttr indices) {
   if (!fn->hasAttr(NVVM::NVVMDialect::getKernelFuncAttrName()))

@@ -26,23 +26,23 @@ namespace {
                     sizeof(cStruct::name) == sizeof(abiStruct::name),          \
                 #cStruct "." #name " is where the launcher puts it");
 #define LQ_STATS_FIELD(name, kind)                                             \
-  LQ_CHECK_FIELD(lq_gpu_stats_params, lq::gpu::StatsParams, name)
+  LQ_CHECK_FIELD(lq_gpu_stats_params, lq::cuda::StatsParams, name)
 #define LQ_QUANT_FIELD(name, kind)                                             \
-  LQ_CHECK_FIELD(lq_gpu_quant_params, lq::gpu::QuantParams, name)
+  LQ_CHECK_FIELD(lq_gpu_quant_params, lq::cuda::QuantParams, name)
 #define LQ_GEMM_FIELD(name, kind)                                              \
-  LQ_CHECK_FIELD(lq_gpu_gemm_params, lq::gpu::GemmParams, name)
+  LQ_CHECK_FIELD(lq_gpu_gemm_params, lq::cuda::GemmParams, name)
 #define LQ_GEMM_TMA_FIELD(name, kind)                                          \
-  LQ_CHECK_FIELD(lq_gpu_gemm_tma_params, lq::gpu::GemmParams, name)
+  LQ_CHECK_FIELD(lq_gpu_gemm_tma_params, lq::cuda::GemmParams, name)
 #define LQ_FILL_FIELD(name, kind)                                              \
-  LQ_CHECK_FIELD(lq_gpu_fill_params, lq::gpu::FillParams, name)
+  LQ_CHECK_FIELD(lq_gpu_fill_params, lq::cuda::FillParams, name)
 LQ_GPU_STATS_PARAMS(LQ_STATS_FIELD)
 LQ_GPU_QUANT_PARAMS(LQ_QUANT_FIELD)
 LQ_GPU_GEMM_PARAMS(LQ_GEMM_FIELD)
 LQ_GPU_GEMM_PARAMS(LQ_GEMM_TMA_FIELD)
 LQ_GPU_GEMM_TMA_PARAMS(LQ_GEMM_TMA_FIELD)
 LQ_GPU_FILL_PARAMS(LQ_FILL_FIELD)
-static_assert(sizeof(lq_tensor_map) == lq::gpu::kTensorMapBytes &&
-                  alignof(lq_tensor_map) == lq::gpu::kTensorMapAlign,
+static_assert(sizeof(lq_tensor_map) == lq::cuda::kTensorMapBytes &&
+                  alignof(lq_tensor_map) == lq::cuda::kTensorMapAlign,
               "tensor maps are CUtensorMaps by value");
 
 lq_memref1d memref(void *data, int64_t size) { return {data, data, 0, size, 1}; }

@@ -65,9 +65,9 @@ namespace num = lq::numerics;
 using lq::DType;
 using lq::Format;
 using lq::GemmSpec;
-using lq::gpu::CudaDriver;
-using lq::gpu::DeviceBuffer;
-using lq::gpu::GpuLauncher;
+using lq::cuda::CudaDriver;
+using lq::cuda::DeviceBuffer;
+using lq::cuda::GpuLauncher;
 
 namespace {
 
@@ -226,7 +226,7 @@ bool isElf(const std::string &bytes) {
 void testModuleInfo() {
   {
     Case c("module info: write then parse gives the same module");
-    lq::gpu::GpuModuleInfo info;
+    lq::cuda::GpuModuleInfo info;
     info.spec = GemmSpec::backwardData(DType::BF16, 4);
     info.spec.hindsight = true;
     info.spec.bias = true;
@@ -234,8 +234,8 @@ void testModuleInfo() {
     info.spec.output = DType::BF16;
     info.spec.target = lq::Target::CudaSm90a;
     info.tiles = {{64, 64, 64, 3, 128, 40960}, {128, 256, 64, 4, 256, 196608}};
-    std::string text = lq::gpu::writeModuleInfo(info);
-    auto parsed = lq::gpu::parseModuleInfo(text);
+    std::string text = lq::cuda::writeModuleInfo(info);
+    auto parsed = lq::cuda::parseModuleInfo(text);
     if (CHECK_OK(c, parsed)) {
       CHECK_MSG(c, parsed->spec.describe() == info.spec.describe(),
                 parsed->spec.describe());
@@ -245,37 +245,37 @@ void testModuleInfo() {
       CHECK(c, parsed->tiles.size() == 2 && parsed->tiles[1].bn == 256 &&
                    parsed->tiles[1].smemBytes == 196608 &&
                    parsed->tiles[0].stages == 3);
-      CHECK(c, lq::gpu::writeModuleInfo(*parsed) == text);
+      CHECK(c, lq::cuda::writeModuleInfo(*parsed) == text);
     }
     // A launcher of an sm_90a module needs the TMA GEMM of every tile; one
     // of an sm_80 module has none to ask for.
-    std::vector<std::string> required = lq::gpu::requiredKernels(info);
+    std::vector<std::string> required = lq::cuda::requiredKernels(info);
     for (const auto &t : info.tiles)
       CHECK_MSG(c,
                 std::count(required.begin(), required.end(),
-                           lq::gpu::gemmTmaKernel(t)) == 1,
-                "sm_90a: " + lq::gpu::gemmTmaKernel(t) + " not required");
-    lq::gpu::GpuModuleInfo sm80 = info;
+                           lq::cuda::gemmTmaKernel(t)) == 1,
+                "sm_90a: " + lq::cuda::gemmTmaKernel(t) + " not required");
+    lq::cuda::GpuModuleInfo sm80 = info;
     sm80.spec.target = lq::Target::CudaSm80;
-    for (const std::string &k : lq::gpu::requiredKernels(sm80))
+    for (const std::string &k : lq::cuda::requiredKernels(sm80))
       CHECK_MSG(c, k.find("_tma") == std::string::npos,
                 "sm_80 requires " + k);
-    lq::gpu::GpuModuleInfo quant;
+    lq::cuda::GpuModuleInfo quant;
     quant.spec.target = lq::Target::CudaSm80;
     quant.quantizeOnly = true;
     quant.spec.lhs = {Format::SInt4, DType::F32, false};
-    auto q = lq::gpu::parseModuleInfo(lq::gpu::writeModuleInfo(quant));
+    auto q = lq::cuda::parseModuleInfo(lq::cuda::writeModuleInfo(quant));
     if (CHECK_OK(c, q)) {
       CHECK(c, q->quantizeOnly && q->tiles.empty());
       CHECK(c, q->spec.target == lq::Target::CudaSm80);
     }
   }
   Case c("module info: every malformed text is an error naming the problem");
-  lq::gpu::GpuModuleInfo info;
+  lq::cuda::GpuModuleInfo info;
   info.spec = GemmSpec::forward();
   info.spec.target = lq::Target::CudaSm80;
   info.tiles = {{64, 64, 64, 3, 128, 32768}};
-  std::string good = lq::gpu::writeModuleInfo(info);
+  std::string good = lq::cuda::writeModuleInfo(info);
   auto replace = [&](const std::string &from, const std::string &to) {
     std::string text = good;
     size_t at = text.find(from);
@@ -285,8 +285,8 @@ void testModuleInfo() {
   // Both operands log4: a spec the GEMM rules reject.
   std::string log4Twice = replace("rhs=sint4 f32 t", "rhs=log4 f32 t");
   log4Twice.replace(log4Twice.find("lhs=sint4"), 9, "lhs=log4 ");
-  std::string abiLine = "abi=" + std::to_string(lq::gpu::kAbiVersion);
-  std::string otherAbi = "abi=" + std::to_string(lq::gpu::kAbiVersion + 1);
+  std::string abiLine = "abi=" + std::to_string(lq::cuda::kAbiVersion);
+  std::string otherAbi = "abi=" + std::to_string(lq::cuda::kAbiVersion + 1);
   struct Bad {
     std::string text, expected;
   } bad[] = {
@@ -306,7 +306,7 @@ void testModuleInfo() {
       {replace("relu=0", "relu"), "expected key=value"},
   };
   for (const Bad &b : bad) {
-    auto parsed = lq::gpu::parseModuleInfo(b.text);
+    auto parsed = lq::cuda::parseModuleInfo(b.text);
     CHECK_MSG(c, !parsed.ok(), "accepted: " + b.text);
     if (!parsed.ok())
       CHECK_MSG(c, parsed.error().find(b.expected) != std::string::npos,
@@ -338,20 +338,20 @@ struct ScratchDir {
 };
 
 void testPackStamp() {
-  lq::gpu::PackStamp stamp;
+  lq::cuda::PackStamp stamp;
   stamp.commit = "0123456789abcdef0123456789abcdef01234567";
   stamp.dirty = "1";
-  stamp.abi = lq::gpu::kAbiVersion;
+  stamp.abi = lq::cuda::kAbiVersion;
   stamp.chips = {"sm_90a", "sm_80"};
   stamp.date = "2025-01-31T12:00:00Z";
-  std::string good = lq::gpu::writePackStamp(stamp);
+  std::string good = lq::cuda::writePackStamp(stamp);
   {
     Case c("pack stamp: write then parse gives the same stamp");
-    auto parsed = lq::gpu::parsePackStamp(good);
+    auto parsed = lq::cuda::parsePackStamp(good);
     if (CHECK_OK(c, parsed)) {
       CHECK(c, parsed->commit == stamp.commit && parsed->dirty == "1");
       CHECK(c, parsed->abi == stamp.abi && parsed->chips == stamp.chips);
-      CHECK(c, lq::gpu::writePackStamp(*parsed) == good);
+      CHECK(c, lq::cuda::writePackStamp(*parsed) == good);
     }
   }
   Case c("pack stamp: a missing, malformed or other-ABI STAMP is an error");
@@ -372,7 +372,7 @@ void testPackStamp() {
       {replace("date=2025", "date"), "expected key=value"},
   };
   for (const Bad &b : bad) {
-    auto parsed = lq::gpu::parsePackStamp(b.text);
+    auto parsed = lq::cuda::parsePackStamp(b.text);
     CHECK_MSG(c, !parsed.ok(), "accepted: " + b.text);
     if (!parsed.ok())
       CHECK_MSG(c, parsed.error().find(b.expected) != std::string::npos,
@@ -381,28 +381,28 @@ void testPackStamp() {
   ScratchDir dir;
   if (!CHECK_MSG(c, !dir.path.empty(), "no scratch directory"))
     return;
-  auto missing = lq::gpu::readPackStamp(dir.path);
+  auto missing = lq::cuda::readPackStamp(dir.path);
   CHECK_MSG(c, !missing.ok() && missing.error().find("has no STAMP") !=
                                     std::string::npos,
             missing.ok() ? "accepted" : missing.error());
-  std::string otherAbi = std::to_string(lq::gpu::kAbiVersion + 1);
+  std::string otherAbi = std::to_string(lq::cuda::kAbiVersion + 1);
   dir.write("STAMP", replace("abi=" + std::to_string(stamp.abi),
                              "abi=" + otherAbi));
-  auto other = lq::gpu::readPackStamp(dir.path);
+  auto other = lq::cuda::readPackStamp(dir.path);
   CHECK_MSG(c, !other.ok() && other.error().find("made for GPU ABI " + otherAbi) !=
                                   std::string::npos,
             other.ok() ? "accepted" : other.error());
   dir.write("STAMP", good);
-  CHECK_OK(c, lq::gpu::readPackStamp(dir.path));
+  CHECK_OK(c, lq::cuda::readPackStamp(dir.path));
 }
 
 void testPtxAssembly() {
-  std::vector<lq::gpu::PtxAssembler> assemblers = {lq::gpu::PtxAssembler::Ptxas};
+  std::vector<lq::cuda::PtxAssembler> assemblers = {lq::cuda::PtxAssembler::Ptxas};
   {
     Case c("nvJitLink: loads, or its absence is explained");
-    auto identity = lq::gpu::assemblerIdentity(lq::gpu::PtxAssembler::NvJitLink);
+    auto identity = lq::cuda::assemblerIdentity(lq::cuda::PtxAssembler::NvJitLink);
     if (identity.ok()) {
-      assemblers.push_back(lq::gpu::PtxAssembler::NvJitLink);
+      assemblers.push_back(lq::cuda::PtxAssembler::NvJitLink);
       CHECK_MSG(c, identity->rfind("nvJitLink ", 0) == 0, *identity);
       c.note(*identity);
     } else {
@@ -413,28 +413,28 @@ void testPtxAssembly() {
   }
   {
     Case c("ptxas: found, identity from --version");
-    auto identity = lq::gpu::assemblerIdentity(lq::gpu::PtxAssembler::Ptxas);
+    auto identity = lq::cuda::assemblerIdentity(lq::cuda::PtxAssembler::Ptxas);
     if (CHECK_OK(c, identity)) {
       CHECK_MSG(c, identity->rfind("ptxas ", 0) == 0 && identity->size() > 6,
                 *identity);
       c.note(*identity);
     }
-    auto fallback = lq::gpu::ptxCompilerIdentity();
+    auto fallback = lq::cuda::ptxCompilerIdentity();
     CHECK_OK(c, fallback);
   }
-  for (lq::gpu::PtxAssembler assembler : assemblers) {
+  for (lq::cuda::PtxAssembler assembler : assemblers) {
     const char *name =
-        assembler == lq::gpu::PtxAssembler::Ptxas ? "ptxas" : "nvJitLink";
+        assembler == lq::cuda::PtxAssembler::Ptxas ? "ptxas" : "nvJitLink";
     for (const char *arch : {"sm_80", "sm_90a"}) {
       Case c(std::string(name) + ": hand-written PTX to a " + arch + " cubin");
-      auto cubin = lq::gpu::compilePtx(kAxpyPtx, arch, assembler);
+      auto cubin = lq::cuda::compilePtx(kAxpyPtx, arch, assembler);
       if (CHECK_OK(c, cubin))
         CHECK_MSG(c, isElf(*cubin), "not an ELF image");
     }
     Case c(std::string(name) + ": a PTX error comes back with the log");
     std::string broken = kAxpyPtx;
     broken.replace(broken.find("fma.rn.f32"), 10, "fma.xx.f32");
-    auto cubin = lq::gpu::compilePtx(broken, "sm_80", assembler);
+    auto cubin = lq::cuda::compilePtx(broken, "sm_80", assembler);
     CHECK(c, !cubin.ok());
     if (!cubin.ok()) {
       CHECK_MSG(c, cubin.error().find(".xx") != std::string::npos,
@@ -444,7 +444,7 @@ void testPtxAssembly() {
   }
   Case c("compilePtx: an invalid architecture is an error");
   for (const char *arch : {"sm80", "sm_8", "compute_80", "sm_80x", ""}) {
-    auto cubin = lq::gpu::compilePtx(kAxpyPtx, arch);
+    auto cubin = lq::cuda::compilePtx(kAxpyPtx, arch);
     CHECK_MSG(c, !cubin.ok() && cubin.error().find("invalid GPU architecture") !=
                                     std::string::npos,
               arch);
@@ -454,9 +454,9 @@ void testPtxAssembly() {
 void testPtxasReport() {
   {
     Case c("ptxas report: registers, stack and shared memory per kernel");
-    auto report = lq::gpu::ptxasReport(kAxpyPtx, "sm_80");
+    auto report = lq::cuda::ptxasReport(kAxpyPtx, "sm_80");
     if (CHECK_OK(c, report)) {
-      const lq::gpu::KernelResources *axpy = nullptr, *stack = nullptr;
+      const lq::cuda::KernelResources *axpy = nullptr, *stack = nullptr;
       for (const auto &k : report->kernels) {
         if (k.name == "lq_test_axpy")
           axpy = &k;
@@ -492,7 +492,7 @@ void testPtxasReport() {
         "    0 bytes stack frame, 0 bytes spill stores, 0 bytes spill loads\n"
         "ptxas info    : Used 18 registers, used 1 barriers, 64 bytes smem, "
         "380 bytes cmem[0]\n";
-    auto kernels = lq::gpu::parsePtxasLog(log);
+    auto kernels = lq::cuda::parsePtxasLog(log);
     if (CHECK(c, kernels.size() == 2)) {
       const auto &g = kernels[0];
       CHECK(c, g.name == "lq_gemm_64x64_vec");
@@ -507,7 +507,7 @@ void testPtxasReport() {
   Case c("ptxas report: a PTX error fails with the log");
   std::string broken = kAxpyPtx;
   broken.replace(broken.find("ret;"), 4, "ret");
-  auto report = lq::gpu::ptxasReport(broken, "sm_90a");
+  auto report = lq::cuda::ptxasReport(broken, "sm_90a");
   CHECK(c, !report.ok());
   if (!report.ok())
     CHECK_MSG(c, report.error().find("ptxas -arch=sm_90a -v") != std::string::npos,
@@ -629,7 +629,7 @@ void testDriver() {
   for (bool jit : {false, true}) {
     std::string image = kAxpyPtx;
     if (!jit) {
-      auto cubin = lq::gpu::compilePtx(kAxpyPtx, arch);
+      auto cubin = lq::cuda::compilePtx(kAxpyPtx, arch);
       if (!CHECK_OK(c, cubin))
         continue;
       image = *cubin;
@@ -790,7 +790,7 @@ std::vector<uint8_t> packed(Format format, const std::vector<int8_t> &codes,
 //===----------------------------------------------------------------------===//
 
 struct Loaded {
-  lq::gpu::PackModule module;
+  lq::cuda::PackModule module;
   std::unique_ptr<GpuLauncher> launcher;
 };
 
@@ -1265,7 +1265,7 @@ std::vector<GemmCase> gemmCases(const Loaded &module, bool quick,
     std::set<std::string> found;
     for (int64_t k : {int64_t(37), int64_t(0)})
       for (bool pitched : {true, false})
-        for (const lq::gpu::GemmTile &t : module.module.info.tiles)
+        for (const lq::cuda::GemmTile &t : module.module.info.tiles)
           for (int64_t rm = 1; rm <= 16; ++rm)
             for (int64_t rn = 1; rn <= 64; ++rn) {
               int64_t m = std::max<int64_t>(1, t.bm * rm - 3),
@@ -1318,7 +1318,7 @@ template <typename Fn> void parallelFor(size_t n, unsigned jobs, const Fn &fn) {
 
 /// What the static checks of one module found.
 struct StaticResults {
-  std::optional<lq::Result<lq::gpu::PtxasReport>> report;
+  std::optional<lq::Result<lq::cuda::PtxasReport>> report;
   /// The module assembled for each architecture it may run as.
   std::vector<std::pair<std::string, std::optional<lq::Result<std::string>>>>
       cubins;
@@ -1327,11 +1327,11 @@ struct StaticResults {
 /// The architectures a module is assembled for before any device is seen:
 /// its own chip, and what a compute capability 9.0 device (H100, H200)
 /// assembles it for (sm_90 for sm_80 code).
-std::vector<std::string> staticArchs(const lq::gpu::GpuModuleInfo &info) {
-  std::vector<std::string> archs = {lq::gpu::chipName(info)};
-  lq::gpu::DeviceInfo hopper;
+std::vector<std::string> staticArchs(const lq::cuda::GpuModuleInfo &info) {
+  std::vector<std::string> archs = {lq::cuda::chipName(info)};
+  lq::cuda::DeviceInfo hopper;
   hopper.computeMajor = 9;
-  if (auto arch = lq::gpu::deviceArch(info, hopper); arch && *arch != lq::gpu::chipName(info))
+  if (auto arch = lq::cuda::deviceArch(info, hopper); arch && *arch != lq::cuda::chipName(info))
     archs.push_back(*arch);
   return archs;
 }
@@ -1339,8 +1339,8 @@ std::vector<std::string> staticArchs(const lq::gpu::GpuModuleInfo &info) {
 /// ptxas reports and assemblies of every module, computed on `jobs`
 /// threads; the cases print them in pack order afterwards.
 std::vector<StaticResults>
-computeStatics(const std::vector<lq::gpu::PackModule> &modules,
-               lq::gpu::PtxAssembler assembler, unsigned jobs) {
+computeStatics(const std::vector<lq::cuda::PackModule> &modules,
+               lq::cuda::PtxAssembler assembler, unsigned jobs) {
   std::vector<StaticResults> results(modules.size());
   std::vector<std::pair<size_t, int>> tasks; // (module, cubin or -1: report)
   for (size_t i = 0; i < modules.size(); ++i) {
@@ -1352,29 +1352,29 @@ computeStatics(const std::vector<lq::gpu::PackModule> &modules,
   }
   parallelFor(tasks.size(), jobs, [&](size_t t) {
     auto [i, cubin] = tasks[t];
-    const lq::gpu::PackModule &m = modules[i];
+    const lq::cuda::PackModule &m = modules[i];
     if (cubin < 0) {
-      results[i].report = lq::gpu::ptxasReport(m.ptx, lq::gpu::chipName(m.info));
+      results[i].report = lq::cuda::ptxasReport(m.ptx, lq::cuda::chipName(m.info));
       return;
     }
     auto &[arch, image] = results[i].cubins[cubin];
-    image = lq::gpu::compilePtx(m.ptx, arch, assembler);
+    image = lq::cuda::compilePtx(m.ptx, arch, assembler);
   });
   return results;
 }
 
-std::string moduleTitle(const lq::gpu::PackModule &m) {
-  return m.name + " (" + lq::gpu::chipName(m.info) + "): " +
+std::string moduleTitle(const lq::cuda::PackModule &m) {
+  return m.name + " (" + lq::cuda::chipName(m.info) + "): " +
          (m.info.quantizeOnly
               ? "quantize " + std::string(lq::formatName(m.info.spec.lhs.format))
               : m.info.spec.describe());
 }
 
-void checkPtxasReport(const lq::gpu::PackModule &m,
-                      const lq::Result<lq::gpu::PtxasReport> &report) {
+void checkPtxasReport(const lq::cuda::PackModule &m,
+                      const lq::Result<lq::cuda::PtxasReport> &report) {
   Case c("ptxas " + moduleTitle(m));
   // The pack's kernels declare the parameters the launcher passes.
-  CHECK_OK(c, lq::gpu::checkSignatures(m.ptx));
+  CHECK_OK(c, lq::cuda::checkSignatures(m.ptx));
   if (!CHECK_OK(c, report))
     return;
   std::set<std::string> names;
@@ -1390,19 +1390,19 @@ void checkPtxasReport(const lq::gpu::PackModule &m,
     c.note(line);
     CHECK_MSG(c, k.spillStores == 0 && k.spillLoads == 0, k.name + " spills");
   }
-  for (const std::string &k : lq::gpu::requiredKernels(m.info))
+  for (const std::string &k : lq::cuda::requiredKernels(m.info))
     CHECK_MSG(c, names.count(k), "missing kernel " + k);
   // The quantize-once GEMMs are optional, but on sm_90a come with their
   // TMA variant.
   if (m.info.spec.target == lq::Target::CudaSm90a)
     for (const auto &t : m.info.tiles)
-      if (names.count(lq::gpu::gemmKernel(t, true, /*packedLhs=*/true)))
-        CHECK_MSG(c, names.count(lq::gpu::gemmTmaKernel(t, /*packedLhs=*/true)),
+      if (names.count(lq::cuda::gemmKernel(t, true, /*packedLhs=*/true)))
+        CHECK_MSG(c, names.count(lq::cuda::gemmTmaKernel(t, /*packedLhs=*/true)),
                   "missing kernel " +
-                      lq::gpu::gemmTmaKernel(t, /*packedLhs=*/true));
+                      lq::cuda::gemmTmaKernel(t, /*packedLhs=*/true));
 }
 
-void checkAssembly(const lq::gpu::PackModule &m, const StaticResults &r,
+void checkAssembly(const lq::cuda::PackModule &m, const StaticResults &r,
                    const std::string &assemblerName) {
   std::string archs;
   for (const auto &[arch, image] : r.cubins)
@@ -1414,7 +1414,7 @@ void checkAssembly(const lq::gpu::PackModule &m, const StaticResults &r,
       CHECK_MSG(c, isElf(**image), arch + ": not an ELF image");
 }
 
-void addCoverage(const lq::gpu::PackModule &m, Coverage &coverage) {
+void addCoverage(const lq::cuda::PackModule &m, Coverage &coverage) {
   const GemmSpec &s = m.info.spec;
   if (m.info.quantizeOnly) {
     coverage.add(std::string("quantize ") + lq::formatName(s.lhs.format));
@@ -1436,22 +1436,22 @@ void addCoverage(const lq::gpu::PackModule &m, Coverage &coverage) {
 
 /// The assembler of the static checks: nvJitLink, what the runtime uses,
 /// where it loads (ptxasReport() covers ptxas either way).
-lq::gpu::PtxAssembler staticAssembler(std::string &name) {
-  auto identity = lq::gpu::assemblerIdentity(lq::gpu::PtxAssembler::NvJitLink);
+lq::cuda::PtxAssembler staticAssembler(std::string &name) {
+  auto identity = lq::cuda::assemblerIdentity(lq::cuda::PtxAssembler::NvJitLink);
   if (identity) {
     name = *identity;
-    return lq::gpu::PtxAssembler::NvJitLink;
+    return lq::cuda::PtxAssembler::NvJitLink;
   }
   name = "ptxas; " + identity.error();
-  return lq::gpu::PtxAssembler::Ptxas;
+  return lq::cuda::PtxAssembler::Ptxas;
 }
 
 /// ptxas reports (no spills, every kernel of the ABI) and assembly of
 /// every module, before any device is needed.
-void runStatics(const std::vector<lq::gpu::PackModule> &modules,
+void runStatics(const std::vector<lq::cuda::PackModule> &modules,
                 unsigned jobs, Coverage &coverage) {
   std::string assemblerName;
-  lq::gpu::PtxAssembler assembler = staticAssembler(assemblerName);
+  lq::cuda::PtxAssembler assembler = staticAssembler(assemblerName);
   std::vector<StaticResults> results = computeStatics(modules, assembler, jobs);
   for (size_t i = 0; i < modules.size(); ++i) {
     checkPtxasReport(modules[i], *results[i].report);
@@ -1463,7 +1463,7 @@ void runStatics(const std::vector<lq::gpu::PackModule> &modules,
 /// Whether the pack quantizes every packed operand of `s` (so the GPU run
 /// feeds it codes from the GPU).
 bool quantizedByPack(const GemmSpec &s,
-                     const std::vector<lq::gpu::PackModule> &modules) {
+                     const std::vector<lq::cuda::PackModule> &modules) {
   bool anyPacked = false, all = true;
   for (const lq::OperandSpec *op : {&s.lhs, &s.rhs}) {
     if (op->dtype != DType::Packed4)
@@ -1501,21 +1501,21 @@ struct Options {
 /// The modules of the pack that --module and --chip select, after printing
 /// what made the pack; nullopt when the pack cannot be read or nothing is
 /// selected.
-std::optional<std::vector<lq::gpu::PackModule>>
+std::optional<std::vector<lq::cuda::PackModule>>
 selectModules(const Options &opt) {
-  std::vector<lq::gpu::PackModule> modules;
-  auto read = lq::gpu::readPack(opt.pack);
+  std::vector<lq::cuda::PackModule> modules;
+  auto read = lq::cuda::readPack(opt.pack);
   Case c("read the kernel pack " + opt.pack);
   if (!CHECK_OK(c, read))
     return std::nullopt;
-  if (auto stamp = lq::gpu::readPackStamp(opt.pack))
+  if (auto stamp = lq::cuda::readPackStamp(opt.pack))
     c.note("made from commit " + stamp->commit + " (uncommitted changes: " +
            stamp->dirty + ") on " + stamp->date + ", ABI " +
            std::to_string(stamp->abi) + ", " + std::to_string(read->size()) +
            " modules");
   for (auto &m : *read)
     if ((opt.module.empty() || m.name == opt.module) &&
-        (opt.chip.empty() || lq::gpu::chipName(m.info) == opt.chip))
+        (opt.chip.empty() || lq::cuda::chipName(m.info) == opt.chip))
       modules.push_back(std::move(m));
   std::string what = opt.module.empty() ? "" : " named " + opt.module;
   what += opt.chip.empty() ? "" : " for " + opt.chip;
@@ -1526,7 +1526,7 @@ selectModules(const Options &opt) {
 }
 
 /// "device: ..." with what the driver tells of clocks and versions.
-void printDevice(const lq::gpu::DeviceInfo &d) {
+void printDevice(const lq::cuda::DeviceInfo &d) {
   auto mhz = [&](CUdevice_attribute attribute) {
     auto khz = cuda->attribute(attribute, d.device);
     return khz ? std::to_string(*khz / 1000) + " MHz" : khz.error();
@@ -1545,7 +1545,7 @@ void printDevice(const lq::gpu::DeviceInfo &d) {
 }
 
 /// Device 0's primary context, a stream, and the device line.
-std::optional<lq::gpu::DeviceInfo> openDevice() {
+std::optional<lq::cuda::DeviceInfo> openDevice() {
   Case c("CUDA context and stream on device 0");
   auto context = cuda->usePrimaryContext(0);
   auto created = cuda->createStream();
@@ -1561,14 +1561,14 @@ std::optional<lq::gpu::DeviceInfo> openDevice() {
 
 /// Loads every module the device can run: assembled on every core first,
 /// then loaded in pack order.
-std::vector<Loaded> loadModules(std::vector<lq::gpu::PackModule> &modules,
-                                const lq::gpu::DeviceInfo &device,
+std::vector<Loaded> loadModules(std::vector<lq::cuda::PackModule> &modules,
+                                const lq::cuda::DeviceInfo &device,
                                 const Options &opt) {
   std::vector<size_t> runnable;
   for (size_t i = 0; i < modules.size(); ++i) {
     // A pack holds modules for several chips: sm_90a code runs on compute
     // capability 9.0 only.
-    if (auto arch = lq::gpu::deviceArch(modules[i].info, device); !arch)
+    if (auto arch = lq::cuda::deviceArch(modules[i].info, device); !arch)
       std::printf("SKIP %s: %s\n", modules[i].name.c_str(),
                   arch.error().c_str());
     else
@@ -1578,11 +1578,11 @@ std::vector<Loaded> loadModules(std::vector<lq::gpu::PackModule> &modules,
   if (!opt.driverJit)
     parallelFor(runnable.size(), opt.jobs, [&](size_t r) {
       size_t i = runnable[r];
-      images[i] = lq::gpu::assemblePackModule(modules[i], device);
+      images[i] = lq::cuda::assemblePackModule(modules[i], device);
     });
   std::vector<Loaded> loaded;
   for (size_t i : runnable) {
-    lq::gpu::PackModule &m = modules[i];
+    lq::cuda::PackModule &m = modules[i];
     Case c("load " + m.name + (opt.driverJit ? " (driver JIT)" : " (assembled)"));
     using R = lq::Result<std::unique_ptr<GpuLauncher>>;
     R launcher = opt.driverJit    ? GpuLauncher::load(m.ptx, m.info)
@@ -1625,13 +1625,13 @@ void checkKernelsReached(const Loaded &l,
   bool tma = l.module.info.spec.target == lq::Target::CudaSm90a;
   std::vector<std::string> kernels;
   for (const auto &t : l.module.info.tiles) {
-    kernels.push_back(lq::gpu::gemmKernel(t, true));
-    kernels.push_back(lq::gpu::gemmKernel(t, false));
+    kernels.push_back(lq::cuda::gemmKernel(t, true));
+    kernels.push_back(lq::cuda::gemmKernel(t, false));
     if (tma)
-      kernels.push_back(lq::gpu::gemmTmaKernel(t));
+      kernels.push_back(lq::cuda::gemmTmaKernel(t));
     if (l.launcher->hasPackedLhsVariant())
-      kernels.push_back(tma ? lq::gpu::gemmTmaKernel(t, /*packedLhs=*/true)
-                            : lq::gpu::gemmKernel(t, true, /*packedLhs=*/true));
+      kernels.push_back(tma ? lq::cuda::gemmTmaKernel(t, /*packedLhs=*/true)
+                            : lq::cuda::gemmKernel(t, true, /*packedLhs=*/true));
   }
   for (const std::string &k : kernels)
     CHECK_MSG(c, kernelsUsed.count(k), k + " never ran");
@@ -1643,10 +1643,10 @@ void checkKernelsReached(const Loaded &l,
 /// same placement for none, and every result must match the core as the
 /// whole module's does.
 void runLazyCases(Loaded &whole, std::vector<Loaded> &loaded,
-                  const lq::gpu::DeviceInfo &device, std::mt19937 &rng) {
-  const lq::gpu::PackModule &m = whole.module;
+                  const lq::cuda::DeviceInfo &device, std::mt19937 &rng) {
+  const lq::cuda::PackModule &m = whole.module;
   auto image = std::make_shared<lq::Result<std::string>>(
-      lq::gpu::assemblePackModule(m, device));
+      lq::cuda::assemblePackModule(m, device));
   auto requests = std::make_shared<std::vector<std::vector<std::string>>>();
   Loaded lazy{m, nullptr};
   {
@@ -1666,7 +1666,7 @@ void runLazyCases(Loaded &whole, std::vector<Loaded> &loaded,
   std::set<std::string> used;
   std::vector<std::string> planned;
   auto plan = [&](const lq::LaunchArgs &args) {
-    auto p = lq::gpu::planGemmLaunch(m.info, args, device);
+    auto p = lq::cuda::planGemmLaunch(m.info, args, device);
     planned = p ? p->kernels : std::vector<std::string>{"(no plan)"};
   };
   // Many column tiles (the quantize-once placement where the module has
@@ -1818,7 +1818,7 @@ void runHugeCases(std::vector<Loaded> &loaded, std::mt19937 &rng) {
 
 void runGemmModules(std::vector<Loaded> &loaded, bool quick,
                     std::mt19937 &rng, Coverage &coverage,
-                    const lq::gpu::DeviceInfo &device) {
+                    const lq::cuda::DeviceInfo &device) {
   for (Loaded &l : loaded) {
     if (!l.launcher || l.module.info.quantizeOnly)
       continue;
@@ -1854,7 +1854,7 @@ void runSanitizeCases(std::vector<Loaded> &loaded, std::mt19937 &rng) {
     if (!l.launcher || l.module.info.quantizeOnly)
       continue;
     ++gemms;
-    const lq::gpu::GemmTile &t = l.module.info.tiles.front();
+    const lq::cuda::GemmTile &t = l.module.info.tiles.front();
     bool packedLhs = l.launcher->hasPackedLhsVariant();
     std::vector<GemmCase> cases = {{33, 17, 64, true}, {17, 33, 21, false}};
     // Columns for three tiles and more: the quantize-once placement.
@@ -1866,11 +1866,11 @@ void runSanitizeCases(std::vector<Loaded> &loaded, std::mt19937 &rng) {
     Case c("sanitize " + l.module.name + ": the fused GEMM ran");
     bool tma = l.module.info.spec.target == lq::Target::CudaSm90a;
     std::vector<std::string> wanted = {
-        tma ? lq::gpu::gemmTmaKernel(t) : lq::gpu::gemmKernel(t, true),
-        lq::gpu::gemmKernel(t, false)};
+        tma ? lq::cuda::gemmTmaKernel(t) : lq::cuda::gemmKernel(t, true),
+        lq::cuda::gemmKernel(t, false)};
     if (packedLhs)
-      wanted.push_back(tma ? lq::gpu::gemmTmaKernel(t, true)
-                           : lq::gpu::gemmKernel(t, true, true));
+      wanted.push_back(tma ? lq::cuda::gemmTmaKernel(t, true)
+                           : lq::cuda::gemmKernel(t, true, true));
     for (const std::string &k : wanted)
       CHECK_MSG(c, used.count(k), k + " never ran");
   }
@@ -2023,12 +2023,12 @@ void testSassParser() {
 
 /// The SASS module of a chip: bwd_data_bf16 (a LUQ GEMM with the TMA
 /// variant on sm_90a), else the first GEMM module.
-const lq::gpu::PackModule *
-sassModule(const std::vector<lq::gpu::PackModule> &modules,
+const lq::cuda::PackModule *
+sassModule(const std::vector<lq::cuda::PackModule> &modules,
            const std::string &chip) {
-  const lq::gpu::PackModule *found = nullptr;
+  const lq::cuda::PackModule *found = nullptr;
   for (const auto &m : modules)
-    if (lq::gpu::chipName(m.info) == chip && !m.info.quantizeOnly &&
+    if (lq::cuda::chipName(m.info) == chip && !m.info.quantizeOnly &&
         (!found || m.name == "bwd_data_bf16." + chip))
       found = &m;
   return found;
@@ -2036,14 +2036,14 @@ sassModule(const std::vector<lq::gpu::PackModule> &modules,
 
 /// The instruction mix of the module's main GEMM kernel (TMA on sm_90a,
 /// cp.async on sm_80), with what it must and must not hold.
-void sassFacts(const lq::gpu::PackModule &m, const std::string &cuobjdump) {
-  const lq::gpu::GemmTile &t = m.info.tiles.front();
+void sassFacts(const lq::cuda::PackModule &m, const std::string &cuobjdump) {
+  const lq::cuda::GemmTile &t = m.info.tiles.front();
   bool hopper = m.info.spec.target == lq::Target::CudaSm90a;
-  std::string kernel = hopper ? lq::gpu::gemmTmaKernel(t)
-                              : lq::gpu::gemmKernel(t, true);
+  std::string kernel = hopper ? lq::cuda::gemmTmaKernel(t)
+                              : lq::cuda::gemmKernel(t, true);
   Case c("sass " + kernel + " of " + m.name + ": tensor cores, " +
          (hopper ? "TMA" : "cp.async") + ", no local memory");
-  auto cubin = lq::gpu::compilePtx(m.ptx, lq::gpu::chipName(m.info));
+  auto cubin = lq::cuda::compilePtx(m.ptx, lq::cuda::chipName(m.info));
   ScratchDir dir;
   if (!CHECK_OK(c, cubin) || !CHECK_MSG(c, !dir.path.empty(), "no scratch directory"))
     return;
@@ -2080,7 +2080,7 @@ int runSass(const Options &opt) {
     return failed ? 1 : kSkipped;
   }
   for (const char *chip : {"sm_90a", "sm_80"})
-    if (const lq::gpu::PackModule *m = sassModule(*modules, chip))
+    if (const lq::cuda::PackModule *m = sassModule(*modules, chip))
       sassFacts(*m, cuobjdump);
   return failed ? 1 : 0;
 }

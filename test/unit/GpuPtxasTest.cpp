@@ -67,11 +67,11 @@ TEST_P(GpuPtxasTest, AssemblesWithinBudget) {
 
   // Every kernel declares its parameters as the ABI's signature table says.
   size_t entries = 0;
-  Status agrees = gpu::checkSignatures(image->ptx, &entries);
+  Status agrees = cuda::checkSignatures(image->ptx, &entries);
   EXPECT_TRUE(agrees.ok()) << agrees.error();
   EXPECT_GT(entries, 0u);
 
-  Result<gpu::PtxasReport> report = gpu::ptxasReport(image->ptx, c.chip);
+  Result<cuda::PtxasReport> report = cuda::ptxasReport(image->ptx, c.chip);
   ASSERT_TRUE(report.ok()) << report.error();
 
   // Every kernel the launcher looks up, and its designed occupancy.
@@ -81,31 +81,31 @@ TEST_P(GpuPtxasTest, AssemblesWithinBudget) {
   for (int side = 0; side < (c.entry.quantize ? 1 : 2); ++side) {
     if (!floatOperand[side])
       continue;
-    budget[gpu::statsKernel(side == 0)] = registerBudget(gpu::kStatsThreads, 4);
-    budget[gpu::quantKernel(side == 0)] = registerBudget(gpu::kQuantThreads, 8);
+    budget[cuda::statsKernel(side == 0)] = registerBudget(cuda::kStatsThreads, 4);
+    budget[cuda::quantKernel(side == 0)] = registerBudget(cuda::kQuantThreads, 8);
   }
-  for (const gpu::GemmTile &tile : image->info.tiles) {
+  for (const cuda::GemmTile &tile : image->info.tiles) {
     EXPECT_LE(tile.smemBytes, sharedLimit(c.target))
-        << gpu::gemmKernel(tile, false) << " shared memory";
+        << cuda::gemmKernel(tile, false) << " shared memory";
     for (bool vec : {false, true})
-      budget[gpu::gemmKernel(tile, vec)] = registerBudget(tile.threads, 1);
+      budget[cuda::gemmKernel(tile, vec)] = registerBudget(tile.threads, 1);
     bool packedVariant =
         spec.lhs.format == Format::Log4 && spec.lhs.dtype != DType::Packed4;
     if (packedVariant)
-      budget[gpu::gemmKernel(tile, true, /*packedLhs=*/true)] =
+      budget[cuda::gemmKernel(tile, true, /*packedLhs=*/true)] =
           registerBudget(tile.threads, 1);
     if (c.target == Target::CudaSm90a) {
-      budget[gpu::gemmTmaKernel(tile)] = registerBudget(tile.threads, 1);
+      budget[cuda::gemmTmaKernel(tile)] = registerBudget(tile.threads, 1);
       if (packedVariant)
-        budget[gpu::gemmTmaKernel(tile, /*packedLhs=*/true)] =
+        budget[cuda::gemmTmaKernel(tile, /*packedLhs=*/true)] =
             registerBudget(tile.threads, 1);
     }
   }
   if (spec.hindsight)
-    budget[gpu::kFillKernel] = registerBudget(gpu::kFillThreads, 8);
+    budget[cuda::kFillKernel] = registerBudget(cuda::kFillThreads, 8);
 
   std::set<std::string> seen;
-  for (const gpu::KernelResources &k : report->kernels) {
+  for (const cuda::KernelResources &k : report->kernels) {
     seen.insert(k.name);
     EXPECT_EQ(k.spillStores, 0) << k.name;
     EXPECT_EQ(k.spillLoads, 0) << k.name;
@@ -133,8 +133,8 @@ INSTANTIATE_TEST_SUITE_P(
 
 namespace {
 
-gpu::DeviceInfo hopper() {
-  gpu::DeviceInfo d;
+cuda::DeviceInfo hopper() {
+  cuda::DeviceInfo d;
   d.name = "H200";
   d.computeMajor = 9;
   d.multiprocessors = 132;
@@ -162,19 +162,19 @@ LaunchArgs deviceArgs(const GemmSpec &spec, int64_t m, int64_t n, int64_t k) {
 TEST(GpuFirstLaunch, PlansAndCompilesOnlyItsKernels) {
   GemmSpec spec = GemmSpec::backwardData(DType::BF16);
   spec.target = Target::CudaSm90a;
-  Result<gpu::GpuModuleInfo> info = gpuModuleInfo(spec, false);
+  Result<cuda::GpuModuleInfo> info = gpuModuleInfo(spec, false);
   ASSERT_TRUE(info.ok()) << info.error();
   // Many column tiles: statistics of both operands, the quantize-once
   // quantizer and the TMA GEMM reading its packed codes.
-  Result<gpu::LaunchPlan> plan =
-      gpu::planGemmLaunch(*info, deviceArgs(spec, 4096, 4096, 4096), hopper());
+  Result<cuda::LaunchPlan> plan =
+      cuda::planGemmLaunch(*info, deviceArgs(spec, 4096, 4096, 4096), hopper());
   ASSERT_TRUE(plan.ok()) << plan.error();
   EXPECT_EQ(plan->kernels,
             (std::vector<std::string>{"lq_stats_lhs", "lq_stats_rhs",
                                       "lq_quant_lhs",
                                       "lq_gemm_128x128_tma_pa"}));
   // One column tile: LUQ fused into the GEMM, the small tile.
-  plan = gpu::planGemmLaunch(*info, deviceArgs(spec, 64, 64, 512), hopper());
+  plan = cuda::planGemmLaunch(*info, deviceArgs(spec, 64, 64, 512), hopper());
   ASSERT_TRUE(plan.ok()) << plan.error();
   EXPECT_EQ(plan->kernels,
             (std::vector<std::string>{"lq_stats_lhs", "lq_stats_rhs",
@@ -237,11 +237,11 @@ const std::vector<std::string> kStatsDecls = {
     ".u64 .ptr .global .align 1"};
 
 TEST(GpuAbiAgreement, CatchesOneSidedEdits) {
-  EXPECT_TRUE(gpu::checkSignatures(entry("lq_stats_lhs", kStatsDecls)).ok());
+  EXPECT_TRUE(cuda::checkSignatures(entry("lq_stats_lhs", kStatsDecls)).ok());
   // A parameter the table does not have.
   std::vector<std::string> extra = kStatsDecls;
   extra.push_back(".u32");
-  Status s = gpu::checkSignatures(entry("lq_stats_rhs", extra));
+  Status s = cuda::checkSignatures(entry("lq_stats_rhs", extra));
   ASSERT_FALSE(s.ok());
   EXPECT_NE(s.error().find("declares 6 parameters, the ABI 5"),
             std::string::npos)
@@ -249,7 +249,7 @@ TEST(GpuAbiAgreement, CatchesOneSidedEdits) {
   // Two parameters swapped: a pointer where the table has rows.
   std::vector<std::string> swapped = kStatsDecls;
   std::swap(swapped[0], swapped[1]);
-  s = gpu::checkSignatures(entry("lq_stats_lhs", swapped));
+  s = cuda::checkSignatures(entry("lq_stats_lhs", swapped));
   ASSERT_FALSE(s.ok());
   EXPECT_NE(s.error().find("parameter 0 (in)"), std::string::npos)
       << s.error();
@@ -257,30 +257,30 @@ TEST(GpuAbiAgreement, CatchesOneSidedEdits) {
   std::vector<std::string> fill = {".u64 .ptr .global .align 1", ".u64",
                                    ".u64 .ptr .global .align 1", ".u32",
                                    ".u32"};
-  EXPECT_TRUE(gpu::checkSignatures(entry("lq_fill_epilogue", fill)).ok());
-  s = gpu::checkSignatures(entry("lq_gemm_64x64_tma", fill));
+  EXPECT_TRUE(cuda::checkSignatures(entry("lq_fill_epilogue", fill)).ok());
+  s = cuda::checkSignatures(entry("lq_gemm_64x64_tma", fill));
   EXPECT_FALSE(s.ok());
-  s = gpu::checkSignatures(entry("lq_mystery", fill));
+  s = cuda::checkSignatures(entry("lq_mystery", fill));
   ASSERT_FALSE(s.ok());
   EXPECT_NE(s.error().find("not in the GPU ABI"), std::string::npos);
 }
 
 TEST(GpuAbiAgreement, KernelKindsByName) {
-  EXPECT_EQ(gpu::kernelKind("lq_gemm_128x128_tma_pa"), gpu::KernelKind::GemmTma);
-  EXPECT_EQ(gpu::kernelKind("lq_gemm_64x64_vec_pa"), gpu::KernelKind::Gemm);
-  EXPECT_EQ(gpu::kernelKind("lq_gemm_64x64_any"), gpu::KernelKind::Gemm);
-  EXPECT_EQ(gpu::kernelKind("lq_quant_rhs"), gpu::KernelKind::Quant);
-  EXPECT_EQ(gpu::kernelKind("lq_stats_lhs"), gpu::KernelKind::Stats);
-  EXPECT_EQ(gpu::kernelKind("lq_fill_epilogue"), gpu::KernelKind::Fill);
-  EXPECT_FALSE(gpu::kernelKind("lq_gemm_64x64_fast").has_value());
+  EXPECT_EQ(cuda::kernelKind("lq_gemm_128x128_tma_pa"), cuda::KernelKind::GemmTma);
+  EXPECT_EQ(cuda::kernelKind("lq_gemm_64x64_vec_pa"), cuda::KernelKind::Gemm);
+  EXPECT_EQ(cuda::kernelKind("lq_gemm_64x64_any"), cuda::KernelKind::Gemm);
+  EXPECT_EQ(cuda::kernelKind("lq_quant_rhs"), cuda::KernelKind::Quant);
+  EXPECT_EQ(cuda::kernelKind("lq_stats_lhs"), cuda::KernelKind::Stats);
+  EXPECT_EQ(cuda::kernelKind("lq_fill_epilogue"), cuda::KernelKind::Fill);
+  EXPECT_FALSE(cuda::kernelKind("lq_gemm_64x64_fast").has_value());
   // The launcher's parameter structs hold each parameter where the driver
   // reads it: one pointer per table entry, the tensor maps aligned.
-  gpu::GemmParams params;
+  cuda::GemmParams params;
   EXPECT_EQ(params.pointers().size(),
-            gpu::signature(gpu::KernelKind::GemmTma).size());
+            cuda::signature(cuda::KernelKind::GemmTma).size());
   EXPECT_EQ(reinterpret_cast<uintptr_t>(&params.tmapA) % 64, 0u);
-  EXPECT_EQ(gpu::StatsParams().pointers().size(),
-            gpu::signature(gpu::KernelKind::Stats).size());
+  EXPECT_EQ(cuda::StatsParams().pointers().size(),
+            cuda::signature(cuda::KernelKind::Stats).size());
 }
 
 } // namespace

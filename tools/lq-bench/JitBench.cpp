@@ -68,8 +68,8 @@ namespace {
 /// for: the kernels a first launch compiles depend on both.
 constexpr int64_t kGpuColdSize = 4096;
 
-gpu::DeviceInfo h200() {
-  gpu::DeviceInfo d;
+cuda::DeviceInfo h200() {
+  cuda::DeviceInfo d;
   d.name = "NVIDIA H200 (as planned for)";
   d.computeMajor = 9;
   d.computeMinor = 0;
@@ -117,7 +117,7 @@ int childGpuCompile(const std::string &roleName) {
   const char *tiny = ".version 8.0\n.target sm_90a\n.address_size 64\n"
                      ".visible .entry lq_warm() { ret; }\n";
   Clock::time_point start = Clock::now();
-  Result<std::string> warm = gpu::compilePtx(tiny, "sm_90a");
+  Result<std::string> warm = cuda::compilePtx(tiny, "sm_90a");
   double init = secondsSince(start);
   if (!warm) {
     std::fprintf(stderr, "lq-bench: %s\n", warm.error().c_str());
@@ -126,8 +126,8 @@ int childGpuCompile(const std::string &roleName) {
   GemmSpec spec = hopperSpecOf(role);
   start = Clock::now();
   auto info = gpuModuleInfo(spec, /*quantizeOnly=*/false);
-  auto plan = info ? gpu::planGemmLaunch(*info, planningArgs(spec), h200())
-                   : Result<gpu::LaunchPlan>::failure(info.error());
+  auto plan = info ? cuda::planGemmLaunch(*info, planningArgs(spec), h200())
+                   : Result<cuda::LaunchPlan>::failure(info.error());
   auto cubins = plan ? compileGpuKernels(spec, false, plan->kernels, "sm_90a")
                      : Result<std::vector<std::string>>::failure(plan.error());
   double compile = secondsSince(start);

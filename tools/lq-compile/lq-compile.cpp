@@ -121,17 +121,17 @@ std::string cType(const std::string &param) {
 }
 
 /// The C type of a GPU kernel parameter of `kind`.
-const char *cType(gpu::ParamKind kind) {
+const char *cType(cuda::ParamKind kind) {
   switch (kind) {
-  case gpu::ParamKind::Ptr:
+  case cuda::ParamKind::Ptr:
     return "uint64_t"; // CUdeviceptr
-  case gpu::ParamKind::I64:
+  case cuda::ParamKind::I64:
     return "int64_t";
-  case gpu::ParamKind::I32:
+  case cuda::ParamKind::I32:
     return "int32_t";
-  case gpu::ParamKind::F32:
+  case cuda::ParamKind::F32:
     return "float";
-  case gpu::ParamKind::TensorMap:
+  case cuda::ParamKind::TensorMap:
     return "lq_tensor_map";
   }
   return "void *";
@@ -149,15 +149,15 @@ std::string gpuParamStructs() {
       "#define LQ_ALIGN64 _Alignas(64)\n#endif\n"
       "typedef struct {\n  LQ_ALIGN64 unsigned char bytes[128];\n} "
       "lq_tensor_map;\n";
-  std::pair<gpu::KernelKind, const char *> kinds[] = {
-      {gpu::KernelKind::Stats, "lq_gpu_stats_params"},
-      {gpu::KernelKind::Quant, "lq_gpu_quant_params"},
-      {gpu::KernelKind::Gemm, "lq_gpu_gemm_params"},
-      {gpu::KernelKind::GemmTma, "lq_gpu_gemm_tma_params"},
-      {gpu::KernelKind::Fill, "lq_gpu_fill_params"}};
+  std::pair<cuda::KernelKind, const char *> kinds[] = {
+      {cuda::KernelKind::Stats, "lq_gpu_stats_params"},
+      {cuda::KernelKind::Quant, "lq_gpu_quant_params"},
+      {cuda::KernelKind::Gemm, "lq_gpu_gemm_params"},
+      {cuda::KernelKind::GemmTma, "lq_gpu_gemm_tma_params"},
+      {cuda::KernelKind::Fill, "lq_gpu_fill_params"}};
   for (auto [kind, name] : kinds) {
     h += "typedef struct {\n";
-    for (const gpu::ParamInfo &p : gpu::signature(kind))
+    for (const cuda::ParamInfo &p : cuda::signature(kind))
       h += std::string("  ") + cType(p.kind) + " " + p.name + ";\n";
     h += std::string("} ") + name + ";\n";
   }
@@ -186,7 +186,7 @@ std::string header(const std::vector<GemmOutputs> &gemms) {
       "  int64_t offset;\n  int64_t size;\n  int64_t stride;\n} lq_memref1d;\n\n"
       "#define LQ_NUMERICS_VERSION \"" +
       std::string(kNumericsVersion) + "\"\n#define LQ_GPU_ABI_VERSION " +
-      std::to_string(gpu::kAbiVersion) + "\n";
+      std::to_string(cuda::kAbiVersion) + "\n";
   h += gpuParamStructs();
   for (const GemmOutputs &g : gemms) {
     h += "\n/* " + g.name + ": " + g.spec.describe() + " */\n";
@@ -213,7 +213,7 @@ std::string manifest(const std::vector<GemmOutputs> &gemms,
   llvm::json::OStream json(os, 2);
   json.object([&] {
     json.attribute("numerics", kNumericsVersion);
-    json.attribute("gpu_abi", gpu::kAbiVersion);
+    json.attribute("gpu_abi", cuda::kAbiVersion);
     json.attribute("source", input);
     json.attributeArray("gemms", [&] {
       for (const GemmOutputs &g : gemms)
@@ -248,11 +248,11 @@ std::string manifest(const std::vector<GemmOutputs> &gemms,
                 }
                 json.attribute("info", g.name + "." + chip + ".info");
                 json.attributeArray("kernels", [&] {
-                  for (const std::string &k : gpu::requiredKernels(image.info))
+                  for (const std::string &k : cuda::requiredKernels(image.info))
                     json.value(k);
                 });
                 json.attributeArray("tiles", [&] {
-                  for (const gpu::GemmTile &t : image.info.tiles)
+                  for (const cuda::GemmTile &t : image.info.tiles)
                     json.object([&] {
                       json.attribute("bm", t.bm);
                       json.attribute("bn", t.bn);
@@ -298,7 +298,7 @@ int main(int argc, char **argv) {
   }
   std::string assembler;
   if (!targets.empty() && !noCubin) {
-    Result<std::string> identity = gpu::ptxCompilerIdentity();
+    Result<std::string> identity = cuda::ptxCompilerIdentity();
     if (!identity)
       return fail(identity.error() + " (use --no-cubin for PTX only)");
     assembler = *identity;
@@ -329,10 +329,10 @@ int main(int argc, char **argv) {
       if (llvm::Error e = writeFile(base + ".ptx", image->ptx))
         return fail(llvm::toString(std::move(e)));
       if (llvm::Error e =
-              writeFile(base + ".info", gpu::writeModuleInfo(image->info)))
+              writeFile(base + ".info", cuda::writeModuleInfo(image->info)))
         return fail(llvm::toString(std::move(e)));
       if (!noCubin) {
-        Result<std::string> cubin = gpu::compilePtx(image->ptx, chip);
+        Result<std::string> cubin = cuda::compilePtx(image->ptx, chip);
         if (!cubin)
           return fail(base + ": " + cubin.error());
         if (llvm::Error e = writeFile(base + ".cubin", *cubin))

@@ -61,9 +61,9 @@ using lq::DType;
 using lq::Format;
 using lq::GemmSpec;
 using lq::Result;
-using lq::gpu::CudaDriver;
-using lq::gpu::DeviceBuffer;
-using lq::gpu::GpuLauncher;
+using lq::cuda::CudaDriver;
+using lq::cuda::DeviceBuffer;
+using lq::cuda::GpuLauncher;
 
 namespace {
 
@@ -324,7 +324,7 @@ struct Settings {
   std::string pack = "gpu-pack", out, json, chip;
   int iters = 20, warmup = 3;
   bool quick = false;
-  lq::gpu::PtxLoading loading = lq::gpu::PtxLoading::Assemble;
+  lq::cuda::PtxLoading loading = lq::cuda::PtxLoading::Assemble;
   unsigned jobs = std::max(1u, std::thread::hardware_concurrency());
 };
 
@@ -501,7 +501,7 @@ lq::LaunchArgs gemmArgs(const GemmSpec &s, const Inputs &in, int64_t m,
 }
 
 using LoadedModule =
-    std::pair<lq::gpu::PackModule, std::unique_ptr<GpuLauncher>>;
+    std::pair<lq::cuda::PackModule, std::unique_ptr<GpuLauncher>>;
 
 /// The pack's packed GEMM of the same chip computing what `s` computes
 /// from quantized codes.
@@ -509,7 +509,7 @@ GpuLauncher *packedTwin(const std::vector<LoadedModule> &loaded,
                         const std::string &chip, const GemmSpec &s) {
   for (const auto &[module, launcher] : loaded) {
     const GemmSpec &p = module.info.spec;
-    if (!launcher || module.info.quantizeOnly || lq::gpu::chipName(module.info) != chip)
+    if (!launcher || module.info.quantizeOnly || lq::cuda::chipName(module.info) != chip)
       continue;
     bool match = p.lhs.format == s.lhs.format && p.rhs.format == s.rhs.format &&
                  p.lhs.transposed == s.lhs.transposed &&
@@ -706,7 +706,7 @@ std::string runUnfused(GpuLauncher &launcher, GpuLauncher &twin,
     qa.sample = s;
     if (spec.hindsight)
       qa.maxEstimate = args.maxEstimate;
-    auto q = launcher.quantize(qa, stream, lq::gpu::Operand::Lhs);
+    auto q = launcher.quantize(qa, stream, lq::cuda::Operand::Lhs);
     if (!q)
       return q.error();
     packedArgs.lhsScale = q->scale;
@@ -715,7 +715,7 @@ std::string runUnfused(GpuLauncher &launcher, GpuLauncher &twin,
   qb.input = args.rhs;
   qb.output = packedArgs.rhs;
   qb.format = spec.rhs.format;
-  auto q = launcher.quantize(qb, stream, lq::gpu::Operand::Rhs);
+  auto q = launcher.quantize(qb, stream, lq::cuda::Operand::Rhs);
   if (!q)
     return q.error();
   packedArgs.rhsScale = q->scale;
@@ -787,12 +787,12 @@ void measureQuantizers(const LoadedModule &module, const Inputs &in,
                        Report &report) {
   const GemmSpec &spec = module.first.info.spec;
   const std::string &name = module.first.name;
-  for (auto [operand, which] : {std::pair(lq::gpu::Operand::Lhs, "lhs"),
-                                std::pair(lq::gpu::Operand::Rhs, "rhs")}) {
+  for (auto [operand, which] : {std::pair(lq::cuda::Operand::Lhs, "lhs"),
+                                std::pair(lq::cuda::Operand::Rhs, "rhs")}) {
     const lq::OperandSpec &op =
-        operand == lq::gpu::Operand::Lhs ? spec.lhs : spec.rhs;
+        operand == lq::cuda::Operand::Lhs ? spec.lhs : spec.rhs;
     if (op.dtype == DType::Packed4 ||
-        (module.first.info.quantizeOnly && operand == lq::gpu::Operand::Rhs))
+        (module.first.info.quantizeOnly && operand == lq::cuda::Operand::Rhs))
       continue;
     lq::QuantizeArgs qa;
     qa.input = deviceRef(op.dtype == DType::BF16 ? in.aBf16 : in.aF32,
@@ -865,23 +865,23 @@ template <typename Fn> void parallelFor(size_t n, unsigned jobs, const Fn &fn) {
 
 /// Every module of the pack (of --chip) the device runs, assembled on
 /// every core first; a module that fails is a problem and left out.
-std::vector<LoadedModule> loadModules(std::vector<lq::gpu::PackModule> &pack,
-                                      const lq::gpu::DeviceInfo &device,
+std::vector<LoadedModule> loadModules(std::vector<lq::cuda::PackModule> &pack,
+                                      const lq::cuda::DeviceInfo &device,
                                       const Settings &settings,
                                       Report &report) {
-  std::vector<lq::gpu::PackModule *> wanted;
-  for (lq::gpu::PackModule &m : pack)
-    if ((settings.chip.empty() || lq::gpu::chipName(m.info) == settings.chip) &&
-        lq::gpu::deviceArch(m.info, device))
+  std::vector<lq::cuda::PackModule *> wanted;
+  for (lq::cuda::PackModule &m : pack)
+    if ((settings.chip.empty() || lq::cuda::chipName(m.info) == settings.chip) &&
+        lq::cuda::deviceArch(m.info, device))
       wanted.push_back(&m);
   std::vector<std::optional<Result<std::string>>> images(wanted.size());
-  if (settings.loading == lq::gpu::PtxLoading::Assemble)
+  if (settings.loading == lq::cuda::PtxLoading::Assemble)
     parallelFor(wanted.size(), settings.jobs, [&](size_t i) {
-      images[i] = lq::gpu::assemblePackModule(*wanted[i], device);
+      images[i] = lq::cuda::assemblePackModule(*wanted[i], device);
     });
   std::vector<LoadedModule> loaded;
   for (size_t i = 0; i < wanted.size(); ++i) {
-    lq::gpu::PackModule &m = *wanted[i];
+    lq::cuda::PackModule &m = *wanted[i];
     using R = Result<std::unique_ptr<GpuLauncher>>;
     R launcher = !images[i]        ? GpuLauncher::load(m.ptx, m.info)
                  : images[i]->ok() ? GpuLauncher::load(**images[i], m.info)
@@ -917,7 +917,7 @@ std::optional<Settings> parseSettings(int argc, char **argv) {
     else if (arg == "--quick")
       settings.quick = true;
     else if (arg == "--driver-jit")
-      settings.loading = lq::gpu::PtxLoading::DriverJit;
+      settings.loading = lq::cuda::PtxLoading::DriverJit;
     else
       return std::nullopt;
   }
@@ -925,11 +925,11 @@ std::optional<Settings> parseSettings(int argc, char **argv) {
 }
 
 /// The Markdown and JSON headers: device, driver, assembler, pack, method.
-void describeRun(const lq::gpu::DeviceInfo &device, const Settings &settings,
+void describeRun(const lq::cuda::DeviceInfo &device, const Settings &settings,
                  Report &report) {
   auto version = cuda->driverVersion();
-  auto assembler = lq::gpu::ptxCompilerIdentity();
-  auto stamp = lq::gpu::readPackStamp(settings.pack);
+  auto assembler = lq::cuda::ptxCompilerIdentity();
+  auto stamp = lq::cuda::readPackStamp(settings.pack);
   std::string driver = version ? std::to_string(*version) : version.error();
   std::string assembled = assembler ? *assembler : assembler.error();
   std::string pack = stamp ? "commit " + stamp->commit + " (uncommitted "
@@ -959,7 +959,7 @@ void describeRun(const lq::gpu::DeviceInfo &device, const Settings &settings,
 
 /// The device, its context and the bench stream; 77 when there is no
 /// device (the caller's exit status), 0 when all is set.
-int openDevice(std::optional<lq::gpu::DeviceInfo> &device) {
+int openDevice(std::optional<lq::cuda::DeviceInfo> &device) {
   auto driver = CudaDriver::get();
   if (!driver) {
     std::printf("SKIPPED: %s\n", driver.error().c_str());
@@ -970,7 +970,7 @@ int openDevice(std::optional<lq::gpu::DeviceInfo> &device) {
   auto created = context ? cuda->createStream()
                          : Result<CUstream>::failure(context.error());
   auto info = created ? cuda->currentDevice()
-                      : Result<lq::gpu::DeviceInfo>::failure(created.error());
+                      : Result<lq::cuda::DeviceInfo>::failure(created.error());
   if (!info) {
     std::fprintf(stderr, "lq-gpu-bench: %s\n", info.error().c_str());
     return 1;
@@ -1008,7 +1008,7 @@ void measureAll(std::vector<LoadedModule> &loaded, const Settings &settings,
     if (module.first.info.quantizeOnly || spec.lhs.dtype == DType::Packed4 ||
         spec.rhs.dtype == DType::Packed4)
       continue;
-    GpuLauncher *twin = packedTwin(loaded, lq::gpu::chipName(module.first.info), spec);
+    GpuLauncher *twin = packedTwin(loaded, lq::cuda::chipName(module.first.info), spec);
     for (const Shape &shape : shapesFor(roleOf(spec), settings.quick))
       measureGemm(module, twin, shape, *inputs, settings, baselines, report);
     if (std::string error = report.write(settings, false); !error.empty())
@@ -1033,10 +1033,10 @@ int main(int argc, char **argv) {
                          "[--warmup N] [--jobs N] [--quick] [--driver-jit]\n");
     return 2;
   }
-  std::optional<lq::gpu::DeviceInfo> device;
+  std::optional<lq::cuda::DeviceInfo> device;
   if (int status = openDevice(device); status != 0)
     return status;
-  auto pack = lq::gpu::readPack(settings->pack);
+  auto pack = lq::cuda::readPack(settings->pack);
   if (!pack) {
     std::fprintf(stderr, "lq-gpu-bench: %s\n", pack.error().c_str());
     return 1;

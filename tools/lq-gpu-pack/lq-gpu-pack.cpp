@@ -89,10 +89,10 @@ bool emit(const GpuModuleEntry &entry, Target target, const char *chipName,
   if (!image)
     return fail(name + ": " + image.error());
   if (!writeFile(inDir(name + ".ptx"), image->ptx) ||
-      !writeFile(inDir(name + ".info"), gpu::writeModuleInfo(image->info)))
+      !writeFile(inDir(name + ".info"), cuda::writeModuleInfo(image->info)))
     return false;
   if (cubin) {
-    Result<std::string> binary = gpu::compilePtx(image->ptx, chipName);
+    Result<std::string> binary = cuda::compilePtx(image->ptx, chipName);
     if (!binary)
       return fail(name + ": " + binary.error());
     if (!writeFile(inDir(name + ".cubin"), *binary))
@@ -141,15 +141,15 @@ std::optional<std::string> git(const std::string &tree,
 /// The pack's STAMP: the commit and state of the source tree now (a
 /// generator built from other sources than these is the caller's to
 /// avoid), the ABI, the chips and the time.
-gpu::PackStamp makeStamp() {
-  gpu::PackStamp stamp;
+cuda::PackStamp makeStamp() {
+  cuda::PackStamp stamp;
   std::string tree = sourceTree();
   if (std::optional<std::string> head = git(tree, {"rev-parse", "HEAD"}))
     stamp.commit = *head;
   if (std::optional<std::string> changes =
           git(tree, {"status", "--porcelain", "--untracked-files=no"}))
     stamp.dirty = changes->empty() ? "0" : "1";
-  stamp.abi = gpu::kAbiVersion;
+  stamp.abi = cuda::kAbiVersion;
   stamp.chips.assign(chips.begin(), chips.end());
   std::time_t now = std::time(nullptr);
   std::tm utc{};
@@ -201,6 +201,6 @@ int main(int argc, char **argv) {
         return 1;
   }
   bool written = writeFile(inDir("index.txt"), index) &&
-                 writeFile(inDir("STAMP"), gpu::writePackStamp(makeStamp()));
+                 writeFile(inDir("STAMP"), cuda::writePackStamp(makeStamp()));
   return written ? 0 : 1;
 }

@@ -75,7 +75,7 @@ public:
     Result<Target> target = Runtime::get().cudaTarget();
     if (!target)
       return R::failure(target.error());
-    Result<gpu::CudaDriver *> driver = gpu::CudaDriver::get();
+    Result<cuda::CudaDriver *> driver = cuda::CudaDriver::get();
     if (!driver)
       return R::failure(driver.error());
     return std::unique_ptr<Launcher>(new CudaLauncher(**driver, *target));
@@ -127,22 +127,22 @@ public:
   Target target() const override { return gpuTarget; }
 
 private:
-  CudaLauncher(gpu::CudaDriver &driver, Target target)
+  CudaLauncher(cuda::CudaDriver &driver, Target target)
       : driver(driver), gpuTarget(target) {}
 
-  Result<bool> ensure(gpu::DeviceBuffer &buffer, size_t bytes) {
+  Result<bool> ensure(cuda::DeviceBuffer &buffer, size_t bytes) {
     if (buffer.size() >= bytes)
       return true;
-    Result<gpu::DeviceBuffer> grown = gpu::DeviceBuffer::allocate(bytes);
+    Result<cuda::DeviceBuffer> grown = cuda::DeviceBuffer::allocate(bytes);
     if (!grown)
       return Result<bool>::failure(grown.error());
     buffer = std::move(*grown);
     return true;
   }
 
-  gpu::CudaDriver &driver;
+  cuda::CudaDriver &driver;
   Target gpuTarget;
-  gpu::DeviceBuffer buffers[4];
+  cuda::DeviceBuffer buffers[4];
 };
 #endif
 

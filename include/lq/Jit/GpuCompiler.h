@@ -23,7 +23,7 @@ namespace lq {
 
 struct GpuModuleImage {
   std::string ptx;
-  gpu::GpuModuleInfo info;
+  cuda::GpuModuleInfo info;
 };
 
 /// Called with (stage name, text) for each stage of the pipeline: "kernels"
@@ -33,7 +33,7 @@ using GpuStageCallback = std::function<void(std::string_view, std::string_view)>
 /// What a launcher must know of the module of `spec` (or of its left
 /// operand's quantizer), without generating it; an error when there is no
 /// such module.
-Result<gpu::GpuModuleInfo> gpuModuleInfo(const GemmSpec &spec,
+Result<cuda::GpuModuleInfo> gpuModuleInfo(const GemmSpec &spec,
                                          bool quantizeOnly);
 
 /// The generated kernel module of `spec` (or of its left operand's

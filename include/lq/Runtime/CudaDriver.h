@@ -26,7 +26,7 @@
 #include <cstdint>
 #include <string>
 
-namespace lq::gpu {
+namespace lq::cuda {
 
 /// The CUDA entry points CudaDriver resolves, by the names cuda.h gives
 /// them (some are macros for versioned symbols).
@@ -199,6 +199,6 @@ private:
   size_t bytes = 0;
 };
 
-} // namespace lq::gpu
+} // namespace lq::cuda
 
 #endif // LQ_RUNTIME_CUDADRIVER_H

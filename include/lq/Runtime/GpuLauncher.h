@@ -6,9 +6,9 @@
 // the same argument checks and errors, the same scales, ranges and flags in
 // LaunchStatus, and outputs bit-identical to the numerics core.
 //
-//   lq::gpu::CudaDriver *cuda = *lq::gpu::CudaDriver::get();
+//   lq::cuda::CudaDriver *cuda = *lq::cuda::CudaDriver::get();
 //   cuda->usePrimaryContext(0);
-//   auto launcher = lq::gpu::GpuLauncher::load(cubin, info);
+//   auto launcher = lq::cuda::GpuLauncher::load(cubin, info);
 //   lq::LaunchArgs args;  // TensorRefs with Device::CUDA device pointers
 //   auto status = (*launcher)->launch(args, stream);
 //
@@ -41,7 +41,7 @@ struct GemmProblem;
 struct OperandQuantizer;
 } // namespace lq::runtime
 
-namespace lq::gpu {
+namespace lq::cuda {
 
 enum class Operand { Lhs, Rhs };
 
@@ -231,6 +231,6 @@ private:
   CUevent scratchDone = nullptr;
 };
 
-} // namespace lq::gpu
+} // namespace lq::cuda
 
 #endif // LQ_RUNTIME_GPULAUNCHER_H

@@ -23,7 +23,7 @@
 #include <string_view>
 #include <vector>
 
-namespace lq::gpu {
+namespace lq::cuda {
 
 /// Where a pack comes from, so that a run on another machine can name the
 /// source it tested and refuse a pack of another ABI.
@@ -81,6 +81,6 @@ Result<std::string> assemblePackModule(const PackModule &module,
 Result<std::unique_ptr<GpuLauncher>> loadPackModule(const PackModule &module,
                                                     PtxLoading loading);
 
-} // namespace lq::gpu
+} // namespace lq::cuda
 
 #endif // LQ_RUNTIME_GPUPACK_H

@@ -21,7 +21,7 @@
 #include <string_view>
 #include <vector>
 
-namespace lq::gpu {
+namespace lq::cuda {
 
 enum class PtxAssembler { NvJitLink, Ptxas };
 
@@ -84,6 +84,6 @@ Result<PtxasReport> ptxasReport(std::string_view ptx, std::string_view arch,
 /// The per-kernel resources in the log of a `ptxas -v` run.
 std::vector<KernelResources> parsePtxasLog(std::string_view log);
 
-} // namespace lq::gpu
+} // namespace lq::cuda
 
 #endif // LQ_RUNTIME_PTXCOMPILER_H

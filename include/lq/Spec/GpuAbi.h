@@ -85,7 +85,7 @@
 #include <string_view>
 #include <vector>
 
-namespace lq::gpu {
+namespace lq::cuda {
 
 /// Version of this contract: part of every GPU cache key and manifest.
 /// Bumped on every change of a kernel's name, parameters or buffers.
@@ -325,6 +325,6 @@ std::string writeModuleInfo(const GpuModuleInfo &info);
 /// value, a spec that is not a valid GEMM, a GEMM without tiles.
 Result<GpuModuleInfo> parseModuleInfo(std::string_view text);
 
-} // namespace lq::gpu
+} // namespace lq::cuda
 
 #endif // LQ_RUNTIME_GPUABI_H

@@ -12,7 +12,7 @@
 using namespace mlir;
 using namespace lq;
 
-namespace lq::gpugen {
+namespace lq::cudagen {
 
 void GpuModuleBuilder::layoutWarpsSm80(GemmState &g) {
   g.warpsN = g.tile.bn == 64 ? 2 : 4;
@@ -87,4 +87,4 @@ GpuModuleBuilder::accElementsSm80(GemmState &g, ValueRange acc) {
   return elements;
 }
 
-} // namespace lq::gpugen
+} // namespace lq::cudagen

@@ -15,7 +15,7 @@
 using namespace mlir;
 using namespace lq;
 
-namespace lq::gpugen {
+namespace lq::cudagen {
 
 namespace {
 
@@ -76,4 +76,4 @@ GpuModuleBuilder::accElementsSm90a(GemmState &g, ValueRange acc) {
   return elements;
 }
 
-} // namespace lq::gpugen
+} // namespace lq::cudagen

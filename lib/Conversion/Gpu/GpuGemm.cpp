@@ -12,7 +12,7 @@
 using namespace mlir;
 using namespace lq;
 
-namespace lq::gpugen {
+namespace lq::cudagen {
 
 void GpuModuleBuilder::copyStage(GemmState &g, const Side &side, Value it,
                                  Value stage) {
@@ -484,4 +484,4 @@ GpuModuleBuilder::accElements(GemmState &g, ValueRange acc) {
                                   : accElementsSm90a(g, acc);
 }
 
-} // namespace lq::gpugen
+} // namespace lq::cudagen

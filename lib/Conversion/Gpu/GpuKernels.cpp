@@ -10,7 +10,7 @@
 
 using namespace mlir;
 using namespace lq;
-using namespace lq::gpugen;
+using namespace lq::cudagen;
 
 const char *lq::gpuPtxFeatures(Target chip) {
   // PTX 8.0 is the first ISA with wgmma (sm_90a); one ISA for both keeps
@@ -42,7 +42,7 @@ std::vector<abi::GemmTile> lq::gpuGemmTiles(const GemmSpec &spec) {
   return tiles;
 }
 
-namespace lq::gpugen {
+namespace lq::cudagen {
 
 Value GpuModuleBuilder::staticShared(StringRef name, Type element,
                                      int64_t count) {
@@ -389,7 +389,7 @@ void GpuModuleBuilder::buildFill(const GemmSpec &spec) {
   endKernel();
 }
 
-} // namespace lq::gpugen
+} // namespace lq::cudagen
 
 OwningOpRef<ModuleOp> lq::buildGpuGemmKernels(MLIRContext &ctx,
                                               const GemmSpec &spec,

@@ -26,10 +26,10 @@
 #include <array>
 #include <string>
 
-namespace lq::gpugen {
+namespace lq::cudagen {
 
 using namespace mlir;
-namespace abi = lq::gpu;
+namespace abi = lq::cuda;
 
 // A kernel's arguments by the names of its signature in GpuAbi.h: a field
 // per parameter, bound in the table's order (bindArgs).
@@ -358,6 +358,6 @@ struct GpuModuleBuilder::GemmState {
   int64_t warpsN = 0, mTiles = 0, nTiles = 0;
 };
 
-} // namespace lq::gpugen
+} // namespace lq::cudagen
 
 #endif // LQ_LIB_CONVERSION_GPU_GPUMODULEBUILDER_H

@@ -46,7 +46,7 @@ const char *gpuPtxFeatures(Target chip);
 
 /// The tile configurations the GEMM of `spec` is generated with (small
 /// first): the launcher picks one per shape.
-std::vector<gpu::GemmTile> gpuGemmTiles(const GemmSpec &spec);
+std::vector<cuda::GemmTile> gpuGemmTiles(const GemmSpec &spec);
 
 /// Selects kernels of a module by name; an empty filter selects all.
 using KernelFilter = std::function<bool(llvm::StringRef)>;
