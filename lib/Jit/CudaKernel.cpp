@@ -6,6 +6,7 @@
 #include "lq/Runtime/Cache.h"
 #include "lq/Jit/GpuCompiler.h"
 #include "lq/Runtime/GpuLauncher.h"
+#include "lq/Runtime/ParallelFor.h"
 #include "lq/Runtime/PtxCompiler.h"
 
 #include "lq/Conversion/Gpu/GpuKernels.h"
@@ -156,16 +157,9 @@ lq::compileGpuKernels(const GemmSpec &spec, bool quantizeOnly,
   // not their sum.
   std::vector<Result<std::string>> results(
       names.size(), Result<std::string>::failure("not compiled"));
-  auto work = [&](size_t i) {
+  parallelFor(names.size(), unsigned(names.size()), [&](size_t i) {
     results[i] = kernelCubin(spec, quantizeOnly, names[i], arch, *assembler);
-  };
-  std::vector<std::thread> threads;
-  for (size_t i = 1; i < names.size(); ++i)
-    threads.emplace_back(work, i);
-  if (!names.empty())
-    work(0);
-  for (std::thread &t : threads)
-    t.join();
+  });
   std::vector<std::string> cubins;
   for (Result<std::string> &r : results) {
     if (!r)

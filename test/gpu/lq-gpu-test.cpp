@@ -36,6 +36,7 @@
 #include "lq/Spec/GpuAbi.h"
 #include "lq/Runtime/GpuLauncher.h"
 #include "lq/Runtime/GpuPack.h"
+#include "lq/Runtime/ParallelFor.h"
 #include "lq/Runtime/PtxCompiler.h"
 
 #include <algorithm>
@@ -68,6 +69,8 @@ using lq::GemmSpec;
 using lq::cuda::CudaDriver;
 using lq::cuda::DeviceBuffer;
 using lq::cuda::GpuLauncher;
+
+using lq::parallelFor;
 
 namespace {
 
@@ -1299,21 +1302,6 @@ std::vector<GemmCase> gemmCases(const Loaded &module, bool quick,
       cases.push_back({130, 67, 99, false, Fault::None, true});
   }
   return cases;
-}
-
-/// Runs fn(i) for every i < n on up to `jobs` threads: ptxas and nvJitLink
-/// take seconds per module, and modules are independent.
-template <typename Fn> void parallelFor(size_t n, unsigned jobs, const Fn &fn) {
-  std::atomic<size_t> next{0};
-  std::vector<std::thread> threads;
-  size_t count = std::max<size_t>(1, std::min<size_t>(jobs, n));
-  for (size_t t = 0; t < count; ++t)
-    threads.emplace_back([&] {
-      for (size_t i = next++; i < n; i = next++)
-        fn(i);
-    });
-  for (std::thread &t : threads)
-    t.join();
 }
 
 /// What the static checks of one module found.

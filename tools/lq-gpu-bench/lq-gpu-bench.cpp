@@ -34,6 +34,7 @@
 #include "lq/Runtime/CudaDriver.h"
 #include "lq/Runtime/GpuLauncher.h"
 #include "lq/Runtime/GpuPack.h"
+#include "lq/Runtime/ParallelFor.h"
 #include "lq/Runtime/PtxCompiler.h"
 
 #include "CublasAbi.h"
@@ -64,6 +65,8 @@ using lq::Result;
 using lq::cuda::CudaDriver;
 using lq::cuda::DeviceBuffer;
 using lq::cuda::GpuLauncher;
+
+using lq::parallelFor;
 
 namespace {
 
@@ -848,20 +851,6 @@ double measureCopy(const Inputs &in, size_t bytes, const Settings &settings,
 //===----------------------------------------------------------------------===//
 // Setup
 //===----------------------------------------------------------------------===//
-
-/// Runs fn(i) for every i < n on up to `jobs` threads.
-template <typename Fn> void parallelFor(size_t n, unsigned jobs, const Fn &fn) {
-  std::atomic<size_t> next{0};
-  std::vector<std::thread> threads;
-  size_t count = std::max<size_t>(1, std::min<size_t>(jobs, n));
-  for (size_t t = 0; t < count; ++t)
-    threads.emplace_back([&] {
-      for (size_t i = next++; i < n; i = next++)
-        fn(i);
-    });
-  for (std::thread &t : threads)
-    t.join();
-}
 
 /// Every module of the pack (of --chip) the device runs, assembled on
 /// every core first; a module that fails is a problem and left out.
