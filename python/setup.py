@@ -6,6 +6,7 @@ pip's build isolation has no network here, so install with
 """
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -14,6 +15,9 @@ from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The one place lq's version is written is CMakeLists.txt's project() call.
+with open(os.path.join(ROOT, "CMakeLists.txt")) as cmake:
+    VERSION = re.search(r"project\(lq VERSION ([0-9.]+)", cmake.read()).group(1)
 
 
 class CMakeBuild(build_ext):
@@ -33,7 +37,7 @@ class CMakeBuild(build_ext):
 
 setup(
     name="lq",
-    version="0.1.0",
+    version=VERSION,
     description="4-bit training GEMMs: LUQ gradients, SAWB weights and "
                 "activations, compiled kernels",
     packages=["lq"],

@@ -75,7 +75,7 @@ kernelPtx(const GemmSpec &spec, bool quantizeOnly, const std::string &name) {
        {"ir", build->source()},
        {"chip", targetName(spec.target)},
        {"ptx-isa", gpuPtxFeatures(Target::CudaSm80)},
-       {"lq", kLqVersion},
+       {"lq", lqVersion()},
        {"llvm", LLVM_VERSION_STRING}});
   auto entry = CompileCache::global().getOrCompile(
       key, [&]() -> Result<CompileResult> {

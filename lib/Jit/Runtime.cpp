@@ -6,6 +6,7 @@
 #include "HostJit.h"
 #include "lq/Runtime/Checks.h"
 #include "lq/Spec/CpuAbi.h"
+#include "lq/Numerics/Types.h"
 #include "lq/Runtime/Cache.h"
 
 #include "llvm/Config/llvm-config.h"
@@ -54,13 +55,6 @@ constexpr int64_t kPanelGroupBytes = 192 * 1024;
 /// quantized side by side, one thread each.
 constexpr int64_t kSideBySideElements = int64_t(1) << 21;
 
-const char *lqVersion() { return kLqVersion; }
-
-float bitsToFloat(uint32_t bits) {
-  float f;
-  std::memcpy(&f, &bits, sizeof(f));
-  return f;
-}
 
 /// Runs body(part, begin, end) over [0, count) split into at most
 /// `maxParts` ranges of at least `grain` items each, on the pool, and
@@ -187,7 +181,7 @@ KernelImpl::SawbStats KernelImpl::sawbStatistics(int side, const TensorRef &t,
     sumMagnitudes += partial[4 * c + 1];
     stats.max = std::max(stats.max, float(partial[4 * c + 2]));
     stats.nonfinite |=
-        !(partial[4 * c + 3] < double(bitsToFloat(kF32InfBits)));
+        !(partial[4 * c + 3] < double(numerics::bitsToFloat(kF32InfBits)));
   }
   stats.clip = sawbClipFromSums(sumSquares, sumMagnitudes, rows * cols,
                                 stats.max, stats.nonfinite);
@@ -222,7 +216,7 @@ KernelImpl::quantizeOperand(int side, const OperandSpec &op,
         finite = std::max(finite, uint32_t(partial[2 * i]));
         raw = std::max(raw, uint32_t(partial[2 * i + 1]));
       }
-      m = bitsToFloat(finite);
+      m = numerics::bitsToFloat(finite);
       q.max = m;
       nonfinite = raw >= kF32InfBits;
     } else {
@@ -262,7 +256,7 @@ KernelImpl::quantizeOperand(int side, const OperandSpec &op,
   }
   if (spec.hindsight && side == 0) {
     q.nonfinite |= raw >= kF32InfBits;
-    q.max = q.nonfinite ? 0.0f : bitsToFloat(raw);
+    q.max = q.nonfinite ? 0.0f : numerics::bitsToFloat(raw);
     if (q.nonfinite) {
       std::memset(q.codes.get(), 0, size_t(count) * samples);
       q.scale = 0.0f;

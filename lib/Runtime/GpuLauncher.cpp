@@ -8,6 +8,8 @@
 
 #include "lq/Runtime/GpuLauncher.h"
 
+#include "lq/Numerics/Types.h"
+
 #include "lq/Runtime/Checks.h"
 
 #include <algorithm>
@@ -34,12 +36,6 @@ static_assert(sizeof(CUtensorMap) == kTensorMapBytes &&
                   alignof(CUtensorMap) % kTensorMapAlign == 0,
               "the `_tma` GEMMs take CUtensorMap parameters by value");
 constexpr int kMaxThreads = 1024;
-
-float bitsToFloat(uint32_t bits) {
-  float f;
-  std::memcpy(&f, &bits, sizeof(f));
-  return f;
-}
 
 CUdeviceptr address(const void *p) { return reinterpret_cast<CUdeviceptr>(p); }
 
@@ -166,7 +162,7 @@ Statistics readStatistics(const unsigned char *stats, int64_t rows, bool sawb) {
   Statistics s;
   StatsHeader header;
   std::memcpy(&header, stats, sizeof(header));
-  s.maxFinite = bitsToFloat(header.maxFiniteBits);
+  s.maxFinite = numerics::bitsToFloat(header.maxFiniteBits);
   s.nonfinite = header.maxAnyBits >= kF32InfBits;
   if (sawb)
     for (int64_t b = 0; b < statsBlocks(rows); ++b) {
@@ -788,7 +784,7 @@ Status GpuLauncher::finishHindsight(const GemmChoice &choice,
     // runtime counts each sample.
     status.overflow = uint64_t(counted.overflow) *
                       (choice.packedLhs ? 1 : moduleInfo.spec.samples);
-    status.lhsMax = bitsToFloat(counted.maxAnyBits);
+    status.lhsMax = numerics::bitsToFloat(counted.maxAnyBits);
     return Done{};
   }
   // The codes of A must all be zero: the output becomes epilogue(0).
@@ -1013,7 +1009,7 @@ Status GpuLauncher::finishQuantizeHindsight(bool lhs, QuantParams &params,
     return Error{quantKernel(lhs) + ": " + st.error()};
   if (counted.maxAnyBits < kF32InfBits) {
     status.overflow = counted.overflow;
-    status.range = bitsToFloat(counted.maxAnyBits);
+    status.range = numerics::bitsToFloat(counted.maxAnyBits);
     return Done{};
   }
   // A non-finite element: every code becomes zero.

@@ -18,6 +18,8 @@ constexpr TargetName kTargets[] = {{Target::HostCPU, "host"},
 
 } // namespace
 
+const char *lq::lqVersion() { return LQ_VERSION; }
+
 const char *lq::formatName(Format format) {
   switch (format) {
   case Format::SInt4:

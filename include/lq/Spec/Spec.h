@@ -69,8 +69,9 @@ constexpr uint32_t kF32InfBits = 0x7F800000u;
 /// Below this range the inverse step (64 / m, 15 / clip) overflows f32.
 constexpr float kMinRange = 0x1p-120f;
 
-/// lq's version: part of every compile-cache key and manifest.
-constexpr const char *kLqVersion = "0.1.0";
+/// lq's version (the CMake project's): part of every compile-cache key and
+/// manifest.
+const char *lqVersion();
 
 /// One GEMM operand: its 4-bit format, how it is passed (f32 or bf16,
 /// quantized in the kernel; or Packed4 codes), and whether it is stored
