@@ -15,7 +15,6 @@
 #include "llvm/Support/Error.h"
 
 #include <mutex>
-#include <thread>
 
 using namespace lq;
 using namespace lq::runtime;

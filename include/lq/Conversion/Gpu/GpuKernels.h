@@ -24,8 +24,9 @@
 #ifndef LQ_CONVERSION_GPUKERNELS_H
 #define LQ_CONVERSION_GPUKERNELS_H
 
-#include "lq/Conversion/Cpu/CpuKernels.h"
 #include "lq/Spec/GpuAbi.h"
+
+#include "llvm/ADT/StringRef.h"
 
 #include "mlir/IR/BuiltinOps.h"
 #include "mlir/IR/OwningOpRef.h"
