@@ -28,10 +28,11 @@ config.substitutions.append(
 # the LLVM installation.
 tool_dirs = [config.lq_tools_dir, config.llvm_tools_dir]
 tools = ["lq-opt", "mlir-opt", "mlir-runner", "not"]
-# lq-gpu-pack is built where the CUDA driver header is found.
-if os.path.exists(os.path.join(config.lq_tools_dir, "lq-gpu-pack")):
-    tools.append("lq-gpu-pack")
-    config.available_features.add("lq-gpu-pack")
+# lq-gpu-pack and lq-compile are built where the CUDA driver header is found.
+for tool in ["lq-gpu-pack", "lq-compile"]:
+    if os.path.exists(os.path.join(config.lq_tools_dir, tool)):
+        tools.append(tool)
+        config.available_features.add(tool)
 # lq-train is built where zlib and OpenBLAS are found.
 if os.path.exists(os.path.join(config.lq_tools_dir, "lq-train")):
     tools.append("lq-train")

@@ -47,15 +47,22 @@ namespace cl = llvm::cl;
 
 namespace {
 
+cl::OptionCategory kCategory("lq-compile options");
+
 cl::opt<std::string> input(cl::Positional, cl::desc("<lq or linalg program>"),
-                           cl::Required);
+                           cl::Required,
+    cl::cat(kCategory));
 cl::opt<std::string> outDir("o", cl::desc("Output directory"),
-                            cl::value_desc("dir"), cl::Required);
+                            cl::value_desc("dir"), cl::Required,
+    cl::cat(kCategory));
 cl::list<std::string> chips("chip", cl::desc("GPU targets: sm_80, sm_90a"),
-                            cl::CommaSeparated);
-cl::opt<bool> noHost("no-host", cl::desc("Skip the host CPU objects"));
+                            cl::CommaSeparated,
+    cl::cat(kCategory));
+cl::opt<bool> noHost("no-host", cl::desc("Skip the host CPU objects"),
+    cl::cat(kCategory));
 cl::opt<bool> noCubin("no-cubin",
-                      cl::desc("Write PTX only (no assembler needed)"));
+                      cl::desc("Write PTX only (no assembler needed)"),
+    cl::cat(kCategory));
 
 /// The numerics contract the kernels implement (docs/numerics.md).
 constexpr const char *kNumericsVersion = "numerics-v1";
@@ -274,6 +281,8 @@ std::string manifest(const std::vector<GemmOutputs> &gemms,
 
 int main(int argc, char **argv) {
   llvm::InitLLVM init(argc, argv);
+  // Only the tool\'s own options in --help, not LLVM\'s internal ones.
+  cl::HideUnrelatedOptions(kCategory);
   cl::ParseCommandLineOptions(argc, argv,
                               "lq-compile: ahead-of-time lq kernels\n");
   auto file = llvm::MemoryBuffer::getFileOrSTDIN(input);

@@ -39,15 +39,22 @@ namespace cl = llvm::cl;
 
 namespace {
 
+cl::OptionCategory kCategory("lq-gpu-pack options");
+
 cl::opt<std::string> input(cl::Positional, cl::desc("[lq program]"),
-                           cl::init(""));
+                           cl::init(""),
+    cl::cat(kCategory));
 cl::opt<std::string> outDir("o", cl::desc("Output directory of the pack"),
-                            cl::value_desc("dir"), cl::Required);
+                            cl::value_desc("dir"), cl::Required,
+    cl::cat(kCategory));
 cl::list<std::string> chips("chip", cl::desc("Targets: sm_80, sm_90a"),
-                            cl::CommaSeparated);
-cl::opt<bool> cubin("cubin", cl::desc("Also assemble each module to cubin"));
+                            cl::CommaSeparated,
+    cl::cat(kCategory));
+cl::opt<bool> cubin("cubin", cl::desc("Also assemble each module to cubin"),
+    cl::cat(kCategory));
 cl::opt<bool> dumpStages("dump-stages",
-                         cl::desc("Write each module's pipeline stages"));
+                         cl::desc("Write each module's pipeline stages"),
+    cl::cat(kCategory));
 
 bool fail(const llvm::Twine &message) {
   llvm::WithColor::error(llvm::errs(), "lq-gpu-pack") << message << "\n";
@@ -164,6 +171,8 @@ cuda::PackStamp makeStamp() {
 
 int main(int argc, char **argv) {
   llvm::InitLLVM init(argc, argv);
+  // Only the tool\'s own options in --help, not LLVM\'s internal ones.
+  cl::HideUnrelatedOptions(kCategory);
   cl::ParseCommandLineOptions(argc, argv,
                               "lq-gpu-pack: generated GPU kernels as a pack\n");
   if (chips.empty())

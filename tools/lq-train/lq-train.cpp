@@ -39,46 +39,65 @@ namespace cl = llvm::cl;
 
 namespace {
 
+cl::OptionCategory kCategory("lq-train options");
+
 cl::opt<std::string> dataDir("data-dir", cl::desc("Directory of the IDX files"),
-                             cl::init("/usr/share/datasets/fashion-mnist"));
+                             cl::init("/usr/share/datasets/fashion-mnist"),
+    cl::cat(kCategory));
 cl::opt<std::string> modelName("model", cl::desc("Model: mlp or cnn"),
-                               cl::init("mlp"));
+                               cl::init("mlp"),
+    cl::cat(kCategory));
 cl::list<std::string>
     modeNames("modes",
               cl::desc("Modes to train, in order: fp32, luq, smp, hindsight, "
                        "fnt, smp-fnt"),
-              cl::CommaSeparated);
+              cl::CommaSeparated,
+    cl::cat(kCategory));
 cl::opt<std::string> device("device",
                            cl::desc("Where lq kernels run: cpu or gpu"),
-                           cl::init("cpu"));
-cl::opt<unsigned> epochs("epochs", cl::desc("Epochs per mode"), cl::init(10));
-cl::opt<unsigned> batchSize("batch", cl::desc("Batch size"), cl::init(128));
+                           cl::init("cpu"),
+    cl::cat(kCategory));
+cl::opt<unsigned> epochs("epochs", cl::desc("Epochs per mode"), cl::init(10),
+    cl::cat(kCategory));
+cl::opt<unsigned> batchSize("batch", cl::desc("Batch size"), cl::init(128),
+    cl::cat(kCategory));
 cl::opt<float> learningRate("lr", cl::desc("Peak learning rate (cosine decay)"),
-                            cl::init(0.05f));
-cl::opt<float> momentum("momentum", cl::desc("SGD momentum"), cl::init(0.9f));
+                            cl::init(0.05f),
+    cl::cat(kCategory));
+cl::opt<float> momentum("momentum", cl::desc("SGD momentum"), cl::init(0.9f),
+    cl::cat(kCategory));
 cl::opt<float> weightDecay("weight-decay", cl::desc("L2 weight decay"),
-                           cl::init(5e-4f));
+                           cl::init(5e-4f),
+    cl::cat(kCategory));
 cl::opt<unsigned> samples("samples", cl::desc("SMP samples of smp modes"),
-                          cl::init(2));
+                          cl::init(2),
+    cl::cat(kCategory));
 cl::opt<unsigned> fntEpochs(
     "fnt-epochs",
     cl::desc("Final epochs of fnt modes with fp32 gradients (4-bit forward)"),
-    cl::init(1));
+    cl::init(1),
+    cl::cat(kCategory));
 cl::opt<float> hindsightEta("eta", cl::desc("In-hindsight momentum"),
-                            cl::init(0.5f));
+                            cl::init(0.5f),
+    cl::cat(kCategory));
 cl::opt<uint64_t> seed("seed", cl::desc("Seed of everything random"),
-                       cl::init(1));
+                       cl::init(1),
+    cl::cat(kCategory));
 cl::opt<unsigned> trainLimit("train-limit",
                              cl::desc("Use the first N training images (0: all)"),
-                             cl::init(0));
+                             cl::init(0),
+    cl::cat(kCategory));
 cl::opt<std::string> csvPath("csv", cl::desc("CSV of the curves"),
-                             cl::init("lq-train.csv"));
+                             cl::init("lq-train.csv"),
+    cl::cat(kCategory));
 cl::opt<std::string> pngPath("png", cl::desc("PNG plot of the curves"),
-                             cl::init("lq-train.png"));
+                             cl::init("lq-train.png"),
+    cl::cat(kCategory));
 cl::opt<unsigned> maxSkips(
     "max-skipped-steps",
     cl::desc("Stop when this many steps in a row are skipped as non-finite"),
-    cl::init(20));
+    cl::init(20),
+    cl::cat(kCategory));
 
 constexpr int kClasses = 10;
 
@@ -365,6 +384,8 @@ void printTable(const std::vector<ModeResult> &results) {
 
 int main(int argc, char **argv) {
   llvm::InitLLVM init(argc, argv);
+  // Only the tool\'s own options in --help, not LLVM\'s internal ones.
+  cl::HideUnrelatedOptions(kCategory);
   cl::ParseCommandLineOptions(
       argc, argv,
       "lq-train: trains a network on Fashion-MNIST with 4-bit GEMMs\n");
