@@ -20,6 +20,7 @@
 
 #include "llvm/ADT/StringExtras.h"
 #include "llvm/Support/CommandLine.h"
+#include "llvm/Support/FileSystem.h"
 #include "llvm/Support/InitLLVM.h"
 #include "llvm/Support/WithColor.h"
 #include "llvm/Support/raw_ostream.h"
@@ -438,6 +439,11 @@ int main(int argc, char **argv) {
   }
   printTable(results);
 
+  // Outputs replace files of the same name: say which did exist.
+  std::vector<std::string> replaced;
+  for (const std::string &path : {std::string(csvPath), std::string(pngPath)})
+    if (llvm::sys::fs::exists(path))
+      replaced.push_back(path);
   Result<bool> csv = writeCsv(results);
   if (!csv)
     return error(csv.error()), 1;
@@ -457,5 +463,7 @@ int main(int argc, char **argv) {
   if (!png)
     return error(png.error()), 1;
   std::printf("curves: %s, %s\n", csvPath.c_str(), pngPath.c_str());
+  for (const std::string &path : replaced)
+    std::printf("note: %s existed and was replaced\n", path.c_str());
   return 0;
 }
