@@ -49,15 +49,44 @@ def test_manual_seed_makes_runs_reproducible():
     assert not torch.equal(results[0][1], results[2][1])
 
 
+def _backward(layer, x, dy):
+    x = x.clone().requires_grad_(True)
+    layer(x).backward(dy)
+    return x.grad, layer.weight.grad.clone()
+
+
 def test_hindsight_tracks_the_gradient_max():
     torch.manual_seed(1)
-    layer = lqt.Linear(8, 4, hindsight=True, eta=0.5)
+    eta = 0.25
+    layer = lqt.Linear(8, 4, hindsight=True, eta=eta)
     x = torch.randn(6, 8)
-    _step(layer, x)
+    dy1 = torch.linspace(-1e-2, 1e-2, 24).reshape(6, 4)
+    dy2 = 3 * dy1
+    # The first step has no estimate: its max pass sets it to max |dy|.
+    _backward(layer, x, dy1)
     first = layer.max_estimate
-    assert first is not None and first > 0
-    _step(layer, x)
-    assert layer.max_estimate is not None
+    assert first == float(dy1.abs().max())
+    # The second step is scaled by the estimate, not by its own max: its
+    # gradients are the GEMMs given that estimate, and differ from the
+    # GEMMs with a max pass (3x the estimate, so codes saturate).
+    layer.weight.grad = None
+    torch.manual_seed(7)
+    dx, dw = _backward(layer, x, dy2)
+    torch.manual_seed(7)
+    seed = int(torch.randint(0, 2**62, (1,)).item())
+    weight = layer.weight.detach()
+    common = dict(seed=seed, stream=layer.stream)
+    given_dx, status = lq.gemm(dy2, weight, role="backward_data",
+                               max_estimate=first, **common)
+    given_dw, _ = lq.gemm(dy2, x, role="weight_grad", max_estimate=first,
+                          **common)
+    fresh_dx, _ = lq.gemm(dy2, weight, role="backward_data", **common)
+    assert torch.equal(dx, given_dx) and torch.equal(dw, given_dw)
+    assert not torch.equal(dx, fresh_dx)
+    assert status["overflow"] > 0
+    # The update rule: (1 - eta) * this step's max |dy| + eta * estimate.
+    current = float(dy2.abs().max())
+    assert layer.max_estimate == (1 - eta) * current + eta * first
 
 
 def test_quantize_model_swaps_linear_layers():
