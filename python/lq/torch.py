@@ -5,8 +5,9 @@
                                 lq.torch.Linear(256, 10))
     # or: lq.torch.quantize_model(existing_model, skip=["head"])
 
-Forward: SAWB int4 on inputs and weights (unsigned for non-negative
-inputs). Backward: LUQ log4 on the output gradient, one sample shared by
+Forward: SAWB int4 on inputs and weights (inputs unsigned where the layer
+is told they are non-negative: unsigned_input, which quantize_model sets
+for a Linear right after a ReLU). Backward: LUQ log4 on the output gradient, one sample shared by
 the backward-data and weight-gradient GEMMs, SMP averaging and
 in-hindsight max scaling as options. Seeds come from torch's generator, so
 torch.manual_seed makes runs reproducible.
@@ -36,13 +37,13 @@ class _LinearFunction(torch.autograd.Function):
         if x.device != weight.device:
             raise Error(f"input on {x.device} but weight on {weight.device}")
         _float_tensor(x, "input")
-        nonnegative = layer.unsigned_input or bool((x >= 0).all())
+        # Signedness is the layer's option, never read off the data: a test
+        # of x would synchronize the device on every forward.
         y, _ = gemm(x, weight.detach(), role="forward",
                     bias=None if bias is None else bias.detach(),
-                    unsigned_input=nonnegative)
+                    unsigned_input=layer.unsigned_input)
         ctx.save_for_backward(x, weight)
         ctx.layer = layer
-        ctx.nonnegative = nonnegative
         ctx.has_bias = bias is not None
         return y
 
@@ -59,7 +60,7 @@ class _LinearFunction(torch.autograd.Function):
         dx, status = gemm(dy, weight.detach().contiguous(),
                           role="backward_data", **common)
         dw, _ = gemm(dy, x, role="weight_grad",
-                     unsigned_input=ctx.nonnegative, **common)
+                     unsigned_input=layer.unsigned_input, **common)
         layer._record(status)
         db = dy.sum(0) if ctx.has_bias else None
         return dx, dw, db, None
@@ -69,7 +70,9 @@ class Linear(torch.nn.Linear):
     """torch.nn.Linear with its forward, backward-data and weight-gradient
     GEMMs in lq kernels. samples: SMP samples of the gradient quantizer (a
     power of two); hindsight: scale gradients by an in-hindsight max
-    estimate, (1 - eta) * max|dy| of the last step + eta * the estimate."""
+    estimate, (1 - eta) * max|dy| of the last step + eta * the estimate;
+    unsigned_input: the inputs are non-negative (after a ReLU), so SAWB
+    quantizes them unsigned, 0..15 (negative inputs would be clipped to 0)."""
 
     def __init__(self, in_features, out_features, bias=True, *, samples=1,
                  hindsight=False, eta=0.5, unsigned_input=False, device=None,
@@ -110,19 +113,30 @@ class Linear(torch.nn.Linear):
                 f"hindsight={self.hindsight}")
 
 
+_NONNEGATIVE = (torch.nn.ReLU, torch.nn.ReLU6)
+
+
 def quantize_model(model, skip=(), **options):
     """Replaces every torch.nn.Linear of `model` (except the submodules named
     in `skip`, by their qualified names) with an lq.torch.Linear holding the
-    same parameters. Returns the model."""
+    same parameters. A Linear that follows a ReLU in a torch.nn.Sequential
+    gets unsigned_input=True unless `options` says otherwise. Returns the
+    model."""
     skip = set(skip)
     for name, module in list(model.named_modules()):
+        previous = None
         for child_name, child in list(module.named_children()):
             full = f"{name}.{child_name}" if name else child_name
+            after_relu = (isinstance(module, torch.nn.Sequential) and
+                          isinstance(previous, _NONNEGATIVE))
+            previous = child
             if full in skip or type(child) is not torch.nn.Linear:
                 continue
+            layer_options = dict(options)
+            layer_options.setdefault("unsigned_input", after_relu)
             layer = Linear(child.in_features, child.out_features,
                            bias=child.bias is not None,
-                           device=child.weight.device, **options)
+                           device=child.weight.device, **layer_options)
             with torch.no_grad():
                 layer.weight.copy_(child.weight)
                 if child.bias is not None:

@@ -89,6 +89,34 @@ def test_hindsight_tracks_the_gradient_max():
     assert layer.max_estimate == (1 - eta) * current + eta * first
 
 
+def test_signedness_is_the_layers_option_not_the_datas():
+    torch.manual_seed(2)
+    x = torch.rand(5, 12)  # non-negative, but the layer is not told so
+    signed = lqt.Linear(12, 3)
+    unsigned = lqt.Linear(12, 3, unsigned_input=True)
+    with torch.no_grad():
+        unsigned.weight.copy_(signed.weight)
+        unsigned.bias.copy_(signed.bias)
+    weight, bias = signed.weight.detach(), signed.bias.detach()
+    want_signed, _ = lq.gemm(x, weight, role="forward", bias=bias)
+    want_unsigned, _ = lq.gemm(x, weight, role="forward", bias=bias,
+                               unsigned_input=True)
+    assert not torch.equal(want_signed, want_unsigned)
+    assert torch.equal(signed(x).detach(), want_signed)
+    assert torch.equal(unsigned(x).detach(), want_unsigned)
+
+
+def test_quantize_model_marks_layers_after_a_relu_unsigned():
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(),
+                                torch.nn.Linear(8, 8), torch.nn.Tanh(),
+                                torch.nn.Linear(8, 3))
+    lqt.quantize_model(model)
+    assert [model[i].unsigned_input for i in (0, 2, 4)] == [False, True, False]
+    other = torch.nn.Sequential(torch.nn.ReLU(), torch.nn.Linear(4, 2))
+    lqt.quantize_model(other, unsigned_input=False)
+    assert other[1].unsigned_input is False
+
+
 def test_quantize_model_swaps_linear_layers():
     model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(),
                                 torch.nn.Linear(8, 3))
