@@ -21,6 +21,23 @@ struct TableRow {
 
 std::string verdict(bool met) { return met ? "met" : "MISSED"; }
 
+/// Fills `row`'s baseline, ratio and verdict from `measured` and the
+/// baseline's counter `counter` scaled by `unit` (printed with `format`);
+/// a row with a target meets it from `minRatio` up.
+void compare(TableRow &row, double measured, const Result *base,
+             const char *counter, double unit, const char *format,
+             bool targeted, double minRatio) {
+  if (!base) {
+    row.baseline = row.ratio = "n/a";
+    row.verdict = targeted ? "n/a" : "-";
+    return;
+  }
+  double b = base->counter(counter) * unit;
+  row.baseline = cell(format, b);
+  row.ratio = cell("%.2fx", measured / b);
+  row.verdict = targeted ? verdict(measured / b >= minRatio) : "-";
+}
+
 /// Quantizer throughput against memcpy; LUQ and SAWB have a target, LUQ
 /// with the max given is shown for comparison.
 void addQuantizeRows(const CollectingReporter &reporter,
@@ -43,15 +60,8 @@ void addQuantizeRows(const CollectingReporter &reporter,
       double gbs = r->counter("bytes_per_second") * 1e-9;
       row.measured = cell("%.2f GB/s", gbs);
       row.target = targeted ? ">= 0.50x memcpy" : "-";
-      if (base) {
-        double b = base->counter("bytes_per_second") * 1e-9;
-        row.baseline = cell("%.2f GB/s memcpy", b);
-        row.ratio = cell("%.2fx", gbs / b);
-        row.verdict = targeted ? verdict(gbs / b >= 0.5) : "-";
-      } else {
-        row.baseline = row.ratio = "n/a";
-        row.verdict = targeted ? "n/a" : "-";
-      }
+      compare(row, gbs, base, "bytes_per_second", 1e-9, "%.2f GB/s memcpy",
+              targeted, 0.5);
       rows.push_back(row);
     }
   }
@@ -77,15 +87,8 @@ void addGemmRows(const CollectingReporter &reporter,
       bool targeted = !packed && c.M == 2048 && c.N == 2048 && c.K == 2048 &&
                       c.role == Role::Forward;
       row.target = targeted ? ">= 1.00x SGEMM" : "-";
-      if (base) {
-        double b = base->counter("FLOP/s") * 1e-9;
-        row.baseline = cell("%.1f GFLOP/s SGEMM", b);
-        row.ratio = cell("%.2fx", g / b);
-        row.verdict = targeted ? verdict(g / b >= 1.0) : "-";
-      } else {
-        row.baseline = row.ratio = "n/a";
-        row.verdict = targeted ? "n/a" : "-";
-      }
+      compare(row, g, base, "FLOP/s", 1e-9, "%.1f GFLOP/s SGEMM", targeted,
+              1.0);
       rows.push_back(row);
     }
   }
