@@ -11,6 +11,7 @@ LQ_PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libopenblas-dev  # lq-bench and lq-train: the fp32 SGEMM baseline
   zlib1g-dev dataset-fashion-mnist  # lq-train: gzipped IDX training data
+  python3-matplotlib  # lq-train: lq-plot draws the curves
   python3-dev pybind11-dev python3-numpy python3-torch python3-pytest  # python/
   libzstd-dev      # LLVMSupport links it in a -DLQ_STATIC_LLVM=ON build
 )

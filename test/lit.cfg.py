@@ -1,6 +1,7 @@
 # lit configuration for lq.
 
 import os
+import subprocess
 
 import lit.formats
 from lit.llvm import llvm_config
@@ -37,4 +38,14 @@ for tool in ["lq-gpu-pack", "lq-compile"]:
 if os.path.exists(os.path.join(config.lq_tools_dir, "lq-train")):
     tools.append("lq-train")
     config.available_features.add("lq-train")
+if os.path.exists(os.path.join(config.lq_tools_dir, "lq-plot")):
+    tools.append("lq-plot")
+# lq-plot draws with matplotlib, which lq-train looks for in Debian's
+# interpreter first: probe the same one. Without it the PNGs are not drawn
+# and lq-train says so (test/lq-train/plot.test pins that either way).
+python_for_plots = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else "python3"
+if subprocess.run([python_for_plots, "-c", "import matplotlib"],
+                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0:
+    config.available_features.add("matplotlib")
+config.substitutions.append(("%plot_python", python_for_plots))
 llvm_config.add_tool_substitutions(tools, tool_dirs)

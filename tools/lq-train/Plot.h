@@ -1,4 +1,4 @@
-//===- Plot.h - training curves as a PNG ------------------------*- C++ -*-===//
+//===- Plot.h - training curves as a PNG, drawn by matplotlib ---*- C++ -*-===//
 
 #ifndef LQ_TRAIN_PLOT_H
 #define LQ_TRAIN_PLOT_H
@@ -6,26 +6,24 @@
 #include "lq/Runtime/Runtime.h"
 
 #include <string>
-#include <vector>
 
 namespace lq::train {
 
-/// One curve: y over x, drawn in a color of its own.
-struct Series {
-  std::string name;
-  std::vector<double> x, y;
+/// What became of the plot when nothing failed.
+struct PlotOutcome {
+  /// The PNG was written.
+  bool written = false;
+  /// Why it was not, when it was not: python3 or matplotlib is missing
+  /// here. Not an error: the CSV holds the curves.
+  std::string note;
 };
 
-/// A panel of curves with a title and axis labels.
-struct Panel {
-  std::string title, xLabel;
-  std::vector<Series> series;
-};
-
-/// Draws the panels side by side (lines, axes with tick values, a legend)
-/// into an RGB PNG at `path`.
-Result<bool> writePlotPng(const std::string &path,
-                          const std::vector<Panel> &panels);
+/// Plots the curves of the CSV that lq-train wrote at `csvPath` (training
+/// loss and test accuracy per epoch, one color per mode) into a PNG at
+/// `pngPath`, by running lq-plot (installed next to lq-train) with
+/// python3 and matplotlib.
+Result<PlotOutcome> writePlot(const std::string &csvPath,
+                              const std::string &pngPath);
 
 } // namespace lq::train
 

@@ -9,10 +9,11 @@
 //
 // Per epoch: training loss and accuracy, test accuracy, time; at the end a
 // table (accuracy, degradation against fp32, time per epoch), a CSV of the
-// curves and a PNG plot of them.
+// curves and a PNG plot of them (drawn by matplotlib).
 //
 //===----------------------------------------------------------------------===//
 
+#include "Checkpoint.h"
 #include "Dataset.h"
 #include "Gemms.h"
 #include "Model.h"
@@ -447,22 +448,16 @@ int main(int argc, char **argv) {
   Result<bool> csv = writeCsv(results);
   if (!csv)
     return error(csv.error()), 1;
-  Panel loss{"training loss", "epoch", {}}, acc{"test accuracy %", "epoch", {}};
-  for (const ModeResult &r : results) {
-    Series l{r.mode.name, {}, {}}, a{r.mode.name, {}, {}};
-    for (size_t e = 0; e < r.epochs.size(); ++e) {
-      l.x.push_back(double(e + 1));
-      l.y.push_back(r.epochs[e].loss);
-      a.x.push_back(double(e + 1));
-      a.y.push_back(r.epochs[e].testAcc);
-    }
-    loss.series.push_back(l);
-    acc.series.push_back(a);
+  Result<PlotOutcome> plot = writePlot(csvPath, pngPath);
+  if (!plot)
+    return error(plot.error()), 1;
+  if (plot->written) {
+    std::printf("curves: %s, %s\n", csvPath.c_str(), pngPath.c_str());
+  } else {
+    std::printf("curves: %s\nplot: %s\n", csvPath.c_str(),
+                plot->note.c_str());
+    llvm::erase(replaced, std::string(pngPath));
   }
-  Result<bool> png = writePlotPng(pngPath, {loss, acc});
-  if (!png)
-    return error(png.error()), 1;
-  std::printf("curves: %s, %s\n", csvPath.c_str(), pngPath.c_str());
   for (const std::string &path : replaced)
     std::printf("note: %s existed and was replaced\n", path.c_str());
   return 0;
