@@ -38,6 +38,10 @@ for tool in ["lq-gpu-pack", "lq-compile"]:
 if os.path.exists(os.path.join(config.lq_tools_dir, "lq-train")):
     tools.append("lq-train")
     config.available_features.add("lq-train")
+# lq-bench is built where Google Benchmark and OpenBLAS are found.
+if os.path.exists(os.path.join(config.lq_tools_dir, "lq-bench")):
+    tools.append("lq-bench")
+    config.available_features.add("lq-bench")
 if os.path.exists(os.path.join(config.lq_tools_dir, "lq-plot")):
     tools.append("lq-plot")
 # lq-plot draws with matplotlib, which lq-train looks for in Debian's

@@ -165,7 +165,8 @@ void usage() {
       "Useful benchmark flags: --benchmark_filter=<regex>, "
       "--benchmark_out=<file.json>,\n"
       "  --benchmark_repetitions=<n> (the table then uses the medians).\n"
-      "docs/benchmarks.md describes every benchmark.\n\n");
+      "docs/benchmarks.md describes every benchmark.\n\n"
+      "Google Benchmark's flags, which lq-bench passes on:\n");
 }
 
 struct CommandLine {
@@ -196,9 +197,14 @@ CommandLine parseCommandLine(int argc, char **argv) {
       cl.childGpuRole = a.substr(23);
     else if (a == "--lq-child-warm-jit")
       cl.childWarmJit = true;
-    else {
-      if (a == "--help" || a == "-h")
-        usage();
+    else if (a == "--help" || a == "-h") {
+      // Google Benchmark lists its flags after lq-bench's and exits; it
+      // knows only the long spelling.
+      usage();
+      static char help[] = "--help";
+      cl.rest.push_back(help);
+      cl.benchArgs.push_back(help);
+    } else {
       cl.rest.push_back(argv[i]);
       cl.benchArgs.push_back(a);
     }
