@@ -2,7 +2,11 @@
 
 Needs what scripts/test installs (LLVM/MLIR 22, CMake, Ninja, pybind11);
 pip's build isolation has no network here, so install with
---no-build-isolation.
+--no-build-isolation (docs/python.md: into a virtual environment).
+
+LQ_CMAKE_BUILD_DIR=<a configured lq build> takes the extension from that
+build (brought up to date with `cmake --build <dir> --target _lq`) instead
+of configuring and building lq again in pip's build directory.
 """
 
 import os
@@ -10,6 +14,7 @@ import re
 import shutil
 import subprocess
 import sys
+import sysconfig
 
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
@@ -22,14 +27,28 @@ with open(os.path.join(ROOT, "CMakeLists.txt")) as cmake:
 
 class CMakeBuild(build_ext):
     def build_extension(self, ext):
-        build = os.path.abspath(os.path.join(self.build_temp, "cmake"))
-        subprocess.check_call([
-            "cmake", "-G", "Ninja", "-S", ROOT, "-B", build,
-            "-DCMAKE_BUILD_TYPE=Release", "-DLQ_BUILD_TESTS=OFF",
-            f"-DPython3_EXECUTABLE={sys.executable}"])
+        build = os.environ.get("LQ_CMAKE_BUILD_DIR")
+        if build:
+            # An existing build keeps its own configuration: configuring it
+            # here would rewrite its cache (tests off, this interpreter).
+            build = os.path.abspath(build)
+            if not os.path.isfile(os.path.join(build, "CMakeCache.txt")):
+                sys.exit(f"LQ_CMAKE_BUILD_DIR={build}: not a configured "
+                         "CMake build of lq (no CMakeCache.txt)")
+        else:
+            build = os.path.abspath(os.path.join(self.build_temp, "cmake"))
+            subprocess.check_call([
+                "cmake", "-G", "Ninja", "-S", ROOT, "-B", build,
+                "-DCMAKE_BUILD_TYPE=Release", "-DLQ_BUILD_TESTS=OFF",
+                f"-DPython3_EXECUTABLE={sys.executable}"])
         subprocess.check_call(["cmake", "--build", build, "--target", "_lq"])
         built = os.path.join(build, "python", "lq")
-        module = next(f for f in os.listdir(built) if f.startswith("_lq."))
+        # The extension must be built for this interpreter (an existing
+        # build may have been configured for another Python).
+        module = "_lq" + sysconfig.get_config_var("EXT_SUFFIX")
+        if not os.path.isfile(os.path.join(built, module)):
+            sys.exit(f"{build}: no {module} in python/lq: the build is not "
+                     f"for this Python ({sys.executable})")
         target = self.get_ext_fullpath(ext.name)
         os.makedirs(os.path.dirname(target), exist_ok=True)
         shutil.copy(os.path.join(built, module), target)
