@@ -5,7 +5,7 @@
 
 #include "lq/Runtime/Cache.h"
 #include "lq/Jit/GpuCompiler.h"
-#include "lq/Runtime/GpuLauncher.h"
+#include "lq/Runtime/ContextLauncher.h"
 #include "lq/Runtime/ParallelFor.h"
 #include "lq/Runtime/PtxCompiler.h"
 
@@ -13,8 +13,6 @@
 
 #include "llvm/Config/llvm-config.h"
 #include "llvm/Support/Error.h"
-
-#include <mutex>
 
 using namespace lq;
 using namespace lq::runtime;
@@ -29,33 +27,24 @@ class CudaKernel {
 public:
   CudaKernel(GemmSpec spec, bool quantizeOnly, cuda::GpuModuleInfo info)
       : spec(std::move(spec)), quantizeOnly(quantizeOnly),
-        info(std::move(info)) {}
-
-  /// The kernels loaded into the current context (on first use in it).
-  Result<cuda::GpuLauncher *> launcher() const;
+        info(std::move(info)), launcher([this](const cuda::DeviceInfo &d) {
+          return load(d);
+        }) {}
 
   GemmSpec spec;
   bool quantizeOnly;
   cuda::GpuModuleInfo info;
+  /// The kernels loaded into the current context (on first use in it).
+  cuda::ContextLauncher launcher;
 
 private:
-  mutable std::mutex mutex;
-  mutable std::unique_ptr<cuda::GpuLauncher> loaded;
-  mutable CUcontext loadedContext = nullptr;
+  Result<std::unique_ptr<cuda::GpuLauncher>>
+  load(const cuda::DeviceInfo &device) const;
 };
 
 } // namespace lq::runtime
 
 namespace {
-
-/// The current context, or device 0's primary context made current.
-Result<CUcontext> currentContext(cuda::CudaDriver &driver) {
-  Result<CUcontext> context = driver.currentContext();
-  if (context && *context)
-    return context;
-  return driver.usePrimaryContext(0);
-}
-
 
 /// The PTX of kernel `name` of the module of `spec` (or of its
 /// quantizer), from the compile cache or generated. The generated IR is in
@@ -116,32 +105,15 @@ Result<std::string> kernelCubin(const GemmSpec &spec, bool quantizeOnly,
 
 } // namespace
 
-Result<cuda::GpuLauncher *> CudaKernel::launcher() const {
-  using R = Result<cuda::GpuLauncher *>;
-  Result<cuda::CudaDriver *> driver = cuda::CudaDriver::get();
-  if (!driver)
-    return R::failure(driver.error());
-  Result<CUcontext> context = currentContext(**driver);
-  if (!context)
-    return R::failure(context.error());
-  std::lock_guard<std::mutex> lock(mutex);
-  if (loaded && loadedContext == *context)
-    return loaded.get();
-  Result<cuda::DeviceInfo> device = (*driver)->currentDevice();
-  if (!device)
-    return R::failure(device.error());
-  Result<std::string> arch = cuda::deviceArch(info, *device);
+Result<std::unique_ptr<cuda::GpuLauncher>>
+CudaKernel::load(const cuda::DeviceInfo &device) const {
+  Result<std::string> arch = cuda::deviceArch(info, device);
   if (!arch)
-    return R::failure(arch.error());
-  Result<std::unique_ptr<cuda::GpuLauncher>> launcher = cuda::GpuLauncher::load(
+    return arch.takeError();
+  return cuda::GpuLauncher::load(
       info, [this, arch = *arch](const std::vector<std::string> &names) {
         return compileGpuKernels(spec, quantizeOnly, names, arch);
       });
-  if (!launcher)
-    return R::failure(launcher.error());
-  loaded = std::move(*launcher);
-  loadedContext = *context;
-  return loaded.get();
 }
 
 Result<std::vector<std::string>>
@@ -182,7 +154,7 @@ lq::runtime::compileCudaKernel(const GemmSpec &spec, bool quantizeOnly) {
 
 Result<LaunchStatus> lq::runtime::launchCudaKernel(const CudaKernel &kernel,
                                                    const LaunchArgs &args) {
-  Result<cuda::GpuLauncher *> launcher = kernel.launcher();
+  Result<cuda::GpuLauncher *> launcher = kernel.launcher.get();
   if (!launcher)
     return Result<LaunchStatus>::failure(launcher.error());
   return (*launcher)->launch(args, static_cast<CUstream>(args.cudaStream));
@@ -191,29 +163,12 @@ Result<LaunchStatus> lq::runtime::launchCudaKernel(const CudaKernel &kernel,
 Result<QuantizeStatus>
 lq::runtime::quantizeWithCudaKernel(const CudaKernel &kernel,
                                     const QuantizeArgs &args) {
-  Result<cuda::GpuLauncher *> launcher = kernel.launcher();
+  Result<cuda::GpuLauncher *> launcher = kernel.launcher.get();
   if (!launcher)
     return Result<QuantizeStatus>::failure(launcher.error());
   return (*launcher)->quantize(args, static_cast<CUstream>(args.cudaStream));
 }
 
 Result<Target> lq::runtime::currentCudaTarget() {
-  Result<cuda::CudaDriver *> driver = cuda::CudaDriver::get();
-  if (!driver)
-    return Result<Target>::failure(driver.error());
-  Result<CUcontext> context = currentContext(**driver);
-  if (!context)
-    return Result<Target>::failure(context.error());
-  Result<cuda::DeviceInfo> device = (*driver)->currentDevice();
-  if (!device)
-    return Result<Target>::failure(device.error());
-  if (device->computeMajor == 9 && device->computeMinor == 0)
-    return Target::CudaSm90a;
-  if (device->computeMajor >= 8)
-    return Target::CudaSm80;
-  return Result<Target>::failure("CUDA device " + device->name +
-                                 " (compute capability " +
-                                 std::to_string(device->computeMajor) + "." +
-                                 std::to_string(device->computeMinor) +
-                                 ") is older than sm_80");
+  return cuda::currentTarget();
 }

@@ -215,6 +215,17 @@ std::vector<GpuModuleEntry> lq::standardGpuModules() {
   set.push_back({"bwd_data_packed", packed});
   GemmSpec packedWgrad = GemmSpec::weightGrad(DType::Packed4, 2);
   set.push_back({"wgrad_packed_smp2", packedWgrad});
+  // The GEMMs of lq.torch.Linear beyond those above (f32 activations, f32
+  // bias): a layer's forward, and its forward and weight gradient after a
+  // ReLU (unsigned x).
+  GemmSpec linear = GemmSpec::forward(DType::F32);
+  linear.bias = true;
+  set.push_back({"fwd_f32_bias", linear});
+  GemmSpec linearU4 = GemmSpec::forward(DType::F32, /*unsignedInput=*/true);
+  linearU4.bias = true;
+  set.push_back({"fwd_f32_u4_bias", linearU4});
+  set.push_back({"wgrad_f32_u4",
+                 GemmSpec::weightGrad(DType::F32, 1, /*unsignedInput=*/true)});
   GemmSpec quant;
   quant.lhs = {Format::Log4, DType::F32, false};
   set.push_back({"quant_log4_f32", quant, true});

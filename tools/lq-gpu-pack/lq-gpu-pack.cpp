@@ -4,6 +4,9 @@
 // lq/Runtime/GpuPack.h) that a machine with only the CUDA driver can load:
 //
 //   lq-gpu-pack -o pack                         the test and benchmark set
+//                                               (and linear-step.*: one
+//                                               lq.torch.Linear step by the
+//                                               host kernels, LinearGolden.h)
 //   lq-gpu-pack -o pack --chip=sm_90a model.mlir  every lq.matmul of a program
 //
 // With --cubin each module is also assembled (nvJitLink or ptxas) to
@@ -13,6 +16,8 @@
 // so that a run elsewhere names what it tested.
 //
 //===----------------------------------------------------------------------===//
+
+#include "LinearGolden.h"
 
 #include "lq/Jit/GpuCompiler.h"
 #include "lq/Runtime/GpuPack.h"
@@ -209,6 +214,9 @@ int main(int argc, char **argv) {
       if (!emit(entry, *target, chip.c_str(), index))
         return 1;
   }
+  if (input.empty())
+    if (Status golden = writeLinearGolden(outDir); !golden)
+      return fail(golden.error()), 1;
   bool written = writeFile(inDir("index.txt"), index) &&
                  writeFile(inDir("STAMP"), cuda::writePackStamp(makeStamp()));
   return written ? 0 : 1;

@@ -97,7 +97,8 @@ struct GpuModuleEntry {
 
 /// The modules the GPU tests and benchmarks run (target left to the
 /// caller): every role, SMP, hindsight, bf16 in and out, the epilogue,
-/// packed operands and the standalone quantizers.
+/// packed operands, the standalone quantizers and the GEMMs of
+/// lq.torch.Linear (whose GPU check the pack serves).
 std::vector<GpuModuleEntry> standardGpuModules();
 
 } // namespace lq
