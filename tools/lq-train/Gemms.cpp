@@ -152,6 +152,10 @@ public:
       : options(options), launcher(std::move(launcher)) {}
 
   void beginStep(uint64_t stepSeed) override { seed = stepSeed; }
+  std::map<int, float> estimates() const override { return maxEstimates; }
+  void restoreEstimates(const std::map<int, float> &saved) override {
+    maxEstimates = saved;
+  }
 
   Result<bool> forward(const float *x, const float *w, const float *b,
                        float *y, int64_t batch, int64_t in, int64_t out,
@@ -221,8 +225,8 @@ private:
                            StepReport &report, bool updatesEstimate) {
     args.seed = seed;
     args.stream = uint32_t(layer);
-    auto estimate = estimates.find(layer);
-    bool useEstimate = options.hindsight && estimate != estimates.end();
+    auto estimate = maxEstimates.find(layer);
+    bool useEstimate = options.hindsight && estimate != maxEstimates.end();
     if (useEstimate) {
       spec.hindsight = true;
       args.maxEstimate = estimate->second;
@@ -234,10 +238,10 @@ private:
     // The next step's estimate from this step's max |dy|.
     float max = status.lhsMax;
     if (useEstimate)
-      estimates[layer] =
+      maxEstimates[layer] =
           (1.0f - options.eta) * max + options.eta * estimate->second;
     else if (max > 0.0f && std::isfinite(max))
-      estimates[layer] = max;
+      maxEstimates[layer] = max;
     return ok;
   }
 
@@ -245,7 +249,7 @@ private:
   std::unique_ptr<Launcher> launcher;
   uint64_t seed = 0;
   std::map<std::string, Kernel> kernels;
-  std::map<int, float> estimates;
+  std::map<int, float> maxEstimates;
 };
 
 class FineTuneGemms : public Gemms {

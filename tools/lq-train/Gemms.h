@@ -46,6 +46,12 @@ public:
                                   StepReport &report) = 0;
   /// Called before each step with its seed (LUQ draws from it).
   virtual void beginStep(uint64_t seed) { (void)seed; }
+  /// State carried from step to step (the in-hindsight estimates, per
+  /// layer), for checkpoints; the step seed is not: beginStep sets it.
+  virtual std::map<int, float> estimates() const { return {}; }
+  virtual void restoreEstimates(const std::map<int, float> &saved) {
+    (void)saved;
+  }
 };
 
 /// OpenBLAS SGEMM.

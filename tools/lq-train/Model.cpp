@@ -268,6 +268,14 @@ Result<bool> Net::backward(const float *dlogits, int64_t batch, Gemms &gemms,
   return true;
 }
 
+std::vector<Params *> Net::parameters() {
+  std::vector<Params *> all;
+  for (auto &layer : layers)
+    if (Params *p = layer->params())
+      all.push_back(p);
+  return all;
+}
+
 bool Net::gradientsFinite() {
   for (auto &layer : layers)
     if (Params *p = layer->params())

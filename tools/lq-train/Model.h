@@ -59,6 +59,8 @@ public:
                         StepReport &report);
   const std::vector<float> &logits() const { return acts.back(); }
   bool gradientsFinite();
+  /// The parameters of every layer that has some, input to output.
+  std::vector<Params *> parameters();
   void sgdStep(float lr, float momentum, float weightDecay);
 
 private:

@@ -9,7 +9,9 @@
 //
 // Per epoch: training loss and accuracy, test accuracy, time; at the end a
 // table (accuracy, degradation against fp32, time per epoch), a CSV of the
-// curves and a PNG plot of them (drawn by matplotlib).
+// curves and a PNG plot of them (drawn by matplotlib). With --checkpoint
+// the run's state is saved after every epoch, and --resume continues it to
+// the numbers of the run never stopped (Checkpoint.h).
 //
 //===----------------------------------------------------------------------===//
 
@@ -25,13 +27,17 @@
 #include "llvm/Support/InitLLVM.h"
 #include "llvm/Support/WithColor.h"
 #include "llvm/Support/raw_ostream.h"
+#include "llvm/Support/xxhash.h"
 
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
+#include <functional>
 #include <numeric>
+#include <optional>
 #include <random>
 #include <unistd.h>
 
@@ -100,11 +106,121 @@ cl::opt<unsigned> maxSkips(
     cl::desc("Stop when this many steps in a row are skipped as non-finite"),
     cl::init(20),
     cl::cat(kCategory));
+cl::opt<std::string> checkpointDir(
+    "checkpoint",
+    cl::desc("Write a checkpoint into this directory after every epoch"),
+    cl::value_desc("dir"), cl::cat(kCategory));
+cl::opt<std::string> resumeDir(
+    "resume",
+    cl::desc("Continue the run checkpointed in this directory, with its "
+             "options (any given must match)"),
+    cl::value_desc("dir"), cl::cat(kCategory));
 
 constexpr int kClasses = 10;
 
 void error(const llvm::Twine &message) {
   llvm::WithColor::error(llvm::errs(), "lq-train") << message << "\n";
+}
+
+/// An option that affects the numbers: checkpoints record it, and a
+/// resumed run takes it from there.
+struct NumericOption {
+  cl::Option &option;
+  std::function<std::string()> get;
+  std::function<bool(llvm::StringRef)> set;
+};
+
+/// The shortest spelling that reads back as the same float.
+std::string formatFloat(float v) {
+  char text[32];
+  for (int digits = 6; digits <= 9; ++digits) {
+    std::snprintf(text, sizeof text, "%.*g", digits, double(v));
+    if (std::strtof(text, nullptr) == v)
+      break;
+  }
+  return text;
+}
+
+template <typename T> NumericOption numeric(cl::opt<T> &opt) {
+  NumericOption o{opt, nullptr, nullptr};
+  if constexpr (std::is_same_v<T, float>) {
+    o.get = [&opt] { return formatFloat(opt); };
+    o.set = [&opt](llvm::StringRef text) {
+      float v;
+      if (!llvm::to_float(text, v))
+        return false;
+      opt = v;
+      return true;
+    };
+  } else if constexpr (std::is_same_v<T, std::string>) {
+    o.get = [&opt] { return opt.getValue(); };
+    o.set = [&opt](llvm::StringRef text) {
+      opt = text.str();
+      return true;
+    };
+  } else {
+    o.get = [&opt] { return std::to_string(opt.getValue()); };
+    o.set = [&opt](llvm::StringRef text) {
+      T v;
+      if (text.getAsInteger(10, v))
+        return false;
+      opt = v;
+      return true;
+    };
+  }
+  return o;
+}
+
+/// In a fixed order: a checkpoint lists them in this one.
+std::vector<NumericOption> numericOptions() {
+  NumericOption modes{modeNames, [] { return llvm::join(modeNames, ","); },
+                      [](llvm::StringRef text) {
+                        llvm::SmallVector<llvm::StringRef> names;
+                        text.split(names, ',');
+                        modeNames.clear();
+                        for (llvm::StringRef name : names)
+                          modeNames.push_back(name.str());
+                        return true;
+                      }};
+  return {numeric(modelName),    modes,
+          numeric(epochs),       numeric(batchSize),
+          numeric(learningRate), numeric(momentum),
+          numeric(weightDecay),  numeric(samples),
+          numeric(fntEpochs),    numeric(hindsightEta),
+          numeric(seed),         numeric(trainLimit),
+          numeric(maxSkips)};
+}
+
+/// Takes the checkpointed run's options; one given on the command line
+/// must have the checkpointed value, or the resumed run would not be the
+/// run that was checkpointed.
+Status adoptOptions(const Checkpoint &checkpoint, const std::string &path) {
+  std::vector<NumericOption> options = numericOptions();
+  const auto &saved = checkpoint.options;
+  if (saved.size() != options.size())
+    return Status::failure(path + ": records " + std::to_string(saved.size()) +
+                           " options where this lq-train has " +
+                           std::to_string(options.size()));
+  for (size_t i = 0; i < options.size(); ++i) {
+    NumericOption &o = options[i];
+    std::string name = o.option.ArgStr.str();
+    if (saved[i].first != name)
+      return Status::failure(path + ": records option --" + saved[i].first +
+                             " where this lq-train has --" + name);
+    if (o.option.getNumOccurrences() == 0) {
+      if (!o.set(saved[i].second))
+        return Status::failure(path + ": malformed value '" + saved[i].second +
+                               "' of --" + name);
+      continue;
+    }
+    if (o.get() != saved[i].second)
+      return Status::failure(path + ": --" + name + "=" + o.get() +
+                             " differs from the checkpointed run's --" + name +
+                             "=" + saved[i].second +
+                             " (a resumed run keeps its options: leave --" +
+                             name + " out, or start a new run)");
+  }
+  return Done{};
 }
 
 struct Mode {
@@ -183,11 +299,6 @@ Result<double> evaluate(Net &net, Gemms &gemms, const Dataset &test) {
   return 100.0 * double(correct) / double(test.count);
 }
 
-struct EpochResult {
-  double loss = 0, trainAcc = 0, testAcc = 0, seconds = 0;
-  int64_t skipped = 0;
-};
-
 /// A one-line progress bar with rate and ETA on a terminal; nothing
 /// otherwise (logs keep the per-epoch lines).
 class Progress {
@@ -227,112 +338,210 @@ private:
 struct ModeResult {
   Mode mode;
   std::vector<EpochResult> epochs;
+  /// Of the parameters after the last epoch in `epochs`.
+  uint64_t paramsDigest = 0;
 };
 
-Result<ModeResult> trainMode(const Mode &mode, const Dataset &train,
-                             const Dataset &test) {
-  using R = Result<ModeResult>;
+/// A run in progress: what a checkpoint holds besides the network.
+struct Run {
+  DatasetIdentity data;
+  /// The completed modes, then the one being trained.
+  std::vector<ModeResult> results;
+  /// Non-finite steps in a row so far in this mode; the count spans
+  /// epochs.
+  int64_t consecutiveSkips = 0;
+  /// Where checkpoints go; empty: nowhere.
+  std::string checkpointDir;
+};
+
+template <typename T> uint64_t digestOf(const std::vector<T> &v) {
+  return llvm::xxh3_64bits(llvm::ArrayRef<uint8_t>(
+      reinterpret_cast<const uint8_t *>(v.data()), v.size() * sizeof(T)));
+}
+
+uint64_t paramsDigest(Net &net) {
+  std::vector<uint64_t> digests;
+  for (Params *p : net.parameters())
+    for (const std::vector<float> *v : {&p->w, &p->b, &p->vw, &p->vb})
+      digests.push_back(digestOf(*v));
+  return digestOf(digests);
+}
+
+DatasetIdentity identify(const Dataset &train, const Dataset &test) {
+  std::vector<uint64_t> parts = {digestOf(train.images), digestOf(train.labels),
+                                 digestOf(test.images), digestOf(test.labels)};
+  return {train.count, test.count, train.rows, train.cols, digestOf(parts)};
+}
+
+Status saveCheckpoint(const Run &run, Net &net, const Gemms &low) {
+  Checkpoint c;
+  for (NumericOption &o : numericOptions())
+    c.options.emplace_back(o.option.ArgStr.str(), o.get());
+  c.data = run.data;
+  for (const ModeResult &r : run.results)
+    c.results.push_back({r.mode.name, r.epochs, r.paramsDigest});
+  c.consecutiveSkips = run.consecutiveSkips;
+  for (Params *p : net.parameters())
+    c.layers.push_back({p->w, p->b, p->vw, p->vb});
+  c.estimates = low.estimates();
+  return writeCheckpoint(run.checkpointDir, c);
+}
+
+/// Puts the checkpointed network and estimates into a freshly made `net`
+/// and `low`.
+Status restoreNetwork(const Checkpoint &c, Net &net, Gemms &low) {
+  std::vector<Params *> params = net.parameters();
+  bool same = c.layers.size() == params.size();
+  for (size_t l = 0; same && l < params.size(); ++l) {
+    const LayerState &s = c.layers[l];
+    same = s.w.size() == params[l]->w.size() &&
+           s.b.size() == params[l]->b.size() && s.vw.size() == s.w.size() &&
+           s.vb.size() == s.b.size();
+  }
+  if (!same)
+    return Status::failure("the checkpoint holds a network of other shapes "
+                           "than " +
+                           net.describe());
+  for (size_t l = 0; l < params.size(); ++l) {
+    const LayerState &s = c.layers[l];
+    params[l]->w = s.w, params[l]->b = s.b;
+    params[l]->vw = s.vw, params[l]->vb = s.vb;
+  }
+  low.restoreEstimates(c.estimates);
+  return Done{};
+}
+
+/// One epoch of SGD over `count` training images; the loss and accuracy
+/// of the steps taken (test accuracy and time are the caller's).
+Result<EpochResult> trainEpoch(const Mode &mode, unsigned epoch, Net &net,
+                               Gemms &gemms, const Dataset &train,
+                               int64_t count, int64_t &consecutiveSkips) {
+  using R = Result<EpochResult>;
+  int64_t steps = count / batchSize, pixels = train.pixels();
+  std::vector<int64_t> order(static_cast<size_t>(count));
+  std::vector<float> images(size_t(batchSize * pixels)), dlogits;
+  std::vector<uint8_t> labels(batchSize);
+  // Seeded per epoch, so that no engine state outlives an epoch (which
+  // keeps checkpoints free of it).
+  std::iota(order.begin(), order.end(), 0);
+  std::shuffle(order.begin(), order.end(), std::mt19937_64(seed + epoch));
+  EpochResult er;
+  double lossSum = 0.0;
+  int64_t correct = 0, seen = 0;
+  Progress progress(mode.name + " " + std::to_string(epoch + 1) + "/" +
+                        std::to_string(epochs),
+                    steps);
+  for (int64_t step = 0; step < steps; ++step) {
+    int64_t batch = batchSize;
+    for (int64_t r = 0; r < batch; ++r) {
+      int64_t item = order[size_t(step * batch + r)];
+      std::copy_n(&train.images[size_t(item * pixels)], pixels,
+                  &images[size_t(r * pixels)]);
+      labels[size_t(r)] = train.labels[size_t(item)];
+    }
+    int64_t globalStep = int64_t(epoch) * steps + step;
+    gemms.beginStep(seed * 0x9E3779B97F4A7C15ull + uint64_t(globalStep));
+    StepReport report;
+    Result<bool> ok = net.forward(images.data(), batch, gemms, report);
+    if (!ok)
+      return R::failure(ok.error());
+    dlogits.resize(size_t(batch * kClasses));
+    auto [loss, right] =
+        softmaxLoss(net.logits().data(), labels.data(), batch, dlogits.data());
+    ok = net.backward(dlogits.data(), batch, gemms, report);
+    if (!ok)
+      return R::failure(ok.error());
+    // A non-finite loss, activation or gradient skips the step (as the
+    // numerics contract's nonfinite flag asks); persistent ones stop.
+    if (report.nonfinite || !std::isfinite(loss) || !net.gradientsFinite()) {
+      ++er.skipped;
+      if (++consecutiveSkips >= maxSkips)
+        return R::failure(
+            "training diverged: " + std::to_string(consecutiveSkips) +
+            " steps in a row had non-finite values (epoch " +
+            std::to_string(epoch + 1) + ", step " + std::to_string(step + 1) +
+            ")");
+      continue;
+    }
+    consecutiveSkips = 0;
+    double t = double(globalStep) / double(epochs * steps);
+    net.sgdStep(float(learningRate * 0.5 * (1.0 + std::cos(M_PI * t))),
+                momentum, weightDecay);
+    lossSum += loss;
+    correct += right;
+    seen += batch;
+    progress.update(step + 1, (step + 1) * batch, loss / double(batch));
+  }
+  er.loss = seen ? lossSum / double(seen) : NAN;
+  er.trainAcc = seen ? 100.0 * double(correct) / double(seen) : NAN;
+  return er;
+}
+
+void printEpoch(const Mode &mode, unsigned epoch, bool fineTuning,
+                const EpochResult &er) {
+  std::printf(
+      "%-10s epoch %2u/%u%s  loss %.4f  train %.2f%%  test %.2f%%  "
+      "%.1f s%s\n",
+      mode.name.c_str(), epoch + 1, unsigned(epochs),
+      fineTuning ? " (fnt)" : "", er.loss, er.trainAcc, er.testAcc, er.seconds,
+      er.skipped
+          ? ("  " + std::to_string(er.skipped) + " steps skipped").c_str()
+          : "");
+  std::fflush(stdout);
+}
+
+/// Trains run.results.back()'s mode from the epoch after its last
+/// recorded one; `resume` (when that is not the first) holds the network
+/// and estimates as they were then.
+Status trainMode(Run &run, const Dataset &train, const Dataset &test,
+                 const Checkpoint *resume) {
+  ModeResult &result = run.results.back();
+  const Mode &mode = result.mode;
   std::mt19937_64 rng(seed);
   Result<Net> made = Net::make(modelName, train.rows, train.cols, rng);
   if (!made)
-    return R::failure(made.error());
+    return made.takeError();
   Net &net = *made;
   std::unique_ptr<Gemms> fp32 = makeFp32Gemms();
   Result<std::unique_ptr<Gemms>> made4 = makeLqGemms(mode.lq, device == "gpu");
   if (!made4)
-    return R::failure(made4.error());
+    return made4.takeError();
   std::unique_ptr<Gemms> low = std::move(*made4);
   std::unique_ptr<Gemms> fineTune = makeFineTuneGemms(*low, *fp32);
+  if (resume)
+    LQ_TRY(restoreNetwork(*resume, net, *low));
   int64_t count = trainLimit ? std::min<int64_t>(trainLimit, train.count)
                              : train.count;
-  int64_t steps = count / batchSize;
-  if (steps == 0)
-    return R::failure("fewer training images (" + std::to_string(count) +
-                      ") than one batch (" + std::to_string(batchSize) + ")");
-  int64_t pixels = train.pixels();
-  std::vector<int64_t> order(static_cast<size_t>(count));
-  std::vector<float> images(size_t(batchSize * pixels)), dlogits;
-  std::vector<uint8_t> labels(batchSize);
-  ModeResult result{mode, {}};
-  int64_t consecutiveSkips = 0;
-
-  for (unsigned epoch = 0; epoch < epochs; ++epoch) {
+  if (count < batchSize)
+    return Status::failure("fewer training images (" + std::to_string(count) +
+                           ") than one batch (" + std::to_string(batchSize) +
+                           ")");
+  for (unsigned epoch = unsigned(result.epochs.size()); epoch < epochs;
+       ++epoch) {
     // FNT epochs keep the 4-bit forward pass (the low-precision model) and
     // take high-precision gradients.
     bool fineTuning = mode.lowPrecision && epoch + mode.fnt >= epochs;
     Gemms &gemms = !mode.lowPrecision ? *fp32 : fineTuning ? *fineTune : *low;
-    std::iota(order.begin(), order.end(), 0);
-    std::shuffle(order.begin(), order.end(), std::mt19937_64(seed + epoch));
     auto start = std::chrono::steady_clock::now();
-    EpochResult er;
-    double lossSum = 0.0;
-    int64_t correct = 0, seen = 0;
-    Progress progress(mode.name + " " + std::to_string(epoch + 1) + "/" +
-                          std::to_string(epochs),
-                      steps);
-    for (int64_t step = 0; step < steps; ++step) {
-      int64_t batch = batchSize;
-      for (int64_t r = 0; r < batch; ++r) {
-        int64_t item = order[size_t(step * batch + r)];
-        std::copy_n(&train.images[size_t(item * pixels)], pixels,
-                    &images[size_t(r * pixels)]);
-        labels[size_t(r)] = train.labels[size_t(item)];
-      }
-      int64_t globalStep = int64_t(epoch) * steps + step;
-      gemms.beginStep(seed * 0x9E3779B97F4A7C15ull + uint64_t(globalStep));
-      StepReport report;
-      Result<bool> ok = net.forward(images.data(), batch, gemms, report);
-      if (!ok)
-        return R::failure(ok.error());
-      dlogits.resize(size_t(batch * kClasses));
-      auto [loss, right] = softmaxLoss(net.logits().data(), labels.data(),
-                                       batch, dlogits.data());
-      ok = net.backward(dlogits.data(), batch, gemms, report);
-      if (!ok)
-        return R::failure(ok.error());
-      // A non-finite loss, activation or gradient skips the step (as the
-      // numerics contract's nonfinite flag asks); persistent ones stop.
-      if (report.nonfinite || !std::isfinite(loss) || !net.gradientsFinite()) {
-        ++er.skipped;
-        if (++consecutiveSkips >= maxSkips)
-          return R::failure("training diverged: " +
-                            std::to_string(consecutiveSkips) +
-                            " steps in a row had non-finite values (epoch " +
-                            std::to_string(epoch + 1) + ", step " +
-                            std::to_string(step + 1) + ")");
-        continue;
-      }
-      consecutiveSkips = 0;
-      double t = double(globalStep) / double(epochs * steps);
-      net.sgdStep(float(learningRate * 0.5 * (1.0 + std::cos(M_PI * t))),
-                  momentum, weightDecay);
-      lossSum += loss;
-      correct += right;
-      seen += batch;
-      progress.update(step + 1, (step + 1) * batch, loss / double(batch));
-    }
-    er.seconds =
+    Result<EpochResult> er =
+        trainEpoch(mode, epoch, net, gemms, train, count, run.consecutiveSkips);
+    if (!er)
+      return er.takeError();
+    er->seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
             .count();
-    er.loss = seen ? lossSum / double(seen) : NAN;
-    er.trainAcc = seen ? 100.0 * double(correct) / double(seen) : NAN;
     Result<double> acc = evaluate(net, gemms, test);
     if (!acc)
-      return R::failure(acc.error());
-    er.testAcc = *acc;
-    std::printf("%-10s epoch %2u/%u%s  loss %.4f  train %.2f%%  test %.2f%%  "
-                "%.1f s%s\n",
-                mode.name.c_str(), epoch + 1, unsigned(epochs),
-                fineTuning ? " (fnt)" : "", er.loss,
-                er.trainAcc, er.testAcc, er.seconds,
-                er.skipped ? ("  " + std::to_string(er.skipped) +
-                              " steps skipped")
-                                 .c_str()
-                           : "");
-    std::fflush(stdout);
-    result.epochs.push_back(er);
+      return acc.takeError();
+    er->testAcc = *acc;
+    result.epochs.push_back(*er);
+    result.paramsDigest = paramsDigest(net);
+    // Saved before the epoch's line: a printed epoch is a saved one.
+    if (!run.checkpointDir.empty())
+      LQ_TRY(saveCheckpoint(run, net, *low));
+    printEpoch(mode, epoch, fineTuning, *er);
   }
-  return result;
+  return Done{};
 }
 
 Result<bool> writeCsv(const std::vector<ModeResult> &results) {
@@ -382,6 +591,97 @@ void printTable(const std::vector<ModeResult> &results) {
   }
 }
 
+/// The run a checkpoint left, its results checked against `modes`.
+Result<Run> resumeRun(const Checkpoint &c, const std::vector<Mode> &modes,
+                      const std::string &path) {
+  Run run;
+  bool fits = !c.results.empty() && c.results.size() <= modes.size();
+  for (size_t m = 0; fits && m < c.results.size(); ++m) {
+    const ModeRecord &r = c.results[m];
+    bool current = m + 1 == c.results.size();
+    fits = r.name == modes[m].name &&
+           (current ? !r.epochs.empty() && r.epochs.size() <= epochs
+                    : r.epochs.size() == epochs);
+    run.results.push_back({modes[m], r.epochs, r.paramsDigest});
+  }
+  if (!fits)
+    return Result<Run>::failure(path + ": malformed: its results do not fit "
+                                       "its modes and epochs");
+  run.consecutiveSkips = c.consecutiveSkips;
+  return run;
+}
+
+/// The checkpoint --resume names, its options adopted; none without
+/// --resume.
+Result<std::optional<Checkpoint>> loadResumed() {
+  if (resumeDir.empty())
+    return std::optional<Checkpoint>();
+  Result<Checkpoint> checkpoint = readCheckpoint(resumeDir);
+  if (!checkpoint)
+    return checkpoint.takeError();
+  LQ_TRY(adoptOptions(*checkpoint, checkpointPath(resumeDir)));
+  return std::optional<Checkpoint>(std::move(*checkpoint));
+}
+
+/// A new run, or the one `resumed` left if it trained on this data.
+Result<Run> startRun(const std::optional<Checkpoint> &resumed,
+                     const std::vector<Mode> &modes, DatasetIdentity data) {
+  Run run;
+  if (resumed) {
+    std::string path = checkpointPath(resumeDir);
+    if (!(resumed->data == data))
+      return Result<Run>::failure(path + ": the checkpointed run trained on " +
+                                  resumed->data.describe() + "; --data-dir=" +
+                                  dataDir + " holds " + data.describe());
+    Result<Run> r = resumeRun(*resumed, modes, path);
+    if (!r)
+      return r;
+    run = std::move(*r);
+  }
+  run.data = data;
+  run.checkpointDir = checkpointDir.empty() ? resumeDir : checkpointDir;
+  return run;
+}
+
+/// Trains the modes that `run` has not completed.
+Status trainModes(Run &run, const std::vector<Mode> &modes,
+                  const Dataset &train, const Dataset &test,
+                  const std::optional<Checkpoint> &resumed) {
+  for (size_t m = 0; m < modes.size(); ++m) {
+    // A checkpointed mode is done, or the one to continue.
+    const Checkpoint *from = nullptr;
+    if (m < run.results.size()) {
+      if (run.results[m].epochs.size() == epochs)
+        continue;
+      from = &*resumed;
+    } else {
+      run.results.push_back({modes[m], {}, 0});
+      run.consecutiveSkips = 0;
+    }
+    if (Status trained = trainMode(run, train, test, from); !trained)
+      return Status::failure(modes[m].name + ": " + trained.error());
+  }
+  return Done{};
+}
+
+/// Makes the checkpoint directory and says where checkpoints go, and that
+/// one there is replaced unless it is the one this run resumes.
+Status prepareCheckpoints(const std::string &dir,
+                          const std::string &resumedFrom) {
+  if (llvm::sys::fs::exists(dir) && !llvm::sys::fs::is_directory(dir))
+    return Status::failure(dir + ": not a directory (checkpoints go into a "
+                                 "directory)");
+  if (std::error_code error = llvm::sys::fs::create_directories(dir))
+    return Status::failure(
+        dir + ": cannot create the checkpoint directory: " + error.message());
+  std::string path = checkpointPath(dir);
+  std::printf("checkpoints: %s after every epoch\n", path.c_str());
+  if (llvm::sys::fs::exists(path) &&
+      (resumedFrom.empty() || !llvm::sys::fs::equivalent(path, resumedFrom)))
+    std::printf("note: %s exists and will be replaced\n", path.c_str());
+  return Done{};
+}
+
 } // namespace
 
 int main(int argc, char **argv) {
@@ -391,6 +691,9 @@ int main(int argc, char **argv) {
   cl::ParseCommandLineOptions(
       argc, argv,
       "lq-train: trains a network on Fashion-MNIST with 4-bit GEMMs\n");
+  Result<std::optional<Checkpoint>> resumed = loadResumed();
+  if (!resumed)
+    return error(resumed.error()), 1;
   if (modelName != "mlp" && modelName != "cnn")
     return error("unknown model '" + modelName + "': expected mlp or cnn"), 1;
   if (device != "cpu" && device != "gpu")
@@ -421,6 +724,9 @@ int main(int argc, char **argv) {
     return error(test.error()), 1;
   if (test->pixels() != train->pixels())
     return error("training and test images differ in size"), 1;
+  Result<Run> run = startRun(*resumed, modes, identify(*train, *test));
+  if (!run)
+    return error(run.error()), 1;
   std::mt19937_64 rng(seed);
   Result<Net> net = Net::make(modelName, train->rows, train->cols, rng);
   if (!net)
@@ -430,14 +736,20 @@ int main(int argc, char **argv) {
               (long long)train->count, (long long)test->count,
               (long long)train->rows, (long long)train->cols,
               net->describe().c_str(), unsigned(batchSize), unsigned(epochs));
-
-  std::vector<ModeResult> results;
-  for (const Mode &mode : modes) {
-    Result<ModeResult> r = trainMode(mode, *train, *test);
-    if (!r)
-      return error(mode.name + ": " + r.error()), 1;
-    results.push_back(std::move(*r));
+  std::string resumePath = resumeDir.empty() ? "" : checkpointPath(resumeDir);
+  if (*resumed) {
+    const ModeResult &at = run->results.back();
+    std::printf("resumed from %s after %s epoch %zu/%u\n", resumePath.c_str(),
+                at.mode.name.c_str(), at.epochs.size(), unsigned(epochs));
   }
+  if (!run->checkpointDir.empty())
+    if (Status ready = prepareCheckpoints(run->checkpointDir, resumePath);
+        !ready)
+      return error(ready.error()), 1;
+  if (Status trained = trainModes(*run, modes, *train, *test, *resumed);
+      !trained)
+    return error(trained.error()), 1;
+  const std::vector<ModeResult> &results = run->results;
   printTable(results);
 
   // Outputs replace files of the same name: say which did exist.
