@@ -1,4 +1,5 @@
-"""lq.torch: linear layers whose three GEMMs run lq's 4-bit kernels.
+"""lq.torch: linear and convolution layers whose three GEMMs run lq's
+4-bit kernels.
 
     import torch, lq.torch
     model = torch.nn.Sequential(lq.torch.Linear(784, 256), torch.nn.ReLU(),
@@ -7,9 +8,13 @@
 
 Forward: SAWB int4 on inputs and weights (inputs unsigned where the layer
 is told they are non-negative: unsigned_input, which quantize_model sets
-for a Linear right after a ReLU). Backward: LUQ log4 on the output
+for a layer right after a ReLU). Backward: LUQ log4 on the output
 gradient, one sample shared by the backward-data and weight-gradient GEMMs,
-SMP averaging and in-hindsight max scaling as options.
+SMP averaging and in-hindsight max scaling as options. A Conv2d runs the
+same three GEMMs over its im2col matrix (torch's unfold; fold for the
+input gradient). FNT (fine-tuning in high precision): a layer's `fnt`
+option, or set_fnt(model), takes the backward GEMMs in fp32 while the
+forward stays 4-bit.
 
 Random streams: each backward step draws its seed from torch's generator
 and each layer its base stream at construction, so torch.manual_seed makes
@@ -30,8 +35,7 @@ from . import Error, gemm
 from . import _torch_ops  # noqa: F401  (registers torch.ops.lq)
 
 _STREAM_POLICIES = ("per_rank", "shared")
-# The version of the lq state a Linear keeps in its state_dict.
-_STATE_FORMAT = "lq.torch.Linear"
+# The version of the lq state a layer keeps in its state_dict.
 _STATE_VERSION = 1
 
 
@@ -64,10 +68,15 @@ def _distributed_rank():
     return None
 
 
-def _float_tensor(t, name):
+def _float_dtype(t, name):
     if t.dtype not in (torch.float32, torch.bfloat16):
         raise Error(f"{name}: dtype {t.dtype} is not supported: expected "
                     "float32 or bfloat16")
+    return t
+
+
+def _float_tensor(t, name):
+    _float_dtype(t, name)
     if t.dim() != 2:
         raise Error(f"{name}: expected a 2-D tensor, got shape "
                     f"{tuple(t.shape)}")
@@ -77,56 +86,74 @@ def _float_tensor(t, name):
     return t
 
 
+def _check_input(x, weight):
+    if x.device != weight.device:
+        raise Error(f"input on {x.device} but weight on {weight.device}")
+    _float_dtype(x, "input")
+
+
+def _forward_gemm(ctx, layer, x, weight, bias):
+    """y = Q(x) Q(weight)^T (+ bias), x [B, I] and weight [O, I]; notes in
+    ctx what backward needs besides the saved tensors."""
+    # Signedness is the layer's option, never read off the data: a test
+    # of x would synchronize the device on every forward.
+    y, _ = gemm(x, weight, role="forward",
+                bias=None if bias is None else bias.detach(),
+                unsigned_input=layer.unsigned_input)
+    ctx.layer = layer
+    ctx.has_bias = bias is not None
+    return y
+
+
 class _LinearFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, bias, layer):
-        if x.device != weight.device:
-            raise Error(f"input on {x.device} but weight on {weight.device}")
-        _float_tensor(x, "input")
-        # Signedness is the layer's option, never read off the data: a test
-        # of x would synchronize the device on every forward.
-        y, _ = gemm(x, weight.detach(), role="forward",
-                    bias=None if bias is None else bias.detach(),
-                    unsigned_input=layer.unsigned_input)
+        _check_input(x, weight)
+        y = _forward_gemm(ctx, layer, _float_tensor(x, "input"),
+                          weight.detach(), bias)
         ctx.save_for_backward(x, weight)
-        ctx.layer = layer
-        ctx.has_bias = bias is not None
         return y
 
     @staticmethod
     def backward(ctx, dy):
         x, weight = ctx.saved_tensors
-        layer = ctx.layer
         dy = _float_tensor(dy.contiguous().float(), "grad_output")
-        # One draw of torch's generator per step: both GEMMs see one sample.
-        seed = int(torch.randint(0, 2**62, (1,)).item())
-        estimate = layer.max_estimate if layer.hindsight else None
-        common = dict(samples=layer.samples, seed=seed,
-                      stream=layer.luq_stream(), max_estimate=estimate)
-        dx, status = gemm(dy, weight.detach().contiguous(),
-                          role="backward_data", **common)
-        dw, _ = gemm(dy, x, role="weight_grad",
-                     unsigned_input=layer.unsigned_input, **common)
-        layer._record(status)
+        dx, dw = _backward_gemms(ctx.layer, dy, weight.detach().contiguous(),
+                                 x)
         db = dy.sum(0) if ctx.has_bias else None
         return dx, dw, db, None
 
 
-class Linear(torch.nn.Linear):
-    """torch.nn.Linear with its forward, backward-data and weight-gradient
-    GEMMs in lq kernels. samples: SMP samples of the gradient quantizer (a
-    power of two); hindsight: scale gradients by an in-hindsight max
-    estimate, (1 - eta) * max|dy| of the last step + eta * the estimate;
-    unsigned_input: the inputs are non-negative (after a ReLU), so SAWB
-    quantizes them unsigned, 0..15 (negative inputs would be clipped to 0);
-    streams: "per_rank" (independent LUQ samples on every data-parallel
-    rank) or "shared" (the same samples on every rank)."""
+def _backward_gemms(layer, dy, weight, x):
+    """The backward-data and weight-gradient GEMMs of a layer whose forward
+    was y[B, O] = x[B, I] weight[O, I]^T: (dx, dW). With the layer's fnt
+    option they are fp32 GEMMs of the unquantized operands."""
+    if layer.fnt:
+        return dy.matmul(weight.float()), dy.t().matmul(x.float())
+    # One draw of torch's generator per step: both GEMMs see one sample.
+    seed = int(torch.randint(0, 2**62, (1,)).item())
+    estimate = layer.max_estimate if layer.hindsight else None
+    common = dict(samples=layer.samples, seed=seed,
+                  stream=layer.luq_stream(), max_estimate=estimate)
+    dx, status = gemm(dy, weight, role="backward_data", **common)
+    dw, _ = gemm(dy, x, role="weight_grad",
+                 unsigned_input=layer.unsigned_input, **common)
+    layer._record(status)
+    return dx, dw
 
-    def __init__(self, in_features, out_features, bias=True, *, samples=1,
-                 hindsight=False, eta=0.5, unsigned_input=False,
-                 streams="per_rank", device=None, dtype=None):
-        super().__init__(in_features, out_features, bias=bias, device=device,
-                         dtype=dtype)
+
+class _LqLayer:
+    """What lq.torch's layers share beside their GEMMs' shapes: the options
+    of the gradient quantizer, the LUQ stream, the in-hindsight estimate,
+    the count of skipped steps and the lq state in the state_dict. Mixed
+    in before the torch layer, whose __init__ runs first."""
+
+    # The "format" of the layer's lq state: a state of another kind of
+    # layer is refused.
+    _state_format = None
+
+    def _init_lq(self, samples, hindsight, eta, unsigned_input, streams,
+                 fnt):
         if samples < 1 or samples > 64 or samples & (samples - 1):
             raise Error(f"samples must be a power of two in [1, 64], got "
                         f"{samples}")
@@ -138,18 +165,12 @@ class Linear(torch.nn.Linear):
         self.hindsight = hindsight
         self.eta = eta
         self.unsigned_input = unsigned_input
+        self.fnt = fnt
         self.max_estimate = None
         # Drawn from torch's generator like the per-step seeds: a model
         # built after torch.manual_seed gets the same streams every run.
         self.stream = int(torch.randint(0, 2**31, (1,)).item())
         self.skipped_steps = 0
-
-    def forward(self, x):
-        shape = x.shape
-        if x.dim() != 2:
-            x = x.reshape(-1, shape[-1])
-        y = _LinearFunction.apply(x.contiguous(), self.weight, self.bias, self)
-        return y.reshape(*shape[:-1], self.out_features)
 
     def luq_stream(self):
         """The stream of this layer's LUQ draws in this process: the base
@@ -163,18 +184,22 @@ class Linear(torch.nn.Linear):
     def get_extra_state(self):
         # Plain Python values: torch.save pickles them exactly (the
         # estimate is a double, the kernels' float32 argument is taken
-        # from it at each step).
-        return {"format": _STATE_FORMAT, "version": _STATE_VERSION,
+        # from it at each step). fnt is not state: the training loop
+        # chooses it per epoch, as it does the learning rate.
+        return {"format": self._state_format, "version": _STATE_VERSION,
                 "stream": self.stream, "max_estimate": self.max_estimate,
                 "skipped_steps": self.skipped_steps}
 
     def set_extra_state(self, state):
-        if not isinstance(state, dict) or state.get("format") != _STATE_FORMAT:
-            raise Error("the lq state of this Linear is not an lq.torch.Linear "
-                        f"state: {state!r:.80}")
+        kind = type(self).__name__
+        if (not isinstance(state, dict) or
+                state.get("format") != self._state_format):
+            raise Error(f"the lq state of this {kind} is not an "
+                        f"{self._state_format} state: {state!r:.80}")
         if state.get("version") != _STATE_VERSION:
-            raise Error(f"lq.torch.Linear state version {state.get('version')}"
-                        f" is not {_STATE_VERSION}, the version this lq reads")
+            raise Error(f"{self._state_format} state version "
+                        f"{state.get('version')} is not {_STATE_VERSION}, "
+                        "the version this lq reads")
         estimate = state["max_estimate"]
         self.stream = int(state["stream"])
         self.max_estimate = None if estimate is None else float(estimate)
@@ -182,8 +207,8 @@ class Linear(torch.nn.Linear):
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata,
                               strict, missing_keys, *args):
-        # A torch.nn.Linear's state (a pretrained fp32 model) loads as it
-        # would into torch.nn.Linear: the lq state stays this layer's own.
+        # A torch layer's state (a pretrained fp32 model) loads as it would
+        # into the torch layer: the lq state stays this layer's own.
         super()._load_from_state_dict(state_dict, prefix, local_metadata,
                                       strict, missing_keys, *args)
         key = prefix + "_extra_state"
@@ -201,25 +226,199 @@ class Linear(torch.nn.Linear):
 
     def extra_repr(self):
         return (super().extra_repr() + f", samples={self.samples}, "
-                f"hindsight={self.hindsight}, streams={self.streams}")
+                f"hindsight={self.hindsight}, streams={self.streams}" +
+                (", fnt=True" if self.fnt else ""))
+
+
+class Linear(_LqLayer, torch.nn.Linear):
+    """torch.nn.Linear with its forward, backward-data and weight-gradient
+    GEMMs in lq kernels. samples: SMP samples of the gradient quantizer (a
+    power of two); hindsight: scale gradients by an in-hindsight max
+    estimate, (1 - eta) * max|dy| of the last step + eta * the estimate;
+    unsigned_input: the inputs are non-negative (after a ReLU), so SAWB
+    quantizes them unsigned, 0..15 (negative inputs would be clipped to 0);
+    streams: "per_rank" (independent LUQ samples on every data-parallel
+    rank) or "shared" (the same samples on every rank); fnt: backward
+    GEMMs in fp32 (fine-tuning in high precision), forward still 4-bit."""
+
+    _state_format = "lq.torch.Linear"
+
+    def __init__(self, in_features, out_features, bias=True, *, samples=1,
+                 hindsight=False, eta=0.5, unsigned_input=False,
+                 streams="per_rank", fnt=False, device=None, dtype=None):
+        super().__init__(in_features, out_features, bias=bias, device=device,
+                         dtype=dtype)
+        self._init_lq(samples, hindsight, eta, unsigned_input, streams, fnt)
+
+    def forward(self, x):
+        shape = x.shape
+        if x.dim() != 2:
+            x = x.reshape(-1, shape[-1])
+        y = _LinearFunction.apply(x.contiguous(), self.weight, self.bias, self)
+        return y.reshape(*shape[:-1], self.out_features)
+
+
+def _pair(value, name):
+    if isinstance(value, int):
+        return (value, value)
+    if (isinstance(value, (tuple, list)) and len(value) == 2 and
+            all(isinstance(v, int) for v in value)):
+        return tuple(value)
+    raise Error(f"{name} must be an int or a pair of ints, got {value!r}")
+
+
+def _im2col(x, geometry):
+    """x [N, C, H, W] as the im2col matrix [N * L, C * kh * kw]: a row per
+    output pixel (image-major), the GEMMs' activation operand."""
+    cols = torch.nn.functional.unfold(x, **geometry)  # [N, C*kh*kw, L]
+    # contiguous: for one image the reshape is a view with strided rows.
+    return cols.transpose(1, 2).reshape(-1, cols.shape[1]).contiguous()
+
+
+class _Conv2dFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, weight, bias, layer):
+        _check_input(x, weight)
+        n, _, height, width = x.shape
+        out_channels = weight.shape[0]
+        cols = _im2col(x, layer._geometry())
+        y = _forward_gemm(ctx, layer, cols,
+                          weight.detach().reshape(out_channels, -1), bias)
+        out_h, out_w = layer._output_size(height, width)
+        # Rows are output pixels: [N*L, O] is NHWC, torch wants NCHW.
+        y = y.reshape(n, out_h, out_w, out_channels).permute(0, 3, 1, 2)
+        # The im2col matrix (kh*kw times the input) is kept for the weight
+        # gradient: unfolding the input again costs about as much as the
+        # 4-bit GEMM it feeds.
+        ctx.save_for_backward(cols, weight)
+        ctx.input_shape = (n, height, width)
+        return y.contiguous()
+
+    @staticmethod
+    def backward(ctx, dy):
+        cols, weight = ctx.saved_tensors
+        layer = ctx.layer
+        geometry = layer._geometry()
+        n, height, width = ctx.input_shape
+        out_channels = weight.shape[0]
+        dy = _float_tensor(
+            dy.float().permute(0, 2, 3, 1).reshape(-1, out_channels)
+            .contiguous(), "grad_output")
+        dcols, dw = _backward_gemms(
+            layer, dy, weight.detach().reshape(out_channels, -1).contiguous(),
+            cols)
+        dcols = dcols.reshape(n, -1, cols.shape[1]).transpose(1, 2)
+        dx = torch.nn.functional.fold(dcols, (height, width), **geometry)
+        db = dy.sum(0) if ctx.has_bias else None
+        return dx, dw.reshape(weight.shape), db, None
+
+
+class Conv2d(_LqLayer, torch.nn.Conv2d):
+    """torch.nn.Conv2d with its forward, backward-data and weight-gradient
+    GEMMs in lq kernels, over the im2col matrix cols [N*L, C*kh*kw] (L
+    output pixels per image): y = Q(cols) Q(W)^T, dcols = Q(dy) Q(W) folded
+    back onto the input, dW = Q(dy)^T Q(cols), with dy as [N*L, O]. The lq
+    options are Linear's. groups must be 1 and padding_mode "zeros" (the
+    zero padding of unfold)."""
+
+    _state_format = "lq.torch.Conv2d"
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1,
+                 padding=0, dilation=1, groups=1, bias=True,
+                 padding_mode="zeros", *, samples=1, hindsight=False,
+                 eta=0.5, unsigned_input=False, streams="per_rank",
+                 fnt=False, device=None, dtype=None):
+        if groups != 1:
+            raise Error(f"lq.torch.Conv2d supports groups=1 only, got groups="
+                        f"{groups}: a grouped convolution is a batch of "
+                        "GEMMs, not one")
+        if padding_mode != "zeros":
+            raise Error(f"lq.torch.Conv2d supports padding_mode='zeros' only, "
+                        f"got {padding_mode!r}")
+        if dtype is not None and dtype not in (torch.float32, torch.bfloat16):
+            raise Error(f"lq.torch.Conv2d: dtype {dtype} is not supported: "
+                        "expected float32 or bfloat16")
+        super().__init__(in_channels, out_channels, kernel_size,
+                         stride=stride, padding=padding, dilation=dilation,
+                         groups=groups, bias=bias, padding_mode=padding_mode,
+                         device=device, dtype=dtype)
+        self._init_lq(samples, hindsight, eta, unsigned_input, streams, fnt)
+        self._padding = self._explicit_padding()
+
+    def _explicit_padding(self):
+        # unfold pads both sides alike: "same" is that when the dilated
+        # kernel's extent is odd (torch pads the extra row of an even one
+        # on one side only).
+        if self.padding == "valid":
+            return (0, 0)
+        if self.padding == "same":
+            pads = []
+            for k, d in zip(self.kernel_size, self.dilation):
+                extent = d * (k - 1)
+                if extent % 2:
+                    raise Error("lq.torch.Conv2d: padding='same' needs an odd "
+                                f"dilated kernel, got kernel_size "
+                                f"{self.kernel_size}, dilation "
+                                f"{self.dilation}; give the padding instead")
+                pads.append(extent // 2)
+            return tuple(pads)
+        return _pair(self.padding, "padding")
+
+    def _geometry(self):
+        return dict(kernel_size=self.kernel_size, dilation=self.dilation,
+                    padding=self._padding, stride=self.stride)
+
+    def _output_size(self, height, width):
+        return tuple(
+            (size + 2 * p - d * (k - 1) - 1) // s + 1
+            for size, p, d, k, s in zip((height, width), self._padding,
+                                        self.dilation, self.kernel_size,
+                                        self.stride))
+
+    def forward(self, x):
+        if x.dim() == 3:  # one image, as torch.nn.Conv2d takes it
+            return self.forward(x.unsqueeze(0)).squeeze(0)
+        if x.dim() != 4:
+            raise Error(f"lq.torch.Conv2d: expected an input [N, C, H, W] "
+                        f"or [C, H, W], got shape {tuple(x.shape)}")
+        if x.shape[1] != self.in_channels:
+            raise Error(f"lq.torch.Conv2d: input has {x.shape[1]} channels, "
+                        f"the layer {self.in_channels}")
+        return _Conv2dFunction.apply(x, self.weight, self.bias, self)
+
+
+def _lq_layers(model):
+    return {name: module for name, module in model.named_modules()
+            if isinstance(module, _LqLayer)}
+
+
+def set_fnt(model, enabled=True):
+    """Fine-tuning in high precision (FNT, the paper's last epochs): with
+    `enabled`, every lq layer of `model` takes its backward-data and
+    weight-gradient GEMMs in fp32 on the unquantized gradient, weights and
+    inputs, while its forward GEMM stays 4-bit (the model trained is the
+    4-bit-forward model). Returns the number of layers set."""
+    layers = _lq_layers(model)
+    for layer in layers.values():
+        layer.fnt = bool(enabled)
+    return len(layers)
 
 
 def lq_state(model):
-    """The lq state of every lq.torch.Linear in `model`, by qualified name.
+    """The lq state of every lq.torch layer (Linear, Conv2d) in `model`, by
+    qualified name.
     Under data parallelism it differs between ranks (each rank's
     in-hindsight estimate follows its own gradients), while the parameters
     do not: a checkpoint keeps one model state_dict and every rank's
     lq_state."""
     return {name: module.get_extra_state()
-            for name, module in model.named_modules()
-            if isinstance(module, Linear)}
+            for name, module in _lq_layers(model).items()}
 
 
 def load_lq_state(model, state):
     """Restores what lq_state(model) returned, layer by layer; a layer
     missing on either side is an error."""
-    layers = {name: module for name, module in model.named_modules()
-              if isinstance(module, Linear)}
+    layers = _lq_layers(model)
     if set(layers) != set(state):
         raise Error(f"the lq state holds layers {sorted(state)}, the model "
                     f"{sorted(layers)}")
@@ -230,12 +429,33 @@ def load_lq_state(model, state):
 _NONNEGATIVE = (torch.nn.ReLU, torch.nn.ReLU6)
 
 
+def _convert(child, name, options):
+    """The lq layer that replaces torch layer `child`, or None when `child`
+    is not a torch.nn.Linear or torch.nn.Conv2d."""
+    if type(child) is torch.nn.Linear:
+        return Linear(child.in_features, child.out_features,
+                      bias=child.bias is not None,
+                      device=child.weight.device, **options)
+    if type(child) is not torch.nn.Conv2d:
+        return None
+    if child.groups != 1 or child.padding_mode != "zeros":
+        raise Error(f"quantize_model: {name} is a Conv2d with groups="
+                    f"{child.groups}, padding_mode={child.padding_mode!r}; "
+                    "lq.torch.Conv2d has groups=1 and zero padding only: "
+                    "keep it in skip=")
+    return Conv2d(child.in_channels, child.out_channels, child.kernel_size,
+                  stride=child.stride, padding=child.padding,
+                  dilation=child.dilation, bias=child.bias is not None,
+                  device=child.weight.device, **options)
+
+
 def quantize_model(model, skip=(), **options):
-    """Replaces every torch.nn.Linear of `model` (except the submodules named
-    in `skip`, by their qualified names) with an lq.torch.Linear holding the
-    same parameters. A Linear that follows a ReLU in a torch.nn.Sequential
-    gets unsigned_input=True unless `options` says otherwise. Returns the
-    model."""
+    """Replaces every torch.nn.Linear and torch.nn.Conv2d of `model` (except
+    the submodules named in `skip`, by their qualified names: the paper
+    keeps the first and last layers in high precision) with an lq.torch
+    layer holding the same parameters. A layer that follows a ReLU in a
+    torch.nn.Sequential gets unsigned_input=True unless `options` says
+    otherwise. Returns the model."""
     skip = set(skip)
     for name, module in list(model.named_modules()):
         previous = None
@@ -244,13 +464,13 @@ def quantize_model(model, skip=(), **options):
             after_relu = (isinstance(module, torch.nn.Sequential) and
                           isinstance(previous, _NONNEGATIVE))
             previous = child
-            if full in skip or type(child) is not torch.nn.Linear:
+            if full in skip:
                 continue
             layer_options = dict(options)
             layer_options.setdefault("unsigned_input", after_relu)
-            layer = Linear(child.in_features, child.out_features,
-                           bias=child.bias is not None,
-                           device=child.weight.device, **layer_options)
+            layer = _convert(child, full, layer_options)
+            if layer is None:
+                continue
             with torch.no_grad():
                 layer.weight.copy_(child.weight)
                 if child.bias is not None:

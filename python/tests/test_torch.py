@@ -159,3 +159,23 @@ def test_cuda_matches_cpu():
     gpu = _step(layer, x.cuda())
     for a, b in zip(cpu, gpu):
         assert torch.equal(a, b.cpu())
+
+
+def test_fnt_backward_is_fp32_and_forward_stays_4bit():
+    torch.manual_seed(8)
+    layer = lqt.Linear(12, 5)
+    x = torch.randn(7, 12)
+    quantized = _step(layer, x)
+    layer.weight.grad = layer.bias.grad = None
+    model = torch.nn.Sequential(layer, torch.nn.ReLU())
+    assert lqt.set_fnt(model) == 1
+    fnt = _step(layer, x)
+    dy = torch.linspace(-1e-2, 1e-2, 35).reshape(7, 5)
+    weight = layer.weight.detach()
+    assert torch.equal(fnt[0], quantized[0])
+    assert torch.equal(fnt[1], dy @ weight)
+    assert torch.equal(fnt[2], dy.t() @ x)
+    assert "fnt=True" in repr(layer)
+    lqt.set_fnt(model, False)
+    again = _step(layer, x)  # 4-bit gradients again
+    assert not torch.equal(again[2], fnt[2])
