@@ -12,6 +12,7 @@ LQ_PACKAGES=(
   libopenblas-dev  # lq-bench and lq-train: the fp32 SGEMM baseline
   zlib1g-dev dataset-fashion-mnist  # lq-train: gzipped IDX training data
   python3-matplotlib  # lq-train: lq-plot draws the curves
+  fortunes  # examples/char_transformer.py: the text it trains on
   python3-dev pybind11-dev python3-numpy python3-torch python3-pytest  # python/
   python3-venv python3-wheel  # scripts/test-venv: pip install into a venv
   libzstd-dev      # LLVMSupport links it in a -DLQ_STATIC_LLVM=ON build
