@@ -30,6 +30,9 @@ constexpr int64_t kDefaultSharedBytes = 48 * 1024;
 /// the GEMM: Philox costs about three times the tensor-core work it feeds,
 /// so repeating it in three or more column tiles costs more than the pass.
 constexpr int64_t kPackedLhsColumnTiles = 3;
+/// The int8 placement's smallest problem (multiply-adds): below it the
+/// two extra launches cost more than the repeated quantization saves.
+constexpr double kInt8MinMacs = double(1 << 24);
 /// Row pitch of packed codes the launcher writes for the `_pa` GEMMs.
 constexpr int64_t kPackedPitchAlign = 16;
 static_assert(sizeof(CUtensorMap) == kTensorMapBytes &&
@@ -266,6 +269,14 @@ Result<std::unique_ptr<GpuLauncher>> GpuLauncher::create(GpuModuleInfo info) {
                                gemmKernel(t, false, packed),
                                gemmTmaKernel(t, packed)})
         launcher->gemmTiles.emplace(std::move(name), t);
+  // The int8 placement's GEMMs need their ring's shared memory; a device
+  // with less runs the fused GEMMs only.
+  launcher->int8Variant = !info.quantizeOnly && hasInt8Gemm(info.spec) &&
+                          wsTiles().back().smemBytes() <= device->maxSharedOptin;
+  for (const WsTile &t : wsTiles())
+    launcher->gemmTiles.emplace(
+        gemmWsKernel(t),
+        GemmTile{t.bm, t.bn, kWsBK, t.stages, kWsThreads, t.smemBytes()});
   launcher->tiles = smallFirst(info.tiles);
   launcher->moduleInfo = std::move(info);
   return R(std::move(launcher));
@@ -499,11 +510,45 @@ Result<GemmChoice> GpuLauncher::chooseGemm(const LaunchArgs &args) const {
 
 namespace {
 
+/// The int8 placement can run the launch: K > 0 (a tensor map needs every
+/// dimension), 32-bit box coordinates over A's stacked samples, and B's
+/// codes shared by every sample (a LUQ right operand draws per sample).
+bool int8Fits(const GemmSpec &s, const GemmProblem &p) {
+  constexpr int64_t kMaxCoordinate = (int64_t(1) << 31) - 1;
+  bool perSampleB = s.rhs.format == Format::Log4 && s.samples > 1;
+  return p.k > 0 && p.k <= kMaxCoordinate && p.n <= kMaxCoordinate &&
+         int64_t(s.samples) * p.m <= kMaxCoordinate && !perSampleB;
+}
+
+/// The cost model of the int8 placement (docs/gpu.md). It pays two
+/// quantizer launches and one write and one read of a byte per operand
+/// element; the fused GEMMs quantize A once per column tile and B once per
+/// row tile, and LUQ's Philox costs about three times the tensor-core work
+/// it feeds. So it wins once either operand would be quantized twice, on
+/// problems large enough that the extra launches do not dominate.
+bool int8Pays(const GemmProblem &p, const GemmTile &fused) {
+  bool requantized =
+      ceilDiv(p.n, fused.bn) >= 2 || ceilDiv(p.m, fused.bm) >= 2;
+  return requantized && double(p.m) * double(p.n) * double(p.k) >= kInt8MinMacs;
+}
+
+/// The int8 GEMM's tile: the wide one where its tiles still give every
+/// multiprocessor one.
+WsTile pickWsTile(const GemmProblem &p, const DeviceInfo &device) {
+  std::vector<WsTile> tiles = wsTiles();
+  WsTile tile = tiles.front();
+  for (const WsTile &t : tiles)
+    if (ceilDiv(p.m, t.bm) * ceilDiv(p.n, t.bn) >= device.multiprocessors)
+      tile = t;
+  return tile;
+}
+
 /// The GEMM kernel of a launch of problem `p` with `args` on `device`, for
 /// a module with `tiles` (small first) that has the quantize-once GEMMs
-/// where `packedVariant`.
+/// where `packedVariant` and the int8 placement where `int8Variant`.
 GemmChoice pickGemm(const GpuModuleInfo &info,
                     const std::vector<GemmTile> &tiles, bool packedVariant,
+                    bool int8Variant, Placement placement,
                     const GemmProblem &p, const LaunchArgs &args,
                     const DeviceInfo &device) {
   // The largest tile whose tiles still give every multiprocessor one;
@@ -536,6 +581,15 @@ GemmChoice pickGemm(const GpuModuleInfo &info,
   choice.kernel = choice.tma
                       ? gemmTmaKernel(choice.tile, choice.packedLhs)
                       : gemmKernel(choice.tile, choice.vec, choice.packedLhs);
+  bool int8 = int8Variant && placement != Placement::Fused &&
+              int8Fits(info.spec, p) &&
+              (placement == Placement::Int8 || int8Pays(p, choice.tile));
+  if (int8) {
+    choice.int8 = true;
+    choice.packedLhs = choice.tma = false;
+    choice.wsTile = pickWsTile(p, device);
+    choice.kernel = gemmWsKernel(choice.wsTile);
+  }
   return choice;
 }
 
@@ -552,6 +606,10 @@ LaunchPlan planOf(const GemmSpec &s, const LaunchArgs &args,
       plan.kernels.push_back(statsKernel(side == 0));
   if (choice.packedLhs)
     plan.kernels.push_back(quantKernel(true));
+  if (choice.int8) {
+    plan.kernels.push_back(quant8Kernel(true));
+    plan.kernels.push_back(quant8Kernel(false));
+  }
   plan.kernels.push_back(choice.kernel);
   plan.choice = std::move(choice);
   return plan;
@@ -561,7 +619,8 @@ LaunchPlan planOf(const GemmSpec &s, const LaunchArgs &args,
 
 Result<LaunchPlan> lq::cuda::planGemmLaunch(const GpuModuleInfo &info,
                                            const LaunchArgs &args,
-                                           const DeviceInfo &device) {
+                                           const DeviceInfo &device,
+                                           Placement placement) {
   using R = Result<LaunchPlan>;
   if (info.quantizeOnly || info.tiles.empty())
     return R::failure("this module quantizes only: it has no GEMM to launch");
@@ -570,14 +629,17 @@ Result<LaunchPlan> lq::cuda::planGemmLaunch(const GpuModuleInfo &info,
     return problem.takeError();
   bool packedVariant = info.spec.lhs.format == Format::Log4 &&
                        info.spec.lhs.dtype != DType::Packed4;
+  bool int8Variant = hasInt8Gemm(info.spec) &&
+                     wsTiles().back().smemBytes() <= device.maxSharedOptin;
   return planOf(info.spec, args,
                 pickGemm(info, smallFirst(info.tiles), packedVariant,
-                         *problem, args, device));
+                         int8Variant, placement, *problem, args, device));
 }
 
 GemmChoice GpuLauncher::pick(const GemmProblem &p,
                              const LaunchArgs &args) const {
-  return pickGemm(moduleInfo, tiles, packedLhsVariant, p, args, deviceInfo);
+  return pickGemm(moduleInfo, tiles, packedLhsVariant, int8Variant, placement,
+                  p, args, deviceInfo);
 }
 
 //===----------------------------------------------------------------------===//
@@ -589,20 +651,35 @@ GemmChoice GpuLauncher::pick(const GemmProblem &p,
 /// placement the packed codes of A (every sample, stacked along rows).
 struct GpuLauncher::GemmScratch {
   size_t stats[2] = {0, 0};
-  size_t counters = 0, packedA = 0, total = 0;
+  /// The counters of A (in-hindsight statistics) and, for the int8
+  /// placement, of B's quantizer (discarded).
+  size_t counters = 0, countersB = 0, packedA = 0, total = 0;
   int64_t packedPitch = 0, packedRows = 0;
+  /// The int8 placement: A's codes [samples * m, int8Pitch], then B's
+  /// [n, int8Pitch].
+  size_t int8A = 0, int8B = 0;
+  int64_t int8Pitch = 0;
 
-  GemmScratch(const GemmSpec &s, const LaunchArgs &args, bool packedLhs) {
+  GemmScratch(const GemmSpec &s, const LaunchArgs &args, const GemmProblem &p,
+              const GemmChoice &choice) {
     stats[1] = stats[0] + size_t(statsBytes(args.lhs.rows));
     counters = stats[1] + size_t(statsBytes(args.rhs.rows));
-    packedA = size_t(roundUp(counters + sizeof(QuantCounters), 256));
+    countersB = counters + sizeof(QuantCounters);
+    size_t end = countersB + sizeof(QuantCounters);
+    packedA = int8A = size_t(roundUp(int64_t(end), 256));
     packedPitch = roundUp((args.lhs.cols + 1) / 2, kPackedPitchAlign);
     packedRows = int64_t(s.samples) * args.lhs.rows;
-    total = packedLhs ? packedA + size_t(packedRows) * size_t(packedPitch)
-                      : counters + sizeof(QuantCounters);
+    int8Pitch = roundUp(p.k, kInt8PitchAlign);
+    int8B = int8A + size_t(roundUp(int64_t(s.samples) * p.m * int8Pitch, 256));
+    if (choice.packedLhs)
+      total = packedA + size_t(packedRows) * size_t(packedPitch);
+    else if (choice.int8)
+      total = int8B + size_t(p.n) * size_t(int8Pitch);
+    else
+      total = end;
   }
   /// Statistics and counters accumulate: these bytes are zeroed first.
-  size_t zeroed() const { return counters + sizeof(QuantCounters); }
+  size_t zeroed() const { return countersB + sizeof(QuantCounters); }
 };
 
 Status GpuLauncher::checkGemmMemory(const GemmProblem &p,
@@ -645,8 +722,9 @@ Status GpuLauncher::readBack(size_t bytes, CUstream stream,
 }
 
 Status GpuLauncher::launchQuant(bool lhs, QuantParams &params,
-                                CUstream stream) {
-  Result<CUfunction> fn = function(quantKernel(lhs));
+                                CUstream stream, const std::string &kernel) {
+  std::string name = kernel.empty() ? quantKernel(lhs) : kernel;
+  Result<CUfunction> fn = function(name);
   if (!fn)
     return fn.takeError();
   std::vector<void *> pointers = params.pointers();
@@ -655,7 +733,7 @@ Status GpuLauncher::launchQuant(bool lhs, QuantParams &params,
           unsigned(std::min<int64_t>(params.rows, kMaxGridY)), 1,
           kQuantThreads, 0, stream, pointers.data());
       !st)
-    return Error{quantKernel(lhs) + ": " + st.error()};
+    return Error{name + ": " + st.error()};
   return Done{};
 }
 
@@ -765,6 +843,116 @@ Status GpuLauncher::launchGemm(const GemmChoice &choice,
   return Done{};
 }
 
+Int8MapShape lq::cuda::int8MapShape(int64_t rows, int64_t k, int64_t pitch,
+                                    int boxRows) {
+  Int8MapShape shape;
+  shape.dims[0] = uint64_t(k);
+  shape.dims[1] = uint64_t(rows);
+  shape.pitch = uint64_t(pitch);
+  shape.box[0] = uint32_t(kWsBK);
+  shape.box[1] = uint32_t(boxRows);
+  shape.swizzle = CU_TENSOR_MAP_SWIZZLE_128B;
+  return shape;
+}
+
+namespace {
+
+/// The tensor map of int8MapShape(rows, k, pitch, boxRows) at `base`; the
+/// edges fill with zeros (zero codes).
+Status int8Map(CUtensorMap &map, const CudaDriver &driver, CUdeviceptr base,
+               int64_t rows, int64_t k, int64_t pitch, int boxRows) {
+  Int8MapShape shape = int8MapShape(rows, k, pitch, boxRows);
+  cuuint64_t dims[2] = {shape.dims[0], shape.dims[1]};
+  cuuint64_t strides[1] = {shape.pitch};
+  cuuint32_t boxDims[2] = {shape.box[0], shape.box[1]};
+  cuuint32_t elementStrides[2] = {1, 1};
+  return driver.encodeTiled(
+      map, CU_TENSOR_MAP_DATA_TYPE_UINT8, 2, base, dims, strides, boxDims,
+      elementStrides, CU_TENSOR_MAP_INTERLEAVE_NONE, shape.swizzle,
+      CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+}
+
+} // namespace
+
+Status GpuLauncher::quantizeInt8(const LaunchArgs &args, const GemmProblem &p,
+                                 const GemmScratch &layout,
+                                 const GemmParams &params, CUstream stream) {
+  // Each operand once (A once per SMP sample) to int8 codes K-contiguous;
+  // A's quantizer counts the in-hindsight statistics, B's counts go to a
+  // slot of their own.
+  const TensorRef *operands[2] = {&args.lhs, &args.rhs};
+  const size_t codes[2] = {layout.int8A, layout.int8B};
+  const float inv[2] = {params.invA, params.invB};
+  const CUdeviceptr counters[2] = {params.counters,
+                                   scratch.address() + layout.countersB};
+  const int64_t codeRows[2] = {p.m, p.n};
+  for (int side = 0; side < 2; ++side) {
+    const TensorRef &t = *operands[side];
+    QuantParams q;
+    q.in = address(t.data);
+    q.rows = t.rows;
+    q.cols = t.cols;
+    q.rowStride = t.rowStride;
+    q.outStride = layout.int8Pitch;
+    q.inv = inv[side];
+    q.seed = params.seed;
+    q.stream = params.stream;
+    q.zero = (params.zero >> side) & 1;
+    q.counters = counters[side];
+    unsigned samples = side == 0 ? moduleInfo.spec.samples : 1;
+    for (unsigned sample = 0; sample < samples; ++sample) {
+      q.out = scratch.address() + codes[side] +
+              size_t(sample) * size_t(codeRows[side]) *
+                  size_t(layout.int8Pitch);
+      q.sample = int32_t(sample);
+      LQ_TRY(launchQuant(side == 0, q, stream, quant8Kernel(side == 0)));
+    }
+  }
+  return Done{};
+}
+
+Status GpuLauncher::launchGemmWs(const GemmChoice &choice, const GemmProblem &p,
+                                 const GemmScratch &layout,
+                                 const GemmParams &params, CUstream stream) {
+  Result<CUfunction> gemm = function(choice.kernel);
+  if (!gemm)
+    return gemm.takeError();
+  const WsTile &tile = choice.wsTile;
+  unsigned samples = moduleInfo.spec.samples;
+  CUtensorMap maps[2];
+  if (Status a = int8Map(maps[0], *driver, scratch.address() + layout.int8A,
+                         int64_t(samples) * p.m, p.k, layout.int8Pitch,
+                         tile.bm);
+      !a)
+    return Error{choice.kernel + ": the tensor map of A's codes: " + a.error()};
+  if (Status b = int8Map(maps[1], *driver, scratch.address() + layout.int8B,
+                         p.n, p.k, layout.int8Pitch, tile.bn);
+      !b)
+    return Error{choice.kernel + ": the tensor map of B's codes: " + b.error()};
+  GemmWsParams ws;
+  ws.c = params.c;
+  ws.ldc = params.ldc;
+  ws.bias = params.bias;
+  ws.m = params.m;
+  ws.n = params.n;
+  ws.k = params.k;
+  ws.samples = int32_t(samples);
+  ws.scale = params.scale;
+  std::memcpy(&ws.tmapA, &maps[0], sizeof(CUtensorMap));
+  std::memcpy(&ws.tmapB, &maps[1], sizeof(CUtensorMap));
+  // Persistent: at most one CTA per multiprocessor walks the tiles.
+  int64_t tiles = ceilDiv(p.m, tile.bm) * ceilDiv(p.n, tile.bn);
+  unsigned grid = unsigned(
+      std::max<int64_t>(1, std::min<int64_t>(tiles, deviceInfo.multiprocessors)));
+  std::vector<void *> pointers = ws.pointers();
+  if (Status st = driver->launch(*gemm, grid, 1, 1, kWsThreads,
+                                 unsigned(tile.smemBytes()), stream,
+                                 pointers.data());
+      !st)
+    return Error{choice.kernel + ": " + st.error()};
+  return Done{};
+}
+
 Status GpuLauncher::finishHindsight(const GemmChoice &choice,
                                     const GemmProblem &p,
                                     const GemmParams &params,
@@ -782,8 +970,9 @@ Status GpuLauncher::finishHindsight(const GemmChoice &choice,
     // The fused GEMM counts once per element, the quantizer once per
     // sample; every sample saturates the same elements, and the host
     // runtime counts each sample.
+    bool perSample = choice.packedLhs || choice.int8;
     status.overflow = uint64_t(counted.overflow) *
-                      (choice.packedLhs ? 1 : moduleInfo.spec.samples);
+                      (perSample ? 1 : moduleInfo.spec.samples);
     status.lhsMax = numerics::bitsToFloat(counted.maxAnyBits);
     return Done{};
   }
@@ -819,7 +1008,7 @@ Result<LaunchPlan> GpuLauncher::planLaunch(const GemmProblem &p,
     return Error{"the GEMM kernels take 32-bit sizes: M = " +
                  std::to_string(p.m) + ", N = " + std::to_string(p.n)};
   const GemmTile &tile = plan.choice.tile;
-  if (ceilDiv(p.m, tile.bm) > kMaxGridY)
+  if (!plan.choice.int8 && ceilDiv(p.m, tile.bm) > kMaxGridY)
     return Error{"M = " + std::to_string(p.m) + " needs more than " +
                  std::to_string(kMaxGridY) + " row tiles of " +
                  std::to_string(tile.bm)};
@@ -884,7 +1073,7 @@ Result<LaunchStatus> GpuLauncher::launch(const LaunchArgs &args,
   LQ_TRY(ensureKernels(plan->kernels));
   LQ_TRY(driver->waitEvent(stream, scratchDone));
   ScratchRelease release(*driver, scratchDone, stream);
-  GemmScratch layout(s, args, choice.packedLhs);
+  GemmScratch layout(s, args, p, choice);
   LQ_TRY(ensureScratch(layout.total));
   LQ_TRY(driver->fill(scratch.address(), 0, layout.zeroed(), stream));
 
@@ -903,11 +1092,16 @@ Result<LaunchStatus> GpuLauncher::launch(const LaunchArgs &args,
 
   GemmParams params = gemmParams(p, args, *quantizers, status,
                                  scratch.address() + layout.counters);
-  if (choice.tma)
-    LQ_TRY(encodeTensorMaps(*plan, args, layout, params));
-  if (choice.packedLhs)
-    LQ_TRY(quantizeOnce(args, layout, params, stream));
-  LQ_TRY(launchGemm(choice, p, params, stream));
+  if (choice.int8) {
+    LQ_TRY(quantizeInt8(args, p, layout, params, stream));
+    LQ_TRY(launchGemmWs(choice, p, layout, params, stream));
+  } else {
+    if (choice.tma)
+      LQ_TRY(encodeTensorMaps(*plan, args, layout, params));
+    if (choice.packedLhs)
+      LQ_TRY(quantizeOnce(args, layout, params, stream));
+    LQ_TRY(launchGemm(choice, p, params, stream));
+  }
   // An unusable estimate zeroed A without looking at it, as the host
   // runtime does: nothing was counted.
   if (s.hindsight && !lq.zero)

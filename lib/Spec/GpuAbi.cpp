@@ -205,6 +205,8 @@ const std::vector<ParamInfo> &lq::cuda::signature(KernelKind kind) {
   static const std::vector<ParamInfo> gemmTma = {
       LQ_GPU_GEMM_PARAMS(LQ_GPU_PARAM_INFO)
           LQ_GPU_GEMM_TMA_PARAMS(LQ_GPU_PARAM_INFO)};
+  static const std::vector<ParamInfo> gemmWs = {
+      LQ_GPU_GEMM_WS_PARAMS(LQ_GPU_PARAM_INFO)};
   static const std::vector<ParamInfo> fill = {
       LQ_GPU_FILL_PARAMS(LQ_GPU_PARAM_INFO)};
   switch (kind) {
@@ -216,6 +218,8 @@ const std::vector<ParamInfo> &lq::cuda::signature(KernelKind kind) {
     return gemm;
   case KernelKind::GemmTma:
     return gemmTma;
+  case KernelKind::GemmWs:
+    return gemmWs;
   case KernelKind::Fill:
     break;
   }
@@ -226,11 +230,14 @@ std::optional<KernelKind> lq::cuda::kernelKind(std::string_view name) {
   for (bool lhs : {true, false}) {
     if (name == statsKernel(lhs))
       return KernelKind::Stats;
-    if (name == quantKernel(lhs))
+    if (name == quantKernel(lhs) || name == quant8Kernel(lhs))
       return KernelKind::Quant;
   }
   if (name == kFillKernel)
     return KernelKind::Fill;
+  for (const WsTile &t : wsTiles())
+    if (name == gemmWsKernel(t))
+      return KernelKind::GemmWs;
   // lq_gemm_<bm>x<bn>_<any|vec|tma>[_pa]
   std::string_view prefix = "lq_gemm_";
   if (name.substr(0, prefix.size()) != prefix)

@@ -37,7 +37,7 @@ func.func @weight_grad(%dy: tensor<256x512xbf16>, %x: tensor<256x784xbf16>, %see
 // fused multiply-add changes the contract's roundings (the SCAN run).
 // SCAN: .target sm_80
 
-// INFO: abi=2
+// INFO: abi=3
 // INFO: chip=sm_80
 // INFO: lhs=log4 bf16 t
 // INFO: rhs=sint4 bf16 n

@@ -61,3 +61,40 @@ func.func @forward(%x: tensor<128x784xf32>, %w: tensor<512x784xf32>, %b: tensor<
 // CHECK: .entry lq_gemm_128x128_tma(
 // CHECK: cp.async.bulk.tensor.2d
 // CHECK: wgmma.mma_async.sync.aligned.m64n128k32.s32.s8.s8
+// The quantize-once placement for the tensor cores: each operand once to
+// int8 codes, K-contiguous (x and W are both stored with K contiguous in
+// the forward GEMM: four codes in one 32-bit store).
+// CHECK: .entry lq_quant8_lhs(
+// CHECK: st.global.b32
+// CHECK: .entry lq_quant8_rhs(
+// CHECK: st.global.b32
+// The persistent warp-specialized int8 GEMM: 384 threads, one block.
+// CHECK: .entry lq_gemm_ws_128x128(
+// CHECK: .maxntid 384, 1, 1
+// CHECK: .minnctapersm 1
+// CHECK: mbarrier.init.shared.b64 [lq_ws_full]
+// CHECK: mbarrier.init.shared.b64 [lq_ws_empty]
+// The producer warpgroup gives up registers; its one thread waits for an
+// empty stage, expects its bytes and issues both boxes.
+// CHECK: setmaxnreg.dec.sync.aligned.u32 40;
+// CHECK: mbarrier.try_wait.parity.shared.b64
+// CHECK: mbarrier.arrive.expect_tx.shared.b64
+// CHECK: cp.async.bulk.tensor.2d.shared::cluster.global.tile.mbarrier::complete_tx::bytes
+// CHECK: cp.async.bulk.tensor.2d.shared::cluster.global.tile.mbarrier::complete_tx::bytes
+// The consumers take the registers, wait for a full stage and multiply from
+// 128-byte swizzled descriptors (bits 62-63 = 1, stride 1024, leading 16:
+// 0x4000004000010000), one wgmma group left in flight, then release the
+// previous stage to the producer; the tile's last group is waited for
+// before the epilogue.
+// CHECK: setmaxnreg.inc.sync.aligned.u32 232;
+// CHECK: mbarrier.try_wait.parity.shared.b64
+// CHECK: or.b64 {{%rd[0-9]+}}, {{%rd[0-9]+}}, 4611686293305360384;
+// CHECK: wgmma.mma_async.sync.aligned.m64n128k32.s32.s8.s8
+// CHECK: wgmma.commit_group.sync.aligned;
+// CHECK: wgmma.wait_group.sync.aligned 1;
+// CHECK: mbarrier.arrive.shared.b64
+// CHECK: wgmma.wait_group.sync.aligned 0;
+// CHECK: st.global.b16
+// CHECK: .entry lq_gemm_ws_128x256(
+// CHECK: wgmma.mma_async.sync.aligned.m64n256k32.s32.s8.s8
+// CHECK: wgmma.wait_group.sync.aligned 1;

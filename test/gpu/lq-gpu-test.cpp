@@ -831,7 +831,21 @@ struct GemmCase {
   /// Packed operands quantized by the pack's quantize module (else by the
   /// numerics core).
   bool gpuQuantized = false;
+  /// Where the launcher quantizes (Auto: its cost model).
+  lq::cuda::Placement placement = lq::cuda::Placement::Auto;
 };
+
+const char *placementName(lq::cuda::Placement p) {
+  switch (p) {
+  case lq::cuda::Placement::Auto:
+    return "";
+  case lq::cuda::Placement::Fused:
+    return " fused";
+  case lq::cuda::Placement::Int8:
+    return " int8";
+  }
+  return "";
+}
 
 /// What a pack exercised, against what it must.
 struct Coverage {
@@ -949,8 +963,15 @@ void runGemmCase(Loaded &module, std::vector<Loaded> &loaded,
   std::string name = "gemm " + module.module.name + " M=" + std::to_string(g.m) +
                      " N=" + std::to_string(g.n) + " K=" + std::to_string(g.k) +
                      (g.pitched ? " pitched" : " unaligned") + faultName(g.fault) +
-                     (g.gpuQuantized ? " gpu-quantized" : "");
+                     (g.gpuQuantized ? " gpu-quantized" : "") +
+                     placementName(g.placement);
   Case c(name);
+  // The placement holds for this case only.
+  launcher.setPlacement(g.placement);
+  struct Restore {
+    GpuLauncher &l;
+    ~Restore() { l.setPlacement(lq::cuda::Placement::Auto); }
+  } restore{launcher};
   int64_t aRows = s.lhs.transposed ? g.k : g.m, aCols = s.lhs.transposed ? g.m : g.k;
   int64_t bRows = s.rhs.transposed ? g.n : g.k, bCols = s.rhs.transposed ? g.k : g.n;
   HostMatrix a(aRows, aCols, rng, s.lhs.format == Format::UInt4);
@@ -1242,6 +1263,30 @@ lq::LaunchArgs shapeArgs(const GemmSpec &s, int64_t m, int64_t n, int64_t k,
   return args;
 }
 
+/// Launches of the int8 placement (lq_quant8_<side> and lq_gemm_ws_*):
+/// ragged edges on every side, K off the 128-code stage and the 16-byte
+/// pitch, several k-steps, SMP samples stacked along A's rows, partial
+/// tiles next to full ones, and more tiles than multiprocessors (each
+/// persistent CTA walks several, the ring's phases run on across tiles);
+/// K = 0 falls back to the fused GEMM.
+std::vector<GemmCase> int8Cases(const GemmSpec &s, bool quick) {
+  std::vector<GemmCase> cases = {{1, 1, 1, true},    {5, 3, 2, false},
+                                 {33, 17, 64, true}, {67, 45, 129, false},
+                                 {6, 5, 0, true},    {13, 9, 21, true, Fault::NanLhs},
+                                 {7, 19, 5, false, Fault::InfRhs}};
+  if (s.hindsight) {
+    cases.push_back({9, 9, 9, true, Fault::NanEstimate});
+    cases.push_back({11, 300, 19, true});
+  }
+  if (!quick)
+    for (std::array<int64_t, 3> shape :
+         {std::array<int64_t, 3>{130, 257, 300}, {257, 383, 319},
+          {300, 129, 17}, {128, 256, 128}, {200, 600, 1000},
+          {2000, 2100, 64}})
+      cases.push_back({shape[0], shape[1], shape[2], shape[0] % 2 == 0});
+  return cases;
+}
+
 std::vector<GemmCase> gemmCases(const Loaded &module, bool quick,
                                 std::mt19937 &rng, bool gpuQuantizable) {
   const GemmSpec &s = module.module.info.spec;
@@ -1301,6 +1346,11 @@ std::vector<GemmCase> gemmCases(const Loaded &module, bool quick,
     if (!quick)
       cases.push_back({130, 67, 99, false, Fault::None, true});
   }
+  if (lq::cuda::hasInt8Gemm(s))
+    for (GemmCase g : int8Cases(s, quick)) {
+      g.placement = lq::cuda::Placement::Int8;
+      cases.push_back(g);
+    }
   return cases;
 }
 
@@ -1621,6 +1671,9 @@ void checkKernelsReached(const Loaded &l,
       kernels.push_back(tma ? lq::cuda::gemmTmaKernel(t, /*packedLhs=*/true)
                             : lq::cuda::gemmKernel(t, true, /*packedLhs=*/true));
   }
+  if (lq::cuda::hasInt8Gemm(l.module.info.spec))
+    for (const lq::cuda::WsTile &t : lq::cuda::wsTiles())
+      kernels.push_back(lq::cuda::gemmWsKernel(t));
   for (const std::string &k : kernels)
     CHECK_MSG(c, kernelsUsed.count(k), k + " never ran");
 }
@@ -1848,6 +1901,12 @@ void runSanitizeCases(std::vector<Loaded> &loaded, std::mt19937 &rng) {
     // Columns for three tiles and more: the quantize-once placement.
     if (packedLhs)
       cases.push_back({13, 4 * int64_t(t.bn) + 1, 40, true});
+    bool int8 = lq::cuda::hasInt8Gemm(l.module.info.spec);
+    if (int8) {
+      GemmCase ws{130, 300, 200, true};
+      ws.placement = lq::cuda::Placement::Int8;
+      cases.push_back(ws);
+    }
     std::set<std::string> used;
     for (const GemmCase &g : cases)
       runGemmCase(l, loaded, g, rng, used);
@@ -1859,6 +1918,8 @@ void runSanitizeCases(std::vector<Loaded> &loaded, std::mt19937 &rng) {
     if (packedLhs)
       wanted.push_back(tma ? lq::cuda::gemmTmaKernel(t, true)
                            : lq::cuda::gemmKernel(t, true, true));
+    if (int8)
+      wanted.push_back(lq::cuda::gemmWsKernel(lq::cuda::wsTiles().front()));
     for (const std::string &k : wanted)
       CHECK_MSG(c, used.count(k), k + " never ran");
   }

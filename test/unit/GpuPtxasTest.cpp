@@ -10,12 +10,14 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "lq/Conversion/Gpu/WgmmaDescriptor.h"
 #include "lq/Jit/GpuCompiler.h"
 #include "lq/Runtime/GpuLauncher.h"
 #include "lq/Runtime/PtxCompiler.h"
 
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <ostream>
 #include <set>
 
@@ -103,6 +105,18 @@ TEST_P(GpuPtxasTest, AssemblesWithinBudget) {
   }
   if (spec.hindsight)
     budget[cuda::kFillKernel] = registerBudget(cuda::kFillThreads, 8);
+  if (!c.entry.quantize && cuda::hasInt8Gemm(spec)) {
+    for (int side = 0; side < 2; ++side)
+      budget[cuda::quant8Kernel(side == 0)] =
+          registerBudget(cuda::kQuantThreads, 8);
+    for (const cuda::WsTile &tile : cuda::wsTiles()) {
+      EXPECT_LE(tile.smemBytes(), sharedLimit(c.target))
+          << cuda::gemmWsKernel(tile) << " shared memory";
+      // The entry's cap; setmaxnreg then moves registers between roles.
+      budget[cuda::gemmWsKernel(tile)] =
+          registerBudget(cuda::kWsThreads, 1);
+    }
+  }
 
   std::set<std::string> seen;
   for (const cuda::KernelResources &k : report->kernels) {
@@ -164,15 +178,38 @@ TEST(GpuFirstLaunch, PlansAndCompilesOnlyItsKernels) {
   spec.target = Target::CudaSm90a;
   Result<cuda::GpuModuleInfo> info = gpuModuleInfo(spec, false);
   ASSERT_TRUE(info.ok()) << info.error();
-  // Many column tiles: statistics of both operands, the quantize-once
-  // quantizer and the TMA GEMM reading its packed codes.
-  Result<cuda::LaunchPlan> plan =
-      cuda::planGemmLaunch(*info, deviceArgs(spec, 4096, 4096, 4096), hopper());
+  // A large GEMM: statistics of both operands, each quantized once to
+  // int8 codes, the persistent int8 GEMM in its wide tile (32 x 16 tiles
+  // for 132 multiprocessors).
+  LaunchArgs large = deviceArgs(spec, 4096, 4096, 4096);
+  Result<cuda::LaunchPlan> plan = cuda::planGemmLaunch(*info, large, hopper());
+  ASSERT_TRUE(plan.ok()) << plan.error();
+  EXPECT_EQ(plan->kernels,
+            (std::vector<std::string>{"lq_stats_lhs", "lq_stats_rhs",
+                                      "lq_quant8_lhs", "lq_quant8_rhs",
+                                      "lq_gemm_ws_128x256"}));
+  Result<std::vector<std::string>> int8Cubins =
+      compileGpuKernels(spec, false, plan->kernels, "sm_90a");
+  ASSERT_TRUE(int8Cubins.ok()) << int8Cubins.error();
+  EXPECT_EQ(int8Cubins->size(), plan->kernels.size());
+  // The fused placement of the same launch: the quantize-once quantizer
+  // of A to packed codes and the TMA GEMM reading them.
+  plan = cuda::planGemmLaunch(*info, large, hopper(), cuda::Placement::Fused);
   ASSERT_TRUE(plan.ok()) << plan.error();
   EXPECT_EQ(plan->kernels,
             (std::vector<std::string>{"lq_stats_lhs", "lq_stats_rhs",
                                       "lq_quant_lhs",
                                       "lq_gemm_128x128_tma_pa"}));
+  // Fewer output tiles than multiprocessors: the narrow int8 tile.
+  plan = cuda::planGemmLaunch(*info, deviceArgs(spec, 1024, 1024, 4096),
+                              hopper());
+  ASSERT_TRUE(plan.ok()) << plan.error();
+  EXPECT_EQ(plan->kernels.back(), "lq_gemm_ws_128x128");
+  // K = 0 has no codes to map: the fused GEMM even when int8 is asked for.
+  plan = cuda::planGemmLaunch(*info, deviceArgs(spec, 4096, 4096, 0),
+                              hopper(), cuda::Placement::Int8);
+  ASSERT_TRUE(plan.ok()) << plan.error();
+  EXPECT_EQ(plan->kernels.back().find("lq_gemm_ws"), std::string::npos);
   // One column tile: LUQ fused into the GEMM, the small tile.
   plan = cuda::planGemmLaunch(*info, deviceArgs(spec, 64, 64, 512), hopper());
   ASSERT_TRUE(plan.ok()) << plan.error();
@@ -281,6 +318,145 @@ TEST(GpuAbiAgreement, KernelKindsByName) {
   EXPECT_EQ(reinterpret_cast<uintptr_t>(&params.tmapA) % 64, 0u);
   EXPECT_EQ(cuda::StatsParams().pointers().size(),
             cuda::signature(cuda::KernelKind::Stats).size());
+}
+
+} // namespace
+
+//===----------------------------------------------------------------------===//
+// The persistent warp-specialized int8 GEMM
+//===----------------------------------------------------------------------===//
+
+namespace {
+
+/// The PTX of one kernel of the sm_90a module of `spec`.
+std::string kernelPtx(GemmSpec spec, const std::string &name) {
+  spec.target = Target::CudaSm90a;
+  Result<GpuKernelBuild> build = GpuKernelBuild::create(spec, false, {name});
+  EXPECT_TRUE(build.ok()) << build.error();
+  if (!build.ok())
+    return "";
+  Result<std::string> ptx = build->ptx();
+  EXPECT_TRUE(ptx.ok()) << ptx.error();
+  return ptx.ok() ? *ptx : "";
+}
+
+std::vector<std::string> lines(const std::string &text) {
+  std::vector<std::string> out;
+  size_t at = 0;
+  while (at < text.size()) {
+    size_t end = text.find('\n', at);
+    if (end == std::string::npos)
+      end = text.size();
+    out.push_back(text.substr(at, end - at));
+    at = end + 1;
+  }
+  return out;
+}
+
+/// The steady-state k-step of the consumers: the innermost loop (a label
+/// and the last branch back to it) that issues wgmma.mma_async.
+struct KStep {
+  int wgmma = 0, other = 0;
+  bool waitsOne = false, releases = false;
+};
+
+KStep consumerKStep(const std::string &ptx) {
+  std::vector<std::string> text = lines(ptx);
+  KStep best;
+  size_t bestSpan = SIZE_MAX;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const std::string &label = text[i];
+    if (label.rfind("$L__", 0) != 0 || label.back() != ':')
+      continue;
+    std::string target = label.substr(0, label.size() - 1) + ";";
+    for (size_t j = text.size(); j-- > i + 1;) {
+      if (text[j].find("bra") == std::string::npos ||
+          text[j].size() < target.size() ||
+          text[j].compare(text[j].size() - target.size(), target.size(),
+                          target) != 0)
+        continue;
+      KStep step;
+      for (size_t k = i + 1; k <= j; ++k) {
+        const std::string &l = text[k];
+        if (l.find(';') == std::string::npos || l.find(".reg") != std::string::npos)
+          continue;
+        if (l.find("wgmma.mma_async") != std::string::npos)
+          ++step.wgmma;
+        else
+          ++step.other;
+        step.waitsOne |= l.find("wgmma.wait_group.sync.aligned \t1;") !=
+                         std::string::npos;
+        step.releases |= l.find("mbarrier.arrive.shared") != std::string::npos;
+      }
+      if (step.wgmma > 0 && j - i < bestSpan) {
+        best = step;
+        bestSpan = j - i;
+      }
+      break;
+    }
+  }
+  return best;
+}
+
+TEST(GpuWsKernel, CodeMapsUseTheDescriptorsSwizzle) {
+  // Two SMP samples of a 300-row A with K = 1000 (pitch 1008): the box is
+  // one 128-byte swizzle row of codes, the most a 128-byte swizzle allows,
+  // by the tile's rows.
+  cuda::Int8MapShape a = cuda::int8MapShape(2 * 300, 1000, 1008, 128);
+  EXPECT_EQ(a.swizzle, CU_TENSOR_MAP_SWIZZLE_128B);
+  EXPECT_EQ(a.dims[0], 1000u);
+  EXPECT_EQ(a.dims[1], 600u);
+  EXPECT_EQ(a.pitch % cuda::kInt8PitchAlign, 0u);
+  EXPECT_EQ(a.box[0], 128u);
+  EXPECT_EQ(a.box[1], 128u);
+  for (const cuda::WsTile &tile : cuda::wsTiles()) {
+    cuda::Int8MapShape b = cuda::int8MapShape(512, 64, 64, tile.bn);
+    EXPECT_EQ(b.box[1], uint32_t(tile.bn));
+    EXPECT_LE(b.box[1], 256u) << "a TMA box has at most 256 rows";
+    // The ring's stages start on 1024-byte swizzle atoms.
+    EXPECT_EQ((int64_t(tile.bm) + tile.bn) * cuda::kWsBK % 1024, 0);
+  }
+}
+
+TEST(GpuWsKernel, RolesRegistersAndPipelineInThePtx) {
+  for (const cuda::WsTile &tile : cuda::wsTiles()) {
+    std::string name = cuda::gemmWsKernel(tile);
+    std::string ptx = kernelPtx(GemmSpec::backwardData(DType::BF16), name);
+    ASSERT_FALSE(ptx.empty());
+    // 384 threads, one block: the producer warpgroup gives registers to
+    // the two consumer warpgroups, within the 64 K of the multiprocessor.
+    EXPECT_NE(ptx.find(".maxntid 384, 1, 1"), std::string::npos);
+    EXPECT_NE(ptx.find(".minnctapersm 1"), std::string::npos);
+    EXPECT_NE(ptx.find("setmaxnreg.dec.sync.aligned.u32 \t40;"),
+              std::string::npos);
+    EXPECT_NE(ptx.find("setmaxnreg.inc.sync.aligned.u32 \t232;"),
+              std::string::npos);
+    EXPECT_LE(128 * 40 + 256 * 232, 65536);
+    // One thread's TMA copies into the ring, on the stages' mbarriers.
+    EXPECT_NE(ptx.find("cp.async.bulk.tensor.2d.shared::cluster.global.tile."
+                       "mbarrier::complete_tx::bytes"),
+              std::string::npos);
+    EXPECT_NE(ptx.find("mbarrier.arrive.expect_tx"), std::string::npos);
+    // wgmma of the tile's width from 128-byte swizzled descriptors: bits
+    // 62-63 = 1, stride byte offset 1024 (64 << 4), leading 16 (1 << 4).
+    EXPECT_NE(ptx.find("wgmma.mma_async.sync.aligned.m64n" +
+                       std::to_string(tile.bn) + "k32.s32.s8.s8"),
+              std::string::npos);
+    WgmmaDescriptor swizzled{0, 16, 1024, 0, WgmmaSwizzle::B128};
+    EXPECT_NE(ptx.find(std::to_string(int64_t(swizzled.encode()))),
+              std::string::npos)
+        << "no 128-byte swizzle descriptor constant";
+
+    KStep step = consumerKStep(ptx);
+    // Four k32 wgmma per 128-code stage, one group left in flight, the
+    // previous stage released; the rest is addressing and the wait.
+    EXPECT_EQ(step.wgmma, cuda::kWsBK / 32) << name;
+    EXPECT_TRUE(step.waitsOne) << name;
+    EXPECT_TRUE(step.releases) << name;
+    EXPECT_LE(step.other, 80) << name;
+    std::printf("%s consumer k-step: %d wgmma, %d other instructions\n",
+                name.c_str(), step.wgmma, step.other);
+  }
 }
 
 } // namespace

@@ -12,7 +12,11 @@
 //   - cuBLASLt FP8 e4m3 (bf16 output) and INT8 (int32 output), TN layout,
 //   - the unfused pipeline: the module's quantizers to packed codes, then
 //     the pack's packed GEMM of the same spec.
-// A fused launch includes its statistics pass and the read-back of their
+// "fused" is the launch as the runtime places it (its cost model); where
+// a module has the int8 placement (sm_90a, two float operands) each
+// placement is also timed alone: on load (the fused GEMMs) and int8 (both
+// operands once to int8 codes, then the persistent warp-specialized
+// GEMM). A launch includes its statistics pass and the read-back of their
 // few bytes, as an application sees it. TFLOP/s count 2 M N K operations.
 // It also measures device-to-device copy bandwidth and each quantizer's
 // bandwidth (bytes read and written) as a fraction of it.
@@ -594,9 +598,10 @@ struct Report {
 std::string Report::markdown(bool complete) const {
   std::string text = header;
   text += "| module | workload | M x N x K | fused ms | fused TFLOP/s | "
+          "on-load ms | int8 placement ms | "
           "unfused ms | speedup vs unfused | cuBLAS BF16 TFLOP/s | speedup "
           "vs BF16 | FP8 TFLOP/s | speedup vs FP8 | INT8 TOPS | speedup vs "
-          "INT8 |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
+          "INT8 |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
   text += gemmRows;
   text += "\n| bandwidth | bytes moved | ms | GB/s | of copy |\n"
           "|---|---|---|---|---|\n" +
@@ -750,6 +755,24 @@ void measureGemm(const LoadedModule &module, GpuLauncher *twin,
     else
       report.problem(name + " " + shape.label + " unfused: " + unfused.error());
   }
+  // Each placement on its own where the module has the int8 one: the
+  // cost model's choice above is one of them.
+  double placementMs[2] = {0, 0};
+  if (lq::cuda::hasInt8Gemm(spec)) {
+    const lq::cuda::Placement placements[2] = {lq::cuda::Placement::Fused,
+                                               lq::cuda::Placement::Int8};
+    for (int i = 0; i < 2; ++i) {
+      launcher.setPlacement(placements[i]);
+      auto ms = medianMs(settings,
+                         [&] { return status(launcher.launch(args, stream)); });
+      if (ms)
+        placementMs[i] = *ms;
+      else
+        report.problem(name + " " + shape.label +
+                       (i ? " int8: " : " on load: ") + ms.error());
+    }
+    launcher.setPlacement(lq::cuda::Placement::Auto);
+  }
   std::array<double, 3> base = baselines.of(shape);
   auto cell = [&](double ms) {
     return ms > 0 ? fixed(tflops(shape, ms), 1) : std::string("n/a");
@@ -765,6 +788,10 @@ void measureGemm(const LoadedModule &module, GpuLauncher *twin,
   report.gemmRows += "| " + name + " (" + kernel + ") | " + shape.label +
                      " | " + mnk + " | " + fixed(*fused, 3) + " | " +
                      cell(*fused) + " | " +
+                     (placementMs[0] > 0 ? fixed(placementMs[0], 3) : "n/a") +
+                     " | " +
+                     (placementMs[1] > 0 ? fixed(placementMs[1], 3) : "n/a") +
+                     " | " +
                      (unfusedMs > 0 ? fixed(unfusedMs, 3) : "n/a") + " | " +
                      ratio(unfusedMs) + " | " + cell(base[0]) + " | " +
                      ratio(base[0]) + " | " + cell(base[1]) + " | " +
@@ -775,7 +802,9 @@ void measureGemm(const LoadedModule &module, GpuLauncher *twin,
       jsonString(kernel) + ", \"workload\": " + jsonString(shape.label) +
       ", \"m\": " + std::to_string(shape.m) + ", \"n\": " +
       std::to_string(shape.n) + ", \"k\": " + std::to_string(shape.k) +
-      ", \"fused_ms\": " + jsonMs(*fused) + ", \"fused_tflops\": " +
+      ", \"fused_ms\": " + jsonMs(*fused) + ", \"onload_ms\": " +
+      jsonMs(placementMs[0]) + ", \"int8_ms\": " + jsonMs(placementMs[1]) +
+      ", \"fused_tflops\": " +
       fixed(tflops(shape, *fused), 2) + ", \"unfused_ms\": " +
       jsonMs(unfusedMs) + ", \"cublas_bf16_ms\": " + jsonMs(base[0]) +
       ", \"cublaslt_fp8_ms\": " + jsonMs(base[1]) +

@@ -59,6 +59,20 @@ std::vector<std::string> requiredKernels(const GpuModuleInfo &info);
 Result<std::string> deviceArch(const GpuModuleInfo &info,
                                const DeviceInfo &device);
 
+/// Where a launch quantizes its float operands. The codes are the same in
+/// every placement (the random numbers follow each element's index as
+/// stored), so the choice is cost only.
+enum class Placement {
+  /// The cost model decides (docs/gpu.md).
+  Auto,
+  /// On load, inside the fused GEMM (and for a float LUQ left operand with
+  /// many column tiles, once to packed codes: `packedLhs`).
+  Fused,
+  /// Once per operand to int8 codes, then lq_gemm_ws_* (sm_90a modules of
+  /// two float operands, where the launch allows it; else Fused).
+  Int8,
+};
+
 /// Which GEMM kernel a launch uses.
 struct GemmChoice {
   GemmTile tile;
@@ -74,6 +88,10 @@ struct GemmChoice {
   /// by the tensor memory accelerator through tensor maps the launch
   /// encodes (`vec` layouts with K > 0).
   bool tma = false;
+  /// The int8 placement: lq_quant8_lhs/rhs into the scratch, then
+  /// lq_gemm_ws_<wsTile> (`tile` and the flags above are unused).
+  bool int8 = false;
+  WsTile wsTile;
   std::string kernel;
 };
 
@@ -93,7 +111,21 @@ struct LaunchPlan {
 /// compiles. Needs no GPU.
 Result<LaunchPlan> planGemmLaunch(const GpuModuleInfo &info,
                                   const LaunchArgs &args,
-                                  const DeviceInfo &device);
+                                  const DeviceInfo &device,
+                                  Placement placement = Placement::Auto);
+
+/// The cuTensorMapEncodeTiled arguments of a map over the int8 codes that
+/// lq_gemm_ws_* reads (GpuAbi.h): `rows` rows of `k` codes at `pitch`
+/// bytes, boxes of kWsBK codes (one 128-byte swizzle row) x `boxRows`,
+/// 128-byte swizzle, as the kernel's wgmma descriptors expect.
+struct Int8MapShape {
+  uint64_t dims[2] = {0, 0};
+  uint64_t pitch = 0;
+  uint32_t box[2] = {0, 0};
+  CUtensorMapSwizzle swizzle = CU_TENSOR_MAP_SWIZZLE_NONE;
+};
+Int8MapShape int8MapShape(int64_t rows, int64_t k, int64_t pitch,
+                          int boxRows);
 
 /// Supplies code for kernels of a module on demand: images (PTX text, or
 /// cubins assembled for deviceArch()) that together hold every named
@@ -141,6 +173,10 @@ public:
   /// The GEMM kernel a launch of `args` would run (for reports).
   Result<GemmChoice> chooseGemm(const LaunchArgs &args) const;
 
+  /// Where later launches quantize (Auto unless set): tests and
+  /// benchmarks run each placement on the same operands.
+  void setPlacement(Placement p) { placement = p; }
+
   /// The module has the `_vec_pa` GEMM of every tile, on sm_90a with its
   /// `_tma_pa` variant (the quantize-once placement of a float LUQ left
   /// operand).
@@ -176,13 +212,23 @@ private:
                         const LaunchStatus &status, CUdeviceptr counters) const;
   Status encodeTensorMaps(const LaunchPlan &plan, const LaunchArgs &args,
                           const GemmScratch &layout, GemmParams &params);
-  Status launchQuant(bool lhs, QuantParams &params, CUstream stream);
+  /// lq_quant_<side>, or `kernel` (lq_quant8_<side>, same parameters).
+  Status launchQuant(bool lhs, QuantParams &params, CUstream stream,
+                     const std::string &kernel = "");
   /// The quantize-once placement: A's samples to packed codes in the
   /// scratch, which `params` then names as A.
   Status quantizeOnce(const LaunchArgs &args, const GemmScratch &layout,
                       GemmParams &params, CUstream stream);
   Status launchGemm(const GemmChoice &choice, const runtime::GemmProblem &p,
                     GemmParams &params, CUstream stream);
+  /// The int8 placement: both operands to int8 codes
+  /// in the scratch (A's every sample), then lq_gemm_ws_*.
+  Status quantizeInt8(const LaunchArgs &args, const runtime::GemmProblem &p,
+                      const GemmScratch &layout, const GemmParams &params,
+                      CUstream stream);
+  Status launchGemmWs(const GemmChoice &choice, const runtime::GemmProblem &p,
+                      const GemmScratch &layout, const GemmParams &params,
+                      CUstream stream);
   /// In-hindsight mode: the statistics the GEMM counted, and the epilogue
   /// fill when they found a non-finite element.
   Status finishHindsight(const GemmChoice &choice,
@@ -215,6 +261,9 @@ private:
   /// The tile of every GEMM kernel name of the module.
   std::map<std::string, GemmTile> gemmTiles;
   bool packedLhsVariant = false;
+  /// The module has the int8 placement and the device its shared memory.
+  bool int8Variant = false;
+  Placement placement = Placement::Auto;
 
   /// Guards everything below: resolved kernels, the scratch buffer and its
   /// host mirror, and with them a whole launch.

@@ -66,6 +66,38 @@
 //     UINT16 (bf16 bits) or UINT8 (packed codes). Same alignment rules as
 //     `vec`.
 //
+//   lq_quant8_<side>  (sm_90a modules of two float operands) a float operand
+//                     -> int8 code values (LUQ 0, +-2^(e-1); SAWB -7..7 or
+//                     0..15), K-contiguous: the layout the tensor cores
+//                     read. A side stored K-contiguous keeps its rows; the
+//                     other is written transposed (out[c][r] for element
+//                     (r, c) as stored). Same parameters, grid and block as
+//                     lq_quant_<side> (LQ_GPU_QUANT_PARAMS); outStride is
+//                     the int8 row pitch in bytes, a multiple of 16; `rows`
+//                     and `cols` are the operand as stored. Random numbers
+//                     come from the element's index as stored, as in every
+//                     other placement, so the codes are bit-identical.
+//
+//   lq_gemm_ws_<bm>x<bn>  (sm_90a) the int8 GEMM of two operands that
+//                     lq_quant8_<side> wrote: persistent (grid = at most one
+//                     CTA per multiprocessor, walking the output tiles in
+//                     groups of kWsGroupRows row tiles), warp-specialized
+//                     (block = 384: warpgroup 0 produces, one thread issuing
+//                     TMA copies into a ring of `stages` shared-memory
+//                     stages with a full and an empty mbarrier each;
+//                     warpgroups 1 and 2 consume, 64 rows each, with
+//                     wgmma m64n<bn>k32 s8 and one group in flight;
+//                     setmaxnreg gives the consumers the registers).
+//                     Dynamic shared memory = WsTile::smemBytes.
+//     parameters: LQ_GPU_GEMM_WS_PARAMS
+//     tmapA: the int8 A codes, rank 2, dims {k, samples * m} (the SMP
+//     samples of A stacked along rows: sample s at row s * m), tmapB: dims
+//     {k, n}; each with its pitch (a multiple of 16 bytes) as the stride,
+//     box {kWsBK, bm} and {kWsBK, bn}, data type UINT8, 128-byte swizzle,
+//     zero fill. The k-steps run over every sample (`samples` x ceil(k /
+//     kWsBK)); `scale` multiplies the exact int32 sum, then bias, ReLU and
+//     the output type as in lq_gemm_*.
+//
 //   lq_fill_epilogue  C = epilogue(0) (bias, ReLU, output type): the result
 //                     of all-zero codes, for a launch whose in-hindsight
 //                     statistics found a non-finite element after the GEMM
@@ -89,7 +121,7 @@ namespace lq::cuda {
 
 /// Version of this contract: part of every GPU cache key and manifest.
 /// Bumped on every change of a kernel's name, parameters or buffers.
-constexpr int kAbiVersion = 2;
+constexpr int kAbiVersion = 3;
 
 /// A tensor-map parameter of the `_tma` GEMMs: CUtensorMap's size and
 /// alignment.
@@ -138,6 +170,10 @@ enum class ParamKind { Ptr, I64, I32, F32, TensorMap };
 /// The `_tma` GEMMs take these after the GEMM's parameters.
 #define LQ_GPU_GEMM_TMA_PARAMS(X) X(tmapA, TensorMap) X(tmapB, TensorMap)
 
+#define LQ_GPU_GEMM_WS_PARAMS(X)                                               \
+  X(c, Ptr) X(ldc, I64) X(bias, Ptr) X(m, I32) X(n, I32) X(k, I32)             \
+  X(samples, I32) X(scale, F32) X(tmapA, TensorMap) X(tmapB, TensorMap)
+
 #define LQ_GPU_FILL_PARAMS(X)                                                  \
   X(c, Ptr) X(ldc, I64) X(bias, Ptr) X(m, I32) X(n, I32)
 
@@ -179,6 +215,10 @@ struct GemmParams {
                 LQ_GPU_GEMM_TMA_PARAMS(LQ_GPU_PARAM_ADDRESS)};
   }
 };
+struct GemmWsParams {
+  LQ_GPU_GEMM_WS_PARAMS(LQ_GPU_PARAM_FIELD)
+  std::vector<void *> pointers() { return {LQ_GPU_GEMM_WS_PARAMS(LQ_GPU_PARAM_ADDRESS)}; }
+};
 struct FillParams {
   LQ_GPU_FILL_PARAMS(LQ_GPU_PARAM_FIELD)
   std::vector<void *> pointers() { return {LQ_GPU_FILL_PARAMS(LQ_GPU_PARAM_ADDRESS)}; }
@@ -191,7 +231,7 @@ struct ParamInfo {
 };
 
 /// The kinds of kernel of a module, each with its signature.
-enum class KernelKind { Stats, Quant, Gemm, GemmTma, Fill };
+enum class KernelKind { Stats, Quant, Gemm, GemmTma, GemmWs, Fill };
 
 /// The parameters of a kernel of `kind`, in order.
 const std::vector<ParamInfo> &signature(KernelKind kind);
@@ -284,6 +324,46 @@ inline TmaBox tmaBox(const GemmTile &t, bool lhs, bool transposed,
   return box;
 }
 
+/// Whether a module of `spec` holds the int8 placement (lq_quant8_<side>
+/// and lq_gemm_ws_*): sm_90a modules of two float operands.
+inline bool hasInt8Gemm(const GemmSpec &spec) {
+  return spec.target == Target::CudaSm90a &&
+         spec.lhs.dtype != DType::Packed4 && spec.rhs.dtype != DType::Packed4;
+}
+
+/// The int8 quantizer of the quantize-once placement (lq_quant8_<side>).
+inline std::string quant8Kernel(bool lhs) {
+  return lhs ? "lq_quant8_lhs" : "lq_quant8_rhs";
+}
+
+/// K per stage of lq_gemm_ws_*: 128 int8 codes, one 128-byte swizzle row.
+constexpr int kWsBK = 128;
+/// The int8 code rows' pitch: a multiple of this (TMA strides).
+constexpr int64_t kInt8PitchAlign = 16;
+/// Output row tiles walked together by a persistent CTA's tile order, so
+/// that the B tiles they share stay in L2.
+constexpr int kWsGroupRows = 8;
+/// Threads of lq_gemm_ws_*: a producer and two consumer warpgroups.
+constexpr int kWsThreads = 384;
+/// The dynamic shared memory's base is aligned to this by the kernel
+/// itself (the 128-byte swizzle atoms); WsTile::smemBytes includes it.
+constexpr int64_t kWsAlign = 1024;
+
+/// A tile of lq_gemm_ws_*: bm x bn outputs, `stages` ring stages of
+/// (bm + bn) x kWsBK bytes.
+struct WsTile {
+  int bm = 0, bn = 0, stages = 0;
+  int64_t smemBytes() const {
+    return int64_t(stages) * (bm + bn) * kWsBK + kWsAlign;
+  }
+};
+/// The tiles of lq_gemm_ws_*, small first: 128 x 128 with 6 stages and
+/// 128 x 256 with 4 (192 KiB of ring each, within sm_90's 227 KiB).
+inline std::vector<WsTile> wsTiles() { return {{128, 128, 6}, {128, 256, 4}}; }
+inline std::string gemmWsKernel(const WsTile &t) {
+  return "lq_gemm_ws_" + std::to_string(t.bm) + "x" + std::to_string(t.bn);
+}
+
 constexpr const char *kFillKernel = "lq_fill_epilogue";
 
 /// What a launcher must know about one generated module besides its code.
@@ -306,7 +386,7 @@ inline std::string chipName(const GpuModuleInfo &info) {
 
 /// The text form of `info`, one key=value per line, the ABI version first:
 ///
-///   abi=2
+///   abi=3
 ///   chip=sm_90a
 ///   quantize=0
 ///   lhs=log4 f32 n          (format, dtype, n or t for transposed)

@@ -296,10 +296,12 @@ void GpuModuleBuilder::buildStats(const OperandSpec &op, bool lhs) {
 // Quantization to packed storage
 //===----------------------------------------------------------------------===//
 
-void GpuModuleBuilder::buildQuantize(const OperandSpec &op, bool lhs) {
+void GpuModuleBuilder::buildQuantize(const OperandSpec &op, bool lhs,
+                                     CodeLayout layout) {
   QuantArgs args;
-  beginKernel(abi::quantKernel(lhs), abi::KernelKind::Quant,
-              abi::kQuantThreads, /*blocks=*/8, args);
+  beginKernel(layout == CodeLayout::Packed ? abi::quantKernel(lhs)
+                                           : abi::quant8Kernel(lhs),
+              abi::KernelKind::Quant, abi::kQuantThreads, /*blocks=*/8, args);
   Value in = args.in, rows = args.rows, cols = args.cols,
         stride = args.rowStride, out = args.out, outStride = args.outStride,
         inv = args.inv, seed = args.seed, stream = args.stream,
@@ -343,21 +345,53 @@ void GpuModuleBuilder::buildQuantize(const OperandSpec &op, bool lhs) {
           maxBits = arith::MaxUIOp::create(
               b, maxBits, select(counted, nb.absBits(x), c32(0)));
         }
-        Value rowOut = gep(out, i8(), mul(r, outStride));
-        Value byteIndex = arith::ShRUIOp::create(b, c0, c64(1));
-        for (int64_t half = 0; half < 2; ++half) {
-          Value byte = arith::OrIOp::create(
-              b, codes[2 * half],
-              arith::ShLIOp::create(b, codes[2 * half + 1],
-                                    arith::ConstantIntOp::create(b, 4, 8)));
-          ifThen(ult(add(c0, c64(2 * half)), cols), [&] {
-            store(byte, gep(rowOut, i8(), add(byteIndex, c64(half))));
-          });
-        }
+        storeCodes(op, layout, codes, out, outStride, r, c0, cols);
         return {overflow, maxBits};
       });
   flushCounters(counters, totals[0], totals[1]);
   endKernel();
+}
+
+void GpuModuleBuilder::storeCodes(const OperandSpec &op, CodeLayout layout,
+                                  ArrayRef<Value> codes, Value out,
+                                  Value outStride, Value r, Value c0,
+                                  Value cols) {
+  if (layout == CodeLayout::Packed) {
+    Value rowOut = gep(out, i8(), mul(r, outStride));
+    Value byteIndex = arith::ShRUIOp::create(b, c0, c64(1));
+    for (int64_t half = 0; half < 2; ++half) {
+      Value byte = arith::OrIOp::create(
+          b, codes[2 * half],
+          arith::ShLIOp::create(b, codes[2 * half + 1],
+                                arith::ConstantIntOp::create(b, 4, 8)));
+      ifThen(ult(add(c0, c64(2 * half)), cols), [&] {
+        store(byte, gep(rowOut, i8(), add(byteIndex, c64(half))));
+      });
+    }
+    return;
+  }
+  NumericsBuilder nb(b);
+  Value values[4];
+  for (int64_t i = 0; i < 4; ++i)
+    values[i] = arith::TruncIOp::create(b, i8(), nb.decode(codes[i], op.format));
+  if (layout == CodeLayout::Int8) {
+    // One 32-bit store: the pitch is a multiple of 16 bytes at least the
+    // row rounded up, so the bytes past the row (zero codes) are padding.
+    Value word = c32(0);
+    for (int64_t i = 0; i < 4; ++i)
+      word = arith::OrIOp::create(
+          b, word,
+          arith::ShLIOp::create(b, arith::ExtUIOp::create(b, i32(), values[i]),
+                                c32(8 * i)));
+    store(word, gep(out, i8(), add(mul(r, outStride), c0)));
+    return;
+  }
+  // Transposed: element (r, c) as stored is code row c, column r.
+  for (int64_t i = 0; i < 4; ++i) {
+    Value c = add(c0, c64(i));
+    ifThen(ult(c, cols),
+           [&] { store(values[i], gep(out, i8(), add(mul(c, outStride), r))); });
+  }
 }
 
 //===----------------------------------------------------------------------===//
@@ -436,6 +470,20 @@ OwningOpRef<ModuleOp> lq::buildGpuGemmKernels(MLIRContext &ctx,
   }
   if (spec.hindsight && wanted(abi::kFillKernel))
     builder.buildFill(spec);
+  if (abi::hasInt8Gemm(spec)) {
+    // The quantize-once placement for the tensor cores: both operands to
+    // int8 codes, K-contiguous, then the persistent int8 GEMM.
+    using Layout = GpuModuleBuilder::CodeLayout;
+    for (int s = 0; s < 2; ++s) {
+      bool kContig = s == 0 ? !ops[s]->transposed : ops[s]->transposed;
+      if (wanted(abi::quant8Kernel(s == 0)))
+        builder.buildQuantize(*ops[s], s == 0,
+                              kContig ? Layout::Int8 : Layout::Int8Transposed);
+    }
+    for (const abi::WsTile &tile : abi::wsTiles())
+      if (wanted(abi::gemmWsKernel(tile)))
+        builder.buildGemmWs(spec, tile);
+  }
   return builder.take();
 }
 

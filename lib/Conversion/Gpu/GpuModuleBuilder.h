@@ -2,10 +2,11 @@
 //
 // Private to lib/Conversion/Gpu: the builder every kernel of a GPU module is
 // generated with. GpuKernels.cpp holds the module and the memory-bound
-// kernels (statistics, quantizer, epilogue fill), GpuGemm.cpp the fused
+// kernels (statistics, quantizers, epilogue fill), GpuGemm.cpp the fused
 // GEMM's structure (staging, conversion to int8 tiles, the k-loop, the
 // epilogue), and one file per tensor-core generation its layout and
-// multiply: GemmSm80.cpp (mma.sync) and GemmSm90a.cpp (wgmma).
+// multiply: GemmSm80.cpp (mma.sync) and GemmSm90a.cpp (wgmma);
+// GemmSm90aWs.cpp the persistent warp-specialized int8 GEMM of sm_90a.
 //
 //===----------------------------------------------------------------------===//
 
@@ -45,6 +46,9 @@ struct GemmArgs {
   LQ_GPU_GEMM_PARAMS(LQ_GPU_ARG_FIELD)
   LQ_GPU_GEMM_TMA_PARAMS(LQ_GPU_ARG_FIELD)
 };
+struct GemmWsArgs {
+  LQ_GPU_GEMM_WS_PARAMS(LQ_GPU_ARG_FIELD)
+};
 struct FillArgs {
   LQ_GPU_FILL_PARAMS(LQ_GPU_ARG_FIELD)
 };
@@ -63,6 +67,10 @@ inline void bindArgs(ValueRange args, GemmArgs &to) {
   if (next < args.size()) {
     LQ_GPU_GEMM_TMA_PARAMS(LQ_GPU_BIND_ARG)
   }
+}
+inline void bindArgs(ValueRange args, GemmWsArgs &to) {
+  size_t next = 0;
+  LQ_GPU_GEMM_WS_PARAMS(LQ_GPU_BIND_ARG)
 }
 inline void bindArgs(ValueRange args, FillArgs &to) {
   size_t next = 0;
@@ -166,12 +174,19 @@ public:
   OwningOpRef<ModuleOp> take() { return std::move(module); }
 
   void buildStats(const OperandSpec &op, bool lhs);
-  void buildQuantize(const OperandSpec &op, bool lhs);
+  /// Where a quantizer writes its codes: packed 4-bit storage (two per
+  /// byte, rows as stored), or int8 values for the tensor cores,
+  /// K-contiguous: rows as stored, or transposed.
+  enum class CodeLayout { Packed, Int8, Int8Transposed };
+  void buildQuantize(const OperandSpec &op, bool lhs,
+                     CodeLayout layout = CodeLayout::Packed);
   /// How operand tiles reach shared memory.
   enum class Copy { Any, Vec, Tma };
   void buildGemm(const GemmSpec &spec, const abi::GemmTile &tile,
                  Copy copy, const std::string &name);
   void buildFill(const GemmSpec &spec);
+  /// lq_gemm_ws_<tile> (GemmSm90aWs.cpp).
+  void buildGemmWs(const GemmSpec &spec, const abi::WsTile &tile);
 
 private:
   Type ptrG() { return LLVM::LLVMPointerType::get(&ctx, 1); }
@@ -272,6 +287,11 @@ private:
   /// one Philox block when idx0 is a multiple of four, else two.
   std::array<Value, 4> groupUniforms(NumericsBuilder &nb, Value seed,
                                      Value stream, Value sample, Value idx0);
+  /// Stores the four codes of stored row `r`, columns c0..c0+3 (i64) of a
+  /// quantizer in `layout` (lanes at or past `cols` hold code 0).
+  void storeCodes(const OperandSpec &op, CodeLayout layout,
+                  ArrayRef<Value> codes, Value out, Value outStride, Value r,
+                  Value c0, Value cols);
   /// Warp-wide reduction of an i32 (unsigned max or add).
   Value warpReduce(Value v, bool isMax);
   /// Adds the hindsight/quantizer counters of this thread with one atomic
@@ -305,6 +325,29 @@ private:
                   Value c4, ArrayRef<Value> vals);
   void storeOutputs(GemmState &g, ArrayRef<AccElement> elements,
                     const GemmArgs &args);
+
+  /// lq_gemm_ws_*: what the producer and the consumers share. Both count
+  /// the ring's steps from 0 across their tiles (stage = step % stages,
+  /// phase = step / stages % 2).
+  struct WsLoop {
+    abi::WsTile tile;
+    Value ring, full, empty;
+    int64_t stageBytes = 0, aOffset = 0, bOffset = 0;
+    Value M, N, kTiles, iters, tilesM, tilesN, tiles;
+  };
+  /// The first row and column of output tile `tileIndex` in the
+  /// persistent order: 64-bit for addresses, 32-bit for the rest.
+  struct WsOrigin {
+    Value m0, n0, m0w, n0w;
+  };
+  WsOrigin wsTileOrigin(const WsLoop &w, Value tileIndex);
+  void produce(const WsLoop &w, const GemmWsArgs &args);
+  /// A consumer warpgroup's thread `ct` (0..255 over both).
+  void consume(const WsLoop &w, const GemmSpec &spec, const GemmWsArgs &args,
+               Value ct);
+  void storeWsTile(const WsLoop &w, const GemmSpec &spec,
+                   const GemmWsArgs &args, Value acc, const WsOrigin &origin,
+                   Value warp, Value lane);
 
   // Per chip: the tensor-core layout of the tiles and accumulators and the
   // multiply (GemmSm80.cpp: mma.sync; GemmSm90a.cpp: wgmma).

@@ -19,6 +19,12 @@
 //      int32 accumulation, SMP samples summed in the same accumulators;
 // then the epilogue: scale, bias, ReLU, f32 or bf16 stores.
 //
+// sm_90a modules of two float operands also hold the quantize-once
+// placement for the tensor cores: lq_quant8_<side> writes each operand's
+// int8 codes K-contiguous once, and lq_gemm_ws_* multiplies them in a
+// persistent, warp-specialized kernel (TMA with 128-byte swizzle into a
+// ring of stages, wgmma with one group in flight, setmaxnreg).
+//
 //===----------------------------------------------------------------------===//
 
 #ifndef LQ_CONVERSION_GPUKERNELS_H
