@@ -25,10 +25,10 @@ config.substitutions.append(
     ("%mlir_runner_utils",
      os.path.join(config.llvm_lib_dir, "libmlir_runner_utils.so")))
 
-# lq tools come from the build; FileCheck, not, mlir-opt and mlir-runner from
-# the LLVM installation.
+# lq tools come from the build; FileCheck, not, mlir-opt, mlir-runner and
+# llvm-objdump from the LLVM installation.
 tool_dirs = [config.lq_tools_dir, config.llvm_tools_dir]
-tools = ["lq-opt", "mlir-opt", "mlir-runner", "not"]
+tools = ["lq-opt", "mlir-opt", "mlir-runner", "not", "llvm-objdump"]
 # lq-gpu-pack and lq-compile are built where the CUDA driver header is found.
 for tool in ["lq-gpu-pack", "lq-compile"]:
     if os.path.exists(os.path.join(config.lq_tools_dir, tool)):

@@ -37,12 +37,13 @@ std::vector<std::string> paramsOf(mlir::func::FuncOp fn) {
 } // namespace
 
 Result<HostObject> lq::compileHostObject(const GemmSpec &spec,
-                                         const std::string &prefix) {
+                                         const std::string &prefix,
+                                         const std::string &cpu) {
   using R = Result<HostObject>;
   LQ_TRY(validateSpec(spec));
   if (spec.target != Target::HostCPU)
     return R::failure("host objects are for the host CPU target");
-  auto jit = HostJit::create();
+  auto jit = HostJit::create(cpu);
   if (!jit)
     return jit.takeError();
   HostJit::KernelModule kernels = HostJit::build(spec, false);

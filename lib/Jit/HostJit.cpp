@@ -15,6 +15,8 @@
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/MemoryBuffer.h"
 #include "llvm/Support/Path.h"
+#include "llvm/MC/MCSubtargetInfo.h"
+#include "llvm/MC/TargetRegistry.h"
 #include "llvm/Support/TargetSelect.h"
 #include "llvm/Support/raw_ostream.h"
 #include "llvm/Target/TargetMachine.h"
@@ -63,6 +65,35 @@ void internalizeStageBodies(llvm::Module &module) {
       fn.setLinkage(llvm::GlobalValue::InternalLinkage);
 }
 
+/// Makes `builder` compile for `cpu` with that CPU's features alone (not
+/// this machine's): an error for a name the target does not know, or a CPU
+/// without AVX2, which the GEMM stages use.
+Status targetCpu(llvm::orc::JITTargetMachineBuilder &builder,
+                 llvm::StringRef cpu) {
+  const llvm::Triple &triple = builder.getTargetTriple();
+  std::string error;
+  const llvm::Target *target =
+      llvm::TargetRegistry::lookupTarget(triple, error);
+  if (!target)
+    return Error{error};
+  // Asked of the generic subtarget first: one made for an unknown CPU
+  // prints LLVM's own warning.
+  std::unique_ptr<llvm::MCSubtargetInfo> generic(
+      target->createMCSubtargetInfo(triple, "", ""));
+  if (!generic || !generic->isCPUStringValid(cpu))
+    return Error{"unknown CPU '" + cpu.str() + "' for " + triple.str() +
+                 " (an LLVM CPU name such as x86-64-v3, znver3, or host)"};
+  std::unique_ptr<llvm::MCSubtargetInfo> info(
+      target->createMCSubtargetInfo(triple, cpu, ""));
+  if (!info->checkFeatures("+avx2"))
+    return Error{"CPU '" + cpu.str() +
+                 "' lacks AVX2, which lq's CPU kernels need (x86-64-v3 "
+                 "and newer have it)"};
+  builder.setCPU(cpu.str());
+  builder.getFeatures() = llvm::SubtargetFeatures();
+  return Done{};
+}
+
 } // namespace
 
 std::string HostJit::options() {
@@ -77,7 +108,7 @@ Result<void *> LoadedObject::lookup(llvm::StringRef name) const {
   return address->toPtr<void *>();
 }
 
-Result<std::unique_ptr<HostJit>> HostJit::create() {
+Result<std::unique_ptr<HostJit>> HostJit::create(llvm::StringRef cpu) {
   static std::once_flag targetsInitialized;
   std::call_once(targetsInitialized, [] {
     llvm::InitializeNativeTarget();
@@ -87,6 +118,8 @@ Result<std::unique_ptr<HostJit>> HostJit::create() {
   if (!builder)
     return fromLlvm(builder.takeError());
   builder->setCodeGenOptLevel(llvm::CodeGenOptLevel::Aggressive);
+  if (cpu != "host")
+    LQ_TRY(targetCpu(*builder, cpu));
   auto machine = builder->createTargetMachine();
   if (!machine)
     return fromLlvm(machine.takeError());

@@ -41,7 +41,11 @@ private:
 
 class HostJit {
 public:
-  static Result<std::unique_ptr<HostJit>> create();
+  /// A JIT for this machine's CPU ("host"), or for the CPU named `cpu`
+  /// (an LLVM CPU name such as "x86-64-v3", "znver3"): objects then run on
+  /// every machine with that CPU's features. The kernels need AVX2: a CPU
+  /// without it is an error.
+  static Result<std::unique_ptr<HostJit>> create(llvm::StringRef cpu = "host");
 
   /// The CPU kernel module of a GEMM (or, with `quantizeOnly`, of the
   /// standalone quantizer of `spec.lhs`), in its own context.

@@ -455,9 +455,9 @@ Status GpuLauncher::checkTensorMemory(const char *name,
   return checkPointer(name, t.data, extentBytes(t));
 }
 
-Status GpuLauncher::ensureScratch(size_t bytes) {
-  if (hostScratch.size() < bytes)
-    hostScratch.resize(bytes);
+Status GpuLauncher::ensureScratch(size_t bytes, size_t mirrored) {
+  if (hostScratch.size() < mirrored)
+    hostScratch.resize(mirrored);
   if (scratch.size() >= bytes)
     return Done{};
   // The old buffer may still be the counters argument of a GEMM in flight
@@ -466,9 +466,9 @@ Status GpuLauncher::ensureScratch(size_t bytes) {
   if (scratch.size() > 0)
     if (Status s = driver->synchronizeContext(); !s)
       return s;
+  size_t doubled = 2 * scratch.size();
   scratch = DeviceBuffer();
-  Result<DeviceBuffer> grown =
-      DeviceBuffer::allocate(std::max(bytes, 2 * scratch.size()));
+  Result<DeviceBuffer> grown = DeviceBuffer::allocate(std::max(bytes, doubled));
   if (!grown)
     return grown.takeError();
   scratch = std::move(*grown);
@@ -1074,7 +1074,7 @@ Result<LaunchStatus> GpuLauncher::launch(const LaunchArgs &args,
   LQ_TRY(driver->waitEvent(stream, scratchDone));
   ScratchRelease release(*driver, scratchDone, stream);
   GemmScratch layout(s, args, p, choice);
-  LQ_TRY(ensureScratch(layout.total));
+  LQ_TRY(ensureScratch(layout.total, layout.zeroed()));
   LQ_TRY(driver->fill(scratch.address(), 0, layout.zeroed(), stream));
 
   auto quantizers = operandQuantizers(*plan, args, layout, stream);
@@ -1155,7 +1155,7 @@ Result<QuantizeStatus> GpuLauncher::quantize(const QuantizeArgs &args,
   ScratchRelease release(*driver, scratchDone, stream);
   size_t counters = hindsight ? 0 : size_t(statsBytes(in.rows));
   size_t total = counters + sizeof(QuantCounters);
-  LQ_TRY(ensureScratch(total));
+  LQ_TRY(ensureScratch(total, total));
   LQ_TRY(driver->fill(scratch.address(), 0, total, stream));
   Statistics stats;
   if (!hindsight && count > 0) {

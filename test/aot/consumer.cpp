@@ -33,6 +33,8 @@ namespace {
   LQ_CHECK_FIELD(lq_gpu_gemm_params, lq::cuda::GemmParams, name)
 #define LQ_GEMM_TMA_FIELD(name, kind)                                          \
   LQ_CHECK_FIELD(lq_gpu_gemm_tma_params, lq::cuda::GemmParams, name)
+#define LQ_GEMM_WS_FIELD(name, kind)                                           \
+  LQ_CHECK_FIELD(lq_gpu_gemm_ws_params, lq::cuda::GemmWsParams, name)
 #define LQ_FILL_FIELD(name, kind)                                              \
   LQ_CHECK_FIELD(lq_gpu_fill_params, lq::cuda::FillParams, name)
 LQ_GPU_STATS_PARAMS(LQ_STATS_FIELD)
@@ -40,6 +42,7 @@ LQ_GPU_QUANT_PARAMS(LQ_QUANT_FIELD)
 LQ_GPU_GEMM_PARAMS(LQ_GEMM_FIELD)
 LQ_GPU_GEMM_PARAMS(LQ_GEMM_TMA_FIELD)
 LQ_GPU_GEMM_TMA_PARAMS(LQ_GEMM_TMA_FIELD)
+LQ_GPU_GEMM_WS_PARAMS(LQ_GEMM_WS_FIELD)
 LQ_GPU_FILL_PARAMS(LQ_FILL_FIELD)
 static_assert(sizeof(lq_tensor_map) == lq::cuda::kTensorMapBytes &&
                   alignof(lq_tensor_map) == lq::cuda::kTensorMapAlign,

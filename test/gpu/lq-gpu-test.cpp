@@ -1281,7 +1281,7 @@ std::vector<GemmCase> int8Cases(const GemmSpec &s, bool quick) {
   if (!quick)
     for (std::array<int64_t, 3> shape :
          {std::array<int64_t, 3>{130, 257, 300}, {257, 383, 319},
-          {300, 129, 17}, {128, 256, 128}, {200, 600, 1000},
+          {300, 129, 17}, {128, 256, 128}, {64, 300, 768}, {200, 600, 1000},
           {2000, 2100, 64}})
       cases.push_back({shape[0], shape[1], shape[2], shape[0] % 2 == 0});
   return cases;

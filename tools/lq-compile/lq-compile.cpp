@@ -3,10 +3,14 @@
 // Compiles every GEMM of a program so that a C or C++ program can ship the
 // kernels with no LLVM at run time:
 //
-//   lq-compile step.mlir -o out [--chip=sm_80,sm_90a] [--no-host] [--no-cubin]
+//   lq-compile step.mlir -o out [--chip=sm_80,sm_90a] [--cpu=NAME|host]
+//              [--no-host] [--no-cubin]
 //
 // writes, for GEMM i (in program order):
-//   lq_gemm<i>.host.o          host CPU stages (ELF object, this CPU)
+//   lq_gemm<i>.host.o          host CPU stages (ELF object for --cpu:
+//                              x86-64-v3 by default, so that it runs on
+//                              every AVX2 machine; --cpu=host for this
+//                              machine's CPU and features)
 //   lq_gemm<i>.<chip>.ptx      GPU kernels, and .cubin assembled from it
 //   lq_gemm<i>.<chip>.info     the GPU module info a launcher reads
 //   lq_kernels.h               C declarations of the host stages, kernel
@@ -60,6 +64,11 @@ cl::list<std::string> chips("chip", cl::desc("GPU targets: sm_80, sm_90a"),
     cl::cat(kCategory));
 cl::opt<bool> noHost("no-host", cl::desc("Skip the host CPU objects"),
     cl::cat(kCategory));
+cl::opt<std::string> cpuName(
+    "cpu",
+    cl::desc("CPU of the host objects: an LLVM CPU name (x86-64-v3, znver3, "
+             "...) or 'host' for this machine's"),
+    cl::value_desc("name"), cl::init(kPortableCpu), cl::cat(kCategory));
 cl::opt<bool> noCubin("no-cubin",
                       cl::desc("Write PTX only (no assembler needed)"),
     cl::cat(kCategory));
@@ -161,6 +170,7 @@ std::string gpuParamStructs() {
       {cuda::KernelKind::Quant, "lq_gpu_quant_params"},
       {cuda::KernelKind::Gemm, "lq_gpu_gemm_params"},
       {cuda::KernelKind::GemmTma, "lq_gpu_gemm_tma_params"},
+      {cuda::KernelKind::GemmWs, "lq_gpu_gemm_ws_params"},
       {cuda::KernelKind::Fill, "lq_gpu_fill_params"}};
   for (auto [kind, name] : kinds) {
     h += "typedef struct {\n";
@@ -194,6 +204,12 @@ std::string header(const std::vector<GemmOutputs> &gemms) {
       "#define LQ_NUMERICS_VERSION \"" +
       std::string(kNumericsVersion) + "\"\n#define LQ_GPU_ABI_VERSION " +
       std::to_string(cuda::kAbiVersion) + "\n";
+  for (const GemmOutputs &g : gemms)
+    if (g.host) {
+      // The CPU the host objects need (and every CPU with its features).
+      h += "#define LQ_HOST_CPU \"" + g.host->cpu + "\"\n";
+      break;
+    }
   h += gpuParamStructs();
   for (const GemmOutputs &g : gemms) {
     h += "\n/* " + g.name + ": " + g.spec.describe() + " */\n";
@@ -321,7 +337,7 @@ int main(int argc, char **argv) {
     g.name = "lq_gemm" + std::to_string(i);
     g.spec = (*specs)[i];
     if (!noHost) {
-      Result<HostObject> host = compileHostObject(g.spec, g.name);
+      Result<HostObject> host = compileHostObject(g.spec, g.name, cpuName);
       if (!host)
         return fail(g.name + ": " + host.error());
       if (llvm::Error e = writeFile(g.name + ".host.o", host->object))

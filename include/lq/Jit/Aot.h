@@ -29,11 +29,18 @@ struct HostObject {
   std::vector<HostStage> stages;
 };
 
-/// The stages of `spec` (docs/runtime.md, "Host kernels") compiled for this
-/// machine's CPU, each stage's C interface named
-/// `_mlir_ciface_<prefix>_<stage>` (e.g. `_mlir_ciface_lq_gemm0_quant_lhs`).
+/// The CPU host objects target unless told otherwise: x86-64 with AVX2
+/// (x86-64-v3: Haswell, Zen and later), so that an object built on one
+/// machine runs on the others lq supports.
+constexpr const char *kPortableCpu = "x86-64-v3";
+
+/// The stages of `spec` (docs/runtime.md, "Host kernels") compiled for
+/// `cpu` (an LLVM CPU name, or "host" for this machine's CPU and features),
+/// each stage's C interface named `_mlir_ciface_<prefix>_<stage>` (e.g.
+/// `_mlir_ciface_lq_gemm0_quant_lhs`).
 Result<HostObject> compileHostObject(const GemmSpec &spec,
-                                     const std::string &prefix);
+                                     const std::string &prefix,
+                                     const std::string &cpu = kPortableCpu);
 
 } // namespace lq
 

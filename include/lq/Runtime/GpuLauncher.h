@@ -245,7 +245,9 @@ private:
   /// Finds `name` in the loaded modules and prepares it for launches (the
   /// dynamic shared memory of a GEMM tile above the default).
   Result<CUfunction> resolve(const std::string &name);
-  Status ensureScratch(size_t bytes);
+  /// Device scratch of at least `bytes`, and its host mirror of the first
+  /// `mirrored` bytes (what launches read back).
+  Status ensureScratch(size_t bytes, size_t mirrored);
   Status checkContext() const;
   Status checkPointer(const char *name, const void *data, size_t bytes) const;
   Status checkTensorMemory(const char *name, const TensorRef &t) const;

@@ -95,8 +95,9 @@
 //     {k, n}; each with its pitch (a multiple of 16 bytes) as the stride,
 //     box {kWsBK, bm} and {kWsBK, bn}, data type UINT8, 128-byte swizzle,
 //     zero fill. The k-steps run over every sample (`samples` x ceil(k /
-//     kWsBK)); `scale` multiplies the exact int32 sum, then bias, ReLU and
-//     the output type as in lq_gemm_*.
+//     kWsBK)); k >= 1 and samples >= 1 (a tensor map has no empty
+//     dimension: K = 0 runs a fused GEMM). `scale` multiplies the exact
+//     int32 sum, then bias, ReLU and the output type as in lq_gemm_*.
 //
 //   lq_fill_epilogue  C = epilogue(0) (bias, ReLU, output type): the result
 //                     of all-zero codes, for a launch whose in-hindsight

@@ -214,49 +214,54 @@ void GpuModuleBuilder::consume(const WsLoop &w, const GemmSpec &spec,
         b, Type(), gep(w.empty, i64(), stage), Value(),
         NVVM::MemScopeKindAttr::get(&ctx, NVVM::MemScopeKind::CTA));
   };
+  // One k-step: wait for the stage, four wgmma, one group left in flight,
+  // the previous step's stage released. A tile's first step starts its
+  // sums with scale-d = 0 instead of zeroed registers: a register written
+  // between wgmma.fence and the wgmma reading it would break the fence's
+  // contract.
+  auto kStep = [&](Value first, Value it, Value acc, bool tileStart) {
+    Value step = add(first, it);
+    Value stage = remu(step, c32(w.tile.stages));
+    Value phase = land(divu(step, c32(w.tile.stages)), c32(1));
+    NVVM::MBarrierTryWaitParityOp::create(b, gep(w.full, i64(), stage), phase,
+                                          c32(1000000));
+    Value base = gep(w.ring, i8(), mul(stage, c32(w.stageBytes)));
+    Value tileA = gep(base, i8(), c32(w.aOffset));
+    Value tileB = gep(base, i8(), c32(w.bOffset));
+    Value rowsA = mul(consumer, c32(64 * kSwizzleRow));
+    NVVM::WgmmaFenceAlignedOp::create(b);
+    for (int64_t k = 0; k < abi::kWsBK / kWgmmaK; ++k)
+      acc = NVVM::WgmmaMmaAsyncOp::create(
+          b, accType, acc, descriptor(tileA, add(rowsA, c32(k * kWgmmaK))),
+          descriptor(tileB, c32(k * kWgmmaK)),
+          NVVM::MMAShapeAttr::get(&ctx, 64, w.tile.bn, kWgmmaK),
+          NVVM::WGMMATypes::s8, NVVM::WGMMATypes::s8, NVVM::WGMMATypes::s32,
+          tileStart && k == 0 ? NVVM::WGMMAScaleOut::zero
+                              : NVVM::WGMMAScaleOut::one,
+          NVVM::WGMMAScaleIn::one, NVVM::WGMMAScaleIn::one,
+          NVVM::MMALayout::row, NVVM::MMALayout::col,
+          NVVM::MMAIntOverflowAttr());
+    NVVM::WgmmaGroupSyncAlignedOp::create(b);
+    NVVM::WgmmaWaitGroupSyncOp::create(b, b.getI64IntegerAttr(1));
+    if (!tileStart)
+      release(sub(step, c32(1)));
+    return acc;
+  };
+  // Every tile has at least one k-step: the launcher runs this kernel
+  // with K >= 1 and samples >= 1 (GpuAbi.h).
   loop(ctaX(), w.tiles, gridX(), ValueRange{c32(0)},
        [&](Value tileIndex, ValueRange carried) -> SmallVector<Value> {
     WsOrigin origin = wsTileOrigin(w, tileIndex);
     Value first = carried[0];
-    SmallVector<Value> acc = loop(
-        c32(0), w.iters, c32(1),
-        ValueRange{LLVM::ZeroOp::create(b, accType)},
-        [&](Value it, ValueRange a) -> SmallVector<Value> {
-      Value step = add(first, it);
-      Value stage = remu(step, c32(w.tile.stages));
-      Value phase = land(divu(step, c32(w.tile.stages)), c32(1));
-      NVVM::MBarrierTryWaitParityOp::create(b, gep(w.full, i64(), stage),
-                                            phase, c32(1000000));
-      Value base = gep(w.ring, i8(), mul(stage, c32(w.stageBytes)));
-      Value tileA = gep(base, i8(), c32(w.aOffset));
-      Value tileB = gep(base, i8(), c32(w.bOffset));
-      Value rowsA = mul(consumer, c32(64 * kSwizzleRow));
-      Value d = a[0];
-      NVVM::WgmmaFenceAlignedOp::create(b);
-      for (int64_t k = 0; k < abi::kWsBK / kWgmmaK; ++k)
-        d = NVVM::WgmmaMmaAsyncOp::create(
-            b, accType, d,
-            descriptor(tileA, add(rowsA, c32(k * kWgmmaK))),
-            descriptor(tileB, c32(k * kWgmmaK)),
-            NVVM::MMAShapeAttr::get(&ctx, 64, w.tile.bn, kWgmmaK),
-            NVVM::WGMMATypes::s8, NVVM::WGMMATypes::s8, NVVM::WGMMATypes::s32,
-            NVVM::WGMMAScaleOut::one, NVVM::WGMMAScaleIn::one,
-            NVVM::WGMMAScaleIn::one, NVVM::MMALayout::row,
-            NVVM::MMALayout::col, NVVM::MMAIntOverflowAttr());
-      NVVM::WgmmaGroupSyncAlignedOp::create(b);
-      // One group in flight: the previous step's wgmma have read their
-      // stage, which goes back to the producer.
-      NVVM::WgmmaWaitGroupSyncOp::create(b, b.getI64IntegerAttr(1));
-      ifThen(arith::CmpIOp::create(b, arith::CmpIPredicate::ugt, it, c32(0)),
-             [&] { release(sub(step, c32(1))); });
-      return {d};
-    });
+    Value acc = kStep(first, c32(0), LLVM::UndefOp::create(b, accType), true);
+    acc = loop(c32(1), w.iters, c32(1), ValueRange{acc},
+               [&](Value it, ValueRange a) -> SmallVector<Value> {
+      return {kStep(first, it, a[0], false)};
+    })[0];
     NVVM::WgmmaWaitGroupSyncOp::create(b, b.getI64IntegerAttr(0));
     Value last = add(first, w.iters);
-    ifThen(arith::CmpIOp::create(b, arith::CmpIPredicate::ugt, w.iters,
-                                 c32(0)),
-           [&] { release(sub(last, c32(1))); });
-    storeWsTile(w, spec, args, acc[0], origin, warp, lane);
+    release(sub(last, c32(1)));
+    storeWsTile(w, spec, args, acc, origin, warp, lane);
     return {last};
   });
 }

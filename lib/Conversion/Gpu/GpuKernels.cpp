@@ -375,15 +375,19 @@ void GpuModuleBuilder::storeCodes(const OperandSpec &op, CodeLayout layout,
   for (int64_t i = 0; i < 4; ++i)
     values[i] = arith::TruncIOp::create(b, i8(), nb.decode(codes[i], op.format));
   if (layout == CodeLayout::Int8) {
-    // One 32-bit store: the pitch is a multiple of 16 bytes at least the
-    // row rounded up, so the bytes past the row (zero codes) are padding.
+    // One 32-bit store from a group that starts inside the row: the pitch
+    // is a multiple of 16 bytes at least the row rounded up, so the bytes
+    // past the row (zero codes) are padding. Groups past the row (the grid
+    // covers whole blocks of columns) store nothing: they would reach the
+    // next row.
     Value word = c32(0);
     for (int64_t i = 0; i < 4; ++i)
       word = arith::OrIOp::create(
           b, word,
           arith::ShLIOp::create(b, arith::ExtUIOp::create(b, i32(), values[i]),
                                 c32(8 * i)));
-    store(word, gep(out, i8(), add(mul(r, outStride), c0)));
+    ifThen(ult(c0, cols),
+           [&] { store(word, gep(out, i8(), add(mul(r, outStride), c0))); });
     return;
   }
   // Transposed: element (r, c) as stored is code row c, column r.
