@@ -2,7 +2,7 @@
 """A residual CNN on Fashion-MNIST in fp32 and in 4 bits (lq.torch.Conv2d).
 
     PYTHONPATH=build/python /usr/bin/python3 examples/resnet_fashion_mnist.py \\
-        --epochs 4 --modes fp32,luq,smp2,smp2-fnt
+        --epochs 5 --train-limit 20000 --modes fp32,luq,smp2,smp2-fnt
 
 ResNet-8: a 3x3 stem convolution, three stages of one basic block each
 (two 3x3 convolutions with BatchNorm, a 1x1 projection on the shortcut
@@ -118,7 +118,7 @@ def train(mode, data, args):
 
 
 def main():
-    parser = argument_parser(__doc__, epochs=4)
+    parser = argument_parser(__doc__, epochs=5)
     parser.add_argument("--data", default="/usr/share/datasets/fashion-mnist")
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--lr", type=float, default=0.1)
