@@ -1,10 +1,12 @@
 //===- LqOps.cpp - lq operations: verifiers and canonicalization ----------===//
 
 #include "lq/Dialect/LqDialect.h"
+#include "lq/Numerics/Sawb.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/IR/Builders.h"
 #include "mlir/IR/OpImplementation.h"
+#include "mlir/IR/Matchers.h"
 #include "mlir/IR/PatternMatch.h"
 #include "llvm/ADT/STLExtras.h"
 #include "llvm/Support/MathExtras.h"
@@ -84,18 +86,68 @@ LogicalResult QuantizeOp::verify() {
 
 namespace {
 
-/// quantize(dequantize(q, step), clip) -> q when q and step come from a SAWB
-/// quantize with the same clip and format: codes times step times the
-/// reciprocal scale are within a few ulps of the integer codes, so round to
-/// nearest gives the same codes back. (LUQ has no such identity: 64 / m is
+/// What quantize(dequantize(q, step), clip) gives, where q and step come from
+/// a SAWB quantize with the same clip and format. Requantizing a code's
+/// value gives the code back for every finite clip (the values are within a
+/// few ulps of integers; the unit test NumericsSawb.RequantizeGivesCodesBack
+/// checks clips across the f32 mantissas), so the codes are always q. The scale and flag are
+/// the producer's only when its input is finite: after a NaN input the
+/// producer has zero codes, scale 0 and `nonfinite`, while the requantize
+/// sees zeros and a finite clip and reports clip / 7 and no flag. So there
+/// is a fold only when the clip settles that case:
+///
+/// * the clip is `lq.sawb_clip` of the producer's input: a non-finite input
+///   makes it NaN, and both quantizers report zero codes, scale 0 and the
+///   flag; the results are the producer's;
+/// * the clip is a constant: the numerics core quantizes each possible
+///   dequantized value (every code times the step, and the zeros of a
+///   non-finite input), which must give the code back with one scale and
+///   flag for all of them; those are the results.
+struct SawbRequantizeResults {
+  float scale;
+  bool nonfinite;
+};
+
+std::optional<SawbRequantizeResults> constantClipRequantize(float clip,
+                                                            bool isSigned) {
+  namespace num = lq::numerics;
+  num::SawbKind kind =
+      isSigned ? num::SawbKind::Signed : num::SawbKind::Unsigned;
+  num::Format format = num::sawbFormat(kind);
+  float anyValue = 0.0f;
+  int8_t code = 0;
+  num::SawbResult producer =
+      num::sawbEncode(num::MatrixView::f32(&anyValue, 1, 1), clip, kind, &code);
+  std::optional<SawbRequantizeResults> results;
+  for (int q = isSigned ? -7 : 0; q <= (isSigned ? 7 : 15); ++q) {
+    // value * step as lq.dequantize computes it: one f32 multiply.
+    float value = float(num::codeValue(format, int8_t(q))) * producer.step;
+    num::SawbResult again =
+        num::sawbEncode(num::MatrixView::f32(&value, 1, 1), clip, kind, &code);
+    // A zero step leaves only zero codes to dequantize.
+    int8_t expected = producer.step == 0.0f ? 0 : int8_t(q);
+    if (again.status != num::Status::Ok || code != expected)
+      return std::nullopt;
+    if (results && (llvm::bit_cast<uint32_t>(results->scale) !=
+                        llvm::bit_cast<uint32_t>(again.step) ||
+                    results->nonfinite != again.nonfinite))
+      return std::nullopt;
+    results = SawbRequantizeResults{again.step, again.nonfinite};
+  }
+  return results;
+}
+
+/// quantize(dequantize(q, step), clip) -> q when the results are provably
+/// equal (see SawbRequantizeResults). LUQ has no such identity: 64 / m is
 /// rounded, and stochastic rounding then sees a value one ulp off a power
-/// of two.)
+/// of two.
 struct FoldSawbRequantize : OpRewritePattern<QuantizeOp> {
   using OpRewritePattern::OpRewritePattern;
 
   LogicalResult matchAndRewrite(QuantizeOp op,
                                 PatternRewriter &rewriter) const override {
-    if (op.getResult().getType().isLog4())
+    QTensorType type = op.getResult().getType();
+    if (type.isLog4())
       return failure();
     auto dequant = op.getInput().getDefiningOp<DequantizeOp>();
     if (!dequant)
@@ -103,13 +155,31 @@ struct FoldSawbRequantize : OpRewritePattern<QuantizeOp> {
     auto producer = dequant.getInput().getDefiningOp<QuantizeOp>();
     if (!producer || producer.getScale() != dequant.getScale() ||
         producer.getRange() != op.getRange() ||
-        producer.getResult().getType() != op.getResult().getType())
+        producer.getResult().getType() != type)
       return failure();
     Location loc = op.getLoc();
-    Value noNonfinite = arith::ConstantIntOp::create(rewriter, loc, 0, 1);
+    auto clipOp = op.getRange().getDefiningOp<SawbClipOp>();
+    if (clipOp && clipOp.getInput() == producer.getInput()) {
+      Value noOverflow = arith::ConstantIntOp::create(rewriter, loc, 0, 32);
+      rewriter.replaceOp(op, {producer.getResult(), producer.getScale(),
+                              producer.getNonfinite(), noOverflow});
+      return success();
+    }
+    FloatAttr clipAttr;
+    if (!matchPattern(op.getRange(), m_Constant(&clipAttr)))
+      return failure();
+    std::optional<SawbRequantizeResults> results = constantClipRequantize(
+        clipAttr.getValue().convertToFloat(),
+        getFormat(type.getFormat()) == Format::SInt4);
+    if (!results)
+      return failure();
     Value noOverflow = arith::ConstantIntOp::create(rewriter, loc, 0, 32);
-    rewriter.replaceOp(op, {producer.getResult(), producer.getScale(),
-                            noNonfinite, noOverflow});
+    Value scale = arith::ConstantFloatOp::create(
+        rewriter, loc, rewriter.getF32Type(), APFloat(results->scale));
+    Value nonfinite =
+        arith::ConstantIntOp::create(rewriter, loc, results->nonfinite, 1);
+    rewriter.replaceOp(op,
+                       {producer.getResult(), scale, nonfinite, noOverflow});
     return success();
   }
 };

@@ -4,6 +4,7 @@
 #include "lq/Runtime/Checks.h"
 
 #include "lq/Runtime/Cache.h"
+#include "lq/Jit/CompilerIdentity.h"
 #include "lq/Jit/GpuCompiler.h"
 #include "lq/Runtime/ContextLauncher.h"
 #include "lq/Runtime/ParallelFor.h"
@@ -57,14 +58,13 @@ kernelPtx(const GemmSpec &spec, bool quantizeOnly, const std::string &name) {
       GpuKernelBuild::create(spec, quantizeOnly, {name});
   if (!build)
     return R::failure(build.error());
-  std::string key = makeCacheKey(
-      {{"gpu-kernel",
-        (quantizeOnly ? "quantize " : "") + spec.describe() + " " + name},
+  std::string description =
+      (quantizeOnly ? "quantize " : "") + spec.describe() + " " + name;
+  std::string key = makeCompilerCacheKey(
+      {{"gpu-kernel", description},
        {"ir", build->source()},
        {"chip", targetName(spec.target)},
-       {"ptx-isa", gpuPtxFeatures(Target::CudaSm80)},
-       {"lq", lqVersion()},
-       {"llvm", LLVM_VERSION_STRING}});
+       {"ptx-isa", gpuPtxFeatures(Target::CudaSm80)}});
   auto entry = CompileCache::global().getOrCompile(
       key, [&]() -> Result<CompileResult> {
         Result<std::string> ptx = build->ptx();

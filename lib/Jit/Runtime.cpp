@@ -4,6 +4,7 @@
 
 #include "CudaKernel.h"
 #include "HostJit.h"
+#include "lq/Jit/CompilerIdentity.h"
 #include "lq/Runtime/Checks.h"
 #include "lq/Spec/CpuAbi.h"
 #include "lq/Numerics/Types.h"
@@ -444,14 +445,14 @@ RuntimeImpl::compile(const GemmSpec &spec, bool quantizeOnly) {
   // The generated IR is part of the key: a change of the generator changes
   // the key even where the spec and versions do not.
   HostJit::KernelModule kernels = HostJit::build(cpuSpec, quantizeOnly);
-  std::string key = makeCacheKey({{"kernel", description},
-                                  {"ir", kernels.text},
-                                  {"options", HostJit::options()},
-                                  {"lq", lqVersion()},
-                                  {"llvm", LLVM_VERSION_STRING},
-                                  {"triple", (*host)->triple()},
-                                  {"cpu", (*host)->cpu()},
-                                  {"features", (*host)->features()}});
+  // The compiler identity covers lq's own lowering and post-processing,
+  // which the IR text does not.
+  std::string key = makeCompilerCacheKey({{"kernel", description},
+                                          {"ir", kernels.text},
+                                          {"options", HostJit::options()},
+                                          {"triple", (*host)->triple()},
+                                          {"cpu", (*host)->cpu()},
+                                          {"features", (*host)->features()}});
   std::string dumpDir;
   if (std::optional<std::string> dir = llvm::sys::Process::GetEnv("LQ_DUMP_DIR"))
     dumpDir = *dir;

@@ -271,6 +271,17 @@ void bindNumerics(py::module_ &m) {
       },
       py::arg("x"), py::arg("unsigned") = false, py::arg("clip") = std::nullopt,
       "SAWB codes of x (integers), step, nonfinite, clip");
+  core.def(
+      "sawb_clip_from_moments",
+      [](double sumSquares, double sumMagnitudes, double count,
+         float maxAbs) {
+        return numerics::sawbClipFromMoments(sumSquares, sumMagnitudes, count,
+                                             maxAbs);
+      },
+      py::arg("sum_squares"), py::arg("sum_magnitudes"), py::arg("count"),
+      py::arg("max_abs"),
+      "the SAWB clip rule alone, from f64 sums of x^2 and |x| over count "
+      "finite elements and max |x|: a kernel's clip from its own sums");
 }
 
 } // namespace

@@ -31,6 +31,43 @@ def test_sawb_quantize_matches_core_at_the_same_clip(rng, fmt):
     assert np.float32(status["scale"]) == np.float32(step)
 
 
+def _clip_in_host_kernel_order(x):
+    """The SAWB clip with the moments summed as the host kernels sum them
+    (docs/runtime.md, "Host kernels"): f64 sums per chunk of 32 rows, in a
+    chunk 8 lanes (lane l takes the columns c with c % 8 == l, rows in
+    order), the lanes added in order, then the chunks in order."""
+    rows, cols = x.shape
+    sum_squares = sum_magnitudes = 0.0
+    for r0 in range(0, rows, 32):
+        squares, magnitudes = [0.0] * 8, [0.0] * 8
+        for r in range(r0, min(rows, r0 + 32)):
+            for c in range(cols):
+                d = float(x[r, c])
+                squares[c % 8] += d * d
+                magnitudes[c % 8] += abs(d)
+        chunk_squares = chunk_magnitudes = 0.0
+        for lane in range(8):
+            chunk_squares += squares[lane]
+            chunk_magnitudes += magnitudes[lane]
+        sum_squares += chunk_squares
+        sum_magnitudes += chunk_magnitudes
+    return lq.numerics.sawb_clip_from_moments(
+        sum_squares, sum_magnitudes, float(x.size), float(np.abs(x).max()))
+
+
+@pytest.mark.parametrize("shape", [(33, 47), (70, 129), (3, 301)])
+def test_sawb_clip_is_exact_in_kernel_order(rng, shape):
+    # The contract makes the clip exact given the summation order: the same
+    # bits, not a tolerance. Normal data keeps the clip on the moments' rule
+    # (heavy tails fall back to max |x|).
+    x = (rng.randn(*shape) * 0.3).astype(np.float32)
+    _, status = lq.quantize(x, "sint4")
+    clip = _clip_in_host_kernel_order(x)
+    assert status["range"] < float(np.abs(x).max())
+    assert np.float32(status["range"]).view(np.uint32) == \
+        np.float32(clip).view(np.uint32)
+
+
 def test_bf16_input(rng):
     bits = to_bf16_bits(rng.randn(9, 14).astype(np.float32))
     codes, _ = lq.quantize(bits, "log4", seed=5)

@@ -230,3 +230,38 @@ TEST(NumericsSawb, InvalidArguments) {
 }
 
 } // namespace
+
+// lq.quantize's canonicalization folds quantize(dequantize(q, step), clip)
+// with the producer's clip to q, which holds only if every code's value
+// (code * step in f32) quantizes back to the code for every finite clip.
+// Clips from 2^-120 up scale by powers of two without reaching subnormals,
+// so the mantissas at one exponent decide it, plus the top exponent (where
+// code * step could round to infinity): every 61st mantissa and the last
+// 4096 below each power of two, at the bottom, 1 and the top exponent.
+TEST(NumericsSawb, RequantizeGivesCodesBack) {
+  for (SawbKind kind : {SawbKind::Signed, SawbKind::Unsigned}) {
+    const int lo = kind == SawbKind::Signed ? -7 : 0;
+    const int hi = kind == SawbKind::Signed ? 7 : 15;
+    std::vector<float> values(hi - lo + 1);
+    std::vector<int8_t> codes(values.size());
+    for (float base : {1.0f, 0x1p127f, kSawbMinClip})
+      for (uint32_t mantissa = 0; mantissa < (1u << 23);
+           mantissa += mantissa < (1u << 23) - 4096 ? 61 : 1) {
+        float clip = bitsToFloat(floatToBits(base) | mantissa);
+        float probe = 0.0f;
+        int8_t probeCode = 0;
+        float step =
+            sawbEncode(MatrixView::f32(&probe, 1, 1), clip, kind, &probeCode)
+                .step;
+        for (int q = lo; q <= hi; ++q)
+          values[q - lo] = float(q) * step;
+        SawbResult again = sawbEncode(MatrixView::f32(values.data(), 1,
+                                                      values.size()),
+                                      clip, kind, codes.data());
+        ASSERT_FALSE(again.nonfinite) << clip;
+        ASSERT_EQ(floatToBits(again.step), floatToBits(step)) << clip;
+        for (int q = lo; q <= hi; ++q)
+          ASSERT_EQ(codes[q - lo], q) << "clip " << clip << " code " << q;
+      }
+  }
+}

@@ -8,6 +8,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "lq/Runtime/Runtime.h"
+#include "lq/Jit/CompilerIdentity.h"
 
 #include "KernelCacheEnvironment.h"
 
@@ -691,3 +692,20 @@ TEST(RuntimeApiSpec, UnknownEnumValuesAreRejected) {
 }
 
 } // namespace
+
+// Every key the JIT makes names the build of lq's compiler, so that a disk
+// cache written by another build (same version string, other lowering)
+// misses instead of serving its objects.
+TEST(RuntimeApiSpec, CacheKeysNameTheCompilerBuild) {
+  std::string identity = lq::compilerIdentity();
+  ASSERT_EQ(identity.size(), 64u);
+  EXPECT_EQ(identity.find_first_not_of("0123456789abcdef"), std::string::npos);
+  std::vector<std::pair<llvm::StringRef, llvm::StringRef>> fields = {
+      {"kernel", "forward"}, {"ir", "func.func @f()"}};
+  EXPECT_EQ(lq::makeCompilerCacheKey(fields),
+            lq::makeCompilerCacheKey(fields, identity));
+  std::string other = identity;
+  other[0] = other[0] == '0' ? '1' : '0';
+  EXPECT_NE(lq::makeCompilerCacheKey(fields, other),
+            lq::makeCompilerCacheKey(fields, identity));
+}

@@ -75,6 +75,39 @@ struct Matrix {
   }
 };
 
+/// The SAWB clip with the moments summed in the host kernels' order
+/// (docs/runtime.md, "Host kernels"): f64 sums per chunk of 32 rows, in each
+/// chunk 8 lanes (lane l takes the columns c with c % 8 == l, rows in order),
+/// the lanes added in order, then the chunks in order; then the numerics
+/// core's rule (sawbClipFromMoments). The contract makes the clip exact
+/// given the summation order, so the kernel's must equal this bit for bit.
+float clipInKernelOrder(const num::MatrixView &x) {
+  const size_t chunkRows = 32, lanes = 8;
+  double sumSquares = 0.0, sumMagnitudes = 0.0;
+  float maxAbs = 0.0f;
+  for (size_t r0 = 0; r0 < x.rows(); r0 += chunkRows) {
+    double squares[lanes] = {}, magnitudes[lanes] = {};
+    for (size_t r = r0; r < std::min(x.rows(), r0 + chunkRows); ++r)
+      for (size_t c = 0; c < x.cols(); ++c) {
+        double d = x.at(r, c);
+        squares[c % lanes] += d * d;
+        magnitudes[c % lanes] += std::fabs(d);
+        maxAbs = std::max(maxAbs, std::fabs(x.at(r, c)));
+      }
+    double chunkSquares = 0.0, chunkMagnitudes = 0.0;
+    for (size_t l = 0; l < lanes; ++l) {
+      chunkSquares += squares[l];
+      chunkMagnitudes += magnitudes[l];
+    }
+    sumSquares += chunkSquares;
+    sumMagnitudes += chunkMagnitudes;
+  }
+  if (x.size() == 0)
+    return 0.0f;
+  return num::sawbClipFromMoments(sumSquares, sumMagnitudes, double(x.size()),
+                                  maxAbs);
+}
+
 /// Codes of one float operand as the numerics core makes them, given the
 /// range the kernel reported.
 std::vector<int8_t> referenceCodes(const Matrix &x, DType dtype, Format format,
@@ -95,10 +128,7 @@ std::vector<int8_t> referenceCodes(const Matrix &x, DType dtype, Format format,
     }
     return codes;
   }
-  num::SawbClipResult clip = num::sawbClip(view);
-  // The kernel sums the f64 moments in another order: the clip may differ
-  // in the last bits only.
-  EXPECT_NEAR(clip.clip, range, 1e-5f * std::fabs(clip.clip));
+  EXPECT_EQ(num::floatToBits(range), num::floatToBits(clipInKernelOrder(view)));
   num::SawbResult r = num::sawbEncode(
       view, range,
       format == Format::SInt4 ? num::SawbKind::Signed : num::SawbKind::Unsigned,
@@ -358,6 +388,85 @@ TEST(RuntimeCpu, PackedOperandsMatchFloatPath) {
     ASSERT_EQ(num::floatToBits(fromPacked[i]), num::floatToBits(fused[i])) << i;
 }
 
+/// Random valid codes of `format` for `count` elements, packed per stored
+/// row of `cols` codes.
+std::vector<uint8_t> randomPacked(num::Format format, size_t rows, size_t cols,
+                                  std::mt19937 &rng) {
+  std::uniform_int_distribution<int> code(
+      format == num::Format::Int4Signed ? -8 : 0,
+      format == num::Format::Int4Signed ? 7 : 15);
+  std::vector<int8_t> codes(rows * cols);
+  for (int8_t &c : codes)
+    c = int8_t(code(rng));
+  std::vector<uint8_t> bytes(rows * num::packedRowBytes(cols));
+  EXPECT_EQ(num::packCodes(format, codes.data(), rows, cols, bytes.data()),
+            num::Status::Ok);
+  return bytes;
+}
+
+TEST(RuntimeCpu, PackedOperandsMatchNumericsCore) {
+  // Packed codes as callers hand them in (every valid code, SMP samples
+  // stacked along the stored rows, transposed operands), multiplied by the
+  // kernel and by the numerics core: the same bits.
+  std::mt19937 rng(21);
+  std::vector<lq::GemmSpec> specs = {
+      lq::GemmSpec::forward(DType::Packed4),
+      lq::GemmSpec::forward(DType::Packed4, /*unsignedInput=*/true),
+      lq::GemmSpec::backwardData(DType::Packed4),
+      lq::GemmSpec::backwardData(DType::Packed4, 2),
+      lq::GemmSpec::backwardData(DType::Packed4, 4),
+      lq::GemmSpec::weightGrad(DType::Packed4),
+      lq::GemmSpec::weightGrad(DType::Packed4, 4, /*unsignedInput=*/true)};
+  std::uniform_real_distribution<float> scale(1e-3f, 2.0f);
+  for (const lq::GemmSpec &spec : specs) {
+    auto kernel = lq::Runtime::get().compile(spec);
+    ASSERT_TRUE(kernel.ok()) << spec.describe() << ": " << kernel.error();
+    for (auto [m, n, k] : shapes(rng, 3)) {
+      SCOPED_TRACE(spec.describe() + " " + std::to_string(m) + "x" +
+                   std::to_string(n) + "x" + std::to_string(k));
+      int64_t lhsRows = spec.lhs.transposed ? k : m;
+      int64_t lhsCols = spec.lhs.transposed ? m : k;
+      int64_t rhsRows = spec.rhs.transposed ? n : k;
+      int64_t rhsCols = spec.rhs.transposed ? k : n;
+      num::Format lhsFormat = numericsFormat(spec.lhs.format);
+      num::Format rhsFormat = numericsFormat(spec.rhs.format);
+      std::vector<uint8_t> lhs =
+          randomPacked(lhsFormat, spec.samples * lhsRows, lhsCols, rng);
+      std::vector<uint8_t> rhs = randomPacked(rhsFormat, rhsRows, rhsCols, rng);
+      std::vector<float> bias(n);
+      for (float &b : bias)
+        b = scale(rng) - 1.0f;
+      lq::LaunchArgs args;
+      args.lhs =
+          lq::TensorRef::packed4(lhs.data(), spec.samples * lhsRows, lhsCols);
+      args.rhs = lq::TensorRef::packed4(rhs.data(), rhsRows, rhsCols);
+      args.lhsScale = scale(rng);
+      args.rhsScale = scale(rng);
+      std::vector<float> out(m * n, -1.0f), ref(m * n, -2.0f);
+      args.out = lq::TensorRef::f32(out.data(), m, n);
+      if (spec.bias) {
+        args.bias = bias.data();
+        args.biasLength = n;
+      }
+      auto status = kernel->launch(args);
+      ASSERT_TRUE(status.ok()) << status.error();
+      num::GemmOptions options;
+      options.lhsSamples = spec.samples;
+      options.bias = spec.bias ? bias.data() : nullptr;
+      options.relu = spec.relu;
+      num::GemmResult r = num::quantizedGemmPacked(
+          {size_t(m), size_t(n), size_t(k)},
+          {lhs.data(), lhsFormat, args.lhsScale, spec.lhs.transposed},
+          {rhs.data(), rhsFormat, args.rhsScale, spec.rhs.transposed},
+          options, {ref.data(), nullptr, nullptr});
+      ASSERT_EQ(r.status, num::Status::Ok);
+      for (size_t i = 0; i < ref.size(); ++i)
+        ASSERT_EQ(num::floatToBits(out[i]), num::floatToBits(ref[i]))
+            << "element " << i << ": kernel " << out[i] << " core " << ref[i];
+    }
+  }
+}
+
 TEST(RuntimeCpu, NonFiniteGradientIsReportedAndZeroed) {
   std::mt19937 rng(11);
   Matrix dy(8, 8, rng, false), w(8, 8, rng, false);
@@ -486,6 +595,27 @@ TEST(RuntimeDump, EveryStageIsWrittenToTheDumpDirectory) {
 
 namespace {
 
+TEST(RuntimeStatistics, ClipFromTheMomentsIsExactInKernelOrder) {
+  // Normal data, where the clip is 12.1 sqrt(E[x^2]) - 12.2 E[|x|] rather
+  // than the max |x| fallback that heavy tails take: the f64 sums decide
+  // its bits.
+  std::mt19937 rng(17);
+  std::normal_distribution<float> normal(0.0f, 0.3f);
+  for (auto [rows, cols] : {std::pair<int64_t, int64_t>{33, 47}, {100, 8},
+                            {70, 129}, {3, 1001}}) {
+    std::vector<float> x(rows * cols);
+    for (float &v : x)
+      v = normal(rng);
+    auto stats =
+        lq::Runtime::get().statistics(lq::TensorRef::f32(x.data(), rows, cols));
+    ASSERT_TRUE(stats.ok()) << stats.error();
+    num::MatrixView view = num::MatrixView::f32(x.data(), rows, cols);
+    EXPECT_LT(stats->sawbClip, stats->maxAbs);
+    EXPECT_EQ(num::floatToBits(stats->sawbClip),
+              num::floatToBits(clipInKernelOrder(view)));
+  }
+}
+
 TEST(RuntimeStatistics, MaxAndClipOfAFloatTensor) {
   std::mt19937 rng(13);
   for (auto [rows, cols] : {std::pair<int64_t, int64_t>{1, 1}, {37, 53},
@@ -497,6 +627,10 @@ TEST(RuntimeStatistics, MaxAndClipOfAFloatTensor) {
       num::MaxAbsResult max = num::maxAbs(x.view(dtype));
       num::SawbClipResult clip = num::sawbClip(x.view(dtype));
       EXPECT_EQ(num::floatToBits(stats->maxAbs), num::floatToBits(max.maxAbs));
+      EXPECT_EQ(num::floatToBits(stats->sawbClip),
+                num::floatToBits(clipInKernelOrder(x.view(dtype))));
+      // The core sums row-major: another order, so only close to it (the
+      // contract lets the sums differ in the last bits).
       EXPECT_NEAR(stats->sawbClip, clip.clip, 1e-5f * clip.clip);
       EXPECT_FALSE(stats->nonfinite);
     }
