@@ -291,8 +291,11 @@ LogicalResult MatmulOp::verify() {
   if (!dimsCompatible(k, kb))
     return emitOpError() << "reduction dimensions differ: " << dimToString(k)
                          << " (left) vs " << dimToString(kb) << " (right)";
+  // K * samples * kMaxCodeProduct >= 2^31, without computing the product:
+  // a huge static K would overflow it.
   if (!ShapedType::isDynamic(k) &&
-      k * int64_t(getNumSamples()) * kMaxCodeProduct >= (int64_t(1) << 31))
+      k > ((int64_t(1) << 31) - 1) /
+              (int64_t(getNumSamples()) * kMaxCodeProduct))
     return emitOpError() << "K = " << k << " with " << getNumSamples()
                          << " samples can overflow the exact int32 accumulator";
   if (failed(verifyMatrixShape(*this, "result shape",

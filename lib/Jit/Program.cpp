@@ -10,6 +10,7 @@
 
 #include "lq/Runtime/Runtime.h"
 
+#include "lq/Dialect/InputLimits.h"
 #include "lq/Dialect/MatmulSpec.h"
 #include "lq/InitAll.h"
 #include "lq/Transforms/Passes.h"
@@ -24,6 +25,8 @@
 #include "llvm/Support/SourceMgr.h"
 #include "llvm/Support/raw_ostream.h"
 
+#include <optional>
+
 using namespace mlir;
 
 namespace {
@@ -32,9 +35,12 @@ using SpecResult = lq::Result<lq::GemmSpec>;
 
 } // namespace
 
-lq::Result<std::vector<lq::GemmSpec>>
-lq::GemmSpec::allFromProgram(std::string_view program) {
-  using SpecsResult = Result<std::vector<GemmSpec>>;
+namespace {
+
+/// allFromProgram's work, on the calling thread.
+lq::Result<std::vector<lq::GemmSpec>> specsOfProgram(std::string_view program) {
+  using lq::GemmSpec;
+  using SpecsResult = lq::Result<std::vector<GemmSpec>>;
   DialectRegistry registry;
   lq::registerAllDialects(registry);
   MLIRContext ctx(registry, MLIRContext::Threading::DISABLED);
@@ -52,6 +58,8 @@ lq::GemmSpec::allFromProgram(std::string_view program) {
       llvm::MemoryBuffer::getMemBufferCopy(
           llvm::StringRef(program.data(), program.size()), "program"),
       llvm::SMLoc());
+  if (failed(lq::checkInputNesting(sources, &ctx)))
+    return SpecsResult::failure("invalid lq program: " + diagnostics);
   OwningOpRef<ModuleOp> module = parseSourceFile<ModuleOp>(sources, &ctx);
   if (!module)
     return SpecsResult::failure("invalid lq program: " + diagnostics);
@@ -71,6 +79,17 @@ lq::GemmSpec::allFromProgram(std::string_view program) {
   if (failedRead)
     return SpecsResult::failure("invalid lq program: " + diagnostics);
   return specs;
+}
+
+} // namespace
+
+lq::Result<std::vector<lq::GemmSpec>>
+lq::GemmSpec::allFromProgram(std::string_view program) {
+  // MLIR's parser, verifier and passes recurse per nesting level: a large
+  // stack, whatever thread (a Python one included) calls.
+  std::optional<Result<std::vector<GemmSpec>>> specs;
+  runOnLargeStack([&] { specs.emplace(specsOfProgram(program)); });
+  return std::move(*specs);
 }
 
 lq::Result<lq::GemmSpec> lq::GemmSpec::fromProgram(std::string_view program) {

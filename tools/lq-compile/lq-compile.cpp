@@ -23,6 +23,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "lq/Dialect/InputLimits.h"
 #include "lq/InitAll.h"
 #include "lq/Jit/Aot.h"
 #include "lq/Jit/GpuCompiler.h"
@@ -45,6 +46,8 @@
 #include "llvm/Support/Path.h"
 #include "llvm/Support/SourceMgr.h"
 #include "llvm/Support/WithColor.h"
+
+#include <optional>
 
 using namespace lq;
 namespace cl = llvm::cl;
@@ -111,6 +114,8 @@ Result<std::string> quantizeGraph(llvm::StringRef source) {
   llvm::SourceMgr sources;
   sources.AddNewSourceBuffer(llvm::MemoryBuffer::getMemBufferCopy(source, input),
                              llvm::SMLoc());
+  if (mlir::failed(checkInputNesting(sources, &ctx)))
+    return Result<std::string>::failure(diagnostics);
   auto module = mlir::parseSourceFile<mlir::ModuleOp>(sources, &ctx);
   if (!module)
     return Result<std::string>::failure(diagnostics);
@@ -304,7 +309,10 @@ int main(int argc, char **argv) {
   auto file = llvm::MemoryBuffer::getFileOrSTDIN(input);
   if (!file)
     return fail(input + ": " + file.getError().message());
-  Result<std::string> program = quantizeGraph((*file)->getBuffer());
+  // MLIR's parser and passes recurse per nesting level: a large stack.
+  std::optional<Result<std::string>> graph;
+  runOnLargeStack([&] { graph.emplace(quantizeGraph((*file)->getBuffer())); });
+  Result<std::string> program = std::move(*graph);
   if (!program)
     return fail(program.error());
   Result<std::vector<GemmSpec>> specs = GemmSpec::allFromProgram(*program);
