@@ -19,6 +19,7 @@
 #include <cmath>
 #include <cstring>
 #include <mutex>
+#include <new>
 #include <unordered_map>
 #include <vector>
 
@@ -160,6 +161,16 @@ public:
 
 } // namespace lq
 
+namespace {
+
+/// A launch whose workspace (codes, panels) does not fit in memory.
+std::string workspaceError(int64_t bytes) {
+  return "cannot allocate " + std::to_string(bytes) +
+         " bytes of workspace for the operands' codes and panels";
+}
+
+} // namespace
+
 KernelImpl::SawbStats KernelImpl::sawbStatistics(int side, const TensorRef &t,
                                                  int64_t maxParts) const {
   int64_t rows = t.rows, cols = t.cols;
@@ -196,8 +207,11 @@ KernelImpl::quantizeOperand(int side, const OperandSpec &op,
                             int64_t maxParts) const {
   Quantized q;
   int64_t rows = t.rows, cols = t.cols, count = rows * cols;
-  // Every code is written by the quantizer, or zeroed below.
-  q.codes.reset(new int8_t[size_t(count) * samples]);
+  // Every code is written by the quantizer, or zeroed below. A shape too
+  // large for memory is an error of the launch (null codes), not an abort.
+  q.codes.reset(new (std::nothrow) int8_t[size_t(count) * samples]);
+  if (!q.codes)
+    return q;
   MemRefDesc in = memref(t.data, rows * t.rowStride);
   int64_t parts = maxParts;
   OperandQuantizer quantizer;
@@ -306,6 +320,9 @@ Result<LaunchStatus> KernelImpl::launch(const LaunchArgs &args) const {
       quantizeRhs();
     group.wait();
   }
+  if ((lhsFloat && !lhs.codes) || (rhsFloat && !rhs.codes))
+    return Result<LaunchStatus>::failure(
+        workspaceError(floatElements));
   const void *lhsSrc = args.lhs.data, *rhsSrc = args.rhs.data;
   int64_t lhsStride = args.lhs.rowStride, rhsStride = args.rhs.rowStride;
   int64_t lhsSampleStride = lhsRows * args.lhs.rowStride;
@@ -329,8 +346,11 @@ Result<LaunchStatus> KernelImpl::launch(const LaunchArgs &args) const {
   // Packing writes every element of both panels (padding included).
   size_t panelASize = size_t(rowBlocks) * samples * Kp * kCpuTileRows;
   size_t panelBSize = size_t(colBlocks) * Kp * kCpuTileCols * 2;
-  std::unique_ptr<int32_t[]> panelA(new int32_t[panelASize]);
-  std::unique_ptr<int16_t[]> panelB(new int16_t[panelBSize]);
+  std::unique_ptr<int32_t[]> panelA(new (std::nothrow) int32_t[panelASize]);
+  std::unique_ptr<int16_t[]> panelB(new (std::nothrow) int16_t[panelBSize]);
+  if (!panelA || !panelB)
+    return Result<LaunchStatus>::failure(workspaceError(
+        int64_t(panelASize * sizeof(int32_t) + panelBSize * sizeof(int16_t))));
   int64_t lhsBytes = lhsSampleStride * samples;
   int64_t rhsBytes = args.rhs.rows * rhsStride;
   // Both operands in one hand-off: row blocks of A, then column blocks of B.
@@ -572,6 +592,8 @@ Result<QuantizeStatus> Runtime::quantize(const QuantizeArgs &args) {
   KernelImpl::Quantized q =
       k.quantizeOperand(0, spec.lhs, args.input, 1, args.sample, launch,
                         k.threads);
+  if (!q.codes)
+    return R::failure(workspaceError(args.input.rows * args.input.cols));
   const TensorRef &out = args.output;
   parallelFor(k.pool, out.rows, k.threads, rowGrain(out.cols),
               [&](int64_t, int64_t r0, int64_t r1) {

@@ -60,6 +60,38 @@ Status checkScale(const char *name, float scale) {
                std::to_string(scale)};
 }
 
+/// The bytes a checked tensor spans, [begin, end); empty for no elements.
+struct ByteRange {
+  uintptr_t begin = 0, end = 0;
+};
+
+ByteRange byteRange(const TensorRef &t) {
+  if (t.rows == 0 || t.cols == 0)
+    return {};
+  int64_t rowBytes = t.dtype == DType::Packed4 ? (t.cols + 1) / 2 : t.cols;
+  // checkTensor bounds rows * rowStride * 64 elements: no overflow.
+  int64_t span = ((t.rows - 1) * t.rowStride + rowBytes) *
+                 int64_t(elementBytes(t.dtype));
+  uintptr_t begin = reinterpret_cast<uintptr_t>(t.data);
+  return {begin, begin + uintptr_t(span)};
+}
+
+bool overlap(ByteRange a, ByteRange b) {
+  return a.begin < a.end && b.begin < b.end && a.begin < b.end &&
+         b.begin < a.end;
+}
+
+/// Outputs are written while inputs are still read (packed operands are
+/// read during the GEMM, quantizers read rows while others are written):
+/// an output that shares memory with an input would change the result.
+Status checkNoOverlap(const char *outName, const TensorRef &out,
+                      const char *inName, ByteRange in) {
+  if (overlap(byteRange(out), in))
+    return Error{std::string(outName) + ": overlaps " + inName +
+                 " (outputs must not share memory with inputs)"};
+  return Done{};
+}
+
 } // namespace
 
 Result<GemmProblem> lq::runtime::checkGemmLaunch(const GemmSpec &s,
@@ -101,10 +133,24 @@ Result<GemmProblem> lq::runtime::checkGemmLaunch(const GemmSpec &s,
     return R::failure(
         "bias: the kernel needs " + std::to_string(p.n) + " values, got " +
         (args.bias ? std::to_string(args.biasLength) : std::string("none")));
-  if (p.k * int64_t(samples) * kMaxCodeProduct >= (int64_t(1) << 31))
+  // K * samples * kMaxCodeProduct >= 2^31, compared without the product:
+  // K can be large enough for it to overflow.
+  if (p.k > ((int64_t(1) << 31) - 1) / (int64_t(samples) * kMaxCodeProduct))
     return R::failure("K = " + std::to_string(p.k) + " with " +
                       std::to_string(samples) +
                       " samples can overflow the exact int32 accumulator");
+  // Host launches only: the host runtime reads packed operands while it
+  // writes rows of the output. (The CUDA launcher's planning runs on
+  // fabricated device addresses in its tests and checks allocations itself.)
+  if (device == Device::CPU) {
+    LQ_TRY(checkNoOverlap("out", args.out, "lhs", byteRange(args.lhs)));
+    LQ_TRY(checkNoOverlap("out", args.out, "rhs", byteRange(args.rhs)));
+  }
+  if (device == Device::CPU && args.bias) {
+    uintptr_t bias = reinterpret_cast<uintptr_t>(args.bias);
+    LQ_TRY(checkNoOverlap("out", args.out, "bias",
+                          {bias, bias + uintptr_t(p.n) * sizeof(float)}));
+  }
   // An empty output reads nothing, not even the scales.
   if (p.m > 0 && p.n > 0) {
     if (s.lhs.dtype == DType::Packed4)
@@ -130,6 +176,9 @@ Status lq::runtime::checkQuantize(const QuantizeArgs &args, Device device) {
                  shapeString(args.output.rows, args.output.cols) +
                  " differs from the input's " +
                  shapeString(args.input.rows, args.input.cols)};
+  if (device == Device::CPU)
+    LQ_TRY(checkNoOverlap("output", args.output, "input",
+                          byteRange(args.input)));
   return Done{};
 }
 

@@ -14,7 +14,8 @@ Errors raise lq.Error with the runtime's message.
 
 from . import _lq
 from ._lq import Error, GemmSpec, cache_counters, clear_memory_cache, numerics
-from ._tensors import as_tensor_ref, dtype_name, empty_like_kind, is_torch
+from ._tensors import (as_tensor_ref, check_writable, dtype_name,
+                       empty_like_kind, is_torch)
 
 __all__ = ["Error", "GemmSpec", "Program", "numerics", "quantize", "gemm",
            "compile_program", "cache_counters", "clear_memory_cache"]
@@ -55,6 +56,22 @@ def _cuda_stream(t):
     return 0
 
 
+def _bias_pointer(bias):
+    """(address, length) of a bias vector, (0, 0) for none. The kernel reads
+    `length` consecutive floats from the address."""
+    if bias is None:
+        return 0, 0
+    if len(bias.shape) != 1 or dtype_name(bias, "bias") != "f32":
+        raise Error("bias must be a 1-D float32 tensor")
+    step = bias.stride(0) if is_torch(bias) else bias.strides[0] // 4
+    if bias.shape[0] > 1 and step != 1:
+        raise Error("bias: elements must be contiguous; pass a contiguous "
+                    "copy")
+    if is_torch(bias):
+        return bias.data_ptr(), bias.shape[0]
+    return bias.ctypes.data, bias.shape[0]
+
+
 def gemm(a, b, *, role, out=None, bias=None, relu=False, samples=1,
          unsigned_input=False, seed=0, stream=0, max_estimate=None,
          bf16_output=False):
@@ -87,13 +104,8 @@ def gemm(a, b, *, role, out=None, bias=None, relu=False, samples=1,
     if out is None:
         out = empty_like_kind(a, (rows, cols), bf16=bf16_output)
     out_ref, _ = as_tensor_ref(out, "out")
-    bias_ptr = bias_length = 0
-    if bias is not None:
-        if len(bias.shape) != 1 or dtype_name(bias, "bias") != "f32":
-            raise Error("bias must be a 1-D float32 tensor")
-        bias_ref, _ = as_tensor_ref(bias.reshape(1, -1), "bias")
-        bias_ptr = bias.data_ptr() if is_torch(bias) else bias.ctypes.data
-        bias_length = bias.shape[0]
+    check_writable(out, "out")
+    bias_ptr, bias_length = _bias_pointer(bias)
     spec = GemmSpec(lhs_format, dtype_name(a, "a"), lhs_t, rhs_format,
                     dtype_name(b, "b"), rhs_t, samples=samples,
                     hindsight=max_estimate is not None, bias=bias is not None,
@@ -139,12 +151,8 @@ class Program:
         a_ref, _ = as_tensor_ref(a, "a")
         b_ref, _ = as_tensor_ref(b, "b")
         out_ref, _ = as_tensor_ref(out, "out")
-        bias_ptr = bias_length = 0
-        if bias is not None:
-            if len(bias.shape) != 1 or dtype_name(bias, "bias") != "f32":
-                raise Error("bias must be a 1-D float32 tensor")
-            bias_ptr = bias.data_ptr() if is_torch(bias) else bias.ctypes.data
-            bias_length = bias.shape[0]
+        check_writable(out, "out")
+        bias_ptr, bias_length = _bias_pointer(bias)
         return self.kernel.launch(a_ref, b_ref, out_ref, bias=bias_ptr,
                                   bias_length=bias_length, seed=seed,
                                   stream=stream, max_estimate=max_estimate,

@@ -54,7 +54,10 @@ def as_tensor_ref(t, name):
     else:
         inner = t.strides[1] // t.itemsize
         pitch = t.strides[0] // t.itemsize
-    if rows > 1 and cols > 0 and (inner != 1 or pitch < cols):
+    # A single row still needs contiguous elements: the runtime reads cols
+    # consecutive values from the start. (Empty arrays have any strides.)
+    if rows > 0 and ((cols > 1 and inner != 1) or
+                     (rows > 1 and cols > 0 and pitch < cols)):
         raise Error(f"{name}: rows must be contiguous (strides "
                     f"{tuple(t.stride() if is_torch(t) else t.strides)}); "
                     "pass a contiguous copy")
@@ -64,6 +67,13 @@ def as_tensor_ref(t, name):
         raise Error(f"{name}: uint8 packed codes are not a float operand")
     return TensorRef(data_pointer(t), dtype, rows, cols, pitch,
                      device_name(t)), t
+
+
+def check_writable(t, name):
+    """Outputs are written through their address: a read-only NumPy array
+    (a broadcast, a view of immutable bytes) must not be."""
+    if not is_torch(t) and not t.flags.writeable:
+        raise Error(f"{name}: the array is read-only")
 
 
 def packed_ref(t, cols):

@@ -709,3 +709,155 @@ TEST(RuntimeApiSpec, CacheKeysNameTheCompilerBuild) {
   EXPECT_NE(lq::makeCompilerCacheKey(fields, other),
             lq::makeCompilerCacheKey(fields, identity));
 }
+
+//===----------------------------------------------------------------------===//
+// Random launches
+//===----------------------------------------------------------------------===//
+
+namespace {
+
+/// Random problems of random specs, each launched as is (with padded row
+/// strides: the bits of the contiguous launch) and with one thing broken
+/// (an error, and the output left alone). Nothing may crash.
+enum class Breakage {
+  None, NullLhs, NullRhs, NullOut, OutAliasesLhs, OutAliasesRhs, NegativeRows,
+  ShortStride, HugeK, OverflowingShape, MismatchedK, WrongDType, Count
+};
+
+TEST(RuntimeApiProperty, RandomLaunchesAreErrorsOrExact) {
+  std::mt19937 rng(2024);
+  const std::vector<GemmSpec> specs = {
+      GemmSpec::forward(), GemmSpec::backwardData(DType::F32, 2),
+      GemmSpec::weightGrad(DType::F32, 1, /*unsignedInput=*/true),
+      GemmSpec::forward(DType::Packed4),
+      GemmSpec::backwardData(DType::Packed4, 4)};
+  auto dim = [&] {
+    const int64_t dims[] = {0, 1, 2, 7, 13, 33};
+    return dims[std::uniform_int_distribution<int>(0, 5)(rng)];
+  };
+  for (const GemmSpec &spec : specs) {
+    auto kernel = lq::Runtime::get().compile(spec);
+    ASSERT_TRUE(kernel.ok()) << kernel.error();
+    for (int trial = 0; trial < 24; ++trial) {
+      int64_t m = dim(), n = dim(), k = dim();
+      Problem p(spec, m, n, k, uint32_t(trial));
+      SCOPED_TRACE(spec.describe() + " " + std::to_string(m) + "x" +
+                   std::to_string(n) + "x" + std::to_string(k));
+      auto ref = kernel->launch(p.args);
+      ASSERT_TRUE(ref.ok()) << ref.error();
+      std::vector<float> expected(p.out.begin(), p.out.begin() + m * n);
+
+      // The same operands at a padded row stride, into a padded output.
+      auto padded = [&](const TensorRef &t, int64_t pad, auto &storage) {
+        using Elem = typename std::decay_t<decltype(storage)>::value_type;
+        int64_t stride = t.rowStride + pad;
+        storage.assign(size_t(std::max<int64_t>(t.rows, 1) * stride) + 16,
+                       Elem(0));
+        const Elem *src = static_cast<const Elem *>(t.data);
+        for (int64_t r = 0; r < t.rows; ++r)
+          std::copy(src + r * t.rowStride, src + r * t.rowStride + t.rowStride,
+                    storage.begin() + r * stride);
+        TensorRef copy = t;
+        copy.data = storage.data();
+        copy.rowStride = stride;
+        return copy;
+      };
+      std::vector<float> lhsF, rhsF, outF;
+      std::vector<uint8_t> lhsP, rhsP;
+      LaunchArgs args = p.args;
+      int64_t pad = std::uniform_int_distribution<int64_t>(0, 5)(rng);
+      args.lhs = spec.lhs.dtype == DType::Packed4 ? padded(p.args.lhs, pad, lhsP)
+                                                   : padded(p.args.lhs, pad, lhsF);
+      args.rhs = spec.rhs.dtype == DType::Packed4 ? padded(p.args.rhs, pad, rhsP)
+                                                   : padded(p.args.rhs, pad, rhsF);
+      outF.assign(size_t(std::max<int64_t>(m, 1) * (n + pad)) + 16, sentinel());
+      args.out = TensorRef::f32(outF.data(), m, n);
+      args.out.rowStride = n + pad;
+      auto st = kernel->launch(args);
+      ASSERT_TRUE(st.ok()) << st.error();
+      for (int64_t r = 0; r < m; ++r)
+        for (int64_t c = 0; c < n; ++c)
+          ASSERT_EQ(bitsOf(outF[r * (n + pad) + c]), bitsOf(expected[r * n + c]))
+              << "(" << r << ", " << c << ")";
+
+      auto breakage = Breakage(std::uniform_int_distribution<int>(
+          1, int(Breakage::Count) - 1)(rng));
+      // An alias of an empty operand is no alias, and the output would be
+      // written into a buffer too small for it: break the output instead.
+      auto empty = [](const TensorRef &t) { return t.rows == 0 || t.cols == 0; };
+      if ((breakage == Breakage::OutAliasesLhs && empty(p.args.lhs)) ||
+          (breakage == Breakage::OutAliasesRhs && empty(p.args.rhs)))
+        breakage = Breakage::NullOut;
+      LaunchArgs bad = p.args;
+      switch (breakage) {
+      case Breakage::NullLhs: bad.lhs.data = nullptr; break;
+      case Breakage::NullRhs: bad.rhs.data = nullptr; break;
+      case Breakage::NullOut: bad.out.data = nullptr; break;
+      case Breakage::OutAliasesLhs:
+        bad.out.data = const_cast<void *>(bad.lhs.data);
+        break;
+      case Breakage::OutAliasesRhs:
+        bad.out.data = const_cast<void *>(bad.rhs.data);
+        break;
+      case Breakage::NegativeRows: bad.lhs.rows = -1 - bad.lhs.rows; break;
+      case Breakage::ShortStride: bad.rhs.rowStride = bad.rhs.cols / 4 - 1; break;
+      case Breakage::HugeK:
+        // Both operands agree on a K whose products overflow int32 sums
+        // (and K * samples * 960 overflows nothing).
+        bad.lhs.rows = bad.lhs.cols = bad.lhs.rowStride = int64_t(1) << 22;
+        bad.rhs.rows = bad.rhs.cols = bad.rhs.rowStride = int64_t(1) << 22;
+        bad.out.rows = bad.out.cols = bad.out.rowStride = int64_t(1) << 22;
+        break;
+      case Breakage::OverflowingShape:
+        bad.lhs.rows = bad.lhs.cols = bad.lhs.rowStride = int64_t(1) << 40;
+        break;
+      case Breakage::MismatchedK:
+        bad.rhs.rows += 1;
+        bad.rhs.cols += 1;
+        bad.rhs.rowStride += 1;
+        break;
+      case Breakage::WrongDType:
+        bad.out.dtype = DType::BF16;
+        break;
+      case Breakage::None:
+      case Breakage::Count:
+        break;
+      }
+      // Breaking an empty tensor may leave a valid launch (a null pointer
+      // of no elements, aliases of nothing): then it must give the bits.
+      std::fill(p.out.begin(), p.out.end(), sentinel());
+      auto result = kernel->launch(bad);
+      if (result.ok()) {
+        bool empty = m == 0 || n == 0 || k == 0 ||
+                     breakage == Breakage::ShortStride;
+        EXPECT_TRUE(empty) << "breakage " << int(breakage) << " was accepted";
+        continue;
+      }
+      for (size_t i = 0; i < p.out.size(); ++i)
+        ASSERT_EQ(bitsOf(p.out[i]), kSentinelBits)
+            << "a rejected launch (" << result.error() << ") wrote out[" << i
+            << "]";
+    }
+  }
+}
+
+} // namespace
+
+namespace {
+
+TEST(RuntimeApiProperty, ReductionTooLongForTheProductIsAnError) {
+  // K = 2^54: K * 960 wraps int64 (a negative product passed the bound and
+  // the launch then tried to allocate 2^54 bytes of codes).
+  auto kernel = lq::Runtime::get().compile(GemmSpec::forward());
+  ASSERT_TRUE(kernel.ok()) << kernel.error();
+  std::vector<float> buffer(64);
+  const int64_t k = int64_t(1) << 54;
+  LaunchArgs args;
+  args.lhs = TensorRef::f32(buffer.data(), 1, k);
+  args.rhs = TensorRef::f32(buffer.data() + 16, 1, k);
+  args.out = TensorRef::f32(buffer.data() + 32, 1, 1);
+  EXPECT_TRUE(failsWith(kernel->launch(args),
+                        {"K = 18014398509481984", "int32 accumulator"}));
+}
+
+} // namespace

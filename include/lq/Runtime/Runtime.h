@@ -69,7 +69,9 @@ struct TensorRef {
   }
 };
 
-/// Buffers and per-launch values of a GEMM.
+/// Buffers and per-launch values of a GEMM. `out` must not share memory
+/// with `lhs`, `rhs` or the bias (on host kernels a launch that would is an
+/// error).
 struct LaunchArgs {
   TensorRef lhs, rhs, out;
   /// `bias` has `out.cols` elements when the spec has a bias.
@@ -110,7 +112,7 @@ struct LaunchStatus {
 /// Standalone quantization of one float tensor to packed 4-bit storage.
 struct QuantizeArgs {
   TensorRef input;
-  TensorRef output; // Packed4, same shape
+  TensorRef output; // Packed4, same shape, not overlapping the input
   Format format = Format::Log4;
   uint64_t seed = 0;
   uint32_t stream = 0;
