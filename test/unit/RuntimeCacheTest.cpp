@@ -10,6 +10,7 @@
 
 #include "llvm/ADT/SmallString.h"
 #include "llvm/ADT/StringExtras.h"
+#include "llvm/ADT/Twine.h"
 #include "llvm/Support/Endian.h"
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/FormatVariadic.h"
@@ -24,6 +25,7 @@
 
 #include <cstdlib>
 
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -225,12 +227,15 @@ public:
         {std::nullopt, StringRef(outPath), StringRef(errPath)}, 0, &error);
     EXPECT_TRUE(error.empty()) << error;
   }
-  ProbeResult wait() {
+  /// SIGKILL, as a crash or an out-of-memory killer would.
+  void kill() { ::kill(process.Pid, SIGKILL); }
+  ProbeResult wait(bool killed = false) {
     ProbeResult result;
     std::string error;
     sys::ProcessInfo finished =
-        sys::Wait(process, /*SecondsToWait=*/30, &error);
-    EXPECT_TRUE(error.empty()) << error;
+        sys::Wait(process, /*SecondsToWait=*/60, &error);
+    if (!killed)
+      EXPECT_TRUE(error.empty()) << error;
     result.exitCode = finished.ReturnCode;
     result.out = readFile(outPath);
     result.err = readFile(errPath);
@@ -822,6 +827,219 @@ TEST(RuntimeCacheEnvironment, DisableKeepsTheMemoryCache) {
             CacheSource::Memory);
   EXPECT_FALSE(sys::fs::exists(root));
   EXPECT_TRUE(warnings.lines.empty());
+}
+
+} // namespace
+
+//===----------------------------------------------------------------------===//
+// Under fire
+//===----------------------------------------------------------------------===//
+
+namespace {
+
+/// The blob lq-cache-probe --stress compiles for `name` (its stressBlob).
+std::string stressBlob(StringRef name, size_t bytes) {
+  std::string blob;
+  for (size_t i = 0; blob.size() < bytes; ++i)
+    blob += (name + "#" + Twine(i) + ";").str();
+  blob.resize(bytes);
+  return blob;
+}
+
+std::vector<std::string> stressArgs(unsigned threads, unsigned rounds,
+                                    unsigned compileMs, size_t bytes,
+                                    std::vector<std::string> options,
+                                    const std::vector<std::string> &names) {
+  std::vector<std::string> args = {"--stress", std::to_string(threads),
+                                   std::to_string(rounds),
+                                   std::to_string(compileMs),
+                                   std::to_string(bytes)};
+  args.insert(args.end(), options.begin(), options.end());
+  args.insert(args.end(), names.begin(), names.end());
+  return args;
+}
+
+/// Warnings a process may print while others write or die around it: a
+/// payload whose manifest is not renamed yet, or never will be (its writer
+/// was killed between the two renames), is an incomplete entry, recompiled.
+bool onlyIncompleteEntryWarnings(StringRef err) {
+  SmallVector<StringRef> lines;
+  err.split(lines, '\n', -1, /*KeepEmpty=*/false);
+  for (StringRef line : lines)
+    if (!line.starts_with("lq: warning: compile cache entry") ||
+        !line.contains("is invalid (manifest missing); recompiling it"))
+      return false;
+  return true;
+}
+
+/// Every file below the root is an entry's payload or manifest, or a
+/// temporary file a killed writer left. Every entry (a manifest: the last
+/// file written) loads, verified, in a fresh cache with its name's blob and
+/// no warning; a payload without a manifest (its writer killed between the
+/// renames) is recompiled with the documented warning.
+void expectEveryEntryVerifies(StringRef root,
+                              const std::vector<std::string> &names,
+                              size_t bytes) {
+  std::set<std::string> manifests, payloads;
+  for (const std::string &file : filesBelow(root)) {
+    StringRef f(file);
+    if (f.ends_with(".tmp"))
+      continue;
+    ASSERT_TRUE(f.ends_with(".bin") || f.ends_with(".json")) << file;
+    (f.ends_with(".json") ? manifests : payloads)
+        .insert(sys::path::stem(f).str());
+  }
+  for (const std::string &key : manifests)
+    EXPECT_TRUE(payloads.count(key)) << key << " has a manifest only";
+  std::atomic<int> calls{0};
+  std::set<std::string> seen;
+  for (const std::string &name : names) {
+    std::string key = keyFor(name);
+    seen.insert(key);
+    Warnings warnings;
+    CompileCache reader(diskConfig(root, warnings));
+    CacheEntry entry = mustGet(reader, key,
+                               compileTo(stressBlob(name, bytes),
+                                         "meta:" + name, calls));
+    EXPECT_EQ(*entry.blob, stressBlob(name, bytes)) << name;
+    EXPECT_EQ(entry.metadata, "meta:" + name) << name;
+    if (manifests.count(key)) {
+      EXPECT_EQ(entry.source, CacheSource::Disk) << name;
+      EXPECT_TRUE(warnings.lines.empty()) << name << ": " << warnings.lines[0];
+    } else if (payloads.count(key)) {
+      ASSERT_EQ(warnings.lines.size(), 1u) << name;
+      EXPECT_NE(warnings.lines[0].find("(manifest missing)"), std::string::npos)
+          << warnings.lines[0];
+    } else {
+      EXPECT_TRUE(warnings.lines.empty()) << name << ": " << warnings.lines[0];
+    }
+  }
+  for (const std::string &key : manifests)
+    EXPECT_TRUE(seen.count(key)) << "an entry of an unknown key: " << key;
+}
+
+// Several processes of several threads each compile overlapping names into
+// one directory while some are killed mid-compile; the survivors get the
+// right blobs without a warning, every entry on disk verifies, and a second
+// wave finds them all.
+TEST(RuntimeCacheStress, KilledWritersLeaveOnlyValidEntries) {
+  TempDir temp;
+  std::string root = temp.sub("cache");
+  std::vector<std::string> names;
+  for (int i = 0; i < 16; ++i)
+    names.push_back("kernel" + std::to_string(i));
+  constexpr size_t kBytes = 300000;
+  constexpr int kProcesses = 6;
+  std::vector<std::unique_ptr<Probe>> probes;
+  for (int i = 0; i < kProcesses; ++i) {
+    // Each process compiles an overlapping half of the names.
+    std::vector<std::string> mine(names.begin() + (i % 3) * 4,
+                                  names.begin() + (i % 3) * 4 + 8);
+    probes.push_back(std::make_unique<Probe>(
+        temp, root, "stress" + std::to_string(i),
+        stressArgs(4, 2, 30, kBytes, {}, mine)));
+  }
+  // Every process is inside its first compiles (30 ms each) after a few
+  // milliseconds; kill every third one then, and again later.
+  std::this_thread::sleep_for(std::chrono::milliseconds(45));
+  probes[0]->kill();
+  probes[3]->kill();
+  for (int i = 0; i < kProcesses; ++i) {
+    ProbeResult result = probes[i]->wait(/*killed=*/i % 3 == 0);
+    if (i % 3 == 0) {
+      EXPECT_NE(result.exitCode, 0) << "process " << i << " was not killed";
+      continue;
+    }
+    EXPECT_EQ(result.exitCode, 0) << "process " << i << ": " << result.err;
+    EXPECT_EQ(result.out, "ok 64\n") << "process " << i;
+    EXPECT_TRUE(onlyIncompleteEntryWarnings(result.err))
+        << "process " << i << ": " << result.err;
+  }
+  expectEveryEntryVerifies(root, names, kBytes);
+
+  ProbeResult again =
+      runProbe(temp, root, "second-wave", stressArgs(4, 1, 0, kBytes, {}, names));
+  EXPECT_EQ(again.exitCode, 0) << again.err;
+  EXPECT_EQ(again.out, "ok 64\n");
+  EXPECT_TRUE(onlyIncompleteEntryWarnings(again.err)) << again.err;
+  // The second wave rewrote any incomplete entry: all of them verify now.
+  expectEveryEntryVerifies(root, names, kBytes);
+  for (const std::string &name : names) {
+    std::string stem = entryStem(root, keyFor(name));
+    EXPECT_TRUE(sys::fs::exists(stem + ".json")) << name;
+  }
+}
+
+// A cache directory that fills up: writes fail (RLIMIT_FSIZE makes them
+// fail with EFBIG, as ENOSPC would on a full disk) and the process warns
+// once, keeps compiled code in memory and returns the right blobs.
+TEST(RuntimeCacheStress, FullDiskWarnsOnceAndKeepsWorking) {
+  TempDir temp;
+  std::string root = temp.sub("cache");
+  std::vector<std::string> names = {"a", "b", "c", "d", "e", "f"};
+  ProbeResult result =
+      runProbe(temp, root, "full",
+               stressArgs(3, 3, 1, 200000, {"--fsize", "65536"}, names));
+  EXPECT_EQ(result.exitCode, 0) << result.err;
+  EXPECT_EQ(result.out, "ok 54\n");
+  EXPECT_NE(result.err.find("lq: warning: compile cache directory"),
+            std::string::npos)
+      << result.err;
+  EXPECT_NE(result.err.find("caching compiled code in memory only"),
+            std::string::npos)
+      << result.err;
+  EXPECT_EQ(StringRef(result.err).count("lq: warning:"), 1u) << result.err;
+  // Nothing half-written is left under a final name.
+  expectEveryEntryVerifies(root, names, 200000);
+}
+
+// The directory turns read-only while a process compiles into it: a
+// warning, memory-only caching from then on, the right blobs throughout.
+TEST(RuntimeCacheStress, DirectoryTurningReadOnlyMidRun) {
+  TempDir temp;
+  std::string root = temp.sub("cache");
+  // The probe runs as nobody (root ignores permission bits): the
+  // directories must be its to write first.
+  ASSERT_EQ(::chmod(temp.path.c_str(), 0777), 0);
+  ASSERT_FALSE(sys::fs::create_directories(root));
+  ASSERT_EQ(::chmod(root.c_str(), 0777), 0);
+  std::vector<std::string> names;
+  for (int i = 0; i < 24; ++i)
+    names.push_back("ro" + std::to_string(i));
+  Probe probe(temp, root, "readonly",
+              stressArgs(2, 2, 20, 50000, {"--unprivileged"}, names));
+  // Once some entries exist, take write permission away from every
+  // directory of the cache.
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (filesBelow(root).size() < 4 &&
+         std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  std::error_code error;
+  std::vector<std::string> directories = {root};
+  for (sys::fs::recursive_directory_iterator it(root, error), end;
+       it != end && !error; it.increment(error))
+    if (it->type() == sys::fs::file_type::directory_file)
+      directories.push_back(it->path());
+  // Shards not made yet must not be creatable either: the root and v1 are
+  // read-only too.
+  for (const std::string &directory : directories)
+    ::chmod(directory.c_str(), 0555);
+  ProbeResult result = probe.wait();
+  for (const std::string &directory : directories)
+    ::chmod(directory.c_str(), 0755);
+  EXPECT_EQ(result.exitCode, 0) << result.err;
+  EXPECT_EQ(result.out, "ok 96\n");
+  EXPECT_NE(result.err.find("caching compiled code in memory only"),
+            std::string::npos)
+      << result.err;
+  EXPECT_EQ(StringRef(result.err).count("lq: warning:"), 1u) << result.err;
+  std::vector<std::string> written;
+  for (const std::string &file : filesBelow(root))
+    if (StringRef(file).ends_with(".json"))
+      written.push_back(file);
+  EXPECT_GE(written.size(), 2u);
+  EXPECT_LT(written.size(), names.size());
+  expectEveryEntryVerifies(root, names, 50000);
 }
 
 } // namespace
