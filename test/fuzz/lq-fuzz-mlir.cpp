@@ -1,0 +1,76 @@
+//===- lq-fuzz-mlir.cpp - arbitrary bytes through lq's pipelines ----------===//
+//
+// libFuzzer target: parses the input as MLIR with every dialect lq
+// registers, and runs what parses and verifies through lq's main pipelines
+// (expansion and canonicalization, the reference lowering, the CPU kernel
+// generator and its lowering to LLVM, the linalg-graph quantizer), each on
+// a clone. Diagnostics are expected and swallowed; a crash, a sanitizer
+// report or a pipeline that leaves invalid IR (the pass manager's verifier)
+// is a finding. Nesting is bounded as the tools bound it
+// (lq/Dialect/InputLimits.h), so stack depth stays within libFuzzer's.
+//
+//===----------------------------------------------------------------------===//
+
+#include "lq/Dialect/InputLimits.h"
+#include "lq/InitAll.h"
+
+#include "mlir/IR/BuiltinOps.h"
+#include "mlir/IR/Diagnostics.h"
+#include "mlir/IR/DialectRegistry.h"
+#include "mlir/IR/MLIRContext.h"
+#include "mlir/IR/OwningOpRef.h"
+#include "mlir/Parser/Parser.h"
+#include "mlir/Pass/PassManager.h"
+#include "mlir/Pass/PassRegistry.h"
+#include "llvm/Support/MemoryBuffer.h"
+#include "llvm/Support/SourceMgr.h"
+
+#include <cstddef>
+#include <cstdint>
+
+using namespace mlir;
+
+namespace {
+
+/// The pipelines a program goes through in lq's tools and runtime.
+const char *const kPipelines[] = {
+    "builtin.module(lq-expand-linear,canonicalize,cse)",
+    "builtin.module(lq-expand-linear,lq-lower-to-linalg,canonicalize)",
+    "builtin.module(lq-expand-linear,lq-cpu-kernels,lq-cpu-kernels-to-llvm)",
+    "builtin.module(func.func(lq-quantize-matmuls),canonicalize)",
+};
+
+DialectRegistry &registry() {
+  static DialectRegistry *registry = [] {
+    lq::registerAllPasses();
+    auto *r = new DialectRegistry;
+    lq::registerAllDialects(*r);
+    return r;
+  }();
+  return *registry;
+}
+
+} // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+  MLIRContext context(registry(), MLIRContext::Threading::DISABLED);
+  context.getDiagEngine().registerHandler([](Diagnostic &) { return success(); });
+  llvm::SourceMgr sources;
+  sources.AddNewSourceBuffer(
+      llvm::MemoryBuffer::getMemBufferCopy(
+          llvm::StringRef(reinterpret_cast<const char *>(data), size), "fuzz"),
+      llvm::SMLoc());
+  if (failed(lq::checkInputNesting(sources, &context)))
+    return 0;
+  OwningOpRef<ModuleOp> module = parseSourceFile<ModuleOp>(sources, &context);
+  if (!module)
+    return 0;
+  for (const char *pipeline : kPipelines) {
+    OwningOpRef<ModuleOp> copy = module->clone();
+    PassManager pm(&context);
+    if (failed(parsePassPipeline(pipeline, pm)))
+      __builtin_trap(); // the pipelines above are fixed and valid
+    (void)pm.run(*copy);
+  }
+  return 0;
+}
