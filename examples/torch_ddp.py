@@ -22,6 +22,7 @@ last line prints their digest.
 """
 
 import argparse
+import datetime
 import hashlib
 import os
 import socket
@@ -97,8 +98,15 @@ def resume(state, model, optimizer, schedule):
 
 def run(rank, args, port, state):
     backend = "nccl" if args.cuda else "gloo"
+    if not args.cuda:
+        # The ranks share this machine's cores: each its part, not all of
+        # them (oversubscribed spinning threads slow every rank down).
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // args.ranks))
+    # A rank that dies leaves the others waiting in a collective: fail
+    # instead of waiting forever.
     dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{port}",
-                            rank=rank, world_size=args.ranks)
+                            rank=rank, world_size=args.ranks,
+                            timeout=datetime.timedelta(minutes=5))
     device = torch.device(f"cuda:{rank}" if args.cuda else "cpu")
     x, y = load(os.path.join(args.data, "train"))
     if args.limit:

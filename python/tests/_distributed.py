@@ -2,6 +2,7 @@
 (torch.multiprocessing.spawn), joins a gloo group on 127.0.0.1 and writes
 what the test checks to `out` (torch.save) for the parent to read."""
 
+import datetime
 import os
 import socket
 
@@ -18,8 +19,12 @@ def free_port():
 
 
 def _join(rank, world, port):
+    # The ranks share the machine's cores, and a stuck collective fails the
+    # test instead of hanging it.
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}",
-                            rank=rank, world_size=world)
+                            rank=rank, world_size=world,
+                            timeout=datetime.timedelta(minutes=3))
 
 
 def _teacher_data(rank, steps, batch):

@@ -27,7 +27,7 @@ def _ddp(data, *options):
     return subprocess.run(
         [sys.executable, os.path.join(ROOT, "examples", "torch_ddp.py"),
          "--data", str(data), "--ranks", "2", "--epochs", "3", "--batch",
-         "16", *options], capture_output=True, text=True)
+         "16", *options], capture_output=True, text=True, timeout=600)
 
 
 def test_ddp_example_resumes_to_the_uninterrupted_run(tmp_path):
