@@ -18,7 +18,8 @@ from ._tensors import (as_tensor_ref, check_writable, dtype_name,
                        empty_like_kind, is_torch)
 
 __all__ = ["Error", "GemmSpec", "Program", "numerics", "quantize", "gemm",
-           "compile_program", "cache_counters", "clear_memory_cache"]
+           "gemm_spec", "compile_program", "cache_counters",
+           "clear_memory_cache"]
 
 # The three GEMMs of a linear layer y = x W^T: formats and transposes of the
 # operands (GemmSpec::forward / backwardData / weightGrad).
@@ -29,6 +30,42 @@ _ROLES = {
 }
 
 _kernels = {}
+
+
+def _role_formats(role, unsigned_input):
+    """(lhs format, lhs transposed, rhs format, rhs transposed) of a role's
+    GEMM, x quantized unsigned where asked."""
+    if role not in _ROLES:
+        raise Error(f"unknown role '{role}': expected forward, backward_data "
+                    "or weight_grad")
+    lhs_format, lhs_t, rhs_format, rhs_t = _ROLES[role]
+    if unsigned_input:
+        if role == "forward":
+            lhs_format = "uint4"
+        elif role == "weight_grad":
+            rhs_format = "uint4"
+        else:
+            raise Error("unsigned_input applies to x, an operand of the "
+                        "forward and weight_grad GEMMs")
+    return lhs_format, lhs_t, rhs_format, rhs_t
+
+
+def _out_shape(role, a_shape, b_shape):
+    """The output's [rows, cols] of a role's GEMM of operands as stored."""
+    _, lhs_t, _, rhs_t = _role_formats(role, False)
+    return (a_shape[1] if lhs_t else a_shape[0],
+            b_shape[0] if rhs_t else b_shape[1])
+
+
+def gemm_spec(role, a_dtype="f32", b_dtype="f32", *, unsigned_input=False,
+              bias=False, relu=False, samples=1, hindsight=False,
+              output="f32", target="host"):
+    """The GemmSpec that lq.gemm compiles for a role's GEMM (dtypes "f32",
+    "bf16" or "packed4"; target "host", "sm_80" or "sm_90a")."""
+    lhs_format, lhs_t, rhs_format, rhs_t = _role_formats(role, unsigned_input)
+    return GemmSpec(lhs_format, a_dtype, lhs_t, rhs_format, b_dtype, rhs_t,
+                    samples=samples, hindsight=hindsight, bias=bias,
+                    relu=relu, output=output, target=target)
 
 
 def _kernel(spec):
@@ -85,32 +122,21 @@ def gemm(a, b, *, role, out=None, bias=None, relu=False, samples=1,
     unsigned. max_estimate selects in-hindsight scaling of dy. Returns
     (out, status dict).
     """
-    if role not in _ROLES:
-        raise Error(f"unknown role '{role}': expected forward, backward_data "
-                    "or weight_grad")
-    lhs_format, lhs_t, rhs_format, rhs_t = _ROLES[role]
-    if unsigned_input:
-        if role == "forward":
-            lhs_format = "uint4"
-        elif role == "weight_grad":
-            rhs_format = "uint4"
-        else:
-            raise Error("unsigned_input applies to x, an operand of the "
-                        "forward and weight_grad GEMMs")
+    # A bad role or option is reported before the operands are looked at.
+    _role_formats(role, unsigned_input)
     a_ref, _ = as_tensor_ref(a, "a")
     b_ref, _ = as_tensor_ref(b, "b")
-    rows = a.shape[1] if lhs_t else a.shape[0]
-    cols = b.shape[0] if rhs_t else b.shape[1]
     if out is None:
-        out = empty_like_kind(a, (rows, cols), bf16=bf16_output)
+        out = empty_like_kind(a, _out_shape(role, a.shape, b.shape),
+                              bf16=bf16_output)
     out_ref, _ = as_tensor_ref(out, "out")
     check_writable(out, "out")
     bias_ptr, bias_length = _bias_pointer(bias)
-    spec = GemmSpec(lhs_format, dtype_name(a, "a"), lhs_t, rhs_format,
-                    dtype_name(b, "b"), rhs_t, samples=samples,
-                    hindsight=max_estimate is not None, bias=bias is not None,
-                    relu=relu, output=dtype_name(out, "out"),
-                    target=_target(a))
+    spec = gemm_spec(role, dtype_name(a, "a"), dtype_name(b, "b"),
+                     samples=samples, hindsight=max_estimate is not None,
+                     bias=bias is not None, relu=relu,
+                     output=dtype_name(out, "out"), target=_target(a),
+                     unsigned_input=unsigned_input)
     status = _kernel(spec).launch(
         a_ref, b_ref, out_ref, bias=bias_ptr, bias_length=bias_length,
         seed=seed, stream=stream, max_estimate=max_estimate or 0.0,

@@ -16,7 +16,7 @@ in-hindsight scaling and skipped steps, calls lq.gemm directly.
 
 import torch
 
-from . import Error, gemm, quantize
+from . import Error, _out_shape, gemm, quantize
 
 _GEMM_SCHEMA = (
     "gemm(Tensor a, Tensor b, str role, Tensor? bias=None, bool relu=False, "
@@ -25,15 +25,6 @@ _GEMM_SCHEMA = (
 _QUANTIZE_SCHEMA = (
     "quantize(Tensor x, str format, int seed=0, int stream=0, int sample=0, "
     "float? max_estimate=None) -> (Tensor codes, Tensor scale)")
-
-# The operands of each role as stored: (rows of out from a, transposed?),
-# (cols of out from b, transposed?) — lq.gemm's _ROLES, for shapes only.
-_OUT_SHAPE = {
-    "forward": lambda a, b: (a.shape[0], b.shape[0]),
-    "backward_data": lambda a, b: (a.shape[0], b.shape[1]),
-    "weight_grad": lambda a, b: (a.shape[1], b.shape[1]),
-}
-
 
 def _gemm_kernel(a, b, role, bias=None, relu=False, samples=1,
                  unsigned_input=False, seed=0, stream=0, max_estimate=None,
@@ -47,14 +38,11 @@ def _gemm_kernel(a, b, role, bias=None, relu=False, samples=1,
 def _gemm_meta(a, b, role, bias=None, relu=False, samples=1,
                unsigned_input=False, seed=0, stream=0, max_estimate=None,
                bf16_output=False):
-    if role not in _OUT_SHAPE:
-        raise Error(f"unknown role '{role}': expected forward, backward_data "
-                    "or weight_grad")
     if a.dim() != 2 or b.dim() != 2:
         raise Error(f"expected 2-D operands, got shapes {tuple(a.shape)} and "
                     f"{tuple(b.shape)}")
     dtype = torch.bfloat16 if bf16_output else torch.float32
-    return a.new_empty(_OUT_SHAPE[role](a, b), dtype=dtype)
+    return a.new_empty(_out_shape(role, a.shape, b.shape), dtype=dtype)
 
 
 def _quantize_kernel(x, format, seed=0, stream=0, sample=0,
