@@ -27,7 +27,7 @@ def LqExpandLinear : Pass<"lq-expand-linear"> {
   let dependentDialects = ["::mlir::arith::ArithDialect"];
 }
 
-def LqQuantizeMatmuls : Pass<"lq-quantize-matmuls", "::mlir::func::FuncOp"> {
+def LqQuantizeMatmuls : Pass<"lq-quantize-matmuls", "::mlir::ModuleOp"> {
   let summary = "Replace the training GEMMs of a linalg graph with lq ops";
   let description = [{
     Finds the GEMMs of a training step written in `linalg` on tensors
@@ -126,14 +126,26 @@ def LqCpuKernels : Pass<"lq-cpu-kernels", "::mlir::ModuleOp"> {
     * `maxabs_*` / `moments_*`: scale statistics of a float operand;
     * `quant_*`: quantization to 4-bit codes, 8 lanes at a time (LUQ with
       the Philox stream, or SAWB), each element once;
-    * `pack_a` / `pack_b`: integer values in int16 panels for the
-      micro-kernel;
-    * `gemm`: the AVX2 `vpmaddwd` micro-kernel (6x16 tile, exact int32
+    * `pack_a` / `pack_b`: 8-bit integer values in 32-bit panel words for
+      the micro-kernel, four K steps per word, one operand offset into the
+      unsigned byte range with its exact correction in the panel;
+    * `gemm`: the 8-bit dot-product micro-kernel (6x16 tile, exact int32
       accumulators, SMP samples summed in registers) and the f32 epilogue.
+
+    `dot-product` names the micro-kernel's instruction, which the target
+    CPU must have: `avx2-vpmaddubsw` (AVX2, the default), `avx-vnni` or
+    `avx512-vnni` (`vpdpbusd`). The runtime and `lq-compile` choose it from
+    the target CPU's features.
 
     The functions work on memrefs with `scf`, `vector`, `arith`, `math` and
     LLVM x86 intrinsics; `lq-cpu-kernels-to-llvm` lowers them.
   }];
+  let options = [
+    Option<"dotProduct", "dot-product", "std::string",
+           /*default=*/"\"avx2-vpmaddubsw\"",
+           "The micro-kernel's 8-bit dot product: avx2-vpmaddubsw, avx-vnni "
+           "or avx512-vnni">
+  ];
   let dependentDialects = [
     "::mlir::arith::ArithDialect", "::mlir::func::FuncDialect",
     "::mlir::LLVM::LLVMDialect", "::mlir::math::MathDialect",

@@ -9,6 +9,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "QuantizeMatmulsAnalysis.h"
+#include "QuantizeMatmulsNormalize.h"
 
 #include "lq/Dialect/LqDialect.h"
 #include "lq/Transforms/Passes.h"
@@ -18,6 +19,7 @@
 #include "mlir/Dialect/Tensor/IR/Tensor.h"
 #include "mlir/IR/Dominance.h"
 #include "mlir/IR/IRMapping.h"
+#include "mlir/IR/SymbolTable.h"
 #include "llvm/ADT/DenseMap.h"
 #include "llvm/ADT/STLExtras.h"
 
@@ -45,14 +47,13 @@ void setInsertionAfterDef(OpBuilder &b, Value v) {
     b.setInsertionPointAfter(v.getDefiningOp());
 }
 
-/// Erases a contraction whose uses are replaced, and the fill of its init
-/// when nothing else reads it.
+/// Erases a contraction whose uses are replaced, and the fill, reshapes
+/// and views of its operands that nothing else reads.
 void eraseContraction(linalg::LinalgOp op) {
-  Value init = op.getDpsInitOperand(0)->get();
+  SmallVector<Value> operands(op->getOperands());
   op->erase();
-  if (Operation *def = init.getDefiningOp();
-      def && isa<linalg::FillOp>(def) && def->use_empty())
-    def->erase();
+  for (Value operand : operands)
+    eraseDeadViews(operand);
 }
 
 /// The rank-reducing slices of tensors along a batch dimension. Each
@@ -119,6 +120,11 @@ struct LqQuantizeMatmulsPass
   void runOnOperation() override;
 
 private:
+  LogicalResult runOnFunction(func::FuncOp fn);
+  LogicalResult refuseIfUsed(func::FuncOp fn, const Twine &what);
+  void updateCallers(func::FuncOp fn);
+  void remarkUnquantized(func::FuncOp fn, ArrayRef<Gemm> gemms,
+                         const QuantizationPlan &plan);
   LogicalResult splitBatched(func::FuncOp fn);
   void splitBatchedGemm(const BatchedGemm &batched, unsigned index,
                         BatchSlices &slices);
@@ -140,7 +146,55 @@ private:
   /// For each 2-D contraction that splitBatched made, the index of the
   /// batched op it is a slice of.
   DenseMap<Operation *, unsigned> batchOf;
+  /// What normalizeGemms rewrote, kept until the function is settled.
+  DenseSet<Operation *> originals;
+  /// The contractions replaced by lq ops (or split into slices).
+  DenseSet<Operation *> quantized;
+  /// The op as written of each GEMM that normalizeGemms rewrote.
+  DenseMap<Operation *, Operation *> writtenAs;
 };
+
+//===----------------------------------------------------------------------===//
+// Callers
+//===----------------------------------------------------------------------===//
+
+/// The pass can give a function new arguments only when nothing in the
+/// module refers to it: it cannot make up the values a call would pass.
+LogicalResult LqQuantizeMatmulsPass::refuseIfUsed(func::FuncOp fn,
+                                                  const Twine &what) {
+  std::optional<SymbolTable::UseRange> uses =
+      SymbolTable::getSymbolUses(fn, getOperation());
+  if (!uses || uses->empty())
+    return success();
+  Operation *user = uses->begin()->getUser();
+  InFlightDiagnostic diag = user->emitError();
+  diag << "refers to @" << fn.getSymName()
+       << ", which lq-quantize-matmuls gives a new argument, " << what
+       << ", that this use does not pass; declare that argument in @"
+       << fn.getSymName() << " and pass it here";
+  diag.attachNote(fn.getLoc()) << "@" << fn.getSymName() << " is here";
+  return failure();
+}
+
+/// Calls of `fn`, whose results grew, get the new results too (unused).
+void LqQuantizeMatmulsPass::updateCallers(func::FuncOp fn) {
+  std::optional<SymbolTable::UseRange> uses =
+      SymbolTable::getSymbolUses(fn, getOperation());
+  if (!uses)
+    return;
+  SmallVector<func::CallOp> calls;
+  for (SymbolTable::SymbolUse use : *uses)
+    if (auto call = dyn_cast<func::CallOp>(use.getUser()))
+      calls.push_back(call);
+  for (func::CallOp call : calls) {
+    OpBuilder b(call);
+    auto grown = func::CallOp::create(b, call.getLoc(), fn, call.getOperands());
+    grown->setDiscardableAttrs(call->getDiscardableAttrDictionary());
+    for (auto [old, now] : llvm::zip(call.getResults(), grown.getResults()))
+      old.replaceAllUsesWith(now);
+    call->erase();
+  }
+}
 
 //===----------------------------------------------------------------------===//
 // Batched contractions
@@ -157,7 +211,7 @@ private:
 /// element's gradient is a separate tensor that gets its own LUQ range and
 /// Philox stream, as separate layers' gradients do.
 LogicalResult LqQuantizeMatmulsPass::splitBatched(func::FuncOp fn) {
-  SmallVector<linalg::LinalgOp> batched = findBatchedGemms(fn);
+  SmallVector<linalg::LinalgOp> batched = findBatchedGemms(fn, originals);
   BatchSlices slices(&getContext());
   for (auto [index, op] : llvm::enumerate(batched)) {
     FailureOr<BatchedGemm> split = analyzeBatchedGemm(op);
@@ -167,8 +221,10 @@ LogicalResult LqQuantizeMatmulsPass::splitBatched(func::FuncOp fn) {
   }
   // The batched ops are erased only at the end, so that no op made here
   // reuses the address of a value that keys `slices`.
-  for (linalg::LinalgOp op : batched)
+  for (linalg::LinalgOp op : batched) {
+    quantized.insert(op);
     eraseContraction(op);
+  }
   return success();
 }
 
@@ -249,6 +305,8 @@ FailureOr<Value> LqQuantizeMatmulsPass::getSeed(func::FuncOp fn) {
   if (seed)
     return seed;
   // Callers must pass a fresh seed every step; it becomes the last argument.
+  if (failed(refuseIfUsed(fn, "i64 {lq.seed}")))
+    return failure();
   OpBuilder b(&getContext());
   unsigned index = fn.getNumArguments();
   if (failed(fn.insertArgument(
@@ -271,6 +329,9 @@ FailureOr<Value> LqQuantizeMatmulsPass::getEstimate(func::FuncOp fn,
              << stream << " must be f32";
     return Value(arg);
   }
+  if (failed(refuseIfUsed(fn, "f32 {lq.max_estimate = " + Twine(stream) +
+                                  "}")))
+    return failure();
   OpBuilder b(&getContext());
   unsigned index = fn.getNumArguments();
   if (failed(fn.insertArgument(
@@ -311,6 +372,7 @@ LogicalResult LqQuantizeMatmulsPass::returnGradMaxes(func::FuncOp fn) {
     for (func::ReturnOp r : returns)
       r.getOperandsMutable().append(max);
   }
+  updateCallers(fn);
   return success();
 }
 
@@ -439,39 +501,112 @@ void LqQuantizeMatmulsPass::rewriteGemm(Gemm &g) {
                                          ArrayRef<int64_t>{1, 0})
                  ->getResult(0);
   g.op->getResult(0).replaceAllUsesWith(result);
+  quantized.insert(g.op);
   eraseContraction(g.op);
 }
 
-void LqQuantizeMatmulsPass::runOnOperation() {
-  func::FuncOp fn = getOperation();
+//===----------------------------------------------------------------------===//
+// Driver
+//===----------------------------------------------------------------------===//
+
+/// Says, at each GEMM that keeps its precision, which it is and why.
+void LqQuantizeMatmulsPass::remarkUnquantized(func::FuncOp fn,
+                                              ArrayRef<Gemm> gemms,
+                                              const QuantizationPlan &plan) {
+  DenseMap<Operation *, const Gemm *> byOp;
+  for (const Gemm &g : gemms)
+    byOp[g.op] = &g;
+  fn.walk([&](linalg::LinalgOp op) {
+    if (originals.contains(op) || quantized.contains(op) ||
+        !op.hasPureTensorSemantics() || op.getNumDpsInputs() != 2 ||
+        !linalg::isaContractionOpInterface(op))
+      return;
+    // Said at the op as written, which settling the rewrite puts back.
+    Operation *written = writtenAs.lookup(op);
+    InFlightDiagnostic remark = (written ? written : op.getOperation())
+                                    ->emitRemark("GEMM stays in high precision: ");
+    const Gemm *g = byOp.lookup(op);
+    if (!g) {
+      remark << "it " << whyNotGemm(op);
+      FailureOr<linalg::ContractionDimensions> dims =
+          linalg::inferContractionDims(op);
+      if (!op->hasAttr(kRoleAttr) && succeeded(dims) && !dims->batch.empty())
+        remark << " (a batched contraction is split into 2-D GEMMs only "
+                  "when it has lq.role)";
+      return;
+    }
+    if (!g->role) {
+      remark << "its training role is neither marked (lq.role) nor "
+                "inferred: no gradient is the untransposed left operand of "
+                "exactly one GEMM and contracted over its rows by exactly "
+                "one other, with a forward GEMM before both reading the "
+                "same weight";
+      return;
+    }
+    std::optional<unsigned> layer = plan.layer(*g);
+    if (g->role == GemmRole::forward && layer && keepFirst && *layer == 0)
+      remark << "it is layer 0, the first, which keep-first keeps";
+    else if (g->role == GemmRole::forward && layer)
+      remark << "it is layer " << *layer << ", the last, which keep-last "
+                                            "keeps";
+    else
+      remark << "its gradient belongs to a layer kept by keep-first or "
+                "keep-last";
+  });
+}
+
+LogicalResult LqQuantizeMatmulsPass::runOnFunction(func::FuncOp fn) {
   sawbCache.clear();
   luq.clear();
   gradMaxes.clear();
   batchOf.clear();
-  if (smp < 1 || smp > 64 || !llvm::isPowerOf2_32(smp)) {
-    fn.emitError() << "smp must be a power of two between 1 and 64, got "
-                   << unsigned(smp);
-    return signalPassFailure();
+  originals.clear();
+  quantized.clear();
+  SmallVector<NormalizedGemm> normalized = normalizeGemms(fn);
+  writtenAs.clear();
+  for (const NormalizedGemm &n : normalized) {
+    writtenAs[n.gemm] = n.original;
+    originals.insert(n.original);
+    if (n.summedBatch)
+      originals.insert(n.summedBatch);
   }
   SmallVector<Gemm> gemms;
-  if (failed(splitBatched(fn)) || failed(classifyGemms(fn, strict, gemms)))
-    return signalPassFailure();
+  if (failed(splitBatched(fn)) ||
+      failed(classifyGemms(fn, strict, originals, gemms)))
+    return failure();
   QuantizationPlan plan(gemms, batchOf, keepFirst, keepLast);
-  if (plan.empty())
-    return;
-  assignStreams(fn, plan.gradients());
-  if (failed(quantizeGradients(fn, plan.gradients())))
-    return signalPassFailure();
-  for (Gemm &g : gemms) {
-    if (!g.role)
-      continue;
-    bool quantized = g.role == GemmRole::forward ? !plan.keeps(g)
-                                                 : luq.count(g.grad) != 0;
-    if (quantized)
-      rewriteGemm(g);
+  if (!plan.empty()) {
+    assignStreams(fn, plan.gradients());
+    if (failed(quantizeGradients(fn, plan.gradients())))
+      return failure();
+    for (Gemm &g : gemms) {
+      if (!g.role)
+        continue;
+      bool quantize = g.role == GemmRole::forward ? !plan.keeps(g)
+                                                  : luq.count(g.grad) != 0;
+      if (quantize)
+        rewriteGemm(g);
+    }
+    if (failed(returnGradMaxes(fn)))
+      return failure();
   }
-  if (failed(returnGradMaxes(fn)))
+  remarkUnquantized(fn, gemms, plan);
+  settleNormalizedGemms(normalized, quantized);
+  fuseEpilogues(fn);
+  return success();
+}
+
+void LqQuantizeMatmulsPass::runOnOperation() {
+  if (smp < 1 || smp > 64 || !llvm::isPowerOf2_32(smp)) {
+    getOperation().emitError()
+        << "smp must be a power of two between 1 and 64, got "
+        << unsigned(smp);
     return signalPassFailure();
+  }
+  SmallVector<func::FuncOp> functions(getOperation().getOps<func::FuncOp>());
+  for (func::FuncOp fn : functions)
+    if (!fn.isExternal() && failed(runOnFunction(fn)))
+      return signalPassFailure();
 }
 
 } // namespace

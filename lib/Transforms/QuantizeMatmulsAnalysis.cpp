@@ -116,6 +116,12 @@ FailureOr<Gemm> matchGemm(linalg::LinalgOp op, std::string &why) {
 
 } // namespace
 
+std::string lq::transforms::whyNotGemm(linalg::LinalgOp op) {
+  std::string why;
+  (void)matchGemm(op, why);
+  return why;
+}
+
 bool lq::transforms::isZeroFilled(Value init) {
   if (matchPattern(init, m_AnyZeroFloat()))
     return true;
@@ -126,6 +132,12 @@ bool lq::transforms::isZeroFilled(Value init) {
 bool lq::transforms::isNonNegative(Value v) {
   if (auto slice = v.getDefiningOp<tensor::ExtractSliceOp>())
     return isNonNegative(slice.getSource());
+  if (auto collapse = v.getDefiningOp<tensor::CollapseShapeOp>())
+    return isNonNegative(collapse.getSrc());
+  if (auto expand = v.getDefiningOp<tensor::ExpandShapeOp>())
+    return isNonNegative(expand.getSrc());
+  if (auto mm = v.getDefiningOp<MatmulOp>())
+    return mm.getRelu();
   auto generic = v.getDefiningOp<linalg::GenericOp>();
   if (!generic || generic.getNumResults() != 1 ||
       generic.getNumParallelLoops() != generic.getNumLoops())
@@ -144,10 +156,11 @@ bool lq::transforms::isNonNegative(Value v) {
 //===----------------------------------------------------------------------===//
 
 SmallVector<linalg::LinalgOp>
-lq::transforms::findBatchedGemms(func::FuncOp fn) {
+lq::transforms::findBatchedGemms(func::FuncOp fn,
+                                 const DenseSet<Operation *> &ignore) {
   SmallVector<linalg::LinalgOp> batched;
   fn.walk([&](linalg::LinalgOp op) {
-    if (!op->hasAttr(kRoleAttr) || !op.hasPureTensorSemantics() ||
+    if (ignore.contains(op) || !op->hasAttr(kRoleAttr) || !op.hasPureTensorSemantics() ||
         op.getNumDpsInputs() != 2 || op.getNumDpsInits() != 1 ||
         !linalg::isaContractionOpInterface(op))
       return;
@@ -227,9 +240,12 @@ LogicalResult parseRole(Operation *op, std::optional<GemmRole> &role) {
 
 /// The 2-D GEMMs of `fn` with the roles they are marked with; an error for
 /// a malformed lq.role or a marked contraction that is no such GEMM.
-LogicalResult collectGemms(func::FuncOp fn, SmallVectorImpl<Gemm> &gemms) {
+LogicalResult collectGemms(func::FuncOp fn, const DenseSet<Operation *> &ignore,
+                           SmallVectorImpl<Gemm> &gemms) {
   bool ok = true;
   fn.walk([&](linalg::LinalgOp op) {
+    if (ignore.contains(op))
+      return;
     std::optional<GemmRole> role;
     if (failed(parseRole(op, role))) {
       ok = false;
@@ -296,8 +312,8 @@ struct Triple {
 /// The layer whose gradient `dy` is the left operand of `data` (dx = dy W),
 /// if the graph holds exactly one: exactly one other GEMM contracts the
 /// rows of dy (dW = dy^T x), and exactly one further GEMM, earlier in the
-/// same block, has W on the right and produces a tensor of dy's type
-/// (y = x W). The equations alone are symmetric under swapping x and dy
+/// same block, has W on the right and produces a tensor of dy's shape
+/// (y = x W; a bf16 graph may keep y in f32 and dy in bf16). The equations alone are symmetric under swapping x and dy
 /// (y = x W^T, dx = dy W, dW = dy^T x read as dy' = x, W' = W^T), so the
 /// forward GEMM must come first.
 std::optional<Triple> findTriple(MutableArrayRef<Gemm> gemms, Value dy,
@@ -308,7 +324,9 @@ std::optional<Triple> findTriple(MutableArrayRef<Gemm> gemms, Value dy,
       continue;
     if (g.contractsRowsOf(dy))
       wgrads.push_back(&g);
-    else if (g.b == data->b && g.op->getResult(0).getType() == dy.getType())
+    else if (g.b == data->b &&
+             cast<ShapedType>(g.op->getResult(0).getType()).getShape() ==
+                 cast<ShapedType>(dy.getType()).getShape())
       forwards.push_back(&g);
   }
   if (wgrads.size() != 1 || forwards.size() != 1)
@@ -352,9 +370,12 @@ void inferRoles(MutableArrayRef<Gemm> gemms) {
 
 } // namespace
 
-LogicalResult lq::transforms::classifyGemms(func::FuncOp fn, bool strict,
-                                            SmallVectorImpl<Gemm> &gemms) {
-  if (failed(collectGemms(fn, gemms)) || failed(findMarkedGradients(gemms)))
+LogicalResult
+lq::transforms::classifyGemms(func::FuncOp fn, bool strict,
+                              const DenseSet<Operation *> &ignore,
+                              SmallVectorImpl<Gemm> &gemms) {
+  if (failed(collectGemms(fn, ignore, gemms)) ||
+      failed(findMarkedGradients(gemms)))
     return failure();
   inferRoles(gemms);
   if (!strict)

@@ -16,6 +16,7 @@
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/Dialect/Linalg/IR/Linalg.h"
 #include "llvm/ADT/DenseMap.h"
+#include "llvm/ADT/DenseSet.h"
 #include "llvm/ADT/MapVector.h"
 
 #include <optional>
@@ -48,6 +49,10 @@ bool isZeroFilled(mlir::Value init);
 /// elementwise linalg.generic yielding max(_, 0), or a slice of one.
 bool isNonNegative(mlir::Value v);
 
+/// Why `op` is not a 2-D GEMM that lq.matmul computes ("is batched: ..."),
+/// or an empty string when it is one.
+std::string whyNotGemm(mlir::linalg::LinalgOp op);
+
 /// A contraction with lq.role and one batch dimension, and the 2-D
 /// contraction that each of its batch elements is.
 struct BatchedGemm {
@@ -60,19 +65,23 @@ struct BatchedGemm {
   llvm::SmallVector<mlir::utils::IteratorType> iterators;
 };
 
-/// The batched contractions of `fn` that have lq.role, in program order.
+/// The batched contractions of `fn` that have lq.role, in program order,
+/// but those in `ignore`.
 llvm::SmallVector<mlir::linalg::LinalgOp>
-findBatchedGemms(mlir::func::FuncOp fn);
+findBatchedGemms(mlir::func::FuncOp fn,
+                 const llvm::DenseSet<mlir::Operation *> &ignore);
 
 /// How `op`, one of findBatchedGemms, splits; an error when it does not:
 /// more than one batch dimension, a dynamic batch size or a non-zero init.
 mlir::FailureOr<BatchedGemm> analyzeBatchedGemm(mlir::linalg::LinalgOp op);
 
-/// Finds the 2-D GEMMs of `fn` in program order and their roles: the
-/// lq.role of each, else the role inferred from the graph, else none
-/// (with `strict`, an error).
-mlir::LogicalResult classifyGemms(mlir::func::FuncOp fn, bool strict,
-                                  llvm::SmallVectorImpl<Gemm> &gemms);
+/// Finds the 2-D GEMMs of `fn` in program order, but those in `ignore`,
+/// and their roles: the lq.role of each, else the role inferred from the
+/// graph, else none (with `strict`, an error).
+mlir::LogicalResult
+classifyGemms(mlir::func::FuncOp fn, bool strict,
+              const llvm::DenseSet<mlir::Operation *> &ignore,
+              llvm::SmallVectorImpl<Gemm> &gemms);
 
 /// The backward GEMMs that read one gradient, and its quantization.
 struct GradGroup {
@@ -96,6 +105,12 @@ public:
   QuantizationPlan(const QuantizationPlan &) = delete;
   QuantizationPlan &operator=(const QuantizationPlan &) = delete;
 
+  /// The layer of the forward GEMM `g` and whether it is the last one.
+  std::optional<unsigned> layer(const Gemm &g) const {
+    auto it = layerOf.find(&g);
+    return it == layerOf.end() ? std::nullopt : std::optional(it->second);
+  }
+  unsigned layers() const { return numLayers; }
   /// Whether the forward GEMM `g` keeps its precision.
   bool keeps(const Gemm &g) const { return isKept(layerOf.lookup(&g)); }
   /// Whether nothing at all is quantized.

@@ -97,3 +97,37 @@ func.func @seed_not_i64(%dy: tensor<8x4xf32>, %w: tensor<4x16xf32>, %seed: i32 {
   return %r : tensor<8x16xf32>
 }
 // expected-error @-7 {{the lq.seed argument must be i64}}
+
+// -----
+
+#mk = affine_map<(m, n, k) -> (m, k)>
+#km = affine_map<(m, n, k) -> (k, m)>
+#nk = affine_map<(m, n, k) -> (n, k)>
+#kn = affine_map<(m, n, k) -> (k, n)>
+#mn = affine_map<(m, n, k) -> (m, n)>
+
+// expected-note @below {{@layer is here}}
+func.func @layer(%x: tensor<4x8xf32>, %w: tensor<3x8xf32>, %dy: tensor<4x3xf32>)
+    -> (tensor<4x3xf32>, tensor<4x8xf32>, tensor<3x8xf32>) {
+  %zero = arith.constant 0.0 : f32
+  %ye = tensor.empty() : tensor<4x3xf32>
+  %y0 = linalg.fill ins(%zero : f32) outs(%ye : tensor<4x3xf32>) -> tensor<4x3xf32>
+  %y = linalg.matmul indexing_maps = [#mk, #nk, #mn]
+      ins(%x, %w : tensor<4x8xf32>, tensor<3x8xf32>) outs(%y0 : tensor<4x3xf32>) -> tensor<4x3xf32>
+  %dxe = tensor.empty() : tensor<4x8xf32>
+  %dx0 = linalg.fill ins(%zero : f32) outs(%dxe : tensor<4x8xf32>) -> tensor<4x8xf32>
+  %dx = linalg.matmul ins(%dy, %w : tensor<4x3xf32>, tensor<3x8xf32>) outs(%dx0 : tensor<4x8xf32>) -> tensor<4x8xf32>
+  %dwe = tensor.empty() : tensor<3x8xf32>
+  %dw0 = linalg.fill ins(%zero : f32) outs(%dwe : tensor<3x8xf32>) -> tensor<3x8xf32>
+  %dw = linalg.matmul indexing_maps = [#km, #kn, #mn]
+      ins(%dy, %x : tensor<4x3xf32>, tensor<4x8xf32>) outs(%dw0 : tensor<3x8xf32>) -> tensor<3x8xf32>
+  return %y, %dx, %dw : tensor<4x3xf32>, tensor<4x8xf32>, tensor<3x8xf32>
+}
+
+func.func @step(%x: tensor<4x8xf32>, %w: tensor<3x8xf32>, %dy: tensor<4x3xf32>)
+    -> (tensor<4x3xf32>, tensor<4x8xf32>, tensor<3x8xf32>) {
+  // expected-error @below {{refers to @layer, which lq-quantize-matmuls gives a new argument, i64 {lq.seed}, that this use does not pass; declare that argument in @layer and pass it here}}
+  %r:3 = func.call @layer(%x, %w, %dy)
+      : (tensor<4x8xf32>, tensor<3x8xf32>, tensor<4x3xf32>) -> (tensor<4x3xf32>, tensor<4x8xf32>, tensor<3x8xf32>)
+  return %r#0, %r#1, %r#2 : tensor<4x3xf32>, tensor<4x8xf32>, tensor<3x8xf32>
+}

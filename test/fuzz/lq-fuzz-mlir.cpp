@@ -37,7 +37,7 @@ const char *const kPipelines[] = {
     "builtin.module(lq-expand-linear,canonicalize,cse)",
     "builtin.module(lq-expand-linear,lq-lower-to-linalg,canonicalize)",
     "builtin.module(lq-expand-linear,lq-cpu-kernels,lq-cpu-kernels-to-llvm)",
-    "builtin.module(func.func(lq-quantize-matmuls),canonicalize)",
+    "builtin.module(lq-quantize-matmuls,canonicalize)",
 };
 
 DialectRegistry &registry() {

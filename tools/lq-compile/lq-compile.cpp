@@ -120,7 +120,7 @@ Result<std::string> quantizeGraph(llvm::StringRef source) {
   if (!module)
     return Result<std::string>::failure(diagnostics);
   mlir::PassManager pm(&ctx);
-  pm.nest<mlir::func::FuncOp>().addPass(createLqQuantizeMatmuls());
+  pm.addPass(createLqQuantizeMatmuls());
   if (mlir::failed(pm.run(*module)))
     return Result<std::string>::failure(diagnostics);
   std::string text;
