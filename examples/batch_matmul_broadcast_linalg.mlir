@@ -14,7 +14,8 @@
 #bmk = affine_map<(b, m, k) -> (b, m, k)>
 #kn = affine_map<(b, m, k) -> (m, k)>
 
-func.func @bmm_layer(%x: tensor<2x3x8xf32>, %w: tensor<8x4xf32>, %dy: tensor<2x3x4xf32>)
+func.func @bmm_layer(%x: tensor<2x3x8xf32>, %w: tensor<8x4xf32>, %dy: tensor<2x3x4xf32>,
+                     %seed: i64 {lq.seed})
     -> (tensor<2x3x4xf32>, tensor<2x3x8xf32>, tensor<8x4xf32>) {
   %zero = arith.constant 0.0 : f32
 

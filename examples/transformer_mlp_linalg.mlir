@@ -16,7 +16,8 @@
 #bsf_f = affine_map<(b, s, f) -> (f)>
 
 func.func @mlp_block(%x: tensor<2x3x8xf32>, %w1: tensor<16x8xf32>, %b1: tensor<16xf32>,
-                     %w2: tensor<8x16xf32>, %b2: tensor<8xf32>, %dy: tensor<2x3x8xf32>)
+                     %w2: tensor<8x16xf32>, %b2: tensor<8xf32>, %dy: tensor<2x3x8xf32>,
+                     %seed: i64 {lq.seed})
     -> (tensor<2x3x8xf32>, tensor<2x3x8xf32>, tensor<16x8xf32>, tensor<16xf32>,
         tensor<8x16xf32>, tensor<8xf32>) {
   %zero = arith.constant 0.0 : f32
