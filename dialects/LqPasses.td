@@ -31,14 +31,26 @@ def LqQuantizeMatmuls : Pass<"lq-quantize-matmuls", "::mlir::ModuleOp"> {
   let summary = "Replace the training GEMMs of a linalg graph with lq ops";
   let description = [{
     Finds the GEMMs of a training step written in `linalg` on tensors
-    (`linalg.matmul`, with or without transposing `indexing_maps`, and
-    `linalg.generic` contractions of two 2-D operands into a zero-filled
-    2-D init) and replaces each forward, backward-data and weight-gradient
-    GEMM with quantizers and an `lq.matmul`:
+    and replaces each forward, backward-data and weight-gradient GEMM with
+    quantizers and an `lq.matmul`. It reads the forms frontends
+    (torch-mlir, IREE's input pipelines, StableHLO-to-linalg) emit:
+    `linalg.matmul` with or without transposing `indexing_maps`, two-input
+    `linalg.generic` contractions, operands read through
+    `linalg.transpose`, `linalg.broadcast` or a permuting / broadcasting
+    `linalg.generic` copy (folded into the operand layout),
+    `linalg.batch_matmul` with a weight broadcast over the batch, a sum
+    over the batch of a batched contraction (`linalg.reduce` or a
+    reduction `linalg.generic`), and contractions on 3-D activations
+    `[batch, sequence, features]` (computed as 2-D GEMMs on
+    `tensor.collapse_shape`d operands, expanded back). Equal reshapes and
+    views of one tensor are merged first. Operands are f32, bf16 or f16,
+    results f32 or bf16; the init must be zero-filled.
 
     * forward `y = x W`: `lq.sawb_clip` and SAWB `lq.quantize` of both
       operands (`x` unsigned int4 when it is a ReLU, `max(v, 0)`, else
-      signed), `lq.matmul {role = forward}`;
+      signed), `lq.matmul {role = forward}`; a following bias add
+      (a vector broadcast along rows, also after an expansion of the
+      rows) and ReLU fold into its epilogue;
     * backward `dx = dy W`, `dW = dy^T x`: `lq.max_abs` and one LUQ
       `lq.quantize` of `dy` per SMP sample, shared by both GEMMs of the
       layer, on a Philox stream of its own, with SAWB quantizations of `W`
@@ -52,9 +64,9 @@ def LqQuantizeMatmuls : Pass<"lq-quantize-matmuls", "::mlir::ModuleOp"> {
     that is the left operand of exactly one GEMM contracting its columns
     (`dx = dy W`) and is contracted over its rows by exactly one other
     (`dW = dy^T x`) is a gradient; the forward GEMM is the only other GEMM
-    whose right operand is that `W`, and its result has the type of `dy`.
-    Other unmarked GEMMs keep their precision (with `strict`, they are an
-    error).
+    whose right operand is that `W`, and its result has the shape of
+    `dy`. Other GEMMs keep their precision, exactly as written, with a
+    remark saying why (with `strict`, an unclassified GEMM is an error).
 
     A batched contraction (`linalg.batch_matmul` or a `linalg.generic`
     with one batch dimension) that has an `lq.role` and a static batch size
@@ -70,7 +82,10 @@ def LqQuantizeMatmuls : Pass<"lq-quantize-matmuls", "::mlir::ModuleOp"> {
     (and marked) when the function has none. With `hindsight`, each
     layer's LUQ scale is the `f32` argument marked `lq.max_estimate =
     <stream>` (appended when missing), and this step's `max |dy|` is
-    appended to the results, marked `lq.grad_max = <stream>`.
+    appended to the results, marked `lq.grad_max = <stream>`; calls of the
+    function get the new results. An argument cannot be appended to a
+    function that the module refers to (a call could not pass it): that
+    is an error at the reference.
   }];
   let options = [
     Option<"hindsight", "hindsight", "bool", /*default=*/"false",
