@@ -16,8 +16,10 @@ using namespace lq::runtime;
 
 Status lq::runtime::checkTensor(const char *name, const TensorRef &t,
                                 DType dtype, Device device) {
-  std::string prefix = std::string(name) + ": ";
-  auto fail = [&](const std::string &why) { return Error{prefix + why}; };
+  // Every launch checks three tensors: messages are made only on failure.
+  auto fail = [&](const std::string &why) {
+    return Error{std::string(name) + ": " + why};
+  };
   if (t.device != device)
     return fail(device == Device::CPU
                     ? "host kernels need host memory"

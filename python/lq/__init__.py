@@ -122,6 +122,23 @@ def gemm(a, b, *, role, out=None, bias=None, relu=False, samples=1,
     unsigned. max_estimate selects in-hindsight scaling of dy. Returns
     (out, status dict).
     """
+    # Host tensors and plain arguments: one call into C++, which finds the
+    # kernel by a small key (gemm_spec makes its spec the first time). It
+    # answers None where it does not go; then the general path runs and
+    # says what is wrong, if anything.
+    done = _lq.gemm_host(a, b, role, out, bias, relu, samples,
+                         unsigned_input, seed, stream, max_estimate,
+                         bf16_output, gemm_spec, True)
+    if done is not None:
+        return done
+    return _gemm_general(a, b, role, out, bias, relu, samples,
+                         unsigned_input, seed, stream, max_estimate,
+                         bf16_output)
+
+
+def _gemm_general(a, b, role, out, bias, relu, samples, unsigned_input, seed,
+                  stream, max_estimate, bf16_output):
+    """lq.gemm for every kind of tensor and argument, in Python."""
     # A bad role or option is reported before the operands are looked at.
     _role_formats(role, unsigned_input)
     a_ref, _ = as_tensor_ref(a, "a")

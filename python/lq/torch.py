@@ -31,7 +31,7 @@ torch.ops.lq.gemm and torch.ops.lq.quantize (lq._torch_ops).
 
 import torch
 
-from . import Error, gemm
+from . import Error, _lq, gemm, gemm_spec
 from . import _torch_ops  # noqa: F401  (registers torch.ops.lq)
 
 _STREAM_POLICIES = ("per_rank", "shared")
@@ -92,25 +92,52 @@ def _check_input(x, weight):
     _float_dtype(x, "input")
 
 
-def _forward_gemm(ctx, layer, x, weight, bias):
-    """y = Q(x) Q(weight)^T (+ bias), x [B, I] and weight [O, I]; notes in
-    ctx what backward needs besides the saved tensors."""
+def _forward_host(layer, x, weight, bias):
+    """y = Q(x) Q(weight)^T (+ bias), x [B, I] and weight [O, I], through
+    lq.gemm's fast path (host tensors, checked as it goes), or None where
+    that path does not go. The kernels only read the tensors' memory:
+    nothing needs detaching."""
     # Signedness is the layer's option, never read off the data: a test
     # of x would synchronize the device on every forward.
-    y, _ = gemm(x, weight, role="forward",
-                bias=None if bias is None else bias.detach(),
+    return _lq.gemm_host(x, weight, "forward", None, bias, False, 1,
+                         layer.unsigned_input, 0, 0, None, False, gemm_spec,
+                         False)
+
+
+def _forward_general(layer, x, weight, bias):
+    """_forward_host's product on any device, with checks that name the
+    layer's tensors."""
+    _check_input(x, weight)
+    y, _ = gemm(_float_tensor(x, "input"), weight, role="forward", bias=bias,
                 unsigned_input=layer.unsigned_input)
+    return y
+
+
+def _forward(layer, x, weight, bias):
+    y = _forward_host(layer, x, weight, bias)
+    return _forward_general(layer, x, weight, bias) if y is None else y
+
+
+def _forward_gemm(ctx, layer, x, weight, bias):
+    """_forward, noting in ctx what backward needs besides the saved
+    tensors."""
+    y = _forward(layer, x, weight, bias)
     ctx.layer = layer
     ctx.has_bias = bias is not None
     return y
 
 
 class _LinearFunction(torch.autograd.Function):
+    # A small layer's forward is a few microseconds, a third of them this
+    # Function's own: each call and attribute here counts.
     @staticmethod
     def forward(ctx, x, weight, bias, layer):
-        _check_input(x, weight)
-        y = _forward_gemm(ctx, layer, _float_tensor(x, "input"),
-                          weight.detach(), bias)
+        y = _lq.gemm_host(x, weight, "forward", None, bias, False, 1,
+                          layer.unsigned_input, 0, 0, None, False, gemm_spec,
+                          False)
+        if y is None:
+            y = _forward_general(layer, x, weight, bias)
+        ctx.layer = layer
         ctx.save_for_backward(x, weight)
         return y
 
@@ -120,7 +147,8 @@ class _LinearFunction(torch.autograd.Function):
         dy = _float_tensor(dy.contiguous().float(), "grad_output")
         dx, dw = _backward_gemms(ctx.layer, dy, weight.detach().contiguous(),
                                  x)
-        db = dy.sum(0) if ctx.has_bias else None
+        # needs_input_grad[2] is False without a bias.
+        db = dy.sum(0) if ctx.needs_input_grad[2] else None
         return dx, dw, db, None
 
 
@@ -251,11 +279,26 @@ class Linear(_LqLayer, torch.nn.Linear):
         self._init_lq(samples, hindsight, eta, unsigned_input, streams, fnt)
 
     def forward(self, x):
-        shape = x.shape
         if x.dim() != 2:
-            x = x.reshape(-1, shape[-1])
-        y = _LinearFunction.apply(x.contiguous(), self.weight, self.bias, self)
-        return y.reshape(*shape[:-1], self.out_features)
+            shape = x.shape
+            y = self.forward(x.reshape(-1, shape[-1]))
+            return y.reshape(*shape[:-1], self.out_features)
+        x = x.contiguous()
+        # What self.weight and self.bias give, read from the parameter
+        # table where they are plain parameters: each attribute look-up
+        # through torch.nn.Module costs a third of a microsecond, a tenth
+        # of a small GEMM. Parametrizations and weight_norm take them out
+        # of the table; then the attributes compute them.
+        table = self._parameters
+        if "weight" in table and "bias" in table:
+            weight, bias = table["weight"], table["bias"]
+        else:
+            weight, bias = self.weight, self.bias
+        # Without autograd (no_grad, inference) the GEMM alone: an
+        # autograd.Function costs more than a small GEMM.
+        if not torch.is_grad_enabled():
+            return _forward(self, x, weight, bias)
+        return _LinearFunction.apply(x, weight, bias, self)
 
 
 def _pair(value, name):

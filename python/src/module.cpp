@@ -2,10 +2,13 @@
 //
 // Thin bindings of the C++ runtime (lq/Runtime/Runtime.h) and of the
 // numerics core (lq/Numerics): the Python package (python/lq) turns NumPy
-// arrays and torch tensors into TensorRefs and back. Every runtime error
-// becomes lq.Error carrying the C++ message.
+// arrays and torch tensors into TensorRefs and back, or, for lq.gemm on
+// host tensors, hands them to gemm_host (FastGemm.cpp). Every runtime
+// error becomes lq.Error carrying the C++ message.
 //
 //===----------------------------------------------------------------------===//
+
+#include "Bindings.h"
 
 #include "lq/Numerics/Luq.h"
 #include "lq/Numerics/Sawb.h"
@@ -15,22 +18,13 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
-#include <stdexcept>
+#include <iterator>
 
 namespace py = pybind11;
 using namespace lq;
+using namespace lq::python;
 
 namespace {
-
-struct PyError : std::runtime_error {
-  using std::runtime_error::runtime_error;
-};
-
-template <typename T> T take(Result<T> result) {
-  if (!result)
-    throw PyError(result.error());
-  return std::move(*result);
-}
 
 DType parseDType(const std::string &name) {
   if (name == "f32")
@@ -68,18 +62,6 @@ TensorRef makeTensor(uintptr_t data, const std::string &dtype, int64_t rows,
   else
     throw PyError("unknown device '" + device + "': expected cpu or cuda");
   return t;
-}
-
-py::dict statusDict(const LaunchStatus &s) {
-  py::dict d;
-  d["nonfinite"] = s.nonfinite;
-  d["overflow"] = s.overflow;
-  d["lhs_max"] = s.lhsMax;
-  d["lhs_scale"] = s.lhsScale;
-  d["rhs_scale"] = s.rhsScale;
-  d["lhs_range"] = s.lhsRange;
-  d["rhs_range"] = s.rhsRange;
-  return d;
 }
 
 using F32Array = py::array_t<float, py::array::c_style | py::array::forcecast>;
@@ -286,10 +268,32 @@ void bindNumerics(py::module_ &m) {
 
 } // namespace
 
+py::dict lq::python::statusDict(const LaunchStatus &s) {
+  // Keys made once: a small launch's status is built on every call.
+  static PyObject *const keys[] = {
+      PyUnicode_InternFromString("nonfinite"),
+      PyUnicode_InternFromString("overflow"),
+      PyUnicode_InternFromString("lhs_max"),
+      PyUnicode_InternFromString("lhs_scale"),
+      PyUnicode_InternFromString("rhs_scale"),
+      PyUnicode_InternFromString("lhs_range"),
+      PyUnicode_InternFromString("rhs_range")};
+  py::object values[] = {py::bool_(s.nonfinite), py::int_(s.overflow),
+                         py::float_(s.lhsMax),   py::float_(s.lhsScale),
+                         py::float_(s.rhsScale), py::float_(s.lhsRange),
+                         py::float_(s.rhsRange)};
+  py::dict d;
+  for (size_t i = 0; i < std::size(keys); ++i)
+    if (PyDict_SetItem(d.ptr(), keys[i], values[i].ptr()) != 0)
+      throw py::error_already_set();
+  return d;
+}
+
 PYBIND11_MODULE(_lq, m) {
   m.doc() = "lq: 4-bit training GEMMs (C++ runtime bindings)";
   py::register_exception<PyError>(m, "Error", PyExc_RuntimeError);
   bindTypes(m);
   bindRuntime(m);
+  bindFastGemm(m);
   bindNumerics(m);
 }

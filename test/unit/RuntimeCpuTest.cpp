@@ -19,11 +19,15 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <limits>
 #include <cstdlib>
+#include <functional>
+#include <memory>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace num = lq::numerics;
@@ -643,6 +647,216 @@ TEST(RuntimeStatistics, MaxAndClipOfAFloatTensor) {
   auto packed = lq::Runtime::get().statistics(lq::TensorRef::packed4(
       static_cast<const uint8_t *>(nullptr), 0, 0));
   EXPECT_FALSE(packed.ok());
+}
+
+} // namespace
+
+//===----------------------------------------------------------------------===//
+// Launches on several threads
+//===----------------------------------------------------------------------===//
+
+namespace {
+
+// A launch with enough work runs its phases (statistics, quantization,
+// packing, the product) on the worker team, a small one on the calling
+// thread alone: both give the numerics core's bits.
+TEST(RuntimeLaunch, LargeLaunchesMatchNumerics) {
+  std::mt19937 rng(31);
+  lq::GemmSpec forward = lq::GemmSpec::forward(DType::BF16, true);
+  forward.bias = true;
+  forward.relu = true;
+  lq::GemmSpec hindsight = lq::GemmSpec::backwardData(DType::F32, 2);
+  hindsight.hindsight = true;
+  for (const lq::GemmSpec &spec :
+       {forward, lq::GemmSpec::backwardData(), hindsight,
+        lq::GemmSpec::weightGrad(DType::F32, 4, true)})
+    checkCase({spec, 150, 90, 260}, rng);
+}
+
+// In-hindsight scaling finds a non-finite element only while quantizing:
+// the codes already written on every thread are voided.
+TEST(RuntimeLaunch, LargeHindsightLaunchZeroesNonFiniteCodes) {
+  std::mt19937 rng(32);
+  const int64_t m = 200, n = 120, k = 300;
+  Matrix dy(m, k, rng, false), w(k, n, rng, false);
+  dy.f32[m * k - 5] = std::numeric_limits<float>::infinity();
+  lq::GemmSpec spec = lq::GemmSpec::backwardData();
+  spec.hindsight = true;
+  auto kernel = lq::Runtime::get().compile(spec);
+  ASSERT_TRUE(kernel.ok()) << kernel.error();
+  std::vector<float> out(m * n, 1.0f);
+  lq::LaunchArgs args;
+  args.lhs = dy.ref(DType::F32);
+  args.rhs = w.ref(DType::F32);
+  args.out = lq::TensorRef::f32(out.data(), m, n);
+  args.maxEstimate = 1.0f;
+  auto st = kernel->launch(args);
+  ASSERT_TRUE(st.ok()) << st.error();
+  EXPECT_TRUE(st->nonfinite);
+  EXPECT_EQ(st->lhsScale, 0.0f);
+  EXPECT_EQ(st->overflow, 0u);
+  for (float v : out)
+    ASSERT_EQ(num::floatToBits(v), 0u);
+}
+
+/// A call of the runtime on fixed inputs that returns every bit it
+/// produced (output and status) as words.
+using Job = std::function<std::vector<uint32_t>()>;
+
+std::vector<uint32_t> statusWords(const lq::LaunchStatus &s) {
+  return {uint32_t(s.nonfinite), uint32_t(s.overflow),
+          num::floatToBits(s.lhsMax), num::floatToBits(s.lhsScale),
+          num::floatToBits(s.rhsScale), num::floatToBits(s.lhsRange),
+          num::floatToBits(s.rhsRange)};
+}
+
+/// A GEMM launch of `spec` on m x n x k: its output's bits, then its
+/// status's.
+Job gemmJob(const lq::GemmSpec &spec, int64_t m, int64_t n, int64_t k,
+            std::mt19937 &rng) {
+  auto kernel = lq::Runtime::get().compile(spec);
+  EXPECT_TRUE(kernel.ok()) << kernel.error();
+  auto a = std::make_shared<Matrix>(spec.lhs.transposed ? k : m,
+                                    spec.lhs.transposed ? m : k, rng, false);
+  auto b = std::make_shared<Matrix>(spec.rhs.transposed ? n : k,
+                                    spec.rhs.transposed ? k : n, rng, false);
+  lq::LaunchArgs args;
+  args.lhs = a->ref(spec.lhs.dtype);
+  args.rhs = b->ref(spec.rhs.dtype);
+  args.seed = rng();
+  args.stream = rng() % 100;
+  args.maxEstimate = spec.hindsight ? 2.0f : 0.0f;
+  lq::Kernel k0 = *kernel;
+  return [k0, a, b, args, m, n] {
+    std::vector<float> out(m * n, -1.0f);
+    lq::LaunchArgs call = args;
+    call.out = lq::TensorRef::f32(out.data(), m, n);
+    auto status = k0.launch(call);
+    EXPECT_TRUE(status.ok()) << status.error();
+    std::vector<uint32_t> words(out.size());
+    for (size_t i = 0; i < out.size(); ++i)
+      words[i] = num::floatToBits(out[i]);
+    if (status.ok())
+      for (uint32_t w : statusWords(*status))
+        words.push_back(w);
+    return words;
+  };
+}
+
+/// Runtime::quantize of a rows x cols tensor to LUQ codes: the packed
+/// bytes, then the scale and overflow.
+Job quantizeJob(int64_t rows, int64_t cols, std::mt19937 &rng) {
+  auto x = std::make_shared<Matrix>(rows, cols, rng, false);
+  uint64_t seed = rng();
+  return [x, rows, cols, seed] {
+    std::vector<uint8_t> bytes(rows * ((cols + 1) / 2), 0xEE);
+    lq::QuantizeArgs q;
+    q.input = x->ref(DType::F32);
+    q.output = lq::TensorRef::packed4(bytes.data(), rows, cols);
+    q.format = Format::Log4;
+    q.seed = seed;
+    auto status = lq::Runtime::get().quantize(q);
+    EXPECT_TRUE(status.ok()) << status.error();
+    std::vector<uint32_t> words(bytes.begin(), bytes.end());
+    if (status.ok()) {
+      words.push_back(num::floatToBits(status->scale));
+      words.push_back(uint32_t(status->overflow));
+    }
+    return words;
+  };
+}
+
+Job statisticsJob(int64_t rows, int64_t cols, std::mt19937 &rng) {
+  auto x = std::make_shared<Matrix>(rows, cols, rng, false);
+  return [x] {
+    auto stats = lq::Runtime::get().statistics(x->ref(DType::BF16));
+    EXPECT_TRUE(stats.ok()) << stats.error();
+    if (!stats.ok())
+      return std::vector<uint32_t>();
+    return std::vector<uint32_t>{num::floatToBits(stats->maxAbs),
+                                 num::floatToBits(stats->sawbClip)};
+  };
+}
+
+/// Small launches (on the calling thread), large ones (on the worker
+/// team), quantization and statistics, as several threads mix them.
+std::vector<Job> mixedJobs() {
+  std::mt19937 rng(41);
+  lq::GemmSpec hindsight = lq::GemmSpec::backwardData();
+  hindsight.hindsight = true;
+  return {gemmJob(lq::GemmSpec::forward(), 16, 16, 16, rng),
+          gemmJob(lq::GemmSpec::backwardData(DType::BF16, 2), 40, 24, 56, rng),
+          gemmJob(lq::GemmSpec::forward(), 160, 200, 300, rng),
+          gemmJob(hindsight, 180, 150, 260, rng),
+          gemmJob(lq::GemmSpec::weightGrad(DType::F32, 2, true), 96, 130,
+                  210, rng),
+          quantizeJob(300, 257, rng),
+          statisticsJob(400, 300, rng)};
+}
+
+// Concurrent launches borrow separate workspaces, and those large enough
+// for the worker team take it in turn: every result is the one the same
+// call gives alone, bit for bit.
+TEST(RuntimeLaunch, ConcurrentLaunchesAreBitExact) {
+  std::vector<Job> jobs = mixedJobs();
+  std::vector<std::vector<uint32_t>> expected;
+  for (Job &job : jobs)
+    expected.push_back(job());
+  const int threads = 4, rounds = 12;
+  std::atomic<int> mismatches{0};
+  std::vector<std::thread> pool;
+  for (int t = 0; t < threads; ++t)
+    pool.emplace_back([&, t] {
+      std::mt19937 order(t);
+      std::vector<size_t> indices(jobs.size());
+      for (size_t i = 0; i < indices.size(); ++i)
+        indices[i] = i;
+      for (int r = 0; r < rounds; ++r) {
+        std::shuffle(indices.begin(), indices.end(), order);
+        for (size_t i : indices)
+          if (jobs[i]() != expected[i])
+            ++mismatches;
+      }
+    });
+  for (std::thread &t : pool)
+    t.join();
+  EXPECT_EQ(mismatches.load(), 0);
+}
+
+// A large quantization runs on the worker team: the numerics core's
+// packed codes.
+TEST(RuntimeLaunch, LargeQuantizeMatchesNumerics) {
+  std::mt19937 rng(43);
+  const int64_t rows = 300, cols = 257;
+  Matrix x(rows, cols, rng, false);
+  std::vector<uint8_t> bytes(rows * ((cols + 1) / 2));
+  lq::QuantizeArgs q;
+  q.input = x.ref(DType::F32);
+  q.output = lq::TensorRef::packed4(bytes.data(), rows, cols);
+  q.format = Format::Log4;
+  q.seed = 5;
+  q.stream = 6;
+  auto status = lq::Runtime::get().quantize(q);
+  ASSERT_TRUE(status.ok()) << status.error();
+  std::vector<int8_t> codes(rows * cols);
+  num::LuqResult luq = num::luqEncode(x.view(DType::F32), {5, 6, 0},
+                                      codes.data());
+  std::vector<uint8_t> expected(bytes.size());
+  num::packCodes(num::Format::Log4, codes.data(), rows, cols,
+                 expected.data());
+  EXPECT_EQ(bytes, expected);
+  EXPECT_EQ(num::floatToBits(status->scale), num::floatToBits(luq.alpha));
+}
+
+// A child forked while the worker team's threads exist in the parent has
+// none of them: its large launches run on the calling thread alone, with
+// the same bits.
+TEST(RuntimeLaunch, ForkedChildLaunchesAlone) {
+  std::mt19937 rng(44);
+  Job job = gemmJob(lq::GemmSpec::forward(), 160, 200, 300, rng);
+  std::vector<uint32_t> expected = job();
+  EXPECT_EXIT(std::_Exit(job() == expected ? 0 : 1),
+              ::testing::ExitedWithCode(0), "");
 }
 
 } // namespace

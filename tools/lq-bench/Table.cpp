@@ -2,6 +2,8 @@
 
 #include "Table.h"
 
+#include "LaunchBench.h"
+
 #include <algorithm>
 
 namespace lq::bench {
@@ -94,6 +96,34 @@ void addGemmRows(const CollectingReporter &reporter,
   }
 }
 
+/// Tiny cached launches against a plain f32 function call; the forward
+/// launch has an absolute target.
+void addLaunchRows(const CollectingReporter &reporter,
+                   const std::vector<Role> &roles,
+                   std::vector<TableRow> &rows) {
+  const Result *base = reporter.find(launchName("plain-call", Role::Forward));
+  for (Role role : roles) {
+    const Result *r = reporter.find(launchName("lq-cached", role));
+    if (!r)
+      continue;
+    bool targeted = role == Role::Forward;
+    TableRow row;
+    row.benchmark = std::string("cached launch: ") + roleName(role) + " " +
+                    std::to_string(kTinySize) + "^3";
+    double us = r->seconds * 1e6;
+    row.measured = cell("%.2f us", us);
+    row.target = targeted ? "<= 2 us" : "-";
+    if (base) {
+      row.baseline = cell("%.2f us f32 call", base->seconds * 1e6);
+      row.ratio = cell("%.2fx", us / (base->seconds * 1e6));
+    } else {
+      row.baseline = row.ratio = "n/a";
+    }
+    row.verdict = targeted ? verdict(us <= 2.0) : "-";
+    rows.push_back(row);
+  }
+}
+
 /// Compile times against their absolute targets.
 void addJitRows(const CollectingReporter &reporter,
                 const std::vector<Role> &coldRoles,
@@ -173,11 +203,13 @@ void printRows(const std::vector<TableRow> &rows, std::FILE *out) {
 void printTable(const CollectingReporter &reporter,
                 const std::vector<std::string> &quantSizes,
                 const std::vector<GemmCase> &gemms,
+                const std::vector<Role> &launchRoles,
                 const std::vector<Role> &coldRoles,
                 const std::vector<Role> &diskRoles, std::FILE *out) {
   std::vector<TableRow> rows;
   addQuantizeRows(reporter, quantSizes, rows);
   addGemmRows(reporter, gemms, rows);
+  addLaunchRows(reporter, launchRoles, rows);
   addJitRows(reporter, coldRoles, diskRoles, rows);
   if (!rows.empty())
     printRows(rows, out);

@@ -18,6 +18,7 @@ namespace lq::bench {
 void printTable(const CollectingReporter &reporter,
                 const std::vector<std::string> &quantSizes,
                 const std::vector<GemmCase> &gemms,
+                const std::vector<Role> &launchRoles,
                 const std::vector<Role> &coldRoles,
                 const std::vector<Role> &diskRoles, std::FILE *out);
 

@@ -8,6 +8,8 @@
 //   gemm/...      fused 4-bit GEMM kernels (quantization, packing, int32
 //                 GEMM, epilogue) against OpenBLAS SGEMM with the same
 //                 shapes, transposes and thread count;
+//   launch/...    a compiled kernel launched on 16x16x16 again and again,
+//                 against a plain C++ function computing the same product;
 //   jit/...       Runtime::compile: cold compile and disk-cache hit in fresh
 //                 child processes (this binary re-run in a child mode), and
 //                 the in-process cache hit; and where lq has its CUDA
@@ -19,15 +21,16 @@
 // (a smoke test; it never checks speed). Compiled kernels go to a private
 // cache directory that is removed at exit.
 //
-// Each family has a file of its own (QuantizeBench, GemmBench, JitBench);
-// Harness has what they share, Table the summary; this file the command
-// line, the header of the report and the run.
+// Each family has a file of its own (QuantizeBench, GemmBench, LaunchBench,
+// JitBench); Harness has what they share, Table the summary; this file the
+// command line, the header of the report and the run.
 //
 //===----------------------------------------------------------------------===//
 
 #include "GemmBench.h"
 #include "Harness.h"
 #include "JitBench.h"
+#include "LaunchBench.h"
 #include "QuantizeBench.h"
 #include "Table.h"
 
@@ -285,6 +288,7 @@ int main(int argc, char **argv) {
   openblas_set_num_threads(int(rt.threads()));
   std::vector<std::string> quantSizes = registerQuantizeBenchmarks();
   std::vector<GemmCase> gemms = registerGemmBenchmarks();
+  std::vector<Role> launches = registerLaunchBenchmarks();
   JitRoles jit = registerJitBenchmarks();
 
   bool console = true;
@@ -293,7 +297,7 @@ int main(int argc, char **argv) {
   size_t ran = benchmark::RunSpecifiedBenchmarks(&reporter);
   benchmark::Shutdown();
   if (options.table)
-    printTable(reporter, quantSizes, gemms, jit.cold, jit.disk,
+    printTable(reporter, quantSizes, gemms, launches, jit.cold, jit.disk,
                console ? stdout : stderr);
 
   std::error_code ec;
