@@ -122,6 +122,7 @@ struct LqQuantizeMatmulsPass
 private:
   LogicalResult runOnFunction(func::FuncOp fn);
   LogicalResult refuseIfUsed(func::FuncOp fn, const Twine &what);
+  LogicalResult refuseIfNotCalled(func::FuncOp fn);
   void updateCallers(func::FuncOp fn);
   void remarkUnquantized(func::FuncOp fn, ArrayRef<Gemm> gemms,
                          const QuantizationPlan &plan);
@@ -176,7 +177,29 @@ LogicalResult LqQuantizeMatmulsPass::refuseIfUsed(func::FuncOp fn,
   return failure();
 }
 
-/// Calls of `fn`, whose results grew, get the new results too (unused).
+/// The pass can give a function new results only where every reference
+/// to it is a func.call, which updateCallers can grow.
+LogicalResult LqQuantizeMatmulsPass::refuseIfNotCalled(func::FuncOp fn) {
+  std::optional<SymbolTable::UseRange> uses =
+      SymbolTable::getSymbolUses(fn, getOperation());
+  if (!uses)
+    return success();
+  for (SymbolTable::SymbolUse use : *uses) {
+    if (isa<func::CallOp>(use.getUser()))
+      continue;
+    InFlightDiagnostic diag = use.getUser()->emitError();
+    diag << "refers to @" << fn.getSymName()
+         << ", whose results lq-quantize-matmuls extends with each "
+            "gradient's max |dy| (hindsight); only func.call references "
+            "can be updated";
+    diag.attachNote(fn.getLoc()) << "@" << fn.getSymName() << " is here";
+    return failure();
+  }
+  return success();
+}
+
+/// Calls of `fn`, whose results grew, get the new results too (unused),
+/// and keep their attributes.
 void LqQuantizeMatmulsPass::updateCallers(func::FuncOp fn) {
   std::optional<SymbolTable::UseRange> uses =
       SymbolTable::getSymbolUses(fn, getOperation());
@@ -190,6 +213,13 @@ void LqQuantizeMatmulsPass::updateCallers(func::FuncOp fn) {
     OpBuilder b(call);
     auto grown = func::CallOp::create(b, call.getLoc(), fn, call.getOperands());
     grown->setDiscardableAttrs(call->getDiscardableAttrDictionary());
+    grown.setNoInline(call.getNoInline());
+    grown.setArgAttrsAttr(call.getArgAttrsAttr());
+    if (ArrayAttr resAttrs = call.getResAttrsAttr()) {
+      SmallVector<Attribute> grownAttrs(resAttrs.begin(), resAttrs.end());
+      grownAttrs.resize(grown.getNumResults(), b.getDictionaryAttr({}));
+      grown.setResAttrsAttr(b.getArrayAttr(grownAttrs));
+    }
     for (auto [old, now] : llvm::zip(call.getResults(), grown.getResults()))
       old.replaceAllUsesWith(now);
     call->erase();
@@ -348,6 +378,8 @@ FailureOr<Value> LqQuantizeMatmulsPass::getEstimate(func::FuncOp fn,
 LogicalResult LqQuantizeMatmulsPass::returnGradMaxes(func::FuncOp fn) {
   if (gradMaxes.empty())
     return success();
+  if (failed(refuseIfNotCalled(fn)))
+    return failure();
   DominanceInfo dom(fn);
   SmallVector<func::ReturnOp> returns;
   fn.walk([&](func::ReturnOp r) { returns.push_back(r); });
@@ -455,23 +487,30 @@ Value LqQuantizeMatmulsPass::quantizeLuq(Value dy, Value seed, Value estimate,
 /// Quantizes the operands of `g`: SAWB for x and W, the gradient's shared
 /// LUQ samples for dy, which the kernels take on the left.
 MatmulOperands LqQuantizeMatmulsPass::quantizeOperands(const Gemm &g) {
+  // The operands as they are now: a GEMM rewritten before this one may
+  // have replaced one (h = x W1 feeding y = h W2), so `g.a` and `g.b` are
+  // only compared, never read. The gradient's samples are keyed by the
+  // value it had when they were made.
+  linalg::LinalgOp op = g.op;
+  Value a = op.getDpsInputOperand(0)->get(),
+        b = op.getDpsInputOperand(1)->get();
   MatmulOperands m;
   m.transposeLhs = g.aT;
   m.transposeRhs = g.bT;
   if (g.role == GemmRole::forward) {
-    m.lhs = quantizeSawb(g.a, isNonNegative(g.a));
-    m.rhs = quantizeSawb(g.b, false);
+    m.lhs = quantizeSawb(a, isNonNegative(a));
+    m.rhs = quantizeSawb(b, false);
   } else if (g.role == GemmRole::backward_data) {
     m.lhs = luq[g.grad];
-    m.rhs = quantizeSawb(g.b, false);
+    m.rhs = quantizeSawb(b, false);
   } else if (g.grad == g.a) {
     m.lhs = luq[g.grad];
-    m.rhs = quantizeSawb(g.b, isNonNegative(g.b));
+    m.rhs = quantizeSawb(b, isNonNegative(b));
   } else {
     // x^T dy is (dy^T x)^T: the gradient goes on the left, where the
     // kernels take the log4 operand, and the product is transposed.
     m.lhs = luq[g.grad];
-    m.rhs = quantizeSawb(g.a, isNonNegative(g.a));
+    m.rhs = quantizeSawb(a, isNonNegative(a));
     m.transposeLhs = true;
     m.transposeRhs = !g.aT;
     m.transposeResult = true;

@@ -94,6 +94,14 @@ FailureOr<Gemm> matchGemm(linalg::LinalgOp op, std::string &why) {
   Value a = op.getDpsInputOperand(0)->get(),
         b = op.getDpsInputOperand(1)->get();
   Value init = op.getDpsInitOperand(0)->get();
+  // A float init that is not zero is the first thing to say, whatever the
+  // shapes; other element types are the type check's to report.
+  Type initElement = cast<ShapedType>(init.getType()).getElementType();
+  if (!isZeroFilled(init) && isa<FloatType>(initElement)) {
+    why = "accumulates into an init that is not zero-filled; only C = A B is "
+          "quantized";
+    return failure();
+  }
   if (!hasGemmTypes(a, b, init)) {
     why = "must take 2-D tensors of f32, bf16 or f16 and produce a 2-D tensor "
           "of f32 or bf16";
@@ -106,11 +114,6 @@ FailureOr<Gemm> matchGemm(linalg::LinalgOp op, std::string &why) {
   Gemm g{op, a, b};
   if (failed(matchIndexing(g, *dims, why)))
     return failure();
-  if (!isZeroFilled(init)) {
-    why = "accumulates into an init that is not zero-filled; only C = A B is "
-          "quantized";
-    return failure();
-  }
   return g;
 }
 

@@ -268,7 +268,7 @@ ReassociationIndices range(unsigned begin, unsigned end) {
 
 class Normalizer {
 public:
-  explicit Normalizer(MLIRContext *ctx) : b(ctx) {}
+  explicit Normalizer(func::FuncOp fn) : b(fn.getContext()), dom(fn) {}
   std::optional<NormalizedGemm> rebuild(Contraction &c);
 
 private:
@@ -276,10 +276,11 @@ private:
   linalg::GenericOp build(Contraction &c, ValueRange inputs, Value init,
                           ArrayRef<AffineMap> maps,
                           ArrayRef<utils::IteratorType> iterators);
-  Value collapse(Value v, unsigned split);
+  Value collapse(Value v, unsigned split, Operation *at);
   Value zeroInit(Value init, unsigned split);
 
   OpBuilder b;
+  DominanceInfo dom;
   DenseMap<std::pair<Value, unsigned>, Value> collapsed;
 };
 
@@ -292,16 +293,29 @@ linalg::GenericOp Normalizer::build(Contraction &c, ValueRange inputs,
                                         ValueRange{init}, maps, iterators);
   IRMapping mapping;
   c.body->getRegion(0).cloneInto(&gemm.getRegion(), mapping);
-  if (Attribute role = c.original->getAttr(kRoleAttr))
+  Attribute role = c.original->getAttr(kRoleAttr);
+  if (!role && c.summedBatch)
+    role = c.summedBatch->getAttr(kRoleAttr);
+  if (role)
     gemm->setAttr(kRoleAttr, role);
   return gemm;
 }
 
-/// `v` [d0..d(r-1)] collapsed to 2-D: [d0..d(split-1)] x [d(split)..].
-Value Normalizer::collapse(Value v, unsigned split) {
+/// `v` [d0..d(r-1)] collapsed to 2-D: [d0..d(split-1)] x [d(split)..],
+/// for a GEMM at `at`: an equal tensor.collapse_shape that is there
+/// already, else one made right after `v` (so that it serves every GEMM).
+Value Normalizer::collapse(Value v, unsigned split, Operation *at) {
   auto rank = unsigned(cast<RankedTensorType>(v.getType()).getRank());
   if (rank == 2 && split == 1)
     return v;
+  SmallVector<ReassociationIndices> groups = {range(0, split),
+                                              range(split, rank)};
+  for (Operation *user : v.getUsers())
+    if (auto existing = dyn_cast<tensor::CollapseShapeOp>(user);
+        existing && existing.getSrc() == v &&
+        existing.getReassociationIndices() == groups &&
+        dom.properlyDominates(existing.getOperation(), at))
+      return existing;
   Value &slot = collapsed[{v, split}];
   if (!slot) {
     OpBuilder::InsertionGuard guard(b);
@@ -309,10 +323,16 @@ Value Normalizer::collapse(Value v, unsigned split) {
       b.setInsertionPointToStart(arg.getOwner());
     else
       b.setInsertionPointAfter(v.getDefiningOp());
-    slot = tensor::CollapseShapeOp::create(
-        b, v.getLoc(), v, {range(0, split), range(split, rank)});
+    slot = tensor::CollapseShapeOp::create(b, v.getLoc(), v, groups);
   }
   return slot;
+}
+
+/// The tensor whose sizes `init` has, read without keeping its fill alive.
+Value shapeSource(Value init) {
+  if (auto fill = init.getDefiningOp<linalg::FillOp>())
+    return fill.getOutputs()[0];
+  return init;
 }
 
 /// A zero-filled 2-D init of `init`'s elements, collapsed at `split`.
@@ -335,6 +355,13 @@ Value Normalizer::zeroInit(Value init, unsigned split) {
 }
 
 std::optional<NormalizedGemm> Normalizer::rebuild(Contraction &c) {
+  // Operands are read now, not when the contraction was found: an earlier
+  // rebuild may have replaced one (a GEMM reading another's result).
+  auto operandsOf = [](Operation *op) {
+    return cast<linalg::LinalgOp>(op).getDpsInputs();
+  };
+  c.inputs = operandsOf(c.summedBatch ? c.summedBatch : c.original);
+  c.init = cast<linalg::LinalgOp>(c.original).getDpsInitOperand(0)->get();
   for (auto [v, map] : llvm::zip(c.inputs, c.maps))
     c.changed |= foldViews(v, map);
   std::optional<Groups> g = groupsOf(c);
@@ -370,8 +397,8 @@ std::optional<NormalizedGemm> Normalizer::flatten(Contraction &c,
     return std::nullopt;
 
   b.setInsertionPoint(c.original);
-  Value lhs = collapse(c.inputs[0], a->first.size());
-  Value rhs = collapse(c.inputs[1], bRuns->first.size());
+  Value lhs = collapse(c.inputs[0], a->first.size(), c.original);
+  Value rhs = collapse(c.inputs[1], bRuns->first.size(), c.original);
   Value init = zeroInit(c.init, r->first.size());
   MLIRContext *ctx = b.getContext();
   AffineExpr m = getAffineDimExpr(0, ctx), n = getAffineDimExpr(1, ctx),
@@ -392,7 +419,7 @@ std::optional<NormalizedGemm> Normalizer::flatten(Contraction &c,
   Value result = tensor::ExpandShapeOp::create(
       b, c.original->getLoc(), c.init.getType(), gemm.getResult(0),
       {range(0, split), range(split, resultRank)},
-      tensor::getMixedSizes(b, c.original->getLoc(), c.init));
+      tensor::getMixedSizes(b, c.original->getLoc(), shapeSource(c.init)));
   return NormalizedGemm{c.original, c.summedBatch, gemm, result};
 }
 
@@ -421,7 +448,7 @@ SmallVector<NormalizedGemm> lq::transforms::normalizeGemms(func::FuncOp fn) {
     else if (isTwoInputContraction(op) && !summed.contains(op))
       found.push_back(contractionOf(op));
   });
-  Normalizer normalizer(fn.getContext());
+  Normalizer normalizer(fn);
   SmallVector<NormalizedGemm> normalized;
   for (Contraction &c : found)
     if (std::optional<NormalizedGemm> n = normalizer.rebuild(c)) {
@@ -451,6 +478,11 @@ void lq::transforms::settleNormalizedGemms(
         eraseWithViews(n.summedBatch);
       continue;
     }
+    // What the pass built for the GEMM's users sits right after the new
+    // GEMM, before the original: the original takes the GEMM's place.
+    n.original->moveBefore(n.gemm);
+    if (n.summedBatch)
+      n.summedBatch->moveBefore(n.original);
     Value replacement = n.replacement;
     replacement.replaceAllUsesWith(n.original->getResult(0));
     Operation *gemm = n.gemm;

@@ -7,6 +7,8 @@
 // RUN: lq-opt %s --lq-quantize-matmuls --split-input-file | FileCheck %s
 // RUN: lq-opt %s --lq-quantize-matmuls=hindsight=true --split-input-file \
 // RUN:   | FileCheck %s --check-prefix=HINDSIGHT
+// RUN: lq-opt %s --lq-quantize-matmuls=keep-first=true --split-input-file \
+// RUN:   | FileCheck %s --check-prefix=KEEP
 
 func.func @transposes(%x: tensor<4x8xf32>, %w: tensor<3x8xf32>, %b: tensor<3xf32>, %dy: tensor<4x3xf32>)
     -> (tensor<4x3xf32>, tensor<4x8xf32>, tensor<3x8xf32>) {
@@ -117,11 +119,11 @@ func.func @generic_copies_bf16(%x: tensor<4x8xbf16>, %w: tensor<3x8xbf16>, %b: t
 // CHECK: lq.matmul({{.*}} {role = #lq.role<weight_grad>, transpose_lhs} {{.*}} -> tensor<4x8xf32>
 // CHECK-NOT: linalg.generic
 // CHECK-LABEL: func.func @caller
-// CHECK: call @activations_3d({{.*}}) : (tensor<2x3x8xf32>, tensor<4x8xf32>, tensor<2x3x4xf32>, i64, f32) -> (tensor<2x3x4xf32>, tensor<2x3x8xf32>, tensor<4x8xf32>)
+// CHECK: call @activations_3d({{.*}}) {no_inline} : (tensor<2x3x8xf32>, tensor<4x8xf32>, tensor<2x3x4xf32>, i64, f32) -> (tensor<2x3x4xf32>, tensor<2x3x8xf32>, tensor<4x8xf32>)
 // HINDSIGHT-LABEL: func.func @activations_3d
 // HINDSIGHT-SAME: %{{.*}}: f32 {lq.max_estimate = 0 : i64}) -> (tensor<2x3x4xf32>, tensor<2x3x8xf32>, tensor<4x8xf32>, f32 {lq.grad_max = 0 : i64})
 // HINDSIGHT-LABEL: func.func @caller
-// HINDSIGHT: %[[R:.*]]:4 = call @activations_3d({{.*}}) -> (tensor<2x3x4xf32>, tensor<2x3x8xf32>, tensor<4x8xf32>, f32)
+// HINDSIGHT: %[[R:.*]]:4 = call @activations_3d({{.*}}) {no_inline} : ({{.*}}) -> (tensor<2x3x4xf32>, tensor<2x3x8xf32>, tensor<4x8xf32>, f32)
 // HINDSIGHT: return %[[R]]#0, %[[R]]#1, %[[R]]#2
 func.func @activations_3d(%x: tensor<2x3x8xf32>, %w: tensor<4x8xf32>, %dy: tensor<2x3x4xf32>,
                           %seed: i64 {lq.seed}, %est: f32 {lq.max_estimate = 0})
@@ -159,7 +161,7 @@ func.func @activations_3d(%x: tensor<2x3x8xf32>, %w: tensor<4x8xf32>, %dy: tenso
 
 func.func @caller(%x: tensor<2x3x8xf32>, %w: tensor<4x8xf32>, %dy: tensor<2x3x4xf32>, %seed: i64, %est: f32)
     -> (tensor<2x3x4xf32>, tensor<2x3x8xf32>, tensor<4x8xf32>) {
-  %r:3 = func.call @activations_3d(%x, %w, %dy, %seed, %est)
+  %r:3 = func.call @activations_3d(%x, %w, %dy, %seed, %est) {no_inline}
       : (tensor<2x3x8xf32>, tensor<4x8xf32>, tensor<2x3x4xf32>, i64, f32) -> (tensor<2x3x4xf32>, tensor<2x3x8xf32>, tensor<4x8xf32>)
   return %r#0, %r#1, %r#2 : tensor<2x3x4xf32>, tensor<2x3x8xf32>, tensor<4x8xf32>
 }
@@ -180,4 +182,142 @@ func.func @attention_scores(%q: tensor<4x8xf32>, %k: tensor<4x8xf32>) -> tensor<
   %s0 = linalg.fill ins(%zero : f32) outs(%se : tensor<4x4xf32>) -> tensor<4x4xf32>
   %s = linalg.matmul ins(%q, %kt : tensor<4x8xf32>, tensor<8x4xf32>) outs(%s0 : tensor<4x4xf32>) -> tensor<4x4xf32>
   return %s : tensor<4x4xf32>
+}
+
+// -----
+
+// Two layers with no activation between them: layer 2's forward GEMM reads
+// layer 1's result, which is an lq.matmul by the time layer 2 is rewritten.
+// With keep-first, layer 1 stays exactly as written, transposes included.
+// CHECK-LABEL: func.func @chained_layers
+// CHECK-COUNT-6: lq.matmul
+// CHECK-NOT: linalg.matmul
+// KEEP-LABEL: func.func @chained_layers
+// KEEP: %[[W1T:.*]] = linalg.transpose ins(%arg1 : tensor<16x8xf32>)
+// KEEP: %[[H:.*]] = linalg.matmul ins(%arg0, %[[W1T]] : tensor<6x8xf32>, tensor<8x16xf32>)
+// KEEP: lq.quantize %[[H]] range
+// KEEP-COUNT-3: lq.matmul
+// KEEP: linalg.matmul
+// KEEP: linalg.matmul
+func.func @chained_layers(%x: tensor<6x8xf32>, %w1: tensor<16x8xf32>, %w2: tensor<4x16xf32>, %dy: tensor<6x4xf32>, %seed: i64 {lq.seed})
+    -> (tensor<6x4xf32>, tensor<6x8xf32>, tensor<16x8xf32>, tensor<4x16xf32>) {
+  %zero = arith.constant 0.0 : f32
+  %w1t_e = tensor.empty() : tensor<8x16xf32>
+  %w1t = linalg.transpose ins(%w1 : tensor<16x8xf32>) outs(%w1t_e : tensor<8x16xf32>) permutation = [1, 0]
+  %h_e = tensor.empty() : tensor<6x16xf32>
+  %h_0 = linalg.fill ins(%zero : f32) outs(%h_e : tensor<6x16xf32>) -> tensor<6x16xf32>
+  %h = linalg.matmul ins(%x, %w1t : tensor<6x8xf32>, tensor<8x16xf32>) outs(%h_0 : tensor<6x16xf32>) -> tensor<6x16xf32>
+  %w2t_e = tensor.empty() : tensor<16x4xf32>
+  %w2t = linalg.transpose ins(%w2 : tensor<4x16xf32>) outs(%w2t_e : tensor<16x4xf32>) permutation = [1, 0]
+  %y_e = tensor.empty() : tensor<6x4xf32>
+  %y_0 = linalg.fill ins(%zero : f32) outs(%y_e : tensor<6x4xf32>) -> tensor<6x4xf32>
+  %y = linalg.matmul ins(%h, %w2t : tensor<6x16xf32>, tensor<16x4xf32>) outs(%y_0 : tensor<6x4xf32>) -> tensor<6x4xf32>
+  // layer 2 backward: dh = dy W2, dW2 = dy^T h
+  %dh_0 = linalg.fill ins(%zero : f32) outs(%h_e : tensor<6x16xf32>) -> tensor<6x16xf32>
+  %dh = linalg.matmul ins(%dy, %w2 : tensor<6x4xf32>, tensor<4x16xf32>) outs(%dh_0 : tensor<6x16xf32>) -> tensor<6x16xf32>
+  %dyt_e = tensor.empty() : tensor<4x6xf32>
+  %dyt = linalg.transpose ins(%dy : tensor<6x4xf32>) outs(%dyt_e : tensor<4x6xf32>) permutation = [1, 0]
+  %dw2_e = tensor.empty() : tensor<4x16xf32>
+  %dw2_0 = linalg.fill ins(%zero : f32) outs(%dw2_e : tensor<4x16xf32>) -> tensor<4x16xf32>
+  %dw2 = linalg.matmul ins(%dyt, %h : tensor<4x6xf32>, tensor<6x16xf32>) outs(%dw2_0 : tensor<4x16xf32>) -> tensor<4x16xf32>
+  // layer 1 backward: dx = dh W1, dW1 = dh^T x
+  %dx_e = tensor.empty() : tensor<6x8xf32>
+  %dx_0 = linalg.fill ins(%zero : f32) outs(%dx_e : tensor<6x8xf32>) -> tensor<6x8xf32>
+  %dx = linalg.matmul ins(%dh, %w1 : tensor<6x16xf32>, tensor<16x8xf32>) outs(%dx_0 : tensor<6x8xf32>) -> tensor<6x8xf32>
+  %dht_e = tensor.empty() : tensor<16x6xf32>
+  %dht = linalg.transpose ins(%dh : tensor<6x16xf32>) outs(%dht_e : tensor<16x6xf32>) permutation = [1, 0]
+  %dw1_e = tensor.empty() : tensor<16x8xf32>
+  %dw1_0 = linalg.fill ins(%zero : f32) outs(%dw1_e : tensor<16x8xf32>) -> tensor<16x8xf32>
+  %dw1 = linalg.matmul ins(%dht, %x : tensor<16x6xf32>, tensor<6x8xf32>) outs(%dw1_0 : tensor<16x8xf32>) -> tensor<16x8xf32>
+  return %y, %dx, %dw1, %dw2 : tensor<6x4xf32>, tensor<6x8xf32>, tensor<16x8xf32>, tensor<4x16xf32>
+}
+
+// -----
+
+// Layer 1 is unmarked and has no dx GEMM, so it stays in high precision as
+// written; layer 2's quantizers read its result, which is put back.
+// CHECK-LABEL: func.func @first_layer_unmarked
+// CHECK: %[[W1T:.*]] = linalg.transpose ins(%arg1 : tensor<16x8xf32>)
+// CHECK: %[[H:.*]] = linalg.matmul ins(%arg0, %[[W1T]] : tensor<6x8xf32>, tensor<8x16xf32>)
+// CHECK: lq.quantize %[[H]] range
+// CHECK-COUNT-3: lq.matmul
+// CHECK: linalg.matmul
+func.func @first_layer_unmarked(%x: tensor<6x8xf32>, %w1: tensor<16x8xf32>, %w2: tensor<4x16xf32>, %dy: tensor<6x4xf32>, %seed: i64 {lq.seed})
+    -> (tensor<6x4xf32>, tensor<6x8xf32>, tensor<16x8xf32>, tensor<16x4xf32>) {
+  %zero = arith.constant 0.0 : f32
+  %w1t_e = tensor.empty() : tensor<8x16xf32>
+  %w1t = linalg.transpose ins(%w1 : tensor<16x8xf32>) outs(%w1t_e : tensor<8x16xf32>) permutation = [1, 0]
+  %h_e = tensor.empty() : tensor<6x16xf32>
+  %h_0 = linalg.fill ins(%zero : f32) outs(%h_e : tensor<6x16xf32>) -> tensor<6x16xf32>
+  %h = linalg.matmul ins(%x, %w1t : tensor<6x8xf32>, tensor<8x16xf32>) outs(%h_0 : tensor<6x16xf32>) -> tensor<6x16xf32>
+  %w2t_e = tensor.empty() : tensor<16x4xf32>
+  %w2t = linalg.transpose ins(%w2 : tensor<4x16xf32>) outs(%w2t_e : tensor<16x4xf32>) permutation = [1, 0]
+  %y_e = tensor.empty() : tensor<6x4xf32>
+  %y_0 = linalg.fill ins(%zero : f32) outs(%y_e : tensor<6x4xf32>) -> tensor<6x4xf32>
+  %y = linalg.matmul ins(%h, %w2t : tensor<6x16xf32>, tensor<16x4xf32>) outs(%y_0 : tensor<6x4xf32>) -> tensor<6x4xf32>
+  // layer 2 backward: dh = dy W2, dW2 = dy^T h
+  %dh_0 = linalg.fill ins(%zero : f32) outs(%h_e : tensor<6x16xf32>) -> tensor<6x16xf32>
+  %dh = linalg.matmul ins(%dy, %w2 : tensor<6x4xf32>, tensor<4x16xf32>) outs(%dh_0 : tensor<6x16xf32>) -> tensor<6x16xf32>
+  %ht_e = tensor.empty() : tensor<16x6xf32>
+  %ht = linalg.transpose ins(%h : tensor<6x16xf32>) outs(%ht_e : tensor<16x6xf32>) permutation = [1, 0]
+  %dw2_e = tensor.empty() : tensor<16x4xf32>
+  %dw2_0 = linalg.fill ins(%zero : f32) outs(%dw2_e : tensor<16x4xf32>) -> tensor<16x4xf32>
+  %dw2 = linalg.matmul ins(%ht, %dy : tensor<16x6xf32>, tensor<6x4xf32>) outs(%dw2_0 : tensor<16x4xf32>) -> tensor<16x4xf32>
+  // layer 1 backward: dx = dh W1, dW1 = dh^T x
+  %dx_e = tensor.empty() : tensor<6x8xf32>
+  %dx_0 = linalg.fill ins(%zero : f32) outs(%dx_e : tensor<6x8xf32>) -> tensor<6x8xf32>
+  %dx = linalg.fill ins(%zero : f32) outs(%dx_e : tensor<6x8xf32>) -> tensor<6x8xf32>
+  %dht_e = tensor.empty() : tensor<16x6xf32>
+  %dht = linalg.transpose ins(%dh : tensor<6x16xf32>) outs(%dht_e : tensor<16x6xf32>) permutation = [1, 0]
+  %dw1_e = tensor.empty() : tensor<16x8xf32>
+  %dw1_0 = linalg.fill ins(%zero : f32) outs(%dw1_e : tensor<16x8xf32>) -> tensor<16x8xf32>
+  %dw1 = linalg.matmul ins(%dht, %x : tensor<16x6xf32>, tensor<6x8xf32>) outs(%dw1_0 : tensor<16x8xf32>) -> tensor<16x8xf32>
+  return %y, %dx, %dw1, %dw2 : tensor<6x4xf32>, tensor<6x8xf32>, tensor<16x8xf32>, tensor<16x4xf32>
+}
+
+// -----
+
+// Two marked batched forward GEMMs with broadcast weights, one reading the
+// other: each is one 2-D GEMM.
+// CHECK-LABEL: func.func @batched_chain
+// CHECK-COUNT-2: lq.matmul({{.*}} {role = #lq.role<forward>}
+// CHECK-NOT: linalg.batch_matmul
+func.func @batched_chain(%x: tensor<2x3x8xf32>, %w1: tensor<8x16xf32>, %w2: tensor<16x4xf32>, %seed: i64 {lq.seed})
+    -> tensor<2x3x4xf32> {
+  %zero = arith.constant 0.0 : f32
+  %w1b_e = tensor.empty() : tensor<2x8x16xf32>
+  %w1b = linalg.broadcast ins(%w1 : tensor<8x16xf32>) outs(%w1b_e : tensor<2x8x16xf32>) dimensions = [0]
+  %h_e = tensor.empty() : tensor<2x3x16xf32>
+  %h_0 = linalg.fill ins(%zero : f32) outs(%h_e : tensor<2x3x16xf32>) -> tensor<2x3x16xf32>
+  %h = linalg.batch_matmul {lq.role = "forward"} ins(%x, %w1b : tensor<2x3x8xf32>, tensor<2x8x16xf32>) outs(%h_0 : tensor<2x3x16xf32>) -> tensor<2x3x16xf32>
+  %w2b_e = tensor.empty() : tensor<2x16x4xf32>
+  %w2b = linalg.broadcast ins(%w2 : tensor<16x4xf32>) outs(%w2b_e : tensor<2x16x4xf32>) dimensions = [0]
+  %y_e = tensor.empty() : tensor<2x3x4xf32>
+  %y_0 = linalg.fill ins(%zero : f32) outs(%y_e : tensor<2x3x4xf32>) -> tensor<2x3x4xf32>
+  %y = linalg.batch_matmul {lq.role = "forward"} ins(%h, %w2b : tensor<2x3x16xf32>, tensor<2x16x4xf32>) outs(%y_0 : tensor<2x3x4xf32>) -> tensor<2x3x4xf32>
+  return %y : tensor<2x3x4xf32>
+}
+
+// -----
+
+// The role may sit on the batched contraction that a sum over its batch
+// reads.
+// CHECK-LABEL: func.func @role_on_summed_batch
+// CHECK: lq.matmul({{.*}} {role = #lq.role<weight_grad>, transpose_lhs} {{.*}} -> tensor<8x16xf32>
+// CHECK-NOT: linalg.reduce
+func.func @role_on_summed_batch(%x: tensor<2x3x8xf32>, %dy: tensor<2x3x16xf32>, %seed: i64 {lq.seed}) -> tensor<8x16xf32> {
+  %zero = arith.constant 0.0 : f32
+  %xt_e = tensor.empty() : tensor<2x8x3xf32>
+  %xt = linalg.transpose ins(%x : tensor<2x3x8xf32>) outs(%xt_e : tensor<2x8x3xf32>) permutation = [0, 2, 1]
+  %p_e = tensor.empty() : tensor<2x8x16xf32>
+  %p_0 = linalg.fill ins(%zero : f32) outs(%p_e : tensor<2x8x16xf32>) -> tensor<2x8x16xf32>
+  %p = linalg.batch_matmul {lq.role = "weight_grad"} ins(%xt, %dy : tensor<2x8x3xf32>, tensor<2x3x16xf32>) outs(%p_0 : tensor<2x8x16xf32>) -> tensor<2x8x16xf32>
+  %e = tensor.empty() : tensor<8x16xf32>
+  %f = linalg.fill ins(%zero : f32) outs(%e : tensor<8x16xf32>) -> tensor<8x16xf32>
+  %dw = linalg.reduce ins(%p : tensor<2x8x16xf32>) outs(%f : tensor<8x16xf32>) dimensions = [0]
+    (%in: f32, %acc: f32) {
+      %s = arith.addf %in, %acc : f32
+      linalg.yield %s : f32
+    }
+  return %dw : tensor<8x16xf32>
 }
