@@ -6,9 +6,13 @@ f32 tensors, then f32 matmuls).
     PYTHONPATH=build/python /usr/bin/python3 python/benchmarks/bench_linear.py
 
 Prints the median step time of each over repeated runs and their ratio.
+PyTorch runs at every intra-op thread count from 1 to the number of CPUs
+and is compared at its fastest (printed with the count); lq uses its own
+runtime's threads.
 """
 
 import argparse
+import os
 import statistics
 import time
 
@@ -89,12 +93,23 @@ def main():
         FakeQuantLinear.apply(x.requires_grad_(True), w, b).backward(dy)
 
     t_lq = time_steps(lq_step, args.repeats)
-    t_torch = time_steps(torch_step, args.repeats)
+    default_threads = torch.get_num_threads()
+    by_threads = {}
+    for threads in range(1, (os.cpu_count() or 1) + 1):
+        torch.set_num_threads(threads)
+        by_threads[threads] = time_steps(torch_step, args.repeats)
+    torch.set_num_threads(default_threads)
+    best = min(by_threads, key=by_threads.get)
+    t_torch = by_threads[best]
     print(f"linear {args.batch}x{args.in_features}->{args.out_features}, "
-          f"{torch.get_num_threads()} threads")
+          f"{os.cpu_count()} CPUs, PyTorch default {default_threads} "
+          f"intra-op threads")
     print(f"  lq.torch.Linear step        {t_lq * 1e3:8.2f} ms")
-    print(f"  PyTorch fake quantization   {t_torch * 1e3:8.2f} ms")
-    print(f"  speedup                     {t_torch / t_lq:8.2f}x")
+    for threads, t in by_threads.items():
+        mark = "  <- fastest" if threads == best else ""
+        print(f"  PyTorch fake quantization   {t * 1e3:8.2f} ms "
+              f"({threads} threads){mark}")
+    print(f"  speedup vs PyTorch at {best} threads  {t_torch / t_lq:8.2f}x")
 
 
 if __name__ == "__main__":
