@@ -4,6 +4,7 @@
 
 #include "mlir/IR/Diagnostics.h"
 #include "mlir/IR/Location.h"
+#include "llvm/ADT/StringExtras.h"
 #include "llvm/Support/thread.h"
 
 #include <optional>
@@ -51,6 +52,82 @@ LogicalResult lq::checkInputNesting(const llvm::SourceMgr &sources,
                                              !comparison)) &&
         depth > 0)
       --depth;
+  }
+  return success();
+}
+
+namespace {
+
+bool isIdentifierChar(char c) {
+  return llvm::isAlnum(c) || c == '_' || c == '$' || c == '.';
+}
+
+/// Whether `text` starts with `[`, integers of at most 18 digits separated
+/// by commas, and `]`, spaces allowed anywhere between.
+bool startsWithIntegerList(StringRef text) {
+  if (!text.consume_front("["))
+    return false;
+  text = text.ltrim();
+  if (text.consume_front("]"))
+    return true;
+  while (true) {
+    text.consume_front("-");
+    size_t digits = text.find_if_not(llvm::isDigit);
+    if (digits == 0 || digits == StringRef::npos || digits > 18)
+      return false;
+    text = text.drop_front(digits).ltrim();
+    if (text.consume_front("]"))
+      return true;
+    if (!text.consume_front(","))
+      return false;
+    text = text.ltrim();
+  }
+}
+
+} // namespace
+
+LogicalResult lq::checkIntegerLists(const llvm::SourceMgr &sources,
+                                    MLIRContext *context) {
+  const llvm::MemoryBuffer *buffer =
+      sources.getMemoryBuffer(sources.getMainFileID());
+  StringRef text = buffer->getBuffer();
+  for (size_t i = 0; i < text.size(); ++i) {
+    char c = text[i];
+    if (c == '"') {
+      for (++i; i < text.size() && text[i] != '"'; ++i)
+        if (text[i] == '\\')
+          ++i;
+      continue;
+    }
+    if (c == '/' && i + 1 < text.size() && text[i + 1] == '/') {
+      i = text.find('\n', i);
+      if (i == StringRef::npos)
+        break;
+      continue;
+    }
+    if (i > 0 && isIdentifierChar(text[i - 1]))
+      continue;
+    StringRef rest = text.drop_front(i);
+    StringRef keyword;
+    for (StringRef name : {"permutation", "dimensions"})
+      if (rest.starts_with(name) &&
+          (rest.size() == name.size() || !isIdentifierChar(rest[name.size()])))
+        keyword = name;
+    if (keyword.empty())
+      continue;
+    rest = rest.drop_front(keyword.size()).ltrim();
+    if (!rest.consume_front("=") || rest.starts_with("="))
+      continue;
+    rest = rest.ltrim();
+    if (rest.starts_with("array<") || startsWithIntegerList(rest))
+      continue;
+    auto [line, column] =
+        sources.getLineAndColumn(llvm::SMLoc::getFromPointer(text.data() + i));
+    emitError(FileLineColLoc::get(context, buffer->getBufferIdentifier(), line,
+                                  column))
+        << "expected an integer list such as [1, 0] after '" << keyword
+        << " ='";
+    return failure();
   }
   return success();
 }

@@ -58,7 +58,7 @@ lq::Result<std::vector<lq::GemmSpec>> specsOfProgram(std::string_view program) {
       llvm::MemoryBuffer::getMemBufferCopy(
           llvm::StringRef(program.data(), program.size()), "program"),
       llvm::SMLoc());
-  if (failed(lq::checkInputNesting(sources, &ctx)))
+  if (failed(lq::checkInputText(sources, &ctx)))
     return SpecsResult::failure("invalid lq program: " + diagnostics);
   OwningOpRef<ModuleOp> module = parseSourceFile<ModuleOp>(sources, &ctx);
   if (!module)

@@ -6,8 +6,10 @@
 // generator and its lowering to LLVM, the linalg-graph quantizer), each on
 // a clone. Diagnostics are expected and swallowed; a crash, a sanitizer
 // report or a pipeline that leaves invalid IR (the pass manager's verifier)
-// is a finding. Nesting is bounded as the tools bound it
-// (lq/Dialect/InputLimits.h), so stack depth stays within libFuzzer's.
+// is a finding. The text is checked as the tools check it
+// (lq/Dialect/InputLimits.h): nesting is bounded, so stack depth stays
+// within libFuzzer's, and the integer lists that MLIR's linalg parsers
+// crash on are refused before parsing.
 //
 //===----------------------------------------------------------------------===//
 
@@ -72,7 +74,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       llvm::MemoryBuffer::getMemBufferCopy(
           llvm::StringRef(reinterpret_cast<const char *>(data), size), "fuzz"),
       llvm::SMLoc());
-  if (failed(lq::checkInputNesting(sources, &context)))
+  if (failed(lq::checkInputText(sources, &context)))
     return 0;
   OwningOpRef<ModuleOp> module = parseSourceFile<ModuleOp>(sources, &context);
   if (!module)

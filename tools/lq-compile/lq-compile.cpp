@@ -114,7 +114,7 @@ Result<std::string> quantizeGraph(llvm::StringRef source) {
   llvm::SourceMgr sources;
   sources.AddNewSourceBuffer(llvm::MemoryBuffer::getMemBufferCopy(source, input),
                              llvm::SMLoc());
-  if (mlir::failed(checkInputNesting(sources, &ctx)))
+  if (mlir::failed(checkInputText(sources, &ctx)))
     return Result<std::string>::failure(diagnostics);
   auto module = mlir::parseSourceFile<mlir::ModuleOp>(sources, &ctx);
   if (!module)

@@ -49,7 +49,7 @@ int main(int argc, char **argv) {
         llvm::MemoryBuffer::getMemBuffer(input->getMemBufferRef()),
         llvm::SMLoc());
     mlir::SourceMgrDiagnosticHandler handler(sources, &context);
-    if (mlir::failed(lq::checkInputNesting(sources, &context)))
+    if (mlir::failed(lq::checkInputText(sources, &context)))
       return 1;
   }
   std::unique_ptr<llvm::ToolOutputFile> output =

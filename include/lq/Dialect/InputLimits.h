@@ -3,9 +3,10 @@
 // MLIR's parser, verifier and printer recurse once per nested region,
 // attribute or type, so a file of a few thousand nested brackets overflows
 // a thread's default stack. Every lq entry point that parses MLIR text
-// (lq-opt, lq-compile, lq-gpu-pack, GemmSpec::fromProgram and so
-// lq.compile_program) rejects deeper nesting with a located error before
-// parsing, and does its work on a thread whose stack holds what is left.
+// (lq-opt, lq-compile, GemmSpec::fromProgram and so lq.compile_program)
+// rejects deeper nesting with a located error before parsing, and does its
+// work on a thread whose stack holds what is left. It also refuses the
+// malformed integer lists that some upstream parsers crash on.
 //
 //===----------------------------------------------------------------------===//
 
@@ -32,6 +33,21 @@ constexpr unsigned kLargeStackBytes = 512u << 20;
 /// nests deeper; string literals and `//` comments are skipped.
 mlir::LogicalResult checkInputNesting(const llvm::SourceMgr &sources,
                                       mlir::MLIRContext *context);
+
+/// Fails, with an error at the keyword, when `permutation =` or
+/// `dimensions =` in the main buffer of `sources` is followed by anything
+/// but an integer list `[i, j, ...]` of at most 18 digits per integer (or
+/// `array<...>`). MLIR 22's parsers of linalg.transpose, linalg.broadcast
+/// and linalg.reduce crash on anything else instead of reporting it.
+mlir::LogicalResult checkIntegerLists(const llvm::SourceMgr &sources,
+                                      mlir::MLIRContext *context);
+
+/// Both checks above: what every entry point runs before parsing.
+inline mlir::LogicalResult checkInputText(const llvm::SourceMgr &sources,
+                                          mlir::MLIRContext *context) {
+  return mlir::success(succeeded(checkInputNesting(sources, context)) &&
+                       succeeded(checkIntegerLists(sources, context)));
+}
 
 /// Runs `work` on a thread with a stack of kLargeStackBytes and waits for
 /// it.
