@@ -46,7 +46,7 @@ Result<HostObject> lq::compileHostObject(const GemmSpec &spec,
   auto jit = HostJit::create(cpu);
   if (!jit)
     return jit.takeError();
-  HostJit::KernelModule kernels = HostJit::build(spec, false);
+  HostJit::KernelModule kernels = (*jit)->build(spec, false);
   HostObject result;
   // lq_<stage> -> <prefix>_<stage>: objects of several GEMMs link together.
   for (auto fn : kernels.module->getOps<mlir::func::FuncOp>()) {

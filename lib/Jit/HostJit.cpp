@@ -20,6 +20,7 @@
 #include "llvm/Support/TargetSelect.h"
 #include "llvm/Support/raw_ostream.h"
 #include "llvm/Target/TargetMachine.h"
+#include "llvm/TargetParser/Host.h"
 
 using namespace lq;
 using namespace lq::runtime;
@@ -65,11 +66,32 @@ void internalizeStageBodies(llvm::Module &module) {
       fn.setLinkage(llvm::GlobalValue::InternalLinkage);
 }
 
-/// Makes `builder` compile for `cpu` with that CPU's features alone (not
-/// this machine's): an error for a name the target does not know, or a CPU
-/// without AVX2, which the GEMM stages use.
+/// Success when every flag of `features` ("+avxvnni,-avx512f") names a
+/// feature of the target `info` describes.
+Status checkFeatureFlags(const llvm::MCSubtargetInfo &info,
+                         llvm::StringRef features) {
+  llvm::SmallVector<llvm::StringRef> flags;
+  features.split(flags, ',', -1, /*KeepEmpty=*/false);
+  for (llvm::StringRef flag : flags) {
+    llvm::StringRef name = flag.drop_front();
+    bool known = llvm::any_of(info.getAllProcessorFeatures(),
+                              [&](const llvm::SubtargetFeatureKV &kv) {
+                                return name == kv.Key;
+                              });
+    if ((!flag.starts_with("+") && !flag.starts_with("-")) || !known)
+      return Error{"unknown CPU feature flag '" + flag.str() +
+                   "' (LLVM's, such as +avxvnni or -avx512f)"};
+  }
+  return Done{};
+}
+
+/// Makes `builder` compile for `cpu` ("name" or "name,+feature,...") with
+/// that CPU's features alone (not this machine's), plus the flags given:
+/// an error for a name or flag the target does not know, or a CPU without
+/// AVX2, which the GEMM stages use.
 Status targetCpu(llvm::orc::JITTargetMachineBuilder &builder,
                  llvm::StringRef cpu) {
+  auto [name, features] = cpu.split(',');
   const llvm::Triple &triple = builder.getTargetTriple();
   std::string error;
   const llvm::Target *target =
@@ -80,18 +102,35 @@ Status targetCpu(llvm::orc::JITTargetMachineBuilder &builder,
   // prints LLVM's own warning.
   std::unique_ptr<llvm::MCSubtargetInfo> generic(
       target->createMCSubtargetInfo(triple, "", ""));
-  if (!generic || !generic->isCPUStringValid(cpu))
-    return Error{"unknown CPU '" + cpu.str() + "' for " + triple.str() +
+  if (!generic || (name != "host" && !generic->isCPUStringValid(name)))
+    return Error{"unknown CPU '" + name.str() + "' for " + triple.str() +
                  " (an LLVM CPU name such as x86-64-v3, znver3, or host)"};
-  std::unique_ptr<llvm::MCSubtargetInfo> info(
-      target->createMCSubtargetInfo(triple, cpu, ""));
+  LQ_TRY(checkFeatureFlags(*generic, features));
+  if (name != "host") {
+    builder.setCPU(name.str());
+    builder.getFeatures() = llvm::SubtargetFeatures();
+  }
+  llvm::SmallVector<llvm::StringRef> flags;
+  features.split(flags, ',', -1, /*KeepEmpty=*/false);
+  for (llvm::StringRef flag : flags)
+    builder.getFeatures().AddFeature(flag);
+  std::unique_ptr<llvm::MCSubtargetInfo> info(target->createMCSubtargetInfo(
+      triple, builder.getCPU(), builder.getFeatures().getString()));
   if (!info->checkFeatures("+avx2"))
     return Error{"CPU '" + cpu.str() +
                  "' lacks AVX2, which lq's CPU kernels need (x86-64-v3 "
                  "and newer have it)"};
-  builder.setCPU(cpu.str());
-  builder.getFeatures() = llvm::SubtargetFeatures();
   return Done{};
+}
+
+/// The best dot product of a CPU with `info`'s features: 512-bit vpdpbusd
+/// does twice the work of the 256-bit form per instruction.
+CpuDotProduct dotProductOf(const llvm::MCSubtargetInfo &info) {
+  if (info.checkFeatures("+avx512vnni"))
+    return CpuDotProduct::Avx512Vnni;
+  if (info.checkFeatures("+avxvnni"))
+    return CpuDotProduct::AvxVnni;
+  return CpuDotProduct::Avx2;
 }
 
 } // namespace
@@ -128,6 +167,7 @@ Result<std::unique_ptr<HostJit>> HostJit::create(llvm::StringRef cpu) {
   host->cpuName = (*machine)->getTargetCPU().str();
   host->featureString = (*machine)->getTargetFeatureString().str();
   host->tripleString = (*machine)->getTargetTriple().str();
+  host->dot = dotProductOf(*(*machine)->getMCSubtargetInfo());
   host->targetMachine = std::move(*machine);
   auto jit = llvm::orc::LLJITBuilder()
                  .setJITTargetMachineBuilder(std::move(*builder))
@@ -138,14 +178,28 @@ Result<std::unique_ptr<HostJit>> HostJit::create(llvm::StringRef cpu) {
   return Result<std::unique_ptr<HostJit>>(std::move(host));
 }
 
+Status HostJit::checkRunsHere() const {
+  const llvm::MCSubtargetInfo &info = *targetMachine->getMCSubtargetInfo();
+  std::string missing;
+  for (const auto &feature : llvm::sys::getHostCPUFeatures())
+    if (!feature.second && info.checkFeatures("+" + feature.first().str()))
+      missing += (missing.empty() ? "" : ", ") + feature.first().str();
+  if (missing.empty())
+    return Done{};
+  return Error{"CPU '" + cpuName + "' has features this machine lacks (" +
+               missing + "): its kernels would not run here"};
+}
+
 HostJit::KernelModule HostJit::build(const GemmSpec &spec,
-                                     bool quantizeOnly) {
+                                     bool quantizeOnly) const {
   KernelModule kernels;
   kernels.context = std::make_unique<mlir::MLIRContext>(
       mlir::MLIRContext::Threading::DISABLED);
-  kernels.module = quantizeOnly
-                       ? buildCpuQuantizeKernels(*kernels.context, spec.lhs)
-                       : buildCpuGemmKernels(*kernels.context, spec);
+  CpuKernelOptions options;
+  options.dot = dot;
+  kernels.module =
+      quantizeOnly ? buildCpuQuantizeKernels(*kernels.context, spec.lhs)
+                   : buildCpuGemmKernels(*kernels.context, spec, options);
   llvm::raw_string_ostream os(kernels.text);
   kernels.module->print(os);
   return kernels;

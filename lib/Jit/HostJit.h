@@ -43,19 +43,21 @@ class HostJit {
 public:
   /// A JIT for this machine's CPU ("host"), or for the CPU named `cpu`
   /// (an LLVM CPU name such as "x86-64-v3", "znver3"): objects then run on
-  /// every machine with that CPU's features. The kernels need AVX2: a CPU
-  /// without it is an error.
+  /// every machine with that CPU's features. Feature flags may follow the
+  /// name ("x86-64-v3,+avxvnni"). The kernels need AVX2: a CPU without it
+  /// is an error.
   static Result<std::unique_ptr<HostJit>> create(llvm::StringRef cpu = "host");
 
   /// The CPU kernel module of a GEMM (or, with `quantizeOnly`, of the
-  /// standalone quantizer of `spec.lhs`), in its own context.
+  /// standalone quantizer of `spec.lhs`), in its own context, with the
+  /// micro-kernel this JIT's CPU runs best.
   struct KernelModule {
     std::unique_ptr<mlir::MLIRContext> context;
     mlir::OwningOpRef<mlir::ModuleOp> module;
     /// The module printed: what the cache key hashes.
     std::string text;
   };
-  static KernelModule build(const GemmSpec &spec, bool quantizeOnly);
+  KernelModule build(const GemmSpec &spec, bool quantizeOnly) const;
 
   /// Lowers and compiles a kernel module to an object. With `dumpDir`,
   /// every stage's IR is written there.
@@ -72,12 +74,19 @@ public:
   const std::string &cpu() const { return cpuName; }
   const std::string &features() const { return featureString; }
   const std::string &triple() const { return tripleString; }
+  /// The GEMM micro-kernel's dot product, from the CPU's features: VNNI
+  /// where it has it (AVX-512 VNNI first), else AVX2.
+  CpuDotProduct dotProduct() const { return dot; }
+  /// Success when objects of this JIT run on this machine: its CPU has no
+  /// feature this machine lacks.
+  Status checkRunsHere() const;
 
 private:
   HostJit() = default;
   std::unique_ptr<llvm::orc::LLJIT> jit;
   std::unique_ptr<llvm::TargetMachine> targetMachine;
   std::string cpuName, featureString, tripleString;
+  CpuDotProduct dot = CpuDotProduct::Avx2;
   std::mutex mutex;
   unsigned dylibCount = 0;
   /// Loaded objects refer to their cached blobs until linked.

@@ -281,24 +281,24 @@ Quantized FloatOperand::finish(const OperandStats &s,
 
 namespace {
 
-/// The panels lq_pack_a and lq_pack_b write for the micro-kernel: A in
-/// int32 words (two int16 K steps of a row each), B in int16 values, both
-/// padded to whole tiles and K pairs.
+/// The panels lq_pack_a and lq_pack_b write for the micro-kernel, in int32
+/// words (four 8-bit K steps each, and a correction header per block; see
+/// CpuKernels.h), padded to whole tiles and K quads.
 struct Panels {
-  int64_t kSteps = 0;      // the GEMM stage's K argument: pairs
+  int64_t kSteps = 0;      // the GEMM stage's K argument: quads
   int64_t aElements = 0;   // int32 words
-  int64_t bElements = 0;   // int16 values
+  int64_t bElements = 0;   // int32 words
   int64_t aBlockBytes = 0; // one block of kCpuTileRows rows, all samples
   size_t aBytes() const { return size_t(aElements) * 4; }
-  size_t bBytes() const { return size_t(bElements) * 2; }
+  size_t bBytes() const { return size_t(bElements) * 4; }
 };
 
 Panels panelsFor(int64_t m, int64_t n, int64_t k, unsigned samples) {
   Panels p;
-  p.kSteps = (k + 1) / 2;
-  p.aBlockBytes = int64_t(samples) * p.kSteps * kCpuTileRows * 4;
-  p.aElements = ceilDiv(m, kCpuTileRows) * samples * p.kSteps * kCpuTileRows;
-  p.bElements = ceilDiv(n, kCpuTileCols) * p.kSteps * kCpuTileCols * 2;
+  p.kSteps = cpuKQuads(k);
+  p.aBlockBytes = cpuPanelABlockWords(k, samples) * 4;
+  p.aElements = ceilDiv(m, kCpuTileRows) * cpuPanelABlockWords(k, samples);
+  p.bElements = ceilDiv(n, kCpuTileCols) * cpuPanelBBlockWords(k);
   return p;
 }
 

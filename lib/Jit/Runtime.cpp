@@ -77,33 +77,49 @@ public:
             std::max(1u, llvm::hardware_concurrency().compute_thread_count())),
         hostResources(threads) {}
 
-  Result<std::shared_ptr<const KernelImpl>> compile(const GemmSpec &spec,
-                                                    bool quantizeOnly);
-  Result<HostJit *> hostJit();
+  /// Host kernels are compiled for `cpu` (HostJit::create's names).
+  Result<std::shared_ptr<const KernelImpl>>
+  compile(const GemmSpec &spec, bool quantizeOnly,
+          const std::string &cpu = "host");
+  /// The JIT of `cpu`, made on first use; mutex held.
+  Result<HostJit *> hostJit(const std::string &cpu = "host");
 
   unsigned threads;
   HostResources hostResources;
   std::mutex mutex;
   std::unordered_map<std::string, std::shared_ptr<const KernelImpl>> loaded;
-  std::unique_ptr<HostJit> jit;
+  std::unordered_map<std::string, std::unique_ptr<HostJit>> jits;
 };
 
 } // namespace lq
 
-Result<HostJit *> RuntimeImpl::hostJit() {
+Result<HostJit *> RuntimeImpl::hostJit(const std::string &cpu) {
+  std::unique_ptr<HostJit> &jit = jits[cpu];
   if (!jit) {
-    auto created = HostJit::create();
-    if (!created)
+    auto created = HostJit::create(cpu);
+    if (!created) {
+      jits.erase(cpu);
       return created.takeError();
+    }
+    // Another CPU's code must still run here: a launch must not fault on
+    // an instruction this machine lacks.
+    if (cpu != "host")
+      if (Status runs = (*created)->checkRunsHere(); !runs) {
+        jits.erase(cpu);
+        return runs.takeError();
+      }
     jit = std::move(*created);
   }
   return jit.get();
 }
 
 Result<std::shared_ptr<const KernelImpl>>
-RuntimeImpl::compile(const GemmSpec &spec, bool quantizeOnly) {
+RuntimeImpl::compile(const GemmSpec &spec, bool quantizeOnly,
+                     const std::string &cpu) {
   using R = Result<std::shared_ptr<const KernelImpl>>;
   std::string description = (quantizeOnly ? "quantize " : "") + spec.describe();
+  if (cpu != "host" && spec.target == Target::HostCPU)
+    description += " cpu=" + cpu;
   std::lock_guard<std::mutex> lock(mutex);
   if (auto it = loaded.find(description); it != loaded.end())
     return it->second;
@@ -117,14 +133,14 @@ RuntimeImpl::compile(const GemmSpec &spec, bool quantizeOnly) {
     return std::shared_ptr<const KernelImpl>(impl);
   }
 
-  auto host = hostJit();
+  auto host = hostJit(cpu);
   if (!host)
     return host.takeError();
   const GemmSpec &cpuSpec = spec;
   std::string name = quantizeOnly ? "lq_quantize" : "lq_gemm";
   // The generated IR is part of the key: a change of the generator changes
   // the key even where the spec and versions do not.
-  HostJit::KernelModule kernels = HostJit::build(cpuSpec, quantizeOnly);
+  HostJit::KernelModule kernels = (*host)->build(cpuSpec, quantizeOnly);
   // The compiler identity covers lq's own lowering and post-processing,
   // which the IR text does not.
   std::string key = makeCompilerCacheKey({{"kernel", description},
@@ -132,7 +148,10 @@ RuntimeImpl::compile(const GemmSpec &spec, bool quantizeOnly) {
                                           {"options", HostJit::options()},
                                           {"triple", (*host)->triple()},
                                           {"cpu", (*host)->cpu()},
-                                          {"features", (*host)->features()}});
+                                          {"features", (*host)->features()},
+                                          {"dot-product",
+                                           cpuDotProductName(
+                                               (*host)->dotProduct())}});
   std::string dumpDir;
   if (std::optional<std::string> dir = llvm::sys::Process::GetEnv("LQ_DUMP_DIR"))
     dumpDir = *dir;
@@ -215,6 +234,27 @@ Result<Kernel> Runtime::compile(const GemmSpec &spec) {
   return Kernel(*impl);
 }
 
+Result<Kernel> Runtime::compileForCpu(const GemmSpec &spec,
+                                      std::string_view cpu) {
+  LQ_TRY(validateSpec(spec));
+  if (spec.target != Target::HostCPU)
+    return Error{"compileForCpu makes host CPU kernels; the spec's target "
+                 "is " + std::string(targetName(spec.target))};
+  auto impl =
+      this->impl->compile(spec, /*quantizeOnly=*/false, std::string(cpu));
+  if (!impl)
+    return Result<Kernel>::failure(impl.error());
+  return Kernel(*impl);
+}
+
+Result<std::string> Runtime::cpuDotProduct(std::string_view cpu) const {
+  std::lock_guard<std::mutex> lock(impl->mutex);
+  auto host = impl->hostJit(std::string(cpu));
+  if (!host)
+    return host.takeError();
+  return std::string(cpuDotProductName((*host)->dotProduct()));
+}
+
 Result<QuantizeStatus> Runtime::quantize(const QuantizeArgs &args) {
   using R = Result<QuantizeStatus>;
   GemmSpec spec;
@@ -274,6 +314,7 @@ void Runtime::clearMemoryCache() {
 Result<Target> Runtime::cudaTarget() const { return currentCudaTarget(); }
 
 std::string Runtime::hostDescription() const {
+  std::lock_guard<std::mutex> lock(impl->mutex);
   auto host = impl->hostJit();
   if (!host) {
     std::string message = host.error();

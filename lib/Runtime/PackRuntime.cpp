@@ -153,6 +153,10 @@ Result<Kernel> Runtime::compile(const GemmSpec &spec) {
   return Kernel(*impl);
 }
 
+Result<Kernel> Runtime::compileForCpu(const GemmSpec &, std::string_view) {
+  return Error{kNoCompiler};
+}
+
 Result<Kernel> Runtime::compileProgram(std::string_view) {
   return Error{kNoCompiler};
 }
@@ -194,6 +198,10 @@ Result<Target> Runtime::cudaTarget() const { return cuda::currentTarget(); }
 
 std::string Runtime::hostDescription() const {
   return std::string("unavailable: ") + kNoCompiler;
+}
+
+Result<std::string> Runtime::cpuDotProduct(std::string_view) const {
+  return Error{kNoCompiler};
 }
 
 unsigned Runtime::threads() const { return 1; }

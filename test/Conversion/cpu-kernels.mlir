@@ -4,11 +4,20 @@
 // The packed operand needs no quantization stage, anywhere in the module:
 // RUN: lq-opt %s --lq-cpu-kernels | FileCheck %s --check-prefix=SCAN --implicit-check-not=@lq_gemm0_quant_rhs
 // SCAN: func.func @backward_data
+// The VNNI micro-kernels: vpdpbusd straight into the accumulators.
+// RUN: lq-opt %s --lq-cpu-kernels=dot-product=avx-vnni | FileCheck %s --check-prefix=VNNI \
+// RUN:   --implicit-check-not=llvm.x86.avx2.pmadd --implicit-check-not=vpdpbusd.512
+// RUN: lq-opt %s --lq-cpu-kernels=dot-product=avx512-vnni | FileCheck %s --check-prefix=VNNI512 \
+// RUN:   --implicit-check-not=llvm.x86.avx2.pmadd --implicit-check-not=vpdpbusd.256
+// RUN: not lq-opt %s --lq-cpu-kernels=dot-product=sse2 2>&1 | FileCheck %s --check-prefix=BAD
+// BAD: unknown dot-product 'sse2': expected avx2-vpmaddubsw, avx-vnni or avx512-vnni
 
 // The backward-data GEMM of a layer: LUQ on dy (two SMP samples) fused into
 // the kernel, the weight given packed.
 // CHECK-LABEL: func.func @backward_data
-// CHECK: lq.matmul{{.*}}lq.cpu_kernel = "lq_gemm0"{{.*}}lq.cpu_spec = "lhs=log4:f32:n rhs=sint4:packed:n bias=0 relu=0 out=f32 tile=6x16"
+// CHECK: lq.matmul{{.*}}lq.cpu_kernel = "lq_gemm0"{{.*}}lq.cpu_spec = "lhs=log4:f32:n rhs=sint4:packed:n bias=0 relu=0 out=f32 tile=6x16 dot=avx2-vpmaddubsw"
+// VNNI: lq.cpu_spec = "{{.*}} tile=6x16 dot=avx-vnni"
+// VNNI512: lq.cpu_spec = "{{.*}} tile=6x16 dot=avx512-vnni"
 func.func @backward_data(%dy: tensor<?x512xf32>, %wp: tensor<512x392xi8>, %seed: i64, %sw: f32) -> tensor<?x784xf32> {
   %m, %bad = lq.max_abs %dy : tensor<?x512xf32>
   %g0, %a, %nf, %ov = lq.quantize %dy range %m seed %seed : tensor<?x512xf32> -> !lq.qtensor<?x512x!lq.log4>
@@ -29,10 +38,22 @@ func.func @backward_data(%dy: tensor<?x512xf32>, %wp: tensor<512x392xi8>, %seed:
 // CHECK: vector.maskedstore
 // CHECK: func.func @lq_gemm0_pack_a(
 // CHECK: func.func @lq_gemm0_pack_b(
+// AVX2: 12 vpmaddubsw (unsigned x signed bytes) per K quad summed in i16,
+// then 12 vpmaddwd by ones widen the sums into the i32 accumulators.
 // CHECK: func.func @lq_gemm0_gemm(
-// CHECK-COUNT-12: llvm.call_intrinsic "llvm.x86.avx2.pmadd.wd"
+// CHECK-COUNT-12: llvm.call_intrinsic "llvm.x86.avx2.pmadd.ub.sw"({{.*}}) : (vector<32xi8>, vector<32xi8>) -> vector<16xi16>
+// CHECK-COUNT-12: llvm.call_intrinsic "llvm.x86.avx2.pmadd.wd"({{.*}}) : (vector<16xi16>, vector<16xi16>) -> vector<8xi32>
 // CHECK: arith.sitofp {{.*}} : vector<8xi32> to vector<8xf32>
+// VNNI: func.func @lq_gemm0_gemm(
+// VNNI-COUNT-12: llvm.call_intrinsic "llvm.x86.avx512.vpdpbusd.256"({{.*}}) : (vector<8xi32>, vector<32xi8>, vector<32xi8>) -> vector<8xi32>
+// VNNI: arith.sitofp {{.*}} : vector<8xi32> to vector<8xf32>
+// 512 bits: a row of the tile per instruction, even and odd K quads into
+// two sets of 6 accumulators, an odd last quad after the loop.
+// VNNI512: func.func @lq_gemm0_gemm(
+// VNNI512-COUNT-18: llvm.call_intrinsic "llvm.x86.avx512.vpdpbusd.512"({{.*}}) : (vector<16xi32>, vector<64xi8>, vector<64xi8>) -> vector<16xi32>
+// VNNI512: arith.sitofp {{.*}} : vector<8xi32> to vector<8xf32>
 
 // LLVM: llvm.func @lq_gemm0_gemm(
+// LLVM: llvm.call_intrinsic "llvm.x86.avx2.pmadd.ub.sw"
 // LLVM: llvm.call_intrinsic "llvm.x86.avx2.pmadd.wd"
 // LLVM: llvm.func @_mlir_ciface_lq_gemm0_gemm(

@@ -76,16 +76,23 @@ TEST(CpuAbiAgreement, EveryStageDeclaresTheTablesParameters) {
       GemmSpec::forward(), bf16Out, GemmSpec::backwardData(DType::BF16, 2),
       GemmSpec::weightGrad(DType::Packed4), GemmSpec::backwardData()};
   int stages = 0;
+  // Every dot product's micro-kernel takes the same parameters.
+  std::vector<lq::CpuKernelOptions> targets(3);
+  targets[1].dot = lq::CpuDotProduct::AvxVnni;
+  targets[2].dot = lq::CpuDotProduct::Avx512Vnni;
   for (const GemmSpec &spec : specs)
-    for (bool quantizeOnly : {false, true}) {
+    for (int build = 0; build < 4; ++build) {
+      bool quantizeOnly = build == 3;
       OwningOpRef<ModuleOp> module =
           quantizeOnly ? lq::buildCpuQuantizeKernels(ctx, spec.lhs)
-                       : lq::buildCpuGemmKernels(ctx, spec);
+                       : lq::buildCpuGemmKernels(ctx, spec, targets[build]);
       for (auto fn : module->getOps<func::FuncOp>()) {
         if (fn.getName().starts_with("_mlir_ciface_"))
           continue;
         std::vector<ParamKind> kinds = kindsOf(fn.getName());
-        SCOPED_TRACE(spec.describe() + " " + fn.getName().str());
+        SCOPED_TRACE(spec.describe() + " " + fn.getName().str() + " " +
+                     (quantizeOnly ? "quantize"
+                                   : lq::cpuDotProductName(targets[build].dot)));
         ASSERT_FALSE(kinds.empty()) << "a stage outside CpuAbi.h";
         ArrayRef<Type> inputs = fn.getFunctionType().getInputs();
         ASSERT_EQ(inputs.size(), kinds.size());

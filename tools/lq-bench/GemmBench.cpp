@@ -97,7 +97,7 @@ void benchGemmLq(benchmark::State &state, const GemmCase &c) {
   const std::vector<float> &a = c.lhs(), &b = c.rhs();
   const std::vector<float> &reference = sgemmReference(c);
   waitForBlasToPark();
-  auto kernel = rt.compile(c.spec());
+  auto kernel = compileGemm(c.spec());
   if (!kernel) {
     state.SkipWithError(("compile failed: " + kernel.error()).c_str());
     return;
@@ -108,7 +108,8 @@ void benchGemmLq(benchmark::State &state, const GemmCase &c) {
   args.seed = 0x5eed;
   args.stream = 7;
   launchLoop(state, c, *kernel, args, reference);
-  state.SetLabel("lq threads=" + std::to_string(rt.threads()));
+  state.SetLabel("lq threads=" + std::to_string(rt.threads()) +
+                 " dot=" + gemmDotProduct());
 }
 
 /// The same GEMM from operands quantized beforehand (Packed4 inputs): what
@@ -121,7 +122,7 @@ void benchGemmLqPacked(benchmark::State &state, const GemmCase &c) {
   GemmSpec spec = c.spec();
   spec.lhs.dtype = DType::Packed4;
   spec.rhs.dtype = DType::Packed4;
-  auto kernel = rt.compile(spec);
+  auto kernel = compileGemm(spec);
   if (!kernel) {
     state.SkipWithError(("compile failed: " + kernel.error()).c_str());
     return;
@@ -152,7 +153,7 @@ void benchGemmLqPacked(benchmark::State &state, const GemmCase &c) {
   }
   launchLoop(state, c, *kernel, args, reference);
   state.SetLabel("pre-quantized operands, lq threads=" +
-                 std::to_string(rt.threads()));
+                 std::to_string(rt.threads()) + " dot=" + gemmDotProduct());
 }
 
 void benchGemmBlas(benchmark::State &state, const GemmCase &c) {

@@ -29,6 +29,18 @@ double secondsSince(Clock::time_point start) {
 //===----------------------------------------------------------------------===//
 
 Options options;
+
+Result<Kernel> compileGemm(const GemmSpec &spec) {
+  Runtime &rt = Runtime::get();
+  return options.cpu.empty() ? rt.compile(spec)
+                             : rt.compileForCpu(spec, options.cpu);
+}
+
+std::string gemmDotProduct() {
+  Result<std::string> dot =
+      Runtime::get().cpuDotProduct(options.cpu.empty() ? "host" : options.cpu);
+  return dot ? *dot : "unavailable: " + dot.error();
+}
 std::string tempRoot;
 std::string parentCacheDir;
 std::string selfExe;

@@ -37,7 +37,15 @@ struct Options {
   bool table = true;
   /// The command line sets --benchmark_repetitions itself.
   bool userRepetitions = false;
+  /// --cpu: the CPU the GEMM kernels are compiled for (Runtime's
+  /// compileForCpu names); empty for this machine's.
+  std::string cpu;
 };
+
+/// Compiles the GEMM kernel of `spec` for --cpu.
+Result<Kernel> compileGemm(const GemmSpec &spec);
+/// The dot product of the GEMM micro-kernel the --cpu kernels run.
+std::string gemmDotProduct();
 extern Options options;
 
 /// Private temporary directory of this run: the parent's compile cache

@@ -128,6 +128,10 @@ void printHeader(std::FILE *out) {
                utcNow().c_str());
   std::fprintf(out, "host: %s, %u logical CPUs; lq JIT target: %s\n",
                cpuModel().c_str(), cpus, rt.hostDescription().c_str());
+  std::fprintf(out, "cpu dot product: %s (GEMM kernels compiled for %s)\n",
+               gemmDotProduct().c_str(),
+               options.cpu.empty() ? "this machine's CPU"
+                                   : ("CPU " + options.cpu).c_str());
   std::fprintf(out,
                "threads: lq %u (Runtime::threads()), OpenBLAS %d "
                "(openblas_set_num_threads to match)\n",
@@ -161,10 +165,13 @@ void printHeader(std::FILE *out) {
 
 void usage() {
   std::printf(
-      "usage: lq-bench [--quick] [--no-lq-table] [google benchmark flags]\n"
+      "usage: lq-bench [--quick] [--no-lq-table] [--cpu=NAME] [google "
+      "benchmark flags]\n"
       "  --quick        every benchmark once, small sizes (smoke test)\n"
       "  --no-lq-table  do not print the summary table at the end\n"
       "  --lq-table     print it (the default)\n"
+      "  --cpu=NAME     GEMM kernels for an LLVM CPU, not this machine's: e.g.\n"
+      "                 x86-64-v3 (AVX2), x86-64-v3,+avxvnni (AVX-VNNI)\n"
       "Useful benchmark flags: --benchmark_filter=<regex>, "
       "--benchmark_out=<file.json>,\n"
       "  --benchmark_repetitions=<n> (the table then uses the medians).\n"
@@ -194,6 +201,8 @@ CommandLine parseCommandLine(int argc, char **argv) {
       options.table = false;
     else if (a == "--lq-table")
       options.table = true;
+    else if (a.rfind("--cpu=", 0) == 0)
+      options.cpu = a.substr(6);
     else if (a.rfind("--lq-child-compile=", 0) == 0)
       cl.childRole = a.substr(19);
     else if (a.rfind("--lq-child-gpu-compile=", 0) == 0)

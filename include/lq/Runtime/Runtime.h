@@ -170,6 +170,12 @@ public:
   static Runtime &get();
 
   Result<Kernel> compile(const GemmSpec &spec);
+  /// compile(spec) with the host kernel made for the LLVM CPU `cpu`
+  /// ("x86-64-v3", "sapphirerapids"; "host" is this machine's), optionally
+  /// followed by feature flags ("x86-64-v3,+avxvnni"), instead of for this
+  /// machine's CPU: the CPU's features choose the GEMM's dot product (see
+  /// cpuDotProduct). The CPU must have no feature this machine lacks.
+  Result<Kernel> compileForCpu(const GemmSpec &spec, std::string_view cpu);
   /// compile(GemmSpec::fromProgram(program)).
   Result<Kernel> compileProgram(std::string_view program);
   /// max |x| and the SAWB clip of a float tensor, in one pass.
@@ -187,6 +193,10 @@ public:
   Result<Target> cudaTarget() const;
   /// The host CPU as the JIT targets it (name and features).
   std::string hostDescription() const;
+  /// The 8-bit dot product of the host GEMM micro-kernel on `cpu` (named
+  /// as for compileForCpu): "avx512-vnni" (AVX-512 VNNI vpdpbusd),
+  /// "avx-vnni" (AVX-VNNI vpdpbusd) or "avx2-vpmaddubsw".
+  Result<std::string> cpuDotProduct(std::string_view cpu = "host") const;
   unsigned threads() const;
 
   ~Runtime();

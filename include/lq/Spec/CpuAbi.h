@@ -48,7 +48,7 @@ enum class ParamKind { Memref, Index, I64, I32, F32 };
 
 #define LQ_CPU_GEMM_PARAMS(X)                                                  \
   X(panelA, Memref) X(panelB, Memref) X(m, Index) X(n, Index)                  \
-  X(kPairs, Index) X(samples, Index) X(blockBegin, Index) X(blockEnd, Index)   \
+  X(kQuads, Index) X(samples, Index) X(blockBegin, Index) X(blockEnd, Index)   \
   X(scale, F32) X(bias, Memref) X(out, Memref) X(ldc, Index) X(group, Index)
 
 /// A 1-D memref descriptor as the C interfaces take it: kernel memrefs

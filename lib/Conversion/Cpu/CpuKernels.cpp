@@ -58,6 +58,9 @@ namespace {
 
 /// Lanes of the f32/i32 vectors: one AVX2 register.
 constexpr int64_t kLanes = 8;
+/// K quads whose vpmaddubsw results the AVX2 micro-kernel sums in i16
+/// before widening them (the bound is in the exactness note below).
+constexpr int64_t kAvx2QuadBlock = 16;
 
 const char *storageName(DType storage) {
   switch (storage) {
@@ -81,8 +84,8 @@ public:
   /// With `quantizeOnly`, the module quantizes the left operand of `spec`
   /// to packed storage instead of multiplying.
   KernelModuleBuilder(MLIRContext &ctx, const GemmSpec &spec,
-                      bool quantizeOnly)
-      : ctx(ctx), spec(spec), quantizeOnly(quantizeOnly),
+                      const CpuKernelOptions &options, bool quantizeOnly)
+      : ctx(ctx), spec(spec), options(options), quantizeOnly(quantizeOnly),
         loc(UnknownLoc::get(&ctx)), module(ModuleOp::create(loc)),
         b(loc, &ctx) {}
 
@@ -148,8 +151,49 @@ private:
                          scf::YieldOp::create(b);
                        });
   }
+  /// scf.for over [lo, hi) with step 1, `body` mapping the iteration's
+  /// values to the next's.
+  scf::ForOp
+  forLoop(Value lo, Value hi, ValueRange init,
+          function_ref<SmallVector<Value>(Value, ValueRange)> body) {
+    return scf::ForOp::create(
+        b, lo, hi, index(1), init,
+        [&](OpBuilder &, Location, Value iv, ValueRange iter) {
+          scf::YieldOp::create(b, body(iv, iter));
+        });
+  }
+  /// The 32-bit panel word of four values (i32) as bytes, low K first,
+  /// each plus `offset`.
+  Value quadWord(ArrayRef<Value> values, int64_t offset);
   void buildPackA();
   void buildPackB();
+
+  /// Where a tile's micro-kernel reads: A's words of one sample from
+  /// `aBase`, B's from `bBase` (past the headers), over `kQuads` quads.
+  struct MicroKernelPanels {
+    Value panelA, panelB, bBase, kQuads, aBase;
+  };
+  /// One K quad's operands as byte vectors: `lhs` a row's word broadcast,
+  /// `rhs` half a tile's columns.
+  struct QuadOperands {
+    SmallVector<Value> lhs, rhs;
+    bool lhsUnsigned = false;
+    /// (unsigned, signed) bytes of row r and half tile h.
+    std::pair<Value, Value> pair(int64_t r, int64_t h) const {
+      return lhsUnsigned ? std::make_pair(lhs[r], rhs[h])
+                         : std::make_pair(rhs[h], lhs[r]);
+    }
+  };
+  QuadOperands quadOperands(const MicroKernelPanels &p, Value q);
+  SmallVector<Value> initialAccumulators(Value panelA, Value aBlock,
+                                         Value panelB, Value bBlock);
+  /// The tile's accumulators after the K quads of one sample.
+  SmallVector<Value> vnniDotProducts(const MicroKernelPanels &p,
+                                     ValueRange init);
+  SmallVector<Value> vnni512DotProducts(const MicroKernelPanels &p,
+                                        ValueRange init);
+  SmallVector<Value> avx2DotProducts(const MicroKernelPanels &p,
+                                     ValueRange init);
   void buildGemm();
   void buildEpilogue(Value out, Value ldc, Value m, Value n, Value rows,
                      Value cols, Value scale, Value bias, Value tile,
@@ -158,6 +202,7 @@ private:
 
   MLIRContext &ctx;
   const GemmSpec &spec;
+  CpuKernelOptions options;
   bool quantizeOnly;
   Location loc;
   OwningOpRef<ModuleOp> module;
@@ -531,6 +576,48 @@ void KernelModuleBuilder::buildPack4() {
 // Packing into micro-kernel panels
 //===----------------------------------------------------------------------===//
 
+// Exactness of the 8-bit micro-kernel. Every code value fits a byte: log4
+// is 0 or +-2^(e-1) with |v| <= 64, sint4 is -8..7 (packed input may hold
+// -8), uint4 is 0..15. vpdpbusd and vpmaddubsw multiply unsigned bytes by
+// signed ones, so one operand u, never the log4 one (a spec has at most
+// one), enters as u + o, with o = 8 for sint4 and o = 0 for uint4, and
+//   sum_k a_k b_k = sum_k (u_k + o) s_k - o * sum_k s_k,
+// where s is the other operand. Its sums (per row of A over K and the SMP
+// samples, or per column of B over K) are taken exactly in i32 when s is
+// packed, negated and scaled by o into the panel's header word, and start
+// the accumulators. Bounds, with 0 <= u + o <= 15 and |s| <= 64, so
+// |product| <= 960:
+//  - vpmaddubsw adds two products into a saturating i16: at most 1920 <
+//    2^15, never saturated. At most kAvx2QuadBlock = 16 of its results are
+//    added in i16 (vpaddw, wrapping): at most 30720 < 2^15, never wrapped.
+//    vpmaddwd by ones then widens adjacent i16 lanes into i32 exactly.
+//  - vpdpbusd adds four products straight into i32 (unsaturated).
+//  - No i32 sum overflows. Once the K steps before k are added, a lane
+//    holds sum_{j<k} u_j s_j - o * sum_{j>=k} s_j (the correction starts
+//    it), at most max(|u|, o) * sum |s| in magnitude: 8 * 64 * K * samples
+//    with o = 8 (u in -8..7), 15 * 64 * K * samples with o = 0. The
+//    contract bounds K * samples * 960 below 2^31.
+
+/// Which operand the micro-kernel reads as unsigned bytes, and the offset
+/// that puts its values there.
+struct ByteOperands {
+  bool lhsUnsigned = false;
+  int64_t offset = 0;
+};
+
+ByteOperands byteOperands(const GemmSpec &spec) {
+  auto offsetOf = [](const OperandSpec &op) {
+    return op.format == Format::UInt4 ? 0 : 8;
+  };
+  // The log4 operand needs the signed side; else an operand that is
+  // unsigned already needs no correction; else B takes the offset.
+  bool lhsUnsigned = spec.rhs.format == Format::Log4 ||
+                     (spec.lhs.format == Format::UInt4 &&
+                      spec.rhs.format != Format::UInt4 &&
+                      spec.lhs.format != Format::Log4);
+  return {lhsUnsigned, offsetOf(lhsUnsigned ? spec.lhs : spec.rhs)};
+}
+
 Value KernelModuleBuilder::loadCodeValue(const OperandSpec &op, Value src,
                                          Value row, Value col,
                                          Value rowStride) {
@@ -554,11 +641,27 @@ Value KernelModuleBuilder::loadCodeValue(const OperandSpec &op, Value src,
   return nb.decode(code, op.format);
 }
 
+Value KernelModuleBuilder::quadWord(ArrayRef<Value> values, int64_t offset) {
+  NumericsBuilder nb(b);
+  Value word;
+  for (size_t j = 0; j < values.size(); ++j) {
+    Value byte = arith::AndIOp::create(
+        b, arith::AddIOp::create(b, values[j], nb.i32(offset)), nb.i32(0xFF));
+    if (j != 0)
+      byte = arith::ShLIOp::create(b, byte, nb.i32(8 * int64_t(j)));
+    word = word ? arith::OrIOp::create(b, word, byte).getResult() : byte;
+  }
+  return word;
+}
+
 // lq_pack_a(src, M, K, S, rowStride, sampleStride, mb0, mb1, panel): for
-// each block of kCpuTileRows rows, each SMP sample and each K pair p, the
-// rows' (a[m, 2p], a[m, 2p+1]) as one i32 of two i16 -- what vpmaddwd
-// multiplies with a column pair. `src` holds codes as stored (one per byte,
-// or packed), [M, K] or transposed [K, M]; rows past M and the K pad are 0.
+// each block of kCpuTileRows rows, a header word per row, then for each
+// SMP sample and K quad q a word per row holding the bytes of
+// a[m, 4q .. 4q+3] (offset when A is the unsigned operand): what the
+// micro-kernel broadcasts. When B takes the offset, a row's header is
+// -offset * (its sum over K and the samples); else 0. `src` holds codes as
+// stored (one per byte, or packed), [M, K] or transposed [K, M]; rows past
+// M and the K pad are 0 before the offset.
 void KernelModuleBuilder::buildPackA() {
   Type i8 = b.getI8Type(), i32 = b.getI32Type();
   PackAArgs args;
@@ -566,11 +669,21 @@ void KernelModuleBuilder::buildPackA() {
   Value src = args.src, M = args.m, K = args.k, S = args.samples,
         rowStride = args.rowStride, sampleStride = args.sampleStride,
         panel = args.panel;
-  Value Kp = ceilDiv(K, 2);
+  Value Kq = ceilDiv(K, kCpuKQuad);
+  Value blockWords =
+      muli(addi(muli(S, Kq), index(1)), index(kCpuTileRows));
   Value lastM = arith::SubIOp::create(b, M, index(1));
   Value lastK = arith::SubIOp::create(b, K, index(1));
   const OperandSpec &op = spec.lhs;
+  ByteOperands bytes = byteOperands(spec);
+  int64_t offset = bytes.lhsUnsigned ? bytes.offset : 0;
+  int64_t correction = bytes.lhsUnsigned ? 0 : bytes.offset;
   NumericsBuilder nb(b);
+  // Row sums on the stack at constant indices: LLVM keeps them in
+  // registers.
+  Value sums;
+  if (correction)
+    sums = memref::AllocaOp::create(b, MemRefType::get({kCpuTileRows}, i32));
 
   // The value at (m, k) of a sample. Checked reads clamp the indices into
   // the operand and zero the padding; interior blocks skip that work.
@@ -586,27 +699,34 @@ void KernelModuleBuilder::buildPackA() {
         arith::CmpIOp::create(b, arith::CmpIPredicate::ult, k, K));
     return arith::SelectOp::create(b, inside, v, nb.i32(0)).getResult();
   };
-  auto packPairs = [&](Value mb, Value s, Value sampleSrc, Value pBegin,
-                       Value pEnd, bool checked) {
-    forEach(pBegin, pEnd, [&](Value p) {
-      Value k0 = muli(p, index(2));
-      Value k1 = addi(k0, index(1));
+  auto packQuads = [&](Value mb, Value s, Value sampleSrc, Value qBegin,
+                       Value qEnd, bool checked) {
+    forEach(qBegin, qEnd, [&](Value q) {
+      Value k0 = muli(q, index(kCpuKQuad));
+      Value base = addi(muli(mb, blockWords),
+                        muli(addi(muli(s, Kq), addi(q, index(1))),
+                             index(kCpuTileRows)));
       for (int64_t r = 0; r < kCpuTileRows; ++r) {
         Value m = addi(muli(mb, index(kCpuTileRows)), index(r));
-        Value lo = arith::AndIOp::create(b, value(sampleSrc, m, k0, checked),
-                                         nb.i32(0xFFFF));
-        Value hi = arith::ShLIOp::create(b, value(sampleSrc, m, k1, checked),
-                                         nb.i32(16));
-        Value slot = addi(muli(addi(muli(addi(muli(mb, S), s), Kp), p),
-                               index(kCpuTileRows)),
-                          index(r));
-        memref::StoreOp::create(b, arith::OrIOp::create(b, lo, hi), panel,
-                                ValueRange{slot});
+        SmallVector<Value> values;
+        for (int64_t j = 0; j < kCpuKQuad; ++j)
+          values.push_back(value(sampleSrc, m, addi(k0, index(j)), checked));
+        memref::StoreOp::create(b, quadWord(values, offset), panel,
+                                ValueRange{addi(base, index(r))});
+        if (!correction)
+          continue;
+        Value sum = memref::LoadOp::create(b, sums, ValueRange{index(r)});
+        for (Value v : values)
+          sum = addi(sum, v);
+        memref::StoreOp::create(b, sum, sums, ValueRange{index(r)});
       }
     });
   };
-  Value wholePairs = arith::DivUIOp::create(b, K, index(2));
+  Value wholeQuads = arith::DivUIOp::create(b, K, index(kCpuKQuad));
   forEach(args.blockBegin, args.blockEnd, [&](Value mb) {
+    if (correction)
+      for (int64_t r = 0; r < kCpuTileRows; ++r)
+        memref::StoreOp::create(b, nb.i32(0), sums, ValueRange{index(r)});
     Value rowsInside = arith::CmpIOp::create(
         b, arith::CmpIPredicate::ule,
         muli(addi(mb, index(1)), index(kCpuTileRows)), M);
@@ -619,81 +739,113 @@ void KernelModuleBuilder::buildPackA() {
       scf::IfOp::create(
           b, rowsInside,
           [&](OpBuilder &, Location) {
-            packPairs(mb, s, sampleSrc, index(0), wholePairs, false);
-            packPairs(mb, s, sampleSrc, wholePairs, Kp, true);
+            packQuads(mb, s, sampleSrc, index(0), wholeQuads, false);
+            packQuads(mb, s, sampleSrc, wholeQuads, Kq, true);
             scf::YieldOp::create(b);
           },
           [&](OpBuilder &, Location) {
-            packPairs(mb, s, sampleSrc, index(0), Kp, true);
+            packQuads(mb, s, sampleSrc, index(0), Kq, true);
             scf::YieldOp::create(b);
           });
     });
+    for (int64_t r = 0; r < kCpuTileRows; ++r) {
+      Value header = nb.i32(0);
+      if (correction)
+        header = muli(memref::LoadOp::create(b, sums, ValueRange{index(r)}),
+                      nb.i32(-correction));
+      memref::StoreOp::create(b, header, panel,
+                              ValueRange{addi(muli(mb, blockWords), index(r))});
+    }
   });
   endFunction();
 }
 
 // lq_pack_b(src, K, N, rowStride, nb0, nb1, panel): for each block of
-// kCpuTileCols columns and each K pair p, the pairs (b[2p, n], b[2p+1, n])
-// of the block's columns as i16, zero outside [K, N]. `src` is [K, N] or
-// transposed [N, K].
+// kCpuTileCols columns, a header word per column, then for each K quad q a
+// word per column holding the bytes of b[4q .. 4q+3, n] (offset when B is
+// the unsigned operand): what the micro-kernel loads as vectors. When A
+// takes the offset, a column's header is -offset * (its sum over K); else
+// 0. Zero outside [K, N] before the offset. `src` is [K, N] or transposed
+// [N, K].
 void KernelModuleBuilder::buildPackB() {
-  Type i8 = b.getI8Type(), i16 = b.getI16Type();
+  Type i8 = b.getI8Type(), i32 = b.getI32Type();
   PackBArgs args;
-  beginFunction("lq_pack_b", cpu::kPackBKinds, {i8, i16}, args);
+  beginFunction("lq_pack_b", cpu::kPackBKinds, {i8, i32}, args);
   Value src = args.src, K = args.k, N = args.n, rowStride = args.rowStride,
         panel = args.panel;
-  Value Kp = ceilDiv(K, 2);
+  Value Kq = ceilDiv(K, kCpuKQuad);
+  Value blockWords = muli(addi(Kq, index(1)), index(kCpuTileCols));
   Value lastN = arith::SubIOp::create(b, N, index(1));
   Value lastK = arith::SubIOp::create(b, K, index(1));
   const OperandSpec &op = spec.rhs;
-  Value zero = arith::ConstantIntOp::create(b, i16, 0);
+  ByteOperands bytes = byteOperands(spec);
+  int64_t offset = bytes.lhsUnsigned ? 0 : bytes.offset;
+  int64_t correction = bytes.lhsUnsigned ? bytes.offset : 0;
+  NumericsBuilder nb(b);
 
   auto value = [&](Value k, Value n, bool checked) {
     Value nc = checked ? arith::MinUIOp::create(b, n, lastN).getResult() : n;
     Value kc = checked ? arith::MinUIOp::create(b, k, lastK).getResult() : k;
     Value v = op.transposed ? loadCodeValue(op, src, nc, kc, rowStride)
                             : loadCodeValue(op, src, kc, nc, rowStride);
-    v = arith::TruncIOp::create(b, i16, v);
     if (!checked)
       return v;
     Value inside = arith::AndIOp::create(
         b, arith::CmpIOp::create(b, arith::CmpIPredicate::ult, k, K),
         arith::CmpIOp::create(b, arith::CmpIPredicate::ult, n, N));
-    return arith::SelectOp::create(b, inside, v, zero).getResult();
+    return arith::SelectOp::create(b, inside, v, nb.i32(0)).getResult();
   };
-  auto packPairs = [&](Value nblock, Value pBegin, Value pEnd, bool checked) {
-    forEach(pBegin, pEnd, [&](Value p) {
-      Value k0 = muli(p, index(2));
-      Value k1 = addi(k0, index(1));
-      Value base = muli(addi(muli(nblock, Kp), p), index(kCpuTileCols * 2));
+  auto packQuads = [&](Value nblock, Value qBegin, Value qEnd, bool checked) {
+    Value header = muli(nblock, blockWords);
+    forEach(qBegin, qEnd, [&](Value q) {
+      Value k0 = muli(q, index(kCpuKQuad));
+      Value base = addi(header, muli(addi(q, index(1)), index(kCpuTileCols)));
       // A loop, not unrolled: unrolled, LLVM spends seconds on the
       // transposed gathers for a stage that is a few percent of a launch.
       forEach(index(0), index(kCpuTileCols), [&](Value c) {
         Value n = addi(muli(nblock, index(kCpuTileCols)), c);
-        Value slot = addi(base, muli(c, index(2)));
-        memref::StoreOp::create(b, value(k0, n, checked), panel,
-                                ValueRange{slot});
-        memref::StoreOp::create(b, value(k1, n, checked), panel,
-                                ValueRange{addi(slot, index(1))});
+        SmallVector<Value> values;
+        for (int64_t j = 0; j < kCpuKQuad; ++j)
+          values.push_back(value(addi(k0, index(j)), n, checked));
+        memref::StoreOp::create(b, quadWord(values, offset), panel,
+                                ValueRange{addi(base, c)});
+        if (!correction)
+          return;
+        // Column sums gather in the header, scaled when the block is done.
+        Value sum = memref::LoadOp::create(b, panel, ValueRange{addi(header, c)});
+        for (Value v : values)
+          sum = addi(sum, v);
+        memref::StoreOp::create(b, sum, panel, ValueRange{addi(header, c)});
       });
     });
   };
-  Value wholePairs = arith::DivUIOp::create(b, K, index(2));
+  Value wholeQuads = arith::DivUIOp::create(b, K, index(kCpuKQuad));
   forEach(args.blockBegin, args.blockEnd, [&](Value nblock) {
+    Value header = muli(nblock, blockWords);
+    for (int64_t c = 0; c < kCpuTileCols; ++c)
+      memref::StoreOp::create(b, nb.i32(0), panel,
+                              ValueRange{addi(header, index(c))});
     Value colsInside = arith::CmpIOp::create(
         b, arith::CmpIPredicate::ule,
         muli(addi(nblock, index(1)), index(kCpuTileCols)), N);
     scf::IfOp::create(
         b, colsInside,
         [&](OpBuilder &, Location) {
-          packPairs(nblock, index(0), wholePairs, false);
-          packPairs(nblock, wholePairs, Kp, true);
+          packQuads(nblock, index(0), wholeQuads, false);
+          packQuads(nblock, wholeQuads, Kq, true);
           scf::YieldOp::create(b);
         },
         [&](OpBuilder &, Location) {
-          packPairs(nblock, index(0), Kp, true);
+          packQuads(nblock, index(0), Kq, true);
           scf::YieldOp::create(b);
         });
+    if (correction)
+      for (int64_t c = 0; c < kCpuTileCols; ++c) {
+        Value at = addi(header, index(c));
+        Value sum = memref::LoadOp::create(b, panel, ValueRange{at});
+        memref::StoreOp::create(b, muli(sum, nb.i32(-correction)), panel,
+                                ValueRange{at});
+      }
   });
   endFunction();
 }
@@ -779,7 +931,7 @@ void KernelModuleBuilder::buildEpilogue(Value out, Value ldc, Value m,
   b.setInsertionPointAfter(ifOp);
 }
 
-// lq_gemm(panelA, panelB, M, N, Kp, S, mb0, mb1, scale, bias, out, ldc,
+// lq_gemm(panelA, panelB, M, N, Kq, S, mb0, mb1, scale, bias, out, ldc,
 // group): row blocks [mb0, mb1) times every column block, `group` row blocks
 // at a time, so that their A panels stay in cache while every B panel
 // streams past them once per group.
@@ -787,66 +939,43 @@ void KernelModuleBuilder::buildGemm() {
   Type i16 = b.getI16Type(), i32 = b.getI32Type(), f32 = b.getF32Type();
   Type outElem = spec.bf16Output() ? Type(i16) : f32;
   GemmArgs args;
-  beginFunction("lq_gemm", cpu::kGemmKinds, {i32, i16, f32, outElem}, args);
+  beginFunction("lq_gemm", cpu::kGemmKinds, {i32, i32, f32, outElem}, args);
   Value panelA = args.panelA, panelB = args.panelB, M = args.m, N = args.n,
-        Kp = args.kPairs, S = args.samples, scale = args.scale,
+        Kq = args.kQuads, S = args.samples, scale = args.scale,
         bias = args.bias, out = args.out, ldc = args.ldc, group = args.group;
   Value colBlocks = ceilDiv(N, kCpuTileCols);
-  constexpr int64_t halves = kCpuTileCols / kLanes;
+  Value aBlockWords =
+      muli(addi(muli(S, Kq), index(1)), index(kCpuTileRows));
+  Value bBlockWords = muli(addi(Kq, index(1)), index(kCpuTileCols));
   // Edge tiles go through this stack copy; allocated once, outside the loops.
   Value tile = memref::AllocaOp::create(
       b, MemRefType::get({kCpuTileRows * kCpuTileCols}, b.getI32Type()));
-  auto accType = VectorType::get({kLanes}, i32);
-  auto pairType = VectorType::get({2 * kLanes}, i16);
-  StringAttr pmaddwd = b.getStringAttr("llvm.x86.avx2.pmadd.wd");
-  Value zeroAcc = arith::ConstantOp::create(
-      b, DenseElementsAttr::get(accType, b.getI32IntegerAttr(0)));
-  SmallVector<Value> zeros(kCpuTileRows * halves, zeroAcc);
 
-  auto forLoop = [&](Value lo, Value hi, ValueRange init,
-                     function_ref<SmallVector<Value>(Value, ValueRange)> body) {
-    return scf::ForOp::create(
-        b, lo, hi, index(1), init,
-        [&](OpBuilder &, Location, Value iv, ValueRange iter) {
-          scf::YieldOp::create(b, body(iv, iter));
-        });
-  };
   auto groups = scf::ForOp::create(b, args.blockBegin, args.blockEnd, group);
   b.setInsertionPointToStart(groups.getBody());
   Value groupEnd = arith::MinUIOp::create(
       b, addi(groups.getInductionVar(), group), args.blockEnd);
   forLoop(index(0), colBlocks, {}, [&](Value nblock, ValueRange) {
     forLoop(groups.getInductionVar(), groupEnd, {}, [&](Value mb, ValueRange) {
-      Value bBase = muli(muli(nblock, Kp), index(kCpuTileCols * 2));
-      auto samples = forLoop(index(0), S, zeros, [&](Value s, ValueRange acc) {
-        Value aBase =
-            muli(muli(addi(muli(mb, S), s), Kp), index(kCpuTileRows));
-        auto pairs = forLoop(index(0), Kp, acc, [&](Value p, ValueRange acc) {
-          SmallVector<Value> bv;
-          Value bOffset = addi(bBase, muli(p, index(kCpuTileCols * 2)));
-          for (int64_t h = 0; h < halves; ++h)
-            bv.push_back(vector::LoadOp::create(
-                b, pairType, panelB,
-                ValueRange{addi(bOffset, index(h * 2 * kLanes))}));
-          Value aOffset = addi(aBase, muli(p, index(kCpuTileRows)));
-          SmallVector<Value> next;
-          for (int64_t r = 0; r < kCpuTileRows; ++r) {
-            Value a = memref::LoadOp::create(b, panelA,
-                                             ValueRange{addi(aOffset, index(r))});
-            Value av = vector::BitCastOp::create(
-                b, pairType, vector::BroadcastOp::create(b, accType, a));
-            for (int64_t h = 0; h < halves; ++h) {
-              Value prod = LLVM::CallIntrinsicOp::create(
-                               b, accType, pmaddwd, ValueRange{av, bv[h]})
-                               .getResult(0);
-              next.push_back(
-                  arith::AddIOp::create(b, acc[r * halves + h], prod));
+      Value aBlock = muli(mb, aBlockWords);
+      Value bBlock = muli(nblock, bBlockWords);
+      MicroKernelPanels panels{panelA, panelB,
+                               addi(bBlock, index(kCpuTileCols)), Kq};
+      auto samples = forLoop(
+          index(0), S, initialAccumulators(panelA, aBlock, panelB, bBlock),
+          [&](Value s, ValueRange acc) {
+            panels.aBase = addi(aBlock, muli(addi(muli(s, Kq), index(1)),
+                                             index(kCpuTileRows)));
+            switch (options.dot) {
+            case CpuDotProduct::Avx2:
+              return avx2DotProducts(panels, acc);
+            case CpuDotProduct::AvxVnni:
+              return vnniDotProducts(panels, acc);
+            case CpuDotProduct::Avx512Vnni:
+              break;
             }
-          }
-          return next;
-        });
-        return SmallVector<Value>(pairs.getResults());
-      });
+            return vnni512DotProducts(panels, acc);
+          });
       SmallVector<Value> acc(samples.getResults());
       buildEpilogue(out, ldc, muli(mb, index(kCpuTileRows)),
                     muli(nblock, index(kCpuTileCols)), M, N, scale, bias, tile,
@@ -857,6 +986,216 @@ void KernelModuleBuilder::buildGemm() {
   });
   b.setInsertionPointAfter(groups);
   endFunction();
+}
+
+// The accumulators of a tile start at the offset's correction (see the
+// exactness note above): -offset * the row sums of A from its header, or
+// -offset * the column sums of B from its header, or 0. With A offset
+// there is one sample (SMP takes a log4 A), so B's sums are not scaled.
+SmallVector<Value> KernelModuleBuilder::initialAccumulators(Value panelA,
+                                                            Value aBlock,
+                                                            Value panelB,
+                                                            Value bBlock) {
+  constexpr int64_t halves = kCpuTileCols / kLanes;
+  auto accType = VectorType::get({kLanes}, b.getI32Type());
+  ByteOperands bytes = byteOperands(spec);
+  SmallVector<Value> acc;
+  if (bytes.offset == 0) {
+    Value zero = arith::ConstantOp::create(
+        b, DenseElementsAttr::get(accType, b.getI32IntegerAttr(0)));
+    return SmallVector<Value>(kCpuTileRows * halves, zero);
+  }
+  for (int64_t r = 0; r < kCpuTileRows; ++r)
+    for (int64_t h = 0; h < halves; ++h) {
+      if (bytes.lhsUnsigned) {
+        acc.push_back(vector::LoadOp::create(
+            b, accType, panelB, ValueRange{addi(bBlock, index(h * kLanes))}));
+        continue;
+      }
+      Value rowSum =
+          memref::LoadOp::create(b, panelA, ValueRange{addi(aBlock, index(r))});
+      acc.push_back(vector::BroadcastOp::create(b, accType, rowSum));
+    }
+  return acc;
+}
+
+// The operands of K quad `q` of a tile as bytes: B's words of the tile's
+// columns as vectors, A's word of row r broadcast to every lane, each pair
+// ordered (unsigned, signed) as vpdpbusd and vpmaddubsw take them.
+KernelModuleBuilder::QuadOperands
+KernelModuleBuilder::quadOperands(const MicroKernelPanels &p, Value q) {
+  constexpr int64_t halves = kCpuTileCols / kLanes;
+  auto wordType = VectorType::get({kLanes}, b.getI32Type());
+  auto byteType = VectorType::get({4 * kLanes}, b.getI8Type());
+  bool lhsUnsigned = byteOperands(spec).lhsUnsigned;
+  QuadOperands ops;
+  Value bOffset = addi(p.bBase, muli(q, index(kCpuTileCols)));
+  for (int64_t h = 0; h < halves; ++h)
+    ops.rhs.push_back(vector::BitCastOp::create(
+        b, byteType,
+        vector::LoadOp::create(b, wordType, p.panelB,
+                               ValueRange{addi(bOffset, index(h * kLanes))})));
+  Value aOffset = addi(p.aBase, muli(q, index(kCpuTileRows)));
+  for (int64_t r = 0; r < kCpuTileRows; ++r) {
+    Value word =
+        memref::LoadOp::create(b, p.panelA, ValueRange{addi(aOffset, index(r))});
+    ops.lhs.push_back(vector::BitCastOp::create(
+        b, byteType, vector::BroadcastOp::create(b, wordType, word)));
+  }
+  ops.lhsUnsigned = lhsUnsigned;
+  return ops;
+}
+
+// AVX-VNNI: one 256-bit vpdpbusd per row and half tile and K quad,
+// straight into the i32 accumulators.
+SmallVector<Value>
+KernelModuleBuilder::vnniDotProducts(const MicroKernelPanels &p,
+                                     ValueRange init) {
+  constexpr int64_t halves = kCpuTileCols / kLanes;
+  auto accType = VectorType::get({kLanes}, b.getI32Type());
+  StringAttr vpdpbusd = b.getStringAttr("llvm.x86.avx512.vpdpbusd.256");
+  auto quads = forLoop(index(0), p.kQuads, init, [&](Value q, ValueRange acc) {
+    QuadOperands ops = quadOperands(p, q);
+    SmallVector<Value> next;
+    for (int64_t r = 0; r < kCpuTileRows; ++r)
+      for (int64_t h = 0; h < halves; ++h) {
+        auto [u, s] = ops.pair(r, h);
+        next.push_back(LLVM::CallIntrinsicOp::create(
+                           b, accType, vpdpbusd,
+                           ValueRange{acc[r * halves + h], u, s})
+                           .getResult(0));
+      }
+    return next;
+  });
+  return SmallVector<Value>(quads.getResults());
+}
+
+// AVX-512 VNNI: one 512-bit vpdpbusd per row and K quad covers the tile's
+// 16 columns. Even and odd quads go to two sets of accumulators, so that 12
+// independent sums hide the instruction's latency as the 256-bit form's 12
+// do; the sets are added at the end, and split into the halves the
+// epilogue takes.
+SmallVector<Value>
+KernelModuleBuilder::vnni512DotProducts(const MicroKernelPanels &p,
+                                        ValueRange init) {
+  constexpr int64_t halves = kCpuTileCols / kLanes;
+  static_assert(halves == 2, "a tile row is two halves of 8 lanes");
+  auto rowType = VectorType::get({kCpuTileCols}, b.getI32Type());
+  auto byteType = VectorType::get({4 * kCpuTileCols}, b.getI8Type());
+  StringAttr vpdpbusd = b.getStringAttr("llvm.x86.avx512.vpdpbusd.512");
+  bool lhsUnsigned = byteOperands(spec).lhsUnsigned;
+  SmallVector<int64_t> whole, low, high;
+  for (int64_t i = 0; i < kCpuTileCols; ++i) {
+    whole.push_back(i);
+    (i < kLanes ? low : high).push_back(i);
+  }
+
+  // Quad q added to the accumulators `sums` of the tile's rows.
+  auto quad = [&](Value q, ValueRange sums) {
+    Value bv = vector::BitCastOp::create(
+        b, byteType,
+        vector::LoadOp::create(
+            b, rowType, p.panelB,
+            ValueRange{addi(p.bBase, muli(q, index(kCpuTileCols)))}));
+    Value aOffset = addi(p.aBase, muli(q, index(kCpuTileRows)));
+    SmallVector<Value> next;
+    for (int64_t r = 0; r < kCpuTileRows; ++r) {
+      Value word = memref::LoadOp::create(b, p.panelA,
+                                          ValueRange{addi(aOffset, index(r))});
+      Value av = vector::BitCastOp::create(
+          b, byteType, vector::BroadcastOp::create(b, rowType, word));
+      next.push_back(LLVM::CallIntrinsicOp::create(
+                         b, rowType, vpdpbusd,
+                         ValueRange{sums[r], lhsUnsigned ? av : bv,
+                                    lhsUnsigned ? bv : av})
+                         .getResult(0));
+    }
+    return next;
+  };
+  SmallVector<Value> sums;
+  for (int64_t r = 0; r < kCpuTileRows; ++r)
+    sums.push_back(vector::ShuffleOp::create(b, init[r * halves],
+                                             init[r * halves + 1], whole));
+  Value zero = arith::ConstantOp::create(
+      b, DenseElementsAttr::get(rowType, b.getI32IntegerAttr(0)));
+  sums.append(kCpuTileRows, zero);
+  auto pairs = forLoop(
+      index(0), arith::DivUIOp::create(b, p.kQuads, index(2)), sums,
+      [&](Value i, ValueRange acc) {
+        Value q = muli(i, index(2));
+        SmallVector<Value> next = quad(q, acc.take_front(kCpuTileRows));
+        next.append(quad(addi(q, index(1)), acc.drop_front(kCpuTileRows)));
+        return next;
+      });
+  // An odd last quad goes to the even set.
+  Value oddCount = arith::CmpIOp::create(
+      b, arith::CmpIPredicate::ne,
+      arith::RemUIOp::create(b, p.kQuads, index(2)), index(0));
+  auto last = scf::IfOp::create(
+      b, oddCount,
+      [&](OpBuilder &, Location) {
+        ValueRange acc = pairs.getResults();
+        SmallVector<Value> next =
+            quad(arith::SubIOp::create(b, p.kQuads, index(1)),
+                 acc.take_front(kCpuTileRows));
+        next.append(acc.begin() + kCpuTileRows, acc.end());
+        scf::YieldOp::create(b, next);
+      },
+      [&](OpBuilder &, Location) {
+        scf::YieldOp::create(b, pairs.getResults());
+      });
+  SmallVector<Value> result;
+  for (int64_t r = 0; r < kCpuTileRows; ++r) {
+    Value row = addi(last.getResult(r), last.getResult(kCpuTileRows + r));
+    result.push_back(vector::ShuffleOp::create(b, row, row, low));
+    result.push_back(vector::ShuffleOp::create(b, row, row, high));
+  }
+  return result;
+}
+
+// AVX2: vpmaddubsw per row and half tile and K quad, summed in i16 over a
+// block of at most kAvx2QuadBlock quads, then widened into the i32
+// accumulators with one vpmaddwd by ones (bounds in the exactness note).
+SmallVector<Value>
+KernelModuleBuilder::avx2DotProducts(const MicroKernelPanels &p,
+                                     ValueRange init) {
+  constexpr int64_t halves = kCpuTileCols / kLanes;
+  auto accType = VectorType::get({kLanes}, b.getI32Type());
+  auto pairType = VectorType::get({2 * kLanes}, b.getI16Type());
+  StringAttr pmaddubsw = b.getStringAttr("llvm.x86.avx2.pmadd.ub.sw");
+  StringAttr pmaddwd = b.getStringAttr("llvm.x86.avx2.pmadd.wd");
+  Value zero16 = arith::ConstantOp::create(
+      b, DenseElementsAttr::get(pairType, b.getI16IntegerAttr(0)));
+  Value ones16 = arith::ConstantOp::create(
+      b, DenseElementsAttr::get(pairType, b.getI16IntegerAttr(1)));
+  SmallVector<Value> zeros(kCpuTileRows * halves, zero16);
+  auto blocks = scf::ForOp::create(
+      b, index(0), p.kQuads, index(kAvx2QuadBlock), init,
+      [&](OpBuilder &, Location, Value q0, ValueRange acc) {
+        Value qEnd =
+            arith::MinUIOp::create(b, addi(q0, index(kAvx2QuadBlock)), p.kQuads);
+        auto quads = forLoop(q0, qEnd, zeros, [&](Value q, ValueRange acc16) {
+          QuadOperands ops = quadOperands(p, q);
+          SmallVector<Value> next;
+          for (int64_t r = 0; r < kCpuTileRows; ++r)
+            for (int64_t h = 0; h < halves; ++h) {
+              auto [u, s] = ops.pair(r, h);
+              Value pairs = LLVM::CallIntrinsicOp::create(
+                                b, pairType, pmaddubsw, ValueRange{u, s})
+                                .getResult(0);
+              next.push_back(addi(acc16[r * halves + h], pairs));
+            }
+          return next;
+        });
+        SmallVector<Value> next;
+        for (auto [sum32, sum16] : llvm::zip(acc, quads.getResults()))
+          next.push_back(addi(sum32, LLVM::CallIntrinsicOp::create(
+                                         b, accType, pmaddwd,
+                                         ValueRange{sum16, ones16})
+                                         .getResult(0)));
+        scf::YieldOp::create(b, next);
+      });
+  return SmallVector<Value>(blocks.getResults());
 }
 
 OwningOpRef<ModuleOp> KernelModuleBuilder::build() {
@@ -886,7 +1225,28 @@ OwningOpRef<ModuleOp> KernelModuleBuilder::build() {
 
 } // namespace
 
-std::string lq::describeCpuKernels(const GemmSpec &spec) {
+const char *lq::cpuDotProductName(CpuDotProduct dot) {
+  switch (dot) {
+  case CpuDotProduct::Avx2:
+    return "avx2-vpmaddubsw";
+  case CpuDotProduct::AvxVnni:
+    return "avx-vnni";
+  case CpuDotProduct::Avx512Vnni:
+    return "avx512-vnni";
+  }
+  return "?";
+}
+
+std::optional<CpuDotProduct> lq::parseCpuDotProduct(std::string_view name) {
+  for (CpuDotProduct dot : {CpuDotProduct::Avx2, CpuDotProduct::AvxVnni,
+                            CpuDotProduct::Avx512Vnni})
+    if (name == cpuDotProductName(dot))
+      return dot;
+  return std::nullopt;
+}
+
+std::string lq::describeCpuKernels(const GemmSpec &spec,
+                                   const CpuKernelOptions &options) {
   auto side = [](const OperandSpec &op) {
     return std::string(formatName(op.format)) + ":" + storageName(op.dtype) +
            (op.transposed ? ":t" : ":n");
@@ -896,19 +1256,23 @@ std::string lq::describeCpuKernels(const GemmSpec &spec) {
          " relu=" + (spec.relu ? "1" : "0") +
          " out=" + (spec.bf16Output() ? "bf16" : "f32") +
          " tile=" + std::to_string(kCpuTileRows) + "x" +
-         std::to_string(kCpuTileCols);
+         std::to_string(kCpuTileCols) + " dot=" + cpuDotProductName(options.dot);
 }
 
-OwningOpRef<ModuleOp> lq::buildCpuGemmKernels(MLIRContext &ctx,
-                                              const GemmSpec &spec) {
-  return KernelModuleBuilder(ctx, spec, /*quantizeOnly=*/false).build();
+OwningOpRef<ModuleOp>
+lq::buildCpuGemmKernels(MLIRContext &ctx, const GemmSpec &spec,
+                        const CpuKernelOptions &options) {
+  return KernelModuleBuilder(ctx, spec, options, /*quantizeOnly=*/false)
+      .build();
 }
 
 OwningOpRef<ModuleOp> lq::buildCpuQuantizeKernels(MLIRContext &ctx,
                                                   const OperandSpec &op) {
   GemmSpec spec;
   spec.lhs = op;
-  return KernelModuleBuilder(ctx, spec, /*quantizeOnly=*/true).build();
+  return KernelModuleBuilder(ctx, spec, CpuKernelOptions(),
+                             /*quantizeOnly=*/true)
+      .build();
 }
 
 LogicalResult lq::lowerCpuKernelsToLLVM(ModuleOp module) {

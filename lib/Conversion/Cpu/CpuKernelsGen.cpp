@@ -22,8 +22,19 @@ using namespace lq;
 namespace {
 
 struct LqCpuKernelsPass : lq::impl::LqCpuKernelsBase<LqCpuKernelsPass> {
+  using Base::Base;
+
   void runOnOperation() override {
     ModuleOp module = getOperation();
+    CpuKernelOptions options;
+    std::optional<CpuDotProduct> dot = parseCpuDotProduct(dotProduct);
+    if (!dot) {
+      module.emitError() << "unknown dot-product '" << dotProduct
+                         << "': expected avx2-vpmaddubsw, avx-vnni or "
+                            "avx512-vnni";
+      return signalPassFailure();
+    }
+    options.dot = *dot;
     SmallVector<MatmulOp> matmuls;
     module.walk([&](MatmulOp op) { matmuls.push_back(op); });
     SymbolTable symbols(module);
@@ -35,7 +46,7 @@ struct LqCpuKernelsPass : lq::impl::LqCpuKernelsBase<LqCpuKernelsPass> {
 
       std::string prefix = "lq_gemm" + std::to_string(index++);
       OwningOpRef<ModuleOp> kernels =
-          buildCpuGemmKernels(getContext(), *spec);
+          buildCpuGemmKernels(getContext(), *spec, options);
       for (func::FuncOp fn :
            llvm::make_early_inc_range(kernels->getOps<func::FuncOp>())) {
         // lq_<stage> -> lq_gemm<N>_<stage>
@@ -45,7 +56,8 @@ struct LqCpuKernelsPass : lq::impl::LqCpuKernelsBase<LqCpuKernelsPass> {
       }
       op->setAttr("lq.cpu_kernel", StringAttr::get(&getContext(), prefix));
       op->setAttr("lq.cpu_spec",
-                  StringAttr::get(&getContext(), describeCpuKernels(*spec)));
+                  StringAttr::get(&getContext(),
+                                  describeCpuKernels(*spec, options)));
     }
   }
 };

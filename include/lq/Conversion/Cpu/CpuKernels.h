@@ -7,9 +7,11 @@
 //   quant              f32/bf16 rows -> 4-bit codes (one per byte), once
 //                      per element: LUQ (Philox) or SAWB
 //   pack_a / pack_b    codes (one per byte, or packed two per byte) ->
-//                      integer values in int16 panels laid out for the
-//                      micro-kernel (pairs along K, zero padded)
-//   gemm               AVX2 micro-kernel: vpmaddwd into exact int32
+//                      8-bit integer values in 32-bit panel words, four K
+//                      steps per word (one operand offset into the unsigned
+//                      range), with the offset's correction per row or column
+//   gemm               8-bit dot-product micro-kernel (vpdpbusd, or
+//                      vpmaddubsw widened with vpmaddwd) into exact int32
 //                      accumulators, SMP samples summed in registers, then
 //                      the f32 epilogue (scale, bias, ReLU, bf16)
 //
@@ -26,23 +28,65 @@
 #include "mlir/IR/BuiltinOps.h"
 #include "mlir/IR/OwningOpRef.h"
 
+#include <optional>
 #include <string>
+#include <string_view>
 
 namespace lq {
 
+/// The instruction that multiplies 8-bit values in the GEMM micro-kernel,
+/// chosen from the target CPU's features (the JIT's, or lq-compile's --cpu).
+/// All three give the same exact int32 sums.
+enum class CpuDotProduct {
+  /// AVX2: vpmaddubsw (unsigned x signed bytes, pairs summed to i16), i16
+  /// sums of up to 16 K quads widened to i32 with vpmaddwd.
+  Avx2,
+  /// AVX-VNNI: vpdpbusd on 256-bit vectors (VEX), quads summed into i32.
+  AvxVnni,
+  /// AVX-512 VNNI: vpdpbusd on 512-bit vectors, a K quad of a tile row's
+  /// 16 columns per instruction.
+  Avx512Vnni,
+};
+
+/// "avx2-vpmaddubsw", "avx-vnni", "avx512-vnni": as tools, cache keys and
+/// the lq-cpu-kernels pass spell it.
+const char *cpuDotProductName(CpuDotProduct dot);
+std::optional<CpuDotProduct> parseCpuDotProduct(std::string_view name);
+
+/// How the CPU kernels of a spec are generated: the target's choices.
+struct CpuKernelOptions {
+  CpuDotProduct dot = CpuDotProduct::Avx2;
+};
+
 /// The kernel description the CPU generator records (`lq.cpu_spec`): the
-/// operands, the epilogue and the micro-kernel tile.
-std::string describeCpuKernels(const GemmSpec &spec);
+/// operands, the epilogue, the micro-kernel tile and its dot product.
+std::string describeCpuKernels(const GemmSpec &spec,
+                               const CpuKernelOptions &options = {});
 
 /// Micro-kernel tile: rows of the left operand and columns of the right one
-/// held in accumulators; K advances in pairs (one vpmaddwd).
+/// held in accumulators; K advances in quads (four bytes of a 32-bit lane).
 constexpr int64_t kCpuTileRows = 6;
 constexpr int64_t kCpuTileCols = 16;
+constexpr int64_t kCpuKQuad = 4;
+
+/// The panels lq_pack_a and lq_pack_b write, in 32-bit words. A block of
+/// kCpuTileRows rows of A is a header of one correction word per row, then
+/// per SMP sample and K quad one word per row; a block of kCpuTileCols
+/// columns of B is a header of one correction word per column, then per K
+/// quad one word per column.
+inline int64_t cpuKQuads(int64_t k) { return (k + kCpuKQuad - 1) / kCpuKQuad; }
+inline int64_t cpuPanelABlockWords(int64_t k, int64_t samples) {
+  return kCpuTileRows * (1 + samples * cpuKQuads(k));
+}
+inline int64_t cpuPanelBBlockWords(int64_t k) {
+  return kCpuTileCols * (1 + cpuKQuads(k));
+}
 
 /// Builds the stage functions of `spec` (see above), each with a C
 /// interface (`_mlir_ciface_lq_<stage>_<side>`).
-mlir::OwningOpRef<mlir::ModuleOp> buildCpuGemmKernels(mlir::MLIRContext &ctx,
-                                                      const GemmSpec &spec);
+mlir::OwningOpRef<mlir::ModuleOp>
+buildCpuGemmKernels(mlir::MLIRContext &ctx, const GemmSpec &spec,
+                    const CpuKernelOptions &options = {});
 
 /// Builds the stages that quantize one float operand to packed storage:
 /// its statistics, `lq_quant_lhs` and `lq_pack4` (codes -> two per byte).
