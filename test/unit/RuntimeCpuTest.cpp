@@ -848,6 +848,32 @@ TEST(RuntimeLaunch, LargeQuantizeMatchesNumerics) {
   EXPECT_EQ(num::floatToBits(status->scale), num::floatToBits(luq.alpha));
 }
 
+// The vectorized Philox keeps words in 64-bit lanes: a seed with both key
+// words set, a stream and a sample with the top bit set, and rows that
+// start off a block boundary must still give the numerics core's bits.
+TEST(RuntimeLaunch, QuantizeWideKeyMatchesNumerics) {
+  std::mt19937 rng(45);
+  const int64_t rows = 37, cols = 1001;
+  Matrix x(rows, cols, rng, false);
+  std::vector<uint8_t> bytes(rows * ((cols + 1) / 2));
+  lq::QuantizeArgs q;
+  q.input = x.ref(DType::F32);
+  q.output = lq::TensorRef::packed4(bytes.data(), rows, cols);
+  q.format = Format::Log4;
+  q.seed = 0xF3C9A1E5D7B20486ull;
+  q.stream = 0x80000003u;
+  q.sample = 0xC0000001u;
+  auto status = lq::Runtime::get().quantize(q);
+  ASSERT_TRUE(status.ok()) << status.error();
+  std::vector<int8_t> codes(rows * cols);
+  num::LuqResult luq = num::luqEncode(
+      x.view(DType::F32), {q.seed, q.stream, q.sample}, codes.data());
+  std::vector<uint8_t> expected(bytes.size());
+  num::packCodes(num::Format::Log4, codes.data(), rows, cols, expected.data());
+  EXPECT_EQ(bytes, expected);
+  EXPECT_EQ(num::floatToBits(status->scale), num::floatToBits(luq.alpha));
+}
+
 // A child forked while the worker team's threads exist in the parent has
 // none of them: its large launches run on the calling thread alone, with
 // the same bits.

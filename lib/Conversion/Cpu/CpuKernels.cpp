@@ -137,6 +137,10 @@ private:
   void buildMaxAbs(StringRef side, const OperandSpec &op);
   void buildMoments(StringRef side, const OperandSpec &op);
   void buildQuantize(StringRef side, const OperandSpec &op);
+  /// Philox4x32-10 of counter blocks `block` (vector of i64), one block
+  /// per lane, as the four words (i32) in lane order.
+  std::array<Value, 4> philoxBlocks(NumericsBuilder &nb, Value seed,
+                                    Value stream, Value sample, Value block);
   /// The words of a Philox block per lane, transposed into element order.
   std::array<Value, 4> elementOrder(const std::array<Value, 4> &words);
   void buildPack4();
@@ -398,6 +402,62 @@ void KernelModuleBuilder::buildMoments(StringRef side,
 // Quantization to codes
 //===----------------------------------------------------------------------===//
 
+// The same Philox4x32-10 as NumericsBuilder::philox (docs/numerics.md
+// section 1), laid out for x86 vectors: without a 32-bit high multiply,
+// 32-bit lanes widen every product to even and odd lanes and shuffle the
+// halves back. Here each word lives in the low half of a 64-bit lane, so
+// one unsigned 32x32->64 multiply (pmuludq) per product yields the high
+// word by a shift and the low word in place. The high halves of the lanes
+// carry garbage that is never read: multiplies see only the low 32 bits
+// (the masks fold into pmuludq), xor and add never move bits downwards,
+// and the results are truncated.
+std::array<Value, 4> KernelModuleBuilder::philoxBlocks(NumericsBuilder &nb,
+                                                       Value seed, Value stream,
+                                                       Value sample,
+                                                       Value block) {
+  constexpr uint32_t kM0 = 0xD2511F53u, kM1 = 0xCD9E8D57u;
+  constexpr uint32_t kW0 = 0x9E3779B9u, kW1 = 0xBB67AE85u;
+  constexpr int kRounds = 10;
+  auto wide = cast<VectorType>(block.getType());
+  auto splat64 = [&](uint64_t v) -> Value {
+    return arith::ConstantOp::create(
+        b, DenseElementsAttr::get(wide, b.getI64IntegerAttr(int64_t(v))));
+  };
+  auto toWide = [&](Value v) -> Value {
+    if (v.getType() == wide)
+      return v;
+    return arith::ExtUIOp::create(b, wide, v);
+  };
+  Value low32 = splat64(0xFFFFFFFFu), shift = splat64(32);
+  auto mulWide = [&](Value m, Value x) -> Value {
+    return arith::MulIOp::create(b, m, arith::AndIOp::create(b, x, low32));
+  };
+  auto high = [&](Value p) -> Value {
+    return arith::ShRUIOp::create(b, p, shift);
+  };
+  Value m0 = splat64(kM0), m1 = splat64(kM1);
+  Value w0 = splat64(kW0), w1 = splat64(kW1);
+  Value seedWide = toWide(seed);
+  Value k0 = seedWide, k1 = high(seedWide);
+  std::array<Value, 4> c = {block, high(block), toWide(sample), toWide(stream)};
+  for (int round = 0; round < kRounds; ++round) {
+    if (round > 0) {
+      k0 = arith::AddIOp::create(b, k0, w0);
+      k1 = arith::AddIOp::create(b, k1, w1);
+    }
+    Value p0 = mulWide(m0, c[0]), p1 = mulWide(m1, c[2]);
+    Value x0 =
+        arith::XOrIOp::create(b, arith::XOrIOp::create(b, high(p1), c[1]), k0);
+    Value x2 =
+        arith::XOrIOp::create(b, arith::XOrIOp::create(b, high(p0), c[3]), k1);
+    c = {x0, p1, x2, p0};
+  }
+  Type narrow = nb.shaped(b.getI32Type());
+  for (Value &word : c)
+    word = arith::TruncIOp::create(b, narrow, word);
+  return c;
+}
+
 /// Lane l of word w of a Philox block per lane is element 4 l + w of the
 /// lanes' run of elements: transposed, vector q holds elements
 /// 8 q .. 8 q + 7 in order.
@@ -487,6 +547,10 @@ void KernelModuleBuilder::buildQuantize(StringRef side,
               b, columnLoop(index(0), cols, acc, laneStep(base, rowStart)));
           return;
         }
+        // A Philox round is a chain of multiplies whose latency, not its
+        // throughput, bounds one group of kLanes blocks: a step runs
+        // kGroups independent groups.
+        constexpr int64_t kGroups = 4, kStepElements = 4 * kLanes * kGroups;
         // Philox gives four words per counter block of four elements. Where
         // a row covers whole blocks, each lane computes one block and the
         // words are transposed into element order: a quarter of the work.
@@ -495,8 +559,9 @@ void KernelModuleBuilder::buildQuantize(StringRef side,
             b, arith::RemUIOp::create(
                    b, arith::SubIOp::create(b, index(4), misalign), index(4)),
             cols);
-        Value mainEnd = addi(
-            head, roundDown(arith::SubIOp::create(b, cols, head), 4 * kLanes));
+        Value mainEnd =
+            addi(head, roundDown(arith::SubIOp::create(b, cols, head),
+                                 kStepElements));
         auto headStep = scf::IfOp::create(
             b,
             arith::CmpIOp::create(b, arith::CmpIPredicate::ne, head, index(0)),
@@ -508,23 +573,31 @@ void KernelModuleBuilder::buildQuantize(StringRef side,
             },
             [&](OpBuilder &, Location) { scf::YieldOp::create(b, acc); });
         auto blocks = scf::ForOp::create(
-            b, head, mainEnd, index(4 * kLanes), headStep.getResults(),
+            b, head, mainEnd, index(kStepElements), headStep.getResults(),
             [&](OpBuilder &, Location, Value c, ValueRange a) {
               Value element = addi(rowStart, c);
-              Value block = arith::ShRUIOp::create(
+              Value firstBlock = arith::ShRUIOp::create(
                   b, splat(indexToI64(element)),
                   arith::ConstantOp::create(
-                      b, DenseElementsAttr::get(
-                             VectorType::get({kLanes}, i64),
-                             b.getI64IntegerAttr(2))));
-              block = addi(block, laneOffsets);
-              std::array<Value, 4> ordered =
-                  elementOrder(nb.philoxBlock(seed, stream, sample, block));
+                      b, DenseElementsAttr::get(VectorType::get({kLanes}, i64),
+                                                b.getI64IntegerAttr(2))));
+              // All groups' Philox rounds come before any quantization so
+              // that the independent multiply chains overlap.
+              SmallVector<std::array<Value, 4>> words;
+              for (int64_t g = 0; g < kGroups; ++g) {
+                Value block = addi(firstBlock, laneOffsets);
+                if (g > 0)
+                  block = addi(block, nb.i64(g * kLanes));
+                words.push_back(philoxBlocks(nb, seed, stream, sample, block));
+              }
               SmallVector<Value> next(a);
-              for (int64_t q = 0; q < 4; ++q) {
-                Value cq = addi(c, index(q * kLanes));
-                next = quantizeLanes(base, addi(rowStart, cq), cq, Value(),
-                                     nb.wordToUniform(ordered[q]), next);
+              for (int64_t g = 0; g < kGroups; ++g) {
+                std::array<Value, 4> ordered = elementOrder(words[g]);
+                for (int64_t q = 0; q < 4; ++q) {
+                  Value cq = addi(c, index((4 * g + q) * kLanes));
+                  next = quantizeLanes(base, addi(rowStart, cq), cq, Value(),
+                                       nb.wordToUniform(ordered[q]), next);
+                }
               }
               scf::YieldOp::create(b, next);
             });
