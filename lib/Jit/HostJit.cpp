@@ -21,6 +21,7 @@
 #include "llvm/Support/raw_ostream.h"
 #include "llvm/Target/TargetMachine.h"
 #include "llvm/TargetParser/Host.h"
+#include "llvm/Transforms/Utils/Cloning.h"
 
 using namespace lq;
 using namespace lq::runtime;
@@ -57,13 +58,33 @@ void dumpStage(llvm::StringRef dumpDir, llvm::StringRef name,
     print(os);
 }
 
-/// Only the C interfaces are called from outside. Internal stage bodies get
-/// inlined into their one wrapper and dropped, instead of being optimized
-/// and compiled twice.
-void internalizeStageBodies(llvm::Module &module) {
+/// Only the C interfaces are called from outside. Internal stage bodies are
+/// inlined into their one wrapper and dropped before the optimization
+/// pipeline runs: left to the pipeline's inliner, each body would be
+/// simplified once on its own and again inside its wrapper, which doubles
+/// the optimizer's time.
+void inlineStageBodies(llvm::Module &module) {
+  llvm::SmallVector<llvm::Function *> bodies;
   for (llvm::Function &fn : module)
-    if (!fn.isDeclaration() && !fn.getName().starts_with("_mlir_ciface_"))
+    if (!fn.isDeclaration() && !fn.getName().starts_with("_mlir_ciface_")) {
       fn.setLinkage(llvm::GlobalValue::InternalLinkage);
+      bodies.push_back(&fn);
+    }
+  for (llvm::Function *body : bodies) {
+    llvm::SmallVector<llvm::CallBase *> calls;
+    for (llvm::User *user : body->users())
+      if (auto *call = llvm::dyn_cast<llvm::CallBase>(user))
+        if (call->getCalledFunction() == body)
+          calls.push_back(call);
+    // A call that cannot be inlined stays; the pipeline handles it.
+    for (llvm::CallBase *call : calls) {
+      llvm::InlineFunctionInfo info;
+      (void)llvm::InlineFunction(*call, info);
+    }
+  }
+  for (llvm::Function *body : bodies)
+    if (body->use_empty())
+      body->eraseFromParent();
 }
 
 /// Success when every flag of `features` ("+avxvnni,-avx512f") names a
@@ -137,7 +158,7 @@ CpuDotProduct dotProductOf(const llvm::MCSubtargetInfo &info) {
 
 std::string HostJit::options() {
   return "llvm-opt=O" + std::to_string(kOptLevel) +
-         " codegen=aggressive internalized-stages";
+         " codegen=aggressive inlined-stages";
 }
 
 Result<void *> LoadedObject::lookup(llvm::StringRef name) const {
@@ -230,7 +251,7 @@ Result<std::string> HostJit::compile(KernelModule &kernels,
   std::lock_guard<std::mutex> lock(mutex);
   llvmModule->setDataLayout(targetMachine->createDataLayout());
   llvmModule->setTargetTriple(targetMachine->getTargetTriple());
-  internalizeStageBodies(*llvmModule);
+  inlineStageBodies(*llvmModule);
   auto optimize = mlir::makeOptimizingTransformer(kOptLevel,
                                                   /*sizeLevel=*/0,
                                                   targetMachine.get());
