@@ -7,9 +7,32 @@
 #include "llvm/ADT/StringExtras.h"
 #include "llvm/Support/thread.h"
 
+#include <algorithm>
 #include <optional>
 
 using namespace mlir;
+
+namespace {
+
+/// When `text[i]` opens a string literal or a `//` comment, moves `i` to
+/// its last character (a comment's newline; the end of the text when it
+/// is unterminated) and returns true: neither holds MLIR syntax.
+bool skipLiteralOrComment(StringRef text, size_t &i) {
+  if (text[i] == '"') {
+    // \" does not end the literal.
+    for (++i; i < text.size() && text[i] != '"'; ++i)
+      if (text[i] == '\\')
+        ++i;
+    return true;
+  }
+  if (text[i] == '/' && i + 1 < text.size() && text[i + 1] == '/') {
+    i = std::min(text.find('\n', i), text.size());
+    return true;
+  }
+  return false;
+}
+
+} // namespace
 
 LogicalResult lq::checkInputNesting(const llvm::SourceMgr &sources,
                                     MLIRContext *context) {
@@ -18,20 +41,9 @@ LogicalResult lq::checkInputNesting(const llvm::SourceMgr &sources,
   StringRef text = buffer->getBuffer();
   unsigned depth = 0;
   for (size_t i = 0; i < text.size(); ++i) {
+    if (skipLiteralOrComment(text, i))
+      continue;
     char c = text[i];
-    if (c == '"') {
-      // A string literal; \" does not end it.
-      for (++i; i < text.size() && text[i] != '"'; ++i)
-        if (text[i] == '\\')
-          ++i;
-      continue;
-    }
-    if (c == '/' && i + 1 < text.size() && text[i + 1] == '/') {
-      i = text.find('\n', i);
-      if (i == StringRef::npos)
-        break;
-      continue;
-    }
     if (c == '{' || c == '(' || c == '[' || c == '<') {
       if (++depth > kMaxInputNesting) {
         auto [line, column] = sources.getLineAndColumn(
@@ -92,19 +104,8 @@ LogicalResult lq::checkIntegerLists(const llvm::SourceMgr &sources,
       sources.getMemoryBuffer(sources.getMainFileID());
   StringRef text = buffer->getBuffer();
   for (size_t i = 0; i < text.size(); ++i) {
-    char c = text[i];
-    if (c == '"') {
-      for (++i; i < text.size() && text[i] != '"'; ++i)
-        if (text[i] == '\\')
-          ++i;
+    if (skipLiteralOrComment(text, i))
       continue;
-    }
-    if (c == '/' && i + 1 < text.size() && text[i + 1] == '/') {
-      i = text.find('\n', i);
-      if (i == StringRef::npos)
-        break;
-      continue;
-    }
     if (i > 0 && isIdentifierChar(text[i - 1]))
       continue;
     StringRef rest = text.drop_front(i);

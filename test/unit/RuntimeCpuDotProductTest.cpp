@@ -16,6 +16,7 @@
 #include "lq/Runtime/Runtime.h"
 
 #include "KernelCacheEnvironment.h"
+#include "NumericsFormats.h"
 
 #include <gtest/gtest.h>
 
@@ -34,18 +35,6 @@ namespace {
 
 const auto *cacheEnvironment =
     ::testing::AddGlobalTestEnvironment(new KernelCacheEnvironment);
-
-num::Format numericsFormat(Format f) {
-  switch (f) {
-  case Format::SInt4:
-    return num::Format::Int4Signed;
-  case Format::UInt4:
-    return num::Format::Int4Unsigned;
-  case Format::Log4:
-    return num::Format::Log4;
-  }
-  return num::Format::Log4;
-}
 
 /// A dot product and a CPU (HostJit's names) whose features choose it.
 struct Path {

@@ -11,6 +11,7 @@
 #include "lq/Runtime/Runtime.h"
 
 #include "KernelCacheEnvironment.h"
+#include "NumericsFormats.h"
 
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/Path.h"
@@ -38,18 +39,6 @@ namespace {
 
 const auto *cacheEnvironment =
     ::testing::AddGlobalTestEnvironment(new KernelCacheEnvironment);
-
-num::Format numericsFormat(Format f) {
-  switch (f) {
-  case Format::SInt4:
-    return num::Format::Int4Signed;
-  case Format::UInt4:
-    return num::Format::Int4Unsigned;
-  case Format::Log4:
-    return num::Format::Log4;
-  }
-  return num::Format::Log4;
-}
 
 /// A float matrix as f32 and as its bf16 rounding.
 struct Matrix {
