@@ -8,6 +8,7 @@
 #include "lq/Runtime/CudaDriver.h"
 #endif
 
+#include <chrono>
 #include <cmath>
 
 using namespace lq;
@@ -286,7 +287,65 @@ private:
   Gemms &forwardGemms, &backwardGemms;
 };
 
+/// Adds the wall-clock time of every call of `inner` to a GemmTimes.
+class TimedGemms : public Gemms {
+public:
+  TimedGemms(Gemms &inner, GemmTimes &times) : inner(inner), times(times) {}
+
+  void beginStep(uint64_t stepSeed) override { inner.beginStep(stepSeed); }
+  std::map<int, float> estimates() const override {
+    return inner.estimates();
+  }
+  void restoreEstimates(const std::map<int, float> &saved) override {
+    inner.restoreEstimates(saved);
+  }
+  Result<bool> forward(const float *x, const float *w, const float *b,
+                       float *y, int64_t batch, int64_t in, int64_t out,
+                       bool relu, bool nonnegativeInput, int layer,
+                       StepReport &report) override {
+    return timed(times.forward, [&] {
+      return inner.forward(x, w, b, y, batch, in, out, relu, nonnegativeInput,
+                           layer, report);
+    });
+  }
+  Result<bool> backwardData(const float *dy, const float *w, float *dx,
+                            int64_t batch, int64_t in, int64_t out, int layer,
+                            StepReport &report) override {
+    return timed(times.backwardData, [&] {
+      return inner.backwardData(dy, w, dx, batch, in, out, layer, report);
+    });
+  }
+  Result<bool> weightGrad(const float *dy, const float *x, float *dw,
+                          int64_t batch, int64_t in, int64_t out,
+                          bool nonnegativeInput, int layer,
+                          StepReport &report) override {
+    return timed(times.weightGrad, [&] {
+      return inner.weightGrad(dy, x, dw, batch, in, out, nonnegativeInput,
+                              layer, report);
+    });
+  }
+
+private:
+  template <typename Call>
+  static Result<bool> timed(double &seconds, Call call) {
+    auto start = std::chrono::steady_clock::now();
+    Result<bool> result = call();
+    seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() -
+                                             start)
+                   .count();
+    return result;
+  }
+
+  Gemms &inner;
+  GemmTimes &times;
+};
+
 } // namespace
+
+std::unique_ptr<Gemms> lq::train::makeTimedGemms(Gemms &inner,
+                                                 GemmTimes &times) {
+  return std::make_unique<TimedGemms>(inner, times);
+}
 
 std::unique_ptr<Gemms> lq::train::makeFineTuneGemms(Gemms &forward,
                                                     Gemms &backward) {

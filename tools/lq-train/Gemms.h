@@ -71,6 +71,16 @@ struct LqOptions {
 Result<std::unique_ptr<Gemms>> makeLqGemms(const LqOptions &options,
                                            bool gpu);
 
+/// Wall-clock seconds of each kind of GEMM call.
+struct GemmTimes {
+  double forward = 0, backwardData = 0, weightGrad = 0;
+  double total() const { return forward + backwardData + weightGrad; }
+};
+
+/// `inner`, timing each call into `times` (for lq-train --profile). Both
+/// must outlive the result.
+std::unique_ptr<Gemms> makeTimedGemms(Gemms &inner, GemmTimes &times);
+
 /// Fine-tuning in high precision (FNT): `forward`'s forward GEMM, and
 /// `backward`'s backward-data and weight-gradient GEMMs. Both must outlive
 /// the result.

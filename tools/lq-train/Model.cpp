@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 
 using namespace lq;
@@ -239,10 +240,10 @@ Result<Net> Net::make(const std::string &name, int64_t height, int64_t width,
 
 Result<bool> Net::forward(const float *input, int64_t batch, Gemms &gemms,
                           StepReport &report) {
-  acts[0].assign(input, input + batch * inputElements);
+  batchInput = input;
   for (size_t l = 0; l < layers.size(); ++l) {
     acts[l + 1].resize(size_t(batch * layers[l]->outSize()));
-    Result<bool> ok = layers[l]->forward(acts[l].data(), acts[l + 1].data(),
+    Result<bool> ok = layers[l]->forward(layerInput(l), acts[l + 1].data(),
                                          batch, gemms, report);
     if (!ok)
       return ok;
@@ -260,7 +261,7 @@ Result<bool> Net::backward(const float *dlogits, int64_t batch, Gemms &gemms,
       din = grads[l].data();
     }
     Result<bool> ok =
-        layers[l]->backward(acts[l].data(), acts[l + 1].data(),
+        layers[l]->backward(layerInput(l), acts[l + 1].data(),
                             grads[l + 1].data(), din, batch, gemms, report);
     if (!ok)
       return ok;
@@ -276,13 +277,48 @@ std::vector<Params *> Net::parameters() {
   return all;
 }
 
+namespace {
+
+/// True when no element is NaN or infinite. Every step checks every
+/// gradient, so the loop is branch-free within blocks (the compiler
+/// vectorizes it): an exponent of all ones, plus one at its lowest bit,
+/// carries into the sign bit.
+bool allFinite(const std::vector<float> &values) {
+  constexpr size_t kBlock = 4096;
+  const float *v = values.data();
+  for (size_t start = 0; start < values.size(); start += kBlock) {
+    size_t end = std::min(values.size(), start + kBlock);
+    uint32_t carries = 0;
+    for (size_t i = start; i < end; ++i) {
+      uint32_t bits;
+      std::memcpy(&bits, &v[i], sizeof bits);
+      carries |= (bits & 0x7f800000u) + 0x00800000u;
+    }
+    if (carries & 0x80000000u)
+      return false;
+  }
+  return true;
+}
+
+/// SGD with momentum and L2 decay on one tensor; the distinct restrict
+/// pointers let the compiler vectorize without alias checks.
+void sgdUpdate(float *__restrict w, float *__restrict velocity,
+               const float *__restrict grad, size_t n, float lr,
+               float momentum, float decay) {
+  for (size_t i = 0; i < n; ++i) {
+    float v = momentum * velocity[i] + grad[i] + decay * w[i];
+    velocity[i] = v;
+    w[i] -= lr * v;
+  }
+}
+
+} // namespace
+
 bool Net::gradientsFinite() {
   for (auto &layer : layers)
     if (Params *p = layer->params())
-      for (const std::vector<float> *g : {&p->gw, &p->gb})
-        for (float v : *g)
-          if (!std::isfinite(v))
-            return false;
+      if (!allFinite(p->gw) || !allFinite(p->gb))
+        return false;
   return true;
 }
 
@@ -291,10 +327,9 @@ void Net::sgdStep(float lr, float momentum, float weightDecay) {
     Params *p = layer->params();
     if (!p)
       continue;
-    for (size_t i = 0; i < p->w.size(); ++i) {
-      p->vw[i] = momentum * p->vw[i] + p->gw[i] + weightDecay * p->w[i];
-      p->w[i] -= lr * p->vw[i];
-    }
+    sgdUpdate(p->w.data(), p->vw.data(), p->gw.data(), p->w.size(), lr,
+              momentum, weightDecay);
+    // Biases are not decayed.
     for (size_t i = 0; i < p->b.size(); ++i) {
       p->vb[i] = momentum * p->vb[i] + p->gb[i];
       p->b[i] -= lr * p->vb[i];

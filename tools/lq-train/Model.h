@@ -51,7 +51,8 @@ public:
   std::string describe() const { return description; }
   int64_t inputSize() const { return inputElements; }
 
-  /// Runs the batch; the logits are in activations().back().
+  /// Runs the batch; the logits are in logits(). The layers read `input`
+  /// in place (no copy), so it must stay unchanged until backward().
   Result<bool> forward(const float *input, int64_t batch, Gemms &gemms,
                        StepReport &report);
   /// Back-propagates d loss / d logits through every layer.
@@ -64,10 +65,16 @@ public:
   void sgdStep(float lr, float momentum, float weightDecay);
 
 private:
+  const float *layerInput(size_t layer) const {
+    return layer == 0 ? batchInput : acts[layer].data();
+  }
+
   std::string description;
   int64_t inputElements = 0;
   std::vector<std::unique_ptr<Layer>> layers;
+  /// acts[l + 1] is layer l's output; layer 0 reads batchInput.
   std::vector<std::vector<float>> acts, grads;
+  const float *batchInput = nullptr;
 };
 
 } // namespace lq::train

@@ -116,7 +116,43 @@ cl::opt<std::string> resumeDir(
              "options (any given must match)"),
     cl::value_desc("dir"), cl::cat(kCategory));
 
+cl::opt<bool> profileEpochs(
+    "profile",
+    cl::desc("After each epoch, print where its training time went: the "
+             "GEMMs by kind, the layers' own work, the loss, the finite "
+             "check, the optimizer, the batch copy"),
+    cl::cat(kCategory));
+
 constexpr int kClasses = 10;
+
+/// Where one epoch's training time went (--profile), in seconds.
+struct EpochProfile {
+  GemmTimes gemms;
+  /// Forward and backward passes less their GEMMs: ReLU masks, bias sums,
+  /// im2col, pooling, activation copies.
+  double layers = 0;
+  double batch = 0, loss = 0, check = 0, optimizer = 0;
+};
+
+/// Charges the time since the previous charge to a phase.
+class Laps {
+public:
+  explicit Laps(bool enabled) : enabled(enabled), last(now()) {}
+  void charge(double &phase) {
+    if (!enabled)
+      return;
+    auto t = now();
+    phase += std::chrono::duration<double>(t - last).count();
+    last = t;
+  }
+
+private:
+  static std::chrono::steady_clock::time_point now() {
+    return std::chrono::steady_clock::now();
+  }
+  bool enabled;
+  std::chrono::steady_clock::time_point last;
+};
 
 void error(const llvm::Twine &message) {
   llvm::WithColor::error(llvm::errs(), "lq-train") << message << "\n";
@@ -413,10 +449,19 @@ Status restoreNetwork(const Checkpoint &c, Net &net, Gemms &low) {
 
 /// One epoch of SGD over `count` training images; the loss and accuracy
 /// of the steps taken (test accuracy and time are the caller's).
+/// One epoch of training; with `profile` (zeroed), its time by phase.
 Result<EpochResult> trainEpoch(const Mode &mode, unsigned epoch, Net &net,
-                               Gemms &gemms, const Dataset &train,
-                               int64_t count, int64_t &consecutiveSkips) {
+                               Gemms &untimedGemms, const Dataset &train,
+                               int64_t count, int64_t &consecutiveSkips,
+                               EpochProfile *profile) {
   using R = Result<EpochResult>;
+  EpochProfile unused;
+  EpochProfile &phases = profile ? *profile : unused;
+  std::unique_ptr<Gemms> timedGemms;
+  if (profile)
+    timedGemms = makeTimedGemms(untimedGemms, phases.gemms);
+  Gemms &gemms = profile ? *timedGemms : untimedGemms;
+  Laps laps(profile != nullptr);
   int64_t steps = count / batchSize, pixels = train.pixels();
   std::vector<int64_t> order(static_cast<size_t>(count));
   std::vector<float> images(size_t(batchSize * pixels)), dlogits;
@@ -439,21 +484,28 @@ Result<EpochResult> trainEpoch(const Mode &mode, unsigned epoch, Net &net,
                   &images[size_t(r * pixels)]);
       labels[size_t(r)] = train.labels[size_t(item)];
     }
+    laps.charge(phases.batch);
     int64_t globalStep = int64_t(epoch) * steps + step;
     gemms.beginStep(seed * 0x9E3779B97F4A7C15ull + uint64_t(globalStep));
     StepReport report;
     Result<bool> ok = net.forward(images.data(), batch, gemms, report);
     if (!ok)
       return R::failure(ok.error());
+    laps.charge(phases.layers);
     dlogits.resize(size_t(batch * kClasses));
     auto [loss, right] =
         softmaxLoss(net.logits().data(), labels.data(), batch, dlogits.data());
+    laps.charge(phases.loss);
     ok = net.backward(dlogits.data(), batch, gemms, report);
     if (!ok)
       return R::failure(ok.error());
+    laps.charge(phases.layers);
     // A non-finite loss, activation or gradient skips the step (as the
     // numerics contract's nonfinite flag asks); persistent ones stop.
-    if (report.nonfinite || !std::isfinite(loss) || !net.gradientsFinite()) {
+    bool finite =
+        !report.nonfinite && std::isfinite(loss) && net.gradientsFinite();
+    laps.charge(phases.check);
+    if (!finite) {
       ++er.skipped;
       if (++consecutiveSkips >= maxSkips)
         return R::failure(
@@ -467,11 +519,14 @@ Result<EpochResult> trainEpoch(const Mode &mode, unsigned epoch, Net &net,
     double t = double(globalStep) / double(epochs * steps);
     net.sgdStep(float(learningRate * 0.5 * (1.0 + std::cos(M_PI * t))),
                 momentum, weightDecay);
+    laps.charge(phases.optimizer);
     lossSum += loss;
     correct += right;
     seen += batch;
     progress.update(step + 1, (step + 1) * batch, loss / double(batch));
   }
+  // The GEMMs were charged to the passes that called them too.
+  phases.layers -= phases.gemms.total();
   er.loss = seen ? lossSum / double(seen) : NAN;
   er.trainAcc = seen ? 100.0 * double(correct) / double(seen) : NAN;
   return er;
@@ -487,6 +542,16 @@ void printEpoch(const Mode &mode, unsigned epoch, bool fineTuning,
       er.skipped
           ? ("  " + std::to_string(er.skipped) + " steps skipped").c_str()
           : "");
+  std::fflush(stdout);
+}
+
+void printProfile(const EpochProfile &p) {
+  std::printf("           profile: GEMMs %.3f s (forward %.3f, backward-data "
+              "%.3f, weight-grad %.3f), layers %.3f, loss %.3f, finite check "
+              "%.3f, optimizer %.3f, batch copy %.3f\n",
+              p.gemms.total(), p.gemms.forward, p.gemms.backwardData,
+              p.gemms.weightGrad, p.layers, p.loss, p.check, p.optimizer,
+              p.batch);
   std::fflush(stdout);
 }
 
@@ -523,8 +588,10 @@ Status trainMode(Run &run, const Dataset &train, const Dataset &test,
     bool fineTuning = mode.lowPrecision && epoch + mode.fnt >= epochs;
     Gemms &gemms = !mode.lowPrecision ? *fp32 : fineTuning ? *fineTune : *low;
     auto start = std::chrono::steady_clock::now();
+    EpochProfile profile;
     Result<EpochResult> er =
-        trainEpoch(mode, epoch, net, gemms, train, count, run.consecutiveSkips);
+        trainEpoch(mode, epoch, net, gemms, train, count, run.consecutiveSkips,
+                   profileEpochs ? &profile : nullptr);
     if (!er)
       return er.takeError();
     er->seconds =
@@ -540,6 +607,8 @@ Status trainMode(Run &run, const Dataset &train, const Dataset &test,
     if (!run.checkpointDir.empty())
       LQ_TRY(saveCheckpoint(run, net, *low));
     printEpoch(mode, epoch, fineTuning, *er);
+    if (profileEpochs)
+      printProfile(profile);
   }
   return Done{};
 }
