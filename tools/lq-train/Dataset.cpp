@@ -4,6 +4,7 @@
 
 #include <zlib.h>
 
+#include <sys/mman.h>
 #include <sys/stat.h>
 
 using namespace lq;
@@ -51,6 +52,20 @@ uint32_t bigEndian(const std::string &data, size_t offset) {
 }
 
 /// The header words of an IDX file after checking its magic and size.
+/// Asks for transparent huge pages under [data, data + bytes) before its
+/// pages are first touched. A batch gathers 128 random images, each on
+/// pages of its own: with 4 KiB pages every image costs a TLB miss, with
+/// 2 MiB pages the whole training set needs fewer than a hundred entries.
+/// Only a hint: where the kernel declines, nothing changes.
+void preferHugePages(void *data, size_t bytes) {
+  constexpr uintptr_t kHuge = uintptr_t(2) << 20;
+  uintptr_t begin = (uintptr_t(data) + kHuge - 1) & ~(kHuge - 1);
+  uintptr_t end = (uintptr_t(data) + bytes) & ~(kHuge - 1);
+  if (end > begin)
+    (void)madvise(reinterpret_cast<void *>(begin), end - begin,
+                  MADV_HUGEPAGE);
+}
+
 Result<std::vector<uint32_t>> header(const std::string &path,
                                      const std::string &data, uint32_t magic,
                                      size_t dims) {
@@ -112,7 +127,10 @@ Result<Dataset> lq::train::loadIdx(const std::string &dir,
   set.cols = (*imageHeader)[2];
   if (set.count == 0 || set.pixels() == 0)
     return R::failure(*imagesPath + ": no images");
-  set.images.resize(size_t(set.count * set.pixels()));
+  size_t elements = size_t(set.count * set.pixels());
+  set.images.reserve(elements);
+  preferHugePages(set.images.data(), elements * sizeof(float));
+  set.images.resize(elements);
   for (size_t i = 0; i < set.images.size(); ++i)
     set.images[i] = float(uint8_t((*images)[16 + i])) * (1.0f / 255.0f);
   set.labels.assign(labels->begin() + 8, labels->end());
