@@ -28,14 +28,17 @@ func.func @backward_data(%dy: tensor<?x512xf32>, %wp: tensor<512x392xi8>, %seed:
   return %dx : tensor<?x784xf32>
 }
 
-// Statistics and quantization of the float operand, 8 lanes at a time;
-// Philox is two 32x32->64 multiplies per round on vectors.
+// Statistics of the float operand 8 lanes at a time, quantization 16;
+// Philox is two 32x32->64 multiplies per round in 64-bit lanes: a block
+// per element at a row's ends, a block per lane in between.
 // CHECK: func.func @lq_gemm0_maxabs_lhs({{.*}}) attributes {llvm.emit_c_interface}
 // CHECK: vector.maskedload
 // CHECK: vector.reduction <maxui>
 // CHECK: func.func @lq_gemm0_quant_lhs(
-// CHECK-COUNT-20: arith.mului_extended {{.*}} : vector<8xi32>
-// CHECK: vector.maskedstore
+// CHECK-COUNT-20: arith.muli {{.*}} : vector<16xi64>
+// CHECK: vector.maskedstore {{.*}} vector<16xi1>, vector<16xi8>
+// CHECK-COUNT-20: arith.muli {{.*}} : vector<8xi64>
+// CHECK: vector.store {{.*}} vector<16xi8>
 // CHECK: func.func @lq_gemm0_pack_a(
 // CHECK: func.func @lq_gemm0_pack_b(
 // AVX2: 12 vpmaddubsw (unsigned x signed bytes) per K quad summed in i16,

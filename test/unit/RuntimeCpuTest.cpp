@@ -26,6 +26,7 @@
 #include <cstdlib>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <random>
 #include <string>
 #include <thread>
@@ -861,6 +862,59 @@ TEST(RuntimeLaunch, QuantizeWideKeyMatchesNumerics) {
   num::packCodes(num::Format::Log4, codes.data(), rows, cols, expected.data());
   EXPECT_EQ(bytes, expected);
   EXPECT_EQ(num::floatToBits(status->scale), num::floatToBits(luq.alpha));
+}
+
+// Magnitudes at the LUQ code's edges: zeros of both signs, exact levels and
+// their neighbours in f32, values just off the top level, subnormals and
+// scaled values below the uniform's 2^-24 grid, each with both signs; with
+// an estimate below max |x| some also saturate and count as overflow. The
+// row length puts rows off the Philox block boundary and leaves tails.
+TEST(RuntimeLaunch, QuantizeEdgeValuesMatchNumerics) {
+  std::mt19937 rng(46);
+  const int64_t rows = 61, cols = 203;
+  const float m = 3.0f;
+  std::vector<float> edges = {0.0f, -0.0f, m, std::nextafter(m, 0.0f),
+                              std::numeric_limits<float>::denorm_min(),
+                              std::numeric_limits<float>::min()};
+  for (int k = -40; k <= 0; ++k) {
+    float level = std::ldexp(m, k);
+    edges.push_back(level);
+    edges.push_back(std::nextafter(level, 0.0f));
+    edges.push_back(std::nextafter(level, m));
+    edges.push_back(1.5f * level);
+  }
+  std::uniform_int_distribution<size_t> pick(0, edges.size() - 1);
+  std::bernoulli_distribution negative(0.5);
+  std::vector<float> x(rows * cols);
+  for (float &v : x)
+    v = negative(rng) ? -edges[pick(rng)] : edges[pick(rng)];
+  x[17] = m;
+  auto view = num::MatrixView::f32(x.data(), rows, cols);
+  for (std::optional<float> estimate : {std::optional<float>(),
+                                        std::optional<float>(m / 5.0f)}) {
+    std::vector<uint8_t> bytes(rows * ((cols + 1) / 2));
+    lq::QuantizeArgs q;
+    q.input = lq::TensorRef::f32(x.data(), rows, cols);
+    q.output = lq::TensorRef::packed4(bytes.data(), rows, cols);
+    q.format = Format::Log4;
+    q.seed = 0x9E3779B97F4A7C15ull;
+    q.stream = 3;
+    q.maxEstimate = estimate;
+    auto status = lq::Runtime::get().quantize(q);
+    ASSERT_TRUE(status.ok()) << status.error();
+    std::vector<int8_t> codes(rows * cols);
+    num::RandomKey key{q.seed, q.stream, 0};
+    num::LuqResult luq =
+        estimate ? num::luqEncodeHindsight(view, *estimate, key, codes.data())
+                 : num::luqEncode(view, key, codes.data());
+    std::vector<uint8_t> expected(bytes.size());
+    num::packCodes(num::Format::Log4, codes.data(), rows, cols,
+                   expected.data());
+    EXPECT_EQ(bytes, expected);
+    EXPECT_EQ(num::floatToBits(status->scale), num::floatToBits(luq.alpha));
+    EXPECT_EQ(status->overflow, luq.overflowCount);
+    EXPECT_EQ(estimate.has_value(), luq.overflowCount > 0);
+  }
 }
 
 // A child forked while the worker team's threads exist in the parent has

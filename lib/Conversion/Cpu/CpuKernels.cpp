@@ -58,6 +58,12 @@ namespace {
 
 /// Lanes of the f32/i32 vectors: one AVX2 register.
 constexpr int64_t kLanes = 8;
+/// Bytes lq_pack4 writes per vector step, from twice as many codes.
+constexpr int64_t kPack4Bytes = 32;
+/// f32 fields as the LUQ code reads them (docs/numerics.md section 2).
+constexpr uint32_t kF32MantissaMask = 0x007FFFFFu;
+constexpr uint32_t kF32OneBits = 0x3F800000u;
+constexpr int64_t kF32ExponentBias = 127;
 /// K quads whose vpmaddubsw results the AVX2 micro-kernel sums in i16
 /// before widening them (the bound is in the exactness note below).
 constexpr int64_t kAvx2QuadBlock = 16;
@@ -121,28 +127,40 @@ private:
   }
 
   Type storageType(const OperandSpec &op);
-  /// Loads kLanes elements of a float operand as f32; with a lane mask, the
-  /// lanes outside it read 0.
-  Value loadLanes(Value memref, Value offset, Value mask);
+  /// Loads `lanes` elements of a float operand as f32; with a lane mask,
+  /// the lanes outside it read 0.
+  Value loadLanes(Value memref, Value offset, Value mask,
+                  int64_t lanes = kLanes);
   Value reduce(vector::CombiningKind kind, Value v);
 
   /// One step over kLanes columns at `c`: `mask` is null for a full chunk
   /// and selects the valid lanes of the last, partial one.
   using ColumnStep =
       function_ref<SmallVector<Value>(Value c, Value mask, ValueRange acc)>;
-  /// Runs `step` over the columns [begin, cols) of a row, threading `init`.
+  /// Runs `step` over the columns [begin, cols) of a row, `lanes` at a
+  /// time, threading `init`.
   SmallVector<Value> columnLoop(Value begin, Value cols, ValueRange init,
-                                ColumnStep step);
+                                ColumnStep step, int64_t lanes = kLanes);
 
   void buildMaxAbs(StringRef side, const OperandSpec &op);
   void buildMoments(StringRef side, const OperandSpec &op);
   void buildQuantize(StringRef side, const OperandSpec &op);
   /// Philox4x32-10 of counter blocks `block` (vector of i64), one block
-  /// per lane, as the four words (i32) in lane order.
-  std::array<Value, 4> philoxBlocks(NumericsBuilder &nb, Value seed,
-                                    Value stream, Value sample, Value block);
-  /// The words of a Philox block per lane, transposed into element order.
-  std::array<Value, 4> elementOrder(const std::array<Value, 4> &words);
+  /// per lane, as the four words in lane order, each in the low half of
+  /// an i64 lane (the high half is not defined).
+  std::array<Value, 4> philoxBlocks(Value seed, Value stream, Value sample,
+                                    Value block);
+  /// The words of kLanes Philox blocks, one per lane, transposed into
+  /// element order: two vectors of 2 * kLanes elements' words (i32).
+  std::array<Value, 2> elementOrder(const std::array<Value, 4> &words);
+  /// The random word (i32) of each lane's element `element` (i64).
+  Value laneWords(Value seed, Value stream, Value sample, Value element);
+  /// What quantizing a vector of elements gives: codes (i8), the overflow
+  /// count (i32, 0 or 1) and |x| bits (i32) of each lane.
+  struct LaneCodes {
+    Value codes, overflow, absBits;
+  };
+  LaneCodes luqLanes(Value x, Value inv, Value word);
   void buildPack4();
   /// The integer value (i32) of the code at (row, col) of a stored operand.
   Value loadCodeValue(const OperandSpec &op, Value src, Value row,
@@ -265,11 +283,12 @@ Type KernelModuleBuilder::storageType(const OperandSpec &op) {
 
 SmallVector<Value> KernelModuleBuilder::columnLoop(Value begin, Value cols,
                                                   ValueRange init,
-                                                  ColumnStep step) {
+                                                  ColumnStep step,
+                                                  int64_t lanes) {
   Value vecEnd =
-      addi(begin, roundDown(arith::SubIOp::create(b, cols, begin), kLanes));
+      addi(begin, roundDown(arith::SubIOp::create(b, cols, begin), lanes));
   auto full = scf::ForOp::create(
-      b, begin, vecEnd, index(kLanes), init,
+      b, begin, vecEnd, index(lanes), init,
       [&](OpBuilder &, Location, Value c, ValueRange acc) {
         scf::YieldOp::create(b, step(c, Value(), acc));
       });
@@ -280,7 +299,7 @@ SmallVector<Value> KernelModuleBuilder::columnLoop(Value begin, Value cols,
       b, hasTail,
       [&](OpBuilder &, Location) {
         Value mask = vector::CreateMaskOp::create(
-            b, VectorType::get({kLanes}, b.getI1Type()), ValueRange{rest});
+            b, VectorType::get({lanes}, b.getI1Type()), ValueRange{rest});
         scf::YieldOp::create(b, step(vecEnd, mask, full.getResults()));
       },
       [&](OpBuilder &, Location) {
@@ -289,9 +308,10 @@ SmallVector<Value> KernelModuleBuilder::columnLoop(Value begin, Value cols,
   return SmallVector<Value>(tail.getResults());
 }
 
-Value KernelModuleBuilder::loadLanes(Value memref, Value offset, Value mask) {
+Value KernelModuleBuilder::loadLanes(Value memref, Value offset, Value mask,
+                                     int64_t lanes) {
   Type element = cast<MemRefType>(memref.getType()).getElementType();
-  auto type = VectorType::get({kLanes}, element);
+  auto type = VectorType::get({lanes}, element);
   Value v;
   if (!mask) {
     v = vector::LoadOp::create(b, type, memref, ValueRange{offset});
@@ -304,13 +324,13 @@ Value KernelModuleBuilder::loadLanes(Value memref, Value offset, Value mask) {
   }
   if (element.isF32())
     return v;
-  auto wide = VectorType::get({kLanes}, b.getI32Type());
+  auto wide = VectorType::get({lanes}, b.getI32Type());
   Value bits = arith::ShLIOp::create(
       b, arith::ExtUIOp::create(b, wide, v),
       arith::ConstantOp::create(
           b, DenseElementsAttr::get(wide, b.getI32IntegerAttr(16))));
   return arith::BitcastOp::create(
-      b, VectorType::get({kLanes}, b.getF32Type()), bits);
+      b, VectorType::get({lanes}, b.getF32Type()), bits);
 }
 
 Value KernelModuleBuilder::reduce(vector::CombiningKind kind, Value v) {
@@ -410,9 +430,8 @@ void KernelModuleBuilder::buildMoments(StringRef side,
 // word by a shift and the low word in place. The high halves of the lanes
 // carry garbage that is never read: multiplies see only the low 32 bits
 // (the masks fold into pmuludq), xor and add never move bits downwards,
-// and the results are truncated.
-std::array<Value, 4> KernelModuleBuilder::philoxBlocks(NumericsBuilder &nb,
-                                                       Value seed, Value stream,
+// and the words' readers take the low halves alone.
+std::array<Value, 4> KernelModuleBuilder::philoxBlocks(Value seed, Value stream,
                                                        Value sample,
                                                        Value block) {
   constexpr uint32_t kM0 = 0xD2511F53u, kM1 = 0xCD9E8D57u;
@@ -452,35 +471,105 @@ std::array<Value, 4> KernelModuleBuilder::philoxBlocks(NumericsBuilder &nb,
         arith::XOrIOp::create(b, arith::XOrIOp::create(b, high(p0), c[3]), k1);
     c = {x0, p1, x2, p0};
   }
-  Type narrow = nb.shaped(b.getI32Type());
-  for (Value &word : c)
-    word = arith::TruncIOp::create(b, narrow, word);
   return c;
 }
 
 /// Lane l of word w of a Philox block per lane is element 4 l + w of the
-/// lanes' run of elements: transposed, vector q holds elements
-/// 8 q .. 8 q + 7 in order.
-std::array<Value, 4>
+/// lanes' run of elements. Seen as i32 lanes, word w of block l is lane 2 l
+/// of w's vector: two shuffles pair words 0 and 1 (2 and 3) block by block,
+/// two more interleave the pairs, and each result holds the words of
+/// 2 * kLanes consecutive elements in order.
+std::array<Value, 2>
 KernelModuleBuilder::elementOrder(const std::array<Value, 4> &w) {
+  auto words = VectorType::get({2 * kLanes}, b.getI32Type());
   auto shuffle = [&](Value x, Value y, ArrayRef<int64_t> mask) {
     return vector::ShuffleOp::create(b, x, y, mask).getResult();
   };
-  Value w01lo = shuffle(w[0], w[1], {0, 8, 1, 9, 2, 10, 3, 11});
-  Value w23lo = shuffle(w[2], w[3], {0, 8, 1, 9, 2, 10, 3, 11});
-  Value w01hi = shuffle(w[0], w[1], {4, 12, 5, 13, 6, 14, 7, 15});
-  Value w23hi = shuffle(w[2], w[3], {4, 12, 5, 13, 6, 14, 7, 15});
-  return {shuffle(w01lo, w23lo, {0, 1, 8, 9, 2, 3, 10, 11}),
-          shuffle(w01lo, w23lo, {4, 5, 12, 13, 6, 7, 14, 15}),
-          shuffle(w01hi, w23hi, {0, 1, 8, 9, 2, 3, 10, 11}),
-          shuffle(w01hi, w23hi, {4, 5, 12, 13, 6, 7, 14, 15})};
+  auto narrow = [&](Value v) -> Value {
+    return vector::BitCastOp::create(b, words, v);
+  };
+  SmallVector<int64_t> pairs, low, high;
+  for (int64_t l = 0; l < kLanes; ++l) {
+    pairs.push_back(2 * l);
+    pairs.push_back(2 * kLanes + 2 * l);
+  }
+  for (int64_t l = 0; l < kLanes; ++l)
+    for (int64_t j : {2 * l, 2 * l + 1, 2 * kLanes + 2 * l, 2 * kLanes + 2 * l + 1})
+      (l < kLanes / 2 ? low : high).push_back(j);
+  Value w01 = shuffle(narrow(w[0]), narrow(w[1]), pairs);
+  Value w23 = shuffle(narrow(w[2]), narrow(w[3]), pairs);
+  return {shuffle(w01, w23, low), shuffle(w01, w23, high)};
+}
+
+Value KernelModuleBuilder::laneWords(Value seed, Value stream, Value sample,
+                                     Value element) {
+  auto wide = cast<VectorType>(element.getType());
+  NumericsBuilder nb(b, wide.getNumElements());
+  std::array<Value, 4> words = philoxBlocks(
+      seed, stream, sample, arith::ShRUIOp::create(b, element, nb.i64(2)));
+  Type narrow = nb.shaped(b.getI32Type());
+  Value lane = arith::TruncIOp::create(
+      b, narrow, arith::AndIOp::create(b, element, nb.i64(3)));
+  Value word = arith::TruncIOp::create(b, narrow, words[3]);
+  for (int w = 2; w >= 0; --w) {
+    Value isLane =
+        arith::CmpIOp::create(b, arith::CmpIPredicate::eq, lane, nb.i32(w));
+    word = arith::SelectOp::create(
+        b, isLane, arith::TruncIOp::create(b, narrow, words[w]), word);
+  }
+  return word;
+}
+
+// NumericsBuilder::luqCode's result, with the random comparisons of
+// docs/numerics.md section 2 in fewer vector operations. U = word >> 8 is
+// the uniform's integer, u = U 2^-24, and r = (E, M) the exponent field
+// and the 23 mantissa bits of r.
+//  - 1 <= r: f = M 2^-23, so u < f is U < 2 M, which for integers is
+//    W < M with W = word >> 9 = floor(U / 2). W and M are below 2^23, so
+//    the bits of r + 2^23 - 1 - W carry into the exponent field exactly
+//    when W < M: its top bits are E + [u < f], and e = n + 1 + [u < f] is
+//    that minus 126. min(e, 7) saturates n >= 6, r = +Inf included.
+//  - r < 1: e = 1 when u < r (an f32 compare, both exact), so r == 0
+//    gives 0.
+// u < 1 <= r in the first case: e != 0 exactly where u < r, and only there
+// is the sign bit set.
+KernelModuleBuilder::LaneCodes
+KernelModuleBuilder::luqLanes(Value x, Value inv, Value word) {
+  auto type = cast<VectorType>(x.getType());
+  NumericsBuilder nb(b, type.getNumElements());
+  Type i32Type = nb.shaped(b.getI32Type());
+  Value xBits = arith::BitcastOp::create(b, i32Type, x);
+  Value r = nb.luqScaled(x, inv);
+  Value rBits = arith::BitcastOp::create(b, i32Type, r);
+  Value carried = arith::SubIOp::create(
+      b, addi(rBits, nb.i32(int64_t(kF32MantissaMask) -
+                            ((kF32ExponentBias - 1) << 23))),
+      arith::ShRUIOp::create(b, word, nb.i32(9)));
+  Value eNormal = arith::MinSIOp::create(
+      b, arith::ShRSIOp::create(b, carried, nb.i32(23)), nb.i32(7));
+  Value atLeastOne = arith::CmpIOp::create(b, arith::CmpIPredicate::uge,
+                                           rBits, nb.i32(kF32OneBits));
+  Value keep = arith::CmpFOp::create(b, arith::CmpFPredicate::OLT,
+                                     nb.wordToUniform(word), r);
+  Value e = arith::SelectOp::create(
+      b, atLeastOne, eNormal, arith::ExtUIOp::create(b, i32Type, keep));
+  Value sign = arith::AndIOp::create(
+      b, arith::ShRUIOp::create(b, xBits, nb.i32(28)), nb.i32(8));
+  Value code = arith::OrIOp::create(
+      b, e, arith::SelectOp::create(b, keep, sign, nb.i32(0)));
+  Value over = arith::ExtUIOp::create(b, i32Type, nb.luqOverflows(x, inv));
+  return {arith::TruncIOp::create(b, nb.shaped(b.getI8Type()), code), over,
+          nb.absBits(x)};
 }
 
 // lq_quant_<side>(in, rows, cols, stride, r0, r1, codes, inv, seed, stream,
 // sample, stats: [overflow count, max |x| bits]). `codes` is row-major
-// [rows, cols], one 4-bit code per byte.
+// [rows, cols], one 4-bit code per byte. Vectors of 2 * kLanes elements:
+// Philox's block transpose yields them (elementOrder), and AVX-512 takes
+// them in one register.
 void KernelModuleBuilder::buildQuantize(StringRef side,
                                         const OperandSpec &op) {
+  constexpr int64_t lanes = 2 * kLanes;
   Type i32 = b.getI32Type(), i64 = b.getI64Type(), i8 = b.getI8Type();
   QuantArgs args;
   beginFunction(("lq_quant_" + side).str(), cpu::kQuantKinds,
@@ -489,38 +578,43 @@ void KernelModuleBuilder::buildQuantize(StringRef side,
         codes = args.codes;
   bool luq = op.format == Format::Log4;
 
-  auto splat = [&](Value scalar) -> Value {
+  NumericsBuilder nb(b, lanes);
+  auto splat = [&](Value scalar, int64_t n) -> Value {
     return vector::BroadcastOp::create(
-        b, VectorType::get({kLanes}, scalar.getType()), scalar);
+        b, VectorType::get({n}, scalar.getType()), scalar);
   };
-  Value inv = splat(args.inv), seed = splat(args.seed),
-        stream = splat(args.stream), sample = splat(args.sample);
+  Value inv = splat(args.inv, lanes);
+  // Philox takes kLanes blocks or `lanes` elements at a time.
+  Value seed = splat(args.seed, lanes), stream = splat(args.stream, lanes),
+        sample = splat(args.sample, lanes);
+  Value blockSeed = splat(args.seed, kLanes),
+        blockStream = splat(args.stream, kLanes),
+        blockSample = splat(args.sample, kLanes);
   SmallVector<int64_t> laneIds;
-  for (int64_t lane = 0; lane < kLanes; ++lane)
+  for (int64_t lane = 0; lane < lanes; ++lane)
     laneIds.push_back(lane);
   Value laneOffsets = arith::ConstantOp::create(
-      b, DenseElementsAttr::get(VectorType::get({kLanes}, i64),
+      b, DenseElementsAttr::get(VectorType::get({lanes}, i64),
                                 ArrayRef<int64_t>(laneIds)));
 
-  NumericsBuilder nb(b, kLanes);
-  // Quantizes kLanes elements at column c given their uniforms (LUQ) and
+  // Quantizes the elements at column c given their random words (LUQ) and
   // accumulates the overflow count and the max magnitude bits.
   auto quantizeLanes = [&](Value base, Value element, Value c, Value mask,
-                           Value u, ValueRange a) -> SmallVector<Value> {
-    Value x = loadLanes(in, addi(base, c), mask);
-    Value code, over = nb.i32(0);
+                           Value word, ValueRange a) -> SmallVector<Value> {
+    Value x = loadLanes(in, addi(base, c), mask, lanes);
+    LaneCodes q;
     if (luq) {
-      code = nb.luqCode(x, inv, u);
-      over = arith::ExtUIOp::create(b, nb.shaped(i32), nb.luqOverflows(x, inv));
+      q = luqLanes(x, inv, word);
     } else {
-      code = nb.sawbCode(x, inv, op.format == Format::UInt4);
+      q = {nb.sawbCode(x, inv, op.format == Format::UInt4), nb.i32(0),
+           nb.absBits(x)};
     }
     if (mask)
-      vector::MaskedStoreOp::create(b, codes, ValueRange{element}, mask, code);
+      vector::MaskedStoreOp::create(b, codes, ValueRange{element}, mask,
+                                    q.codes);
     else
-      vector::StoreOp::create(b, code, codes, ValueRange{element});
-    return {arith::AddIOp::create(b, a[0], over),
-            arith::MaxUIOp::create(b, a[1], nb.absBits(x))};
+      vector::StoreOp::create(b, q.codes, codes, ValueRange{element});
+    return {addi(a[0], q.overflow), arith::MaxUIOp::create(b, a[1], q.absBits)};
   };
   // One lane per element: each lane runs Philox for its own element.
   auto laneStep = [&](Value base, Value rowStart) {
@@ -528,11 +622,11 @@ void KernelModuleBuilder::buildQuantize(StringRef side,
       // The Philox index is the element's row-major index in [rows, cols],
       // whatever the storage stride.
       Value element = addi(rowStart, c);
-      Value u;
+      Value word;
       if (luq)
-        u = nb.uniform(seed, stream, sample,
-                       addi(splat(indexToI64(element)), laneOffsets));
-      return quantizeLanes(base, element, c, mask, u, a);
+        word = laneWords(seed, stream, sample,
+                         addi(splat(indexToI64(element), lanes), laneOffsets));
+      return quantizeLanes(base, element, c, mask, word, a);
     };
   };
 
@@ -543,14 +637,17 @@ void KernelModuleBuilder::buildQuantize(StringRef side,
         Value base = muli(r, stride);
         Value rowStart = muli(r, cols);
         if (!luq) {
-          scf::YieldOp::create(
-              b, columnLoop(index(0), cols, acc, laneStep(base, rowStart)));
+          scf::YieldOp::create(b, columnLoop(index(0), cols, acc,
+                                             laneStep(base, rowStart), lanes));
           return;
         }
         // A Philox round is a chain of multiplies whose latency, not its
         // throughput, bounds one group of kLanes blocks: a step runs
-        // kGroups independent groups.
-        constexpr int64_t kGroups = 4, kStepElements = 4 * kLanes * kGroups;
+        // kGroups independent groups, each quantized as soon as its words
+        // are out, so that out-of-order execution overlaps the groups
+        // without holding every group's words in registers.
+        constexpr int64_t kGroups = 4, kGroupElements = 4 * kLanes;
+        constexpr int64_t kStepElements = kGroupElements * kGroups;
         // Philox gives four words per counter block of four elements. Where
         // a row covers whole blocks, each lane computes one block and the
         // words are transposed into element order: a quarter of the work.
@@ -567,7 +664,7 @@ void KernelModuleBuilder::buildQuantize(StringRef side,
             arith::CmpIOp::create(b, arith::CmpIPredicate::ne, head, index(0)),
             [&](OpBuilder &, Location) {
               Value mask = vector::CreateMaskOp::create(
-                  b, VectorType::get({kLanes}, b.getI1Type()), ValueRange{head});
+                  b, VectorType::get({lanes}, b.getI1Type()), ValueRange{head});
               scf::YieldOp::create(
                   b, laneStep(base, rowStart)(index(0), mask, acc));
             },
@@ -575,34 +672,32 @@ void KernelModuleBuilder::buildQuantize(StringRef side,
         auto blocks = scf::ForOp::create(
             b, head, mainEnd, index(kStepElements), headStep.getResults(),
             [&](OpBuilder &, Location, Value c, ValueRange a) {
-              Value element = addi(rowStart, c);
               Value firstBlock = arith::ShRUIOp::create(
-                  b, splat(indexToI64(element)),
+                  b, splat(indexToI64(addi(rowStart, c)), kLanes),
                   arith::ConstantOp::create(
                       b, DenseElementsAttr::get(VectorType::get({kLanes}, i64),
                                                 b.getI64IntegerAttr(2))));
-              // All groups' Philox rounds come before any quantization so
-              // that the independent multiply chains overlap.
-              SmallVector<std::array<Value, 4>> words;
-              for (int64_t g = 0; g < kGroups; ++g) {
-                Value block = addi(firstBlock, laneOffsets);
-                if (g > 0)
-                  block = addi(block, nb.i64(g * kLanes));
-                words.push_back(philoxBlocks(nb, seed, stream, sample, block));
-              }
+              Value blockOffsets = vector::ExtractStridedSliceOp::create(
+                  b, laneOffsets, ArrayRef<int64_t>{0},
+                  ArrayRef<int64_t>{kLanes}, ArrayRef<int64_t>{1});
               SmallVector<Value> next(a);
               for (int64_t g = 0; g < kGroups; ++g) {
-                std::array<Value, 4> ordered = elementOrder(words[g]);
-                for (int64_t q = 0; q < 4; ++q) {
-                  Value cq = addi(c, index((4 * g + q) * kLanes));
-                  next = quantizeLanes(base, addi(rowStart, cq), cq, Value(),
-                                       nb.wordToUniform(ordered[q]), next);
+                Value block = addi(firstBlock, blockOffsets);
+                if (g > 0)
+                  block = addi(block, NumericsBuilder(b, kLanes).i64(g * kLanes));
+                std::array<Value, 2> ordered = elementOrder(philoxBlocks(
+                    blockSeed, blockStream, blockSample, block));
+                for (int64_t h = 0; h < 2; ++h) {
+                  Value ch = addi(c, index(g * kGroupElements + h * lanes));
+                  next = quantizeLanes(base, addi(rowStart, ch), ch, Value(),
+                                       ordered[h], next);
                 }
               }
               scf::YieldOp::create(b, next);
             });
-        scf::YieldOp::create(b, columnLoop(mainEnd, cols, blocks.getResults(),
-                                           laneStep(base, rowStart)));
+        scf::YieldOp::create(b,
+                             columnLoop(mainEnd, cols, blocks.getResults(),
+                                        laneStep(base, rowStart), lanes));
       });
   memref::StoreOp::create(b, reduce(vector::CombiningKind::ADD,
                                     rows.getResult(0)),
@@ -615,31 +710,54 @@ void KernelModuleBuilder::buildQuantize(StringRef side,
 
 // lq_pack4(codes, rows, cols, r0, r1, bytes, stride): the storage form, two
 // codes per byte (low nibble first), each row padded to whole bytes with
-// zero; rows of `bytes` are `stride` bytes apart.
+// zero; rows of `bytes` are `stride` bytes apart. Whole runs of
+// kPack4Bytes bytes go by vectors, the rest byte by byte.
 void KernelModuleBuilder::buildPack4() {
-  Type i8 = b.getI8Type();
+  Type i8 = b.getI8Type(), i16 = b.getI16Type();
   Pack4Args args;
   beginFunction("lq_pack4", cpu::kPack4Kinds, {i8, i8}, args);
   Value codes = args.codes, cols = args.cols, bytes = args.bytes,
         stride = args.byteStride;
   Value rowBytes = ceilDiv(cols, 2);
+  Value vectorBytes = roundDown(arith::DivUIOp::create(b, cols, index(2)),
+                                kPack4Bytes);
   Value lastCol = arith::SubIOp::create(b, cols, index(1));
-  NumericsBuilder nb(b);
+  NumericsBuilder nb(b), vnb(b, kPack4Bytes);
+  auto pairs = VectorType::get({2 * kPack4Bytes}, i8);
+  auto words = VectorType::get({kPack4Bytes}, i16);
   forEach(args.rowBegin, args.rowEnd, [&](Value r) {
-    forEach(index(0), rowBytes, [&](Value j) {
-      Value even = addi(muli(r, cols), muli(j, index(2)));
+    Value codeRow = muli(r, cols), byteRow = muli(r, stride);
+    // A code pair read as an i16 is lo + 256 hi with both below 16: its
+    // bits 4..7 are free for hi, so (w | w >> 4) truncated to a byte is
+    // lo | hi << 4.
+    scf::ForOp::create(
+        b, index(0), vectorBytes, index(kPack4Bytes), ValueRange{},
+        [&](OpBuilder &, Location, Value j, ValueRange) {
+          Value w = vector::BitCastOp::create(
+              b, words,
+              vector::LoadOp::create(b, pairs, codes,
+                                     ValueRange{addi(codeRow, addi(j, j))}));
+          Value byte = arith::TruncIOp::create(
+              b, VectorType::get({kPack4Bytes}, i8),
+              arith::OrIOp::create(
+                  b, w, arith::ShRUIOp::create(b, w, vnb.constant(
+                                                         i16, b.getI16IntegerAttr(4)))));
+          vector::StoreOp::create(b, byte, bytes, ValueRange{addi(byteRow, j)});
+          scf::YieldOp::create(b);
+        });
+    forEach(vectorBytes, rowBytes, [&](Value j) {
+      Value even = addi(codeRow, muli(j, index(2)));
       Value oddCol = addi(muli(j, index(2)), index(1));
       Value hasOdd =
           arith::CmpIOp::create(b, arith::CmpIPredicate::ult, oddCol, cols);
-      Value odd = addi(muli(r, cols), arith::MinUIOp::create(b, oddCol, lastCol));
+      Value odd = addi(codeRow, arith::MinUIOp::create(b, oddCol, lastCol));
       Value lo = memref::LoadOp::create(b, codes, ValueRange{even});
       Value hi = arith::SelectOp::create(
           b, hasOdd, memref::LoadOp::create(b, codes, ValueRange{odd}),
           nb.i8(0));
       Value byte = arith::OrIOp::create(
           b, lo, arith::ShLIOp::create(b, hi, nb.i8(4)));
-      memref::StoreOp::create(b, byte, bytes,
-                              ValueRange{addi(muli(r, stride), j)});
+      memref::StoreOp::create(b, byte, bytes, ValueRange{addi(byteRow, j)});
     });
   });
   endFunction();
