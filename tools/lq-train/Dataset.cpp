@@ -51,7 +51,6 @@ uint32_t bigEndian(const std::string &data, size_t offset) {
   return byte(0) << 24 | byte(1) << 16 | byte(2) << 8 | byte(3);
 }
 
-/// The header words of an IDX file after checking its magic and size.
 /// Asks for transparent huge pages under [data, data + bytes) before its
 /// pages are first touched. A batch gathers 128 random images, each on
 /// pages of its own: with 4 KiB pages every image costs a TLB miss, with
@@ -66,6 +65,7 @@ void preferHugePages(void *data, size_t bytes) {
                   MADV_HUGEPAGE);
 }
 
+/// The header words of an IDX file after checking its magic and size.
 Result<std::vector<uint32_t>> header(const std::string &path,
                                      const std::string &data, uint32_t magic,
                                      size_t dims) {
