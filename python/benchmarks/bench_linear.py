@@ -84,13 +84,19 @@ def main():
     b = layer.bias.detach().clone().requires_grad_(True)
     dy = torch.randn(args.batch, args.out_features) * 1e-3
 
+    x.requires_grad_(True)
+
+    # Both steps start from no gradients (set_to_none), so that neither
+    # pays for zero-filling and accumulating into old ones: each produces
+    # fresh dx, dW and db, as a training step with set_to_none does.
     def lq_step():
-        layer.zero_grad()
-        layer(x.requires_grad_(True)).backward(dy)
+        layer.zero_grad(set_to_none=True)
+        x.grad = None
+        layer(x).backward(dy)
 
     def torch_step():
-        w.grad = b.grad = None
-        FakeQuantLinear.apply(x.requires_grad_(True), w, b).backward(dy)
+        w.grad = b.grad = x.grad = None
+        FakeQuantLinear.apply(x, w, b).backward(dy)
 
     t_lq = time_steps(lq_step, args.repeats)
     default_threads = torch.get_num_threads()
