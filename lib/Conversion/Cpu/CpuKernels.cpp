@@ -451,8 +451,16 @@ std::array<Value, 4> KernelModuleBuilder::philoxBlocks(Value seed, Value stream,
   auto mulWide = [&](Value m, Value x) -> Value {
     return arith::MulIOp::create(b, m, arith::AndIOp::create(b, x, low32));
   };
+  // The high word moved down by a shuffle, not a shift: on AVX-512 the
+  // shift would share its port with the multiplies.
+  auto halves = VectorType::get({2 * wide.getNumElements()}, b.getI32Type());
+  SmallVector<int64_t> highWords;
+  for (int64_t l = 0; l < wide.getNumElements(); ++l)
+    highWords.append({2 * l + 1, 2 * l + 1});
   auto high = [&](Value p) -> Value {
-    return arith::ShRUIOp::create(b, p, shift);
+    Value h = vector::BitCastOp::create(b, halves, p);
+    return vector::BitCastOp::create(
+        b, wide, vector::ShuffleOp::create(b, h, h, highWords));
   };
   Value m0 = splat64(kM0), m1 = splat64(kM1);
   Value w0 = splat64(kW0), w1 = splat64(kW1);
@@ -532,7 +540,8 @@ Value KernelModuleBuilder::laneWords(Value seed, Value stream, Value sample,
 //  - r < 1: e = 1 when u < r (an f32 compare, both exact), so r == 0
 //    gives 0.
 // u < 1 <= r in the first case: e != 0 exactly where u < r, and only there
-// is the sign bit set.
+// is the sign bit set. (r is NaN only for a NaN x, whose tensor gets zero
+// codes whatever the lanes hold.)
 KernelModuleBuilder::LaneCodes
 KernelModuleBuilder::luqLanes(Value x, Value inv, Value word) {
   auto type = cast<VectorType>(x.getType());
@@ -551,12 +560,12 @@ KernelModuleBuilder::luqLanes(Value x, Value inv, Value word) {
                                            rBits, nb.i32(kF32OneBits));
   Value keep = arith::CmpFOp::create(b, arith::CmpFPredicate::OLT,
                                      nb.wordToUniform(word), r);
-  Value e = arith::SelectOp::create(
-      b, atLeastOne, eNormal, arith::ExtUIOp::create(b, i32Type, keep));
+  // Where u < r, e is 1 below 1 and eNormal above; elsewhere the code is 0.
+  Value e = arith::SelectOp::create(b, atLeastOne, eNormal, nb.i32(1));
   Value sign = arith::AndIOp::create(
       b, arith::ShRUIOp::create(b, xBits, nb.i32(28)), nb.i32(8));
-  Value code = arith::OrIOp::create(
-      b, e, arith::SelectOp::create(b, keep, sign, nb.i32(0)));
+  Value code = arith::SelectOp::create(
+      b, keep, arith::OrIOp::create(b, e, sign), nb.i32(0));
   Value over = arith::ExtUIOp::create(b, i32Type, nb.luqOverflows(x, inv));
   return {arith::TruncIOp::create(b, nb.shaped(b.getI8Type()), code), over,
           nb.absBits(x)};
