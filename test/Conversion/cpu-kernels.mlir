@@ -28,7 +28,7 @@ func.func @backward_data(%dy: tensor<?x512xf32>, %wp: tensor<512x392xi8>, %seed:
   return %dx : tensor<?x784xf32>
 }
 
-// Statistics of the float operand 8 lanes at a time, quantization 16;
+// The LUQ max and the quantization take 16 lanes at a time;
 // Philox is two 32x32->64 multiplies per round in 64-bit lanes: a block
 // per element at a row's ends, a block per lane in between.
 // CHECK: func.func @lq_gemm0_maxabs_lhs({{.*}}) attributes {llvm.emit_c_interface}

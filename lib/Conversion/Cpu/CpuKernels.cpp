@@ -58,6 +58,9 @@ namespace {
 
 /// Lanes of the f32/i32 vectors: one AVX2 register.
 constexpr int64_t kLanes = 8;
+/// Lanes of the max and quantization passes, which have no f64 sums to
+/// keep in kernel order: one AVX-512 register, or two AVX2 ones.
+constexpr int64_t kWideLanes = 2 * kLanes;
 /// Bytes lq_pack4 writes per vector step, from twice as many codes.
 constexpr int64_t kPack4Bytes = 32;
 /// f32 fields as the LUQ code reads them (docs/numerics.md section 2).
@@ -133,8 +136,8 @@ private:
                   int64_t lanes = kLanes);
   Value reduce(vector::CombiningKind kind, Value v);
 
-  /// One step over kLanes columns at `c`: `mask` is null for a full chunk
-  /// and selects the valid lanes of the last, partial one.
+  /// One step over a vector of columns at `c`: `mask` is null for a full
+  /// chunk and selects the valid lanes of the last, partial one.
   using ColumnStep =
       function_ref<SmallVector<Value>(Value c, Value mask, ValueRange acc)>;
   /// Runs `step` over the columns [begin, cols) of a row, `lanes` at a
@@ -346,22 +349,22 @@ void KernelModuleBuilder::buildMaxAbs(StringRef side,
   beginFunction(("lq_maxabs_" + side).str(), cpu::kStatsKinds,
                 {storageType(op), i32}, args);
   Value in = args.in, cols = args.cols, stride = args.rowStride;
-  NumericsBuilder nb(b, kLanes);
+  NumericsBuilder nb(b, kWideLanes);
   Value zero = nb.i32(0);
   auto rows = scf::ForOp::create(
       b, args.rowBegin, args.rowEnd, index(1), ValueRange{zero, zero},
       [&](OpBuilder &, Location, Value r, ValueRange acc) {
         Value base = muli(r, stride);
+        auto step = [&](Value c, Value mask, ValueRange a) {
+          Value bits =
+              nb.absBits(loadLanes(in, addi(base, c), mask, kWideLanes));
+          Value finite = arith::SelectOp::create(
+              b, nb.isNonfiniteBits(bits), nb.i32(0), bits);
+          return SmallVector<Value>{arith::MaxUIOp::create(b, a[0], finite),
+                                    arith::MaxUIOp::create(b, a[1], bits)};
+        };
         scf::YieldOp::create(
-            b, columnLoop(index(0), cols, acc,
-                          [&](Value c, Value mask, ValueRange a) {
-              Value bits = nb.absBits(loadLanes(in, addi(base, c), mask));
-              Value finite = arith::SelectOp::create(
-                  b, nb.isNonfiniteBits(bits), nb.i32(0), bits);
-              return SmallVector<Value>{
-                  arith::MaxUIOp::create(b, a[0], finite),
-                  arith::MaxUIOp::create(b, a[1], bits)};
-            }));
+            b, columnLoop(index(0), cols, acc, step, kWideLanes));
       });
   for (int i = 0; i < 2; ++i)
     memref::StoreOp::create(
@@ -578,7 +581,7 @@ KernelModuleBuilder::luqLanes(Value x, Value inv, Value word) {
 // them in one register.
 void KernelModuleBuilder::buildQuantize(StringRef side,
                                         const OperandSpec &op) {
-  constexpr int64_t lanes = 2 * kLanes;
+  constexpr int64_t lanes = kWideLanes;
   Type i32 = b.getI32Type(), i64 = b.getI64Type(), i8 = b.getI8Type();
   QuantArgs args;
   beginFunction(("lq_quant_" + side).str(), cpu::kQuantKinds,
