@@ -148,11 +148,12 @@ private:
   void buildMaxAbs(StringRef side, const OperandSpec &op);
   void buildMoments(StringRef side, const OperandSpec &op);
   void buildQuantize(StringRef side, const OperandSpec &op);
-  /// Philox4x32-10 of counter blocks `block` (vector of i64), one block
-  /// per lane, as the four words in lane order, each in the low half of
-  /// an i64 lane (the high half is not defined).
-  std::array<Value, 4> philoxBlocks(Value seed, Value stream, Value sample,
-                                    Value block);
+  /// Philox4x32-10 of counter blocks `blocks` (vectors of i64), one block
+  /// per lane, as each vector's four words in lane order, each in the low
+  /// half of an i64 lane (the high half is not defined).
+  SmallVector<std::array<Value, 4>> philoxBlocks(Value seed, Value stream,
+                                                 Value sample,
+                                                 ArrayRef<Value> blocks);
   /// The words of kLanes Philox blocks, one per lane, transposed into
   /// element order: two vectors of 2 * kLanes elements' words (i32).
   std::array<Value, 2> elementOrder(const std::array<Value, 4> &words);
@@ -434,13 +435,16 @@ void KernelModuleBuilder::buildMoments(StringRef side,
 // carry garbage that is never read: multiplies see only the low 32 bits
 // (the masks fold into pmuludq), xor and add never move bits downwards,
 // and the words' readers take the low halves alone.
-std::array<Value, 4> KernelModuleBuilder::philoxBlocks(Value seed, Value stream,
-                                                       Value sample,
-                                                       Value block) {
+// The vectors' rounds are interleaved, round by round: their multiply
+// chains are independent, and in program order they overlap in the
+// out-of-order window instead of filling it one chain at a time.
+SmallVector<std::array<Value, 4>>
+KernelModuleBuilder::philoxBlocks(Value seed, Value stream, Value sample,
+                                  ArrayRef<Value> blocks) {
   constexpr uint32_t kM0 = 0xD2511F53u, kM1 = 0xCD9E8D57u;
   constexpr uint32_t kW0 = 0x9E3779B9u, kW1 = 0xBB67AE85u;
   constexpr int kRounds = 10;
-  auto wide = cast<VectorType>(block.getType());
+  auto wide = cast<VectorType>(blocks.front().getType());
   auto splat64 = [&](uint64_t v) -> Value {
     return arith::ConstantOp::create(
         b, DenseElementsAttr::get(wide, b.getI64IntegerAttr(int64_t(v))));
@@ -469,20 +473,24 @@ std::array<Value, 4> KernelModuleBuilder::philoxBlocks(Value seed, Value stream,
   Value w0 = splat64(kW0), w1 = splat64(kW1);
   Value seedWide = toWide(seed);
   Value k0 = seedWide, k1 = high(seedWide);
-  std::array<Value, 4> c = {block, high(block), toWide(sample), toWide(stream)};
+  SmallVector<std::array<Value, 4>> words;
+  for (Value block : blocks)
+    words.push_back({block, high(block), toWide(sample), toWide(stream)});
   for (int round = 0; round < kRounds; ++round) {
     if (round > 0) {
       k0 = arith::AddIOp::create(b, k0, w0);
       k1 = arith::AddIOp::create(b, k1, w1);
     }
-    Value p0 = mulWide(m0, c[0]), p1 = mulWide(m1, c[2]);
-    Value x0 =
-        arith::XOrIOp::create(b, arith::XOrIOp::create(b, high(p1), c[1]), k0);
-    Value x2 =
-        arith::XOrIOp::create(b, arith::XOrIOp::create(b, high(p0), c[3]), k1);
-    c = {x0, p1, x2, p0};
+    for (std::array<Value, 4> &c : words) {
+      Value p0 = mulWide(m0, c[0]), p1 = mulWide(m1, c[2]);
+      Value x0 = arith::XOrIOp::create(
+          b, arith::XOrIOp::create(b, high(p1), c[1]), k0);
+      Value x2 = arith::XOrIOp::create(
+          b, arith::XOrIOp::create(b, high(p0), c[3]), k1);
+      c = {x0, p1, x2, p0};
+    }
   }
-  return c;
+  return words;
 }
 
 /// Lane l of word w of a Philox block per lane is element 4 l + w of the
@@ -517,7 +525,8 @@ Value KernelModuleBuilder::laneWords(Value seed, Value stream, Value sample,
   auto wide = cast<VectorType>(element.getType());
   NumericsBuilder nb(b, wide.getNumElements());
   std::array<Value, 4> words = philoxBlocks(
-      seed, stream, sample, arith::ShRUIOp::create(b, element, nb.i64(2)));
+      seed, stream, sample,
+      {arith::ShRUIOp::create(b, element, nb.i64(2))})[0];
   Type narrow = nb.shaped(b.getI32Type());
   Value lane = arith::TruncIOp::create(
       b, narrow, arith::AndIOp::create(b, element, nb.i64(3)));
@@ -655,9 +664,7 @@ void KernelModuleBuilder::buildQuantize(StringRef side,
         }
         // A Philox round is a chain of multiplies whose latency, not its
         // throughput, bounds one group of kLanes blocks: a step runs
-        // kGroups independent groups, each quantized as soon as its words
-        // are out, so that out-of-order execution overlaps the groups
-        // without holding every group's words in registers.
+        // kGroups independent groups' rounds side by side.
         constexpr int64_t kGroups = 4, kGroupElements = 4 * kLanes;
         constexpr int64_t kStepElements = kGroupElements * kGroups;
         // Philox gives four words per counter block of four elements. Where
@@ -692,13 +699,18 @@ void KernelModuleBuilder::buildQuantize(StringRef side,
               Value blockOffsets = vector::ExtractStridedSliceOp::create(
                   b, laneOffsets, ArrayRef<int64_t>{0},
                   ArrayRef<int64_t>{kLanes}, ArrayRef<int64_t>{1});
-              SmallVector<Value> next(a);
+              SmallVector<Value> blocks;
               for (int64_t g = 0; g < kGroups; ++g) {
                 Value block = addi(firstBlock, blockOffsets);
                 if (g > 0)
                   block = addi(block, NumericsBuilder(b, kLanes).i64(g * kLanes));
-                std::array<Value, 2> ordered = elementOrder(philoxBlocks(
-                    blockSeed, blockStream, blockSample, block));
+                blocks.push_back(block);
+              }
+              SmallVector<std::array<Value, 4>> words =
+                  philoxBlocks(blockSeed, blockStream, blockSample, blocks);
+              SmallVector<Value> next(a);
+              for (int64_t g = 0; g < kGroups; ++g) {
+                std::array<Value, 2> ordered = elementOrder(words[g]);
                 for (int64_t h = 0; h < 2; ++h) {
                   Value ch = addi(c, index(g * kGroupElements + h * lanes));
                   next = quantizeLanes(base, addi(rowStart, ch), ch, Value(),
