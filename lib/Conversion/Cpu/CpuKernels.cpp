@@ -1338,6 +1338,21 @@ KernelModuleBuilder::vnni512DotProducts(const MicroKernelPanels &p,
       index(0), arith::DivUIOp::create(b, p.kQuads, index(2)), sums,
       [&](Value i, ValueRange acc) {
         Value q = muli(i, index(2));
+        // The tile's B words (32 KiB at K = 2048) and the A words stream
+        // through L1 next to each other; fetched kAhead quads early they
+        // are there when the dot products need them. A prefetch past a
+        // panel's end is harmless: it cannot fault.
+        constexpr int64_t kAhead = 16;
+        memref::PrefetchOp::create(
+            b, p.panelB,
+            ValueRange{addi(p.bBase, muli(addi(q, index(kAhead)),
+                                          index(kCpuTileCols)))},
+            /*isWrite=*/false, /*localityHint=*/3, /*isDataCache=*/true);
+        memref::PrefetchOp::create(
+            b, p.panelA,
+            ValueRange{addi(p.aBase, muli(addi(q, index(kAhead)),
+                                          index(kCpuTileRows)))},
+            /*isWrite=*/false, /*localityHint=*/3, /*isDataCache=*/true);
         SmallVector<Value> next = quad(q, acc.take_front(kCpuTileRows));
         next.append(quad(addi(q, index(1)), acc.drop_front(kCpuTileRows)));
         return next;
