@@ -59,10 +59,15 @@ Result<HostObject> lq::compileHostObject(const GemmSpec &spec,
   llvm::raw_string_ostream os(kernels.text);
   kernels.text.clear();
   kernels.module->print(os);
-  auto object = (*jit)->compile(kernels, "", prefix);
-  if (!object)
-    return object.takeError();
-  result.object = std::move(*object);
+  // One object, the stages compiled in turn: a program links it like any
+  // other.
+  auto objects = (*jit)->compile(kernels, "", prefix, /*maxParts=*/1);
+  if (!objects)
+    return objects.takeError();
+  if (objects->size() != 1)
+    return R::failure("the host JIT made " + std::to_string(objects->size()) +
+                      " objects of " + prefix + ", not one");
+  result.object = std::move(objects->front());
   result.triple = (*jit)->triple();
   result.cpu = (*jit)->cpu();
   result.features = (*jit)->features();

@@ -14,8 +14,10 @@
 
 #include "mlir/IR/MLIRContext.h"
 
+#include "llvm/ExecutionEngine/Orc/JITTargetMachineBuilder.h"
 #include "llvm/ExecutionEngine/Orc/LLJIT.h"
 #include "llvm/Support/Error.h"
+#include "llvm/Support/ThreadPool.h"
 
 #include <memory>
 #include <mutex>
@@ -24,6 +26,7 @@
 
 namespace lq::runtime {
 
+struct Part;
 
 /// Symbols of one loaded object; keeps its code alive.
 class LoadedObject {
@@ -59,13 +62,25 @@ public:
   };
   KernelModule build(const GemmSpec &spec, bool quantizeOnly) const;
 
-  /// Lowers and compiles a kernel module to an object. With `dumpDir`,
-  /// every stage's IR is written there.
-  Result<std::string> compile(KernelModule &kernels, llvm::StringRef dumpDir,
-                              llvm::StringRef name);
+  /// Lowers and compiles a kernel module to objects: its stage functions
+  /// split into at most `maxParts` parts (and at most two per hardware
+  /// thread), each lowered, optimized and compiled to one object on a
+  /// thread of its own. The module's stage functions move into the parts.
+  /// With `dumpDir`, every stage's IR is written there.
+  Result<std::vector<std::string>> compile(KernelModule &kernels,
+                                           llvm::StringRef dumpDir,
+                                           llvm::StringRef name,
+                                           unsigned maxParts = ~0u);
 
+  /// The objects of one kernel as one blob (what the compile cache holds),
+  /// and back.
+  static std::string packObjects(llvm::ArrayRef<std::string> objects);
+  static Result<std::vector<llvm::StringRef>>
+  unpackObjects(llvm::StringRef blob);
+
+  /// Loads the objects of a blob of packObjects' into one JIT dylib.
   Result<std::shared_ptr<LoadedObject>>
-  load(std::shared_ptr<const std::string> object, llvm::StringRef name);
+  load(std::shared_ptr<const std::string> blob, llvm::StringRef name);
 
   /// The compilation options an object depends on (part of the cache key).
   static std::string options();
@@ -82,9 +97,21 @@ public:
   Status checkRunsHere() const;
 
 private:
-  HostJit() = default;
+  explicit HostJit(llvm::orc::JITTargetMachineBuilder builder)
+      : machineBuilder(std::move(builder)) {}
+  /// The stages of `module` moved into parts, each with a target machine.
+  Result<std::vector<Part>> makeParts(mlir::ModuleOp module,
+                                      unsigned maxParts);
   std::unique_ptr<llvm::orc::LLJIT> jit;
+  /// Describes this JIT's CPU; each part compiles with a target machine of
+  /// its own, made by `machineBuilder`.
   std::unique_ptr<llvm::TargetMachine> targetMachine;
+  llvm::orc::JITTargetMachineBuilder machineBuilder;
+  /// The threads that compile parts, and those that MLIR's own parallel
+  /// work in the kernels' context runs on (one each per hardware thread,
+  /// made on first use). Apart, so that a part waiting for MLIR's work
+  /// never runs another part meanwhile.
+  std::unique_ptr<llvm::DefaultThreadPool> threads, mlirThreads;
   std::string cpuName, featureString, tripleString;
   CpuDotProduct dot = CpuDotProduct::Avx2;
   std::mutex mutex;

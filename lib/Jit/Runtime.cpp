@@ -156,11 +156,11 @@ RuntimeImpl::compile(const GemmSpec &spec, bool quantizeOnly,
   if (std::optional<std::string> dir = llvm::sys::Process::GetEnv("LQ_DUMP_DIR"))
     dumpDir = *dir;
   auto compileObject = [&]() -> Result<CompileResult> {
-    auto object =
+    auto objects =
         (*host)->compile(kernels, dumpDir, name + "." + key.substr(0, 16));
-    if (!object)
-      return object.takeError();
-    return CompileResult{std::move(*object), description};
+    if (!objects)
+      return objects.takeError();
+    return CompileResult{HostJit::packObjects(*objects), description};
   };
   // A dump asks to see the compilation: compile even when the cache holds
   // the object.
