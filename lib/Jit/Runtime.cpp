@@ -16,6 +16,7 @@
 #include "llvm/Support/Threading.h"
 
 #include <algorithm>
+#include <functional>
 #include <mutex>
 #include <unordered_map>
 #include <vector>
@@ -324,3 +325,21 @@ std::string Runtime::hostDescription() const {
 }
 
 unsigned Runtime::threads() const { return impl->threads; }
+
+void Runtime::parallelFor(
+    int64_t count, int64_t grain,
+    const std::function<void(int64_t begin, int64_t end)> &body) {
+  if (count <= 0)
+    return;
+  WorkerTeam &team = impl->hostResources.team;
+  int64_t wanted = count / std::max<int64_t>(grain, 1);
+  team.run(unsigned(std::clamp<int64_t>(wanted, 1, team.size())),
+           [&](Region &region) {
+             // Contiguous ranges, in thread order: how many threads took
+             // part decides only where the ranges split.
+             int64_t n = region.participants(), t = region.thread();
+             int64_t begin = count * t / n, end = count * (t + 1) / n;
+             if (begin < end)
+               body(begin, end);
+           });
+}

@@ -15,6 +15,7 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -24,6 +25,7 @@
 #include <optional>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 using lq::DType;
@@ -861,3 +863,39 @@ TEST(RuntimeApiProperty, ReductionTooLongForTheProductIsAnError) {
 }
 
 } // namespace
+
+// parallelFor: every index once, in contiguous ranges, at least `grain`
+// items a thread; small counts on the calling thread.
+TEST(RuntimeParallelFor, CoversEveryIndexOnce) {
+  lq::Runtime &rt = lq::Runtime::get();
+  for (int64_t count : {int64_t(0), int64_t(1), int64_t(7), int64_t(65535),
+                        int64_t(1) << 20})
+    for (int64_t grain : {int64_t(0), int64_t(1), int64_t(4096),
+                          int64_t(1) << 30}) {
+      std::vector<std::atomic<int>> seen(static_cast<size_t>(count));
+      std::atomic<int> ranges{0};
+      rt.parallelFor(count, grain, [&](int64_t begin, int64_t end) {
+        EXPECT_LE(0, begin);
+        EXPECT_LT(begin, end);
+        EXPECT_LE(end, count);
+        ranges.fetch_add(1);
+        for (int64_t i = begin; i < end; ++i)
+          seen[size_t(i)].fetch_add(1);
+      });
+      for (int64_t i = 0; i < count; ++i)
+        ASSERT_EQ(seen[size_t(i)].load(), 1)
+            << "index " << i << " of " << count << ", grain " << grain;
+      EXPECT_LE(ranges.load(), int(rt.threads()));
+      if (count > 0 && grain >= count) {
+        EXPECT_EQ(ranges.load(), 1);
+      }
+    }
+}
+
+TEST(RuntimeParallelFor, BelowTheGrainRunsOnTheCallingThread) {
+  std::thread::id caller = std::this_thread::get_id(), ran;
+  lq::Runtime::get().parallelFor(100, 1000, [&](int64_t, int64_t) {
+    ran = std::this_thread::get_id();
+  });
+  EXPECT_EQ(ran, caller);
+}

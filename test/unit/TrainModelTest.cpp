@@ -21,6 +21,40 @@ using namespace lq::train;
 
 namespace {
 
+/// No GEMMs; parallelFor hands out uneven ranges, as several threads of
+/// different counts would, or uses the runtime's threads.
+class RangesGemms : public Gemms {
+public:
+  explicit RangesGemms(bool runtimeThreads) : runtimeThreads(runtimeThreads) {}
+  Result<bool> forward(const float *, const float *, const float *, float *,
+                       int64_t, int64_t, int64_t, bool, bool, int,
+                       StepReport &) override {
+    return Result<bool>::failure("no GEMMs here");
+  }
+  Result<bool> backwardData(const float *, const float *, float *, int64_t,
+                            int64_t, int64_t, int, StepReport &) override {
+    return Result<bool>::failure("no GEMMs here");
+  }
+  Result<bool> weightGrad(const float *, const float *, float *, int64_t,
+                          int64_t, int64_t, bool, int, StepReport &) override {
+    return Result<bool>::failure("no GEMMs here");
+  }
+  void parallelFor(
+      int64_t count, int64_t grain,
+      const std::function<void(int64_t, int64_t)> &body) override {
+    if (runtimeThreads)
+      return Runtime::get().parallelFor(count, grain, body);
+    // Thirds, last first: ranges need not come in order.
+    int64_t a = count / 3, b = 2 * count / 3;
+    body(b, count);
+    body(0, a);
+    body(a, b);
+  }
+
+private:
+  bool runtimeThreads;
+};
+
 Net makeMlp() {
   std::mt19937_64 rng(7);
   Result<Net> net = Net::make("mlp", 28, 28, rng);
@@ -28,12 +62,17 @@ Net makeMlp() {
   return std::move(*net);
 }
 
-TEST(TrainModel, FreshGradientsAreFinite) {
+class TrainModel : public ::testing::TestWithParam<bool> {
+protected:
+  RangesGemms gemms{GetParam()};
+};
+
+TEST_P(TrainModel, FreshGradientsAreFinite) {
   Net net = makeMlp();
-  EXPECT_TRUE(net.gradientsFinite());
+  EXPECT_TRUE(net.gradientsFinite(gemms));
 }
 
-TEST(TrainModel, EveryNonFiniteValueAnywhereFailsTheCheck) {
+TEST_P(TrainModel, EveryNonFiniteValueAnywhereFailsTheCheck) {
   const float bad[] = {std::numeric_limits<float>::quiet_NaN(),
                        -std::numeric_limits<float>::quiet_NaN(),
                        std::numeric_limits<float>::infinity(),
@@ -48,16 +87,16 @@ TEST(TrainModel, EveryNonFiniteValueAnywhereFailsTheCheck) {
           continue;
         for (float value : bad) {
           (*g)[at] = value;
-          EXPECT_FALSE(net.gradientsFinite())
+          EXPECT_FALSE(net.gradientsFinite(gemms))
               << value << " at " << at << " of " << n;
           (*g)[at] = 0.0f;
         }
       }
     }
-  EXPECT_TRUE(net.gradientsFinite());
+  EXPECT_TRUE(net.gradientsFinite(gemms));
 }
 
-TEST(TrainModel, ExtremeFiniteValuesPassTheCheck) {
+TEST_P(TrainModel, ExtremeFiniteValuesPassTheCheck) {
   Net net = makeMlp();
   const float edge[] = {FLT_MAX, -FLT_MAX, FLT_MIN, FLT_TRUE_MIN, -0.0f,
                         std::nextafter(std::numeric_limits<float>::infinity(),
@@ -65,10 +104,10 @@ TEST(TrainModel, ExtremeFiniteValuesPassTheCheck) {
   for (Params *p : net.parameters())
     for (size_t i = 0; i < p->gw.size(); ++i)
       p->gw[i] = edge[i % std::size(edge)];
-  EXPECT_TRUE(net.gradientsFinite());
+  EXPECT_TRUE(net.gradientsFinite(gemms));
 }
 
-TEST(TrainModel, SgdStepAppliesMomentumAndDecayToWeightsOnly) {
+TEST_P(TrainModel, SgdStepAppliesMomentumAndDecayToWeightsOnly) {
   Net net = makeMlp();
   const float lr = 0.05f, momentum = 0.9f, decay = 5e-4f;
   std::vector<Params> before;
@@ -84,7 +123,7 @@ TEST(TrainModel, SgdStepAppliesMomentumAndDecayToWeightsOnly) {
     }
     before.push_back(*p);
   }
-  net.sgdStep(lr, momentum, decay);
+  net.sgdStep(lr, momentum, decay, gemms);
   std::vector<Params *> after = net.parameters();
   ASSERT_EQ(after.size(), before.size());
   for (size_t l = 0; l < after.size(); ++l) {
@@ -101,5 +140,11 @@ TEST(TrainModel, SgdStepAppliesMomentumAndDecayToWeightsOnly) {
     }
   }
 }
+
+INSTANTIATE_TEST_SUITE_P(Threads, TrainModel, ::testing::Bool(),
+                         [](const ::testing::TestParamInfo<bool> &info) {
+                           return info.param ? "RuntimeThreads"
+                                             : "UnevenRanges";
+                         });
 
 } // namespace

@@ -12,6 +12,7 @@
 #include "lq/Runtime/Runtime.h"
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -44,6 +45,18 @@ public:
                                   int64_t batch, int64_t in, int64_t out,
                                   bool nonnegativeInput, int layer,
                                   StepReport &report) = 0;
+  /// Runs body(begin, end) on ranges that together cover [0, count), for
+  /// a step's elementwise passes (the finite check, the optimizer), with
+  /// at least `grain` items a thread: on the threads this backend's GEMMs
+  /// run on, where it can share them and they are awake; by default on the
+  /// calling thread.
+  virtual void parallelFor(
+      int64_t count, int64_t grain,
+      const std::function<void(int64_t begin, int64_t end)> &body) {
+    (void)grain;
+    if (count > 0)
+      body(0, count);
+  }
   /// Called before each step with its seed (LUQ draws from it).
   virtual void beginStep(uint64_t seed) { (void)seed; }
   /// State carried from step to step (the in-hindsight estimates, per

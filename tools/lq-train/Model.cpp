@@ -3,6 +3,7 @@
 #include "Model.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -279,33 +280,45 @@ std::vector<Params *> Net::parameters() {
 
 namespace {
 
-/// True when no element is NaN or infinite. Every step checks every
-/// gradient, so the loop is branch-free within blocks (the compiler
-/// vectorizes it): an exponent of all ones, plus one at its lowest bit,
-/// carries into the sign bit.
-bool allFinite(const std::vector<float> &values) {
-  constexpr size_t kBlock = 4096;
-  const float *v = values.data();
-  for (size_t start = 0; start < values.size(); start += kBlock) {
-    size_t end = std::min(values.size(), start + kBlock);
-    uint32_t carries = 0;
-    for (size_t i = start; i < end; ++i) {
-      uint32_t bits;
-      std::memcpy(&bits, &v[i], sizeof bits);
-      carries |= (bits & 0x7f800000u) + 0x00800000u;
-    }
-    if (carries & 0x80000000u)
-      return false;
+/// Elements per thread below which an optimizer pass stays on the calling
+/// thread: handing work over costs microseconds, these passes are memory
+/// bound at several elements per nanosecond.
+constexpr int64_t kGrain = 32768;
+
+/// True when no element of [v, v + n) is NaN or infinite. Branch-free
+/// (the compiler vectorizes it): an exponent of all ones, plus one at its
+/// lowest bit, carries into the sign bit.
+bool allFinite(const float *v, int64_t n) {
+  uint32_t carries = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    uint32_t bits;
+    std::memcpy(&bits, &v[i], sizeof bits);
+    carries |= (bits & 0x7f800000u) + 0x00800000u;
   }
-  return true;
+  return !(carries & 0x80000000u);
 }
 
-/// SGD with momentum and L2 decay on one tensor; the distinct restrict
-/// pointers let the compiler vectorize without alias checks.
+/// allFinite over a tensor, on `gemms`' threads.
+bool allFinite(const std::vector<float> &values, Gemms &gemms) {
+  std::atomic<bool> finite{true};
+  gemms.parallelFor(
+      int64_t(values.size()), kGrain, [&](int64_t begin, int64_t end) {
+        // In blocks, so that a bad value ends the pass early.
+        constexpr int64_t kBlock = 4096;
+        for (int64_t b = begin; b < end && finite.load(std::memory_order_relaxed);
+             b += kBlock)
+          if (!allFinite(values.data() + b, std::min(kBlock, end - b)))
+            finite.store(false, std::memory_order_relaxed);
+      });
+  return finite.load();
+}
+
+/// SGD with momentum and L2 decay on [0, n) of one tensor; the distinct
+/// restrict pointers let the compiler vectorize without alias checks.
 void sgdUpdate(float *__restrict w, float *__restrict velocity,
-               const float *__restrict grad, size_t n, float lr,
+               const float *__restrict grad, int64_t n, float lr,
                float momentum, float decay) {
-  for (size_t i = 0; i < n; ++i) {
+  for (int64_t i = 0; i < n; ++i) {
     float v = momentum * velocity[i] + grad[i] + decay * w[i];
     velocity[i] = v;
     w[i] -= lr * v;
@@ -314,21 +327,26 @@ void sgdUpdate(float *__restrict w, float *__restrict velocity,
 
 } // namespace
 
-bool Net::gradientsFinite() {
+bool Net::gradientsFinite(Gemms &gemms) {
   for (auto &layer : layers)
     if (Params *p = layer->params())
-      if (!allFinite(p->gw) || !allFinite(p->gb))
+      if (!allFinite(p->gw, gemms) || !allFinite(p->gb, gemms))
         return false;
   return true;
 }
 
-void Net::sgdStep(float lr, float momentum, float weightDecay) {
+void Net::sgdStep(float lr, float momentum, float weightDecay,
+                  Gemms &gemms) {
   for (auto &layer : layers) {
     Params *p = layer->params();
     if (!p)
       continue;
-    sgdUpdate(p->w.data(), p->vw.data(), p->gw.data(), p->w.size(), lr,
-              momentum, weightDecay);
+    gemms.parallelFor(
+        int64_t(p->w.size()), kGrain, [&](int64_t begin, int64_t end) {
+          sgdUpdate(p->w.data() + begin, p->vw.data() + begin,
+                    p->gw.data() + begin, end - begin, lr, momentum,
+                    weightDecay);
+        });
     // Biases are not decayed.
     for (size_t i = 0; i < p->b.size(); ++i) {
       p->vb[i] = momentum * p->vb[i] + p->gb[i];

@@ -59,10 +59,13 @@ public:
   Result<bool> backward(const float *dlogits, int64_t batch, Gemms &gemms,
                         StepReport &report);
   const std::vector<float> &logits() const { return acts.back(); }
-  bool gradientsFinite();
+  /// No gradient holds NaN or Inf; checked on `gemms`' threads.
+  bool gradientsFinite(Gemms &gemms);
   /// The parameters of every layer that has some, input to output.
   std::vector<Params *> parameters();
-  void sgdStep(float lr, float momentum, float weightDecay);
+  /// SGD with momentum and L2 weight decay (not on biases), on `gemms`'
+  /// threads.
+  void sgdStep(float lr, float momentum, float weightDecay, Gemms &gemms);
 
 private:
   const float *layerInput(size_t layer) const {

@@ -503,7 +503,7 @@ Result<EpochResult> trainEpoch(const Mode &mode, unsigned epoch, Net &net,
     // A non-finite loss, activation or gradient skips the step (as the
     // numerics contract's nonfinite flag asks); persistent ones stop.
     bool finite =
-        !report.nonfinite && std::isfinite(loss) && net.gradientsFinite();
+        !report.nonfinite && std::isfinite(loss) && net.gradientsFinite(gemms);
     laps.charge(phases.check);
     if (!finite) {
       ++er.skipped;
@@ -518,7 +518,7 @@ Result<EpochResult> trainEpoch(const Mode &mode, unsigned epoch, Net &net,
     consecutiveSkips = 0;
     double t = double(globalStep) / double(epochs * steps);
     net.sgdStep(float(learningRate * 0.5 * (1.0 + std::cos(M_PI * t))),
-                momentum, weightDecay);
+                momentum, weightDecay, gemms);
     laps.charge(phases.optimizer);
     lossSum += loss;
     correct += right;

@@ -27,6 +27,7 @@
 #include "lq/Spec/Spec.h"
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -198,6 +199,17 @@ public:
   /// "avx-vnni" (AVX-VNNI vpdpbusd) or "avx2-vpmaddubsw".
   Result<std::string> cpuDotProduct(std::string_view cpu = "host") const;
   unsigned threads() const;
+  /// Runs body(begin, end) on contiguous ranges that together cover
+  /// [0, count), on the threads host kernels launch on (the caller and the
+  /// runtime's workers), and returns when every range is done. Each thread
+  /// gets at least `grain` items, so a small count runs on the calling
+  /// thread alone. For a caller's own elementwise passes between launches,
+  /// e.g. an optimizer step: they reuse the kernels' threads instead of
+  /// waking a second pool. Launches and parallelFor calls from several
+  /// threads take turns, so body must not launch a kernel or call
+  /// parallelFor itself.
+  void parallelFor(int64_t count, int64_t grain,
+                   const std::function<void(int64_t begin, int64_t end)> &body);
 
   ~Runtime();
 
