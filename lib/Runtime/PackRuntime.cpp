@@ -205,3 +205,11 @@ Result<std::string> Runtime::cpuDotProduct(std::string_view) const {
 }
 
 unsigned Runtime::threads() const { return 1; }
+
+// No host kernels, so no worker team: the calling thread does it all.
+void Runtime::parallelFor(
+    int64_t count, int64_t,
+    const std::function<void(int64_t begin, int64_t end)> &body) {
+  if (count > 0)
+    body(0, count);
+}

@@ -15,6 +15,8 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <utility>
+#include <vector>
 #include <unistd.h>
 
 using namespace lq;
@@ -130,4 +132,17 @@ TEST_F(PackRuntimeTest, ALaunchWithoutADeviceIsAnError) {
   // No GPU here (and on a GPU machine these are host pointers): an error
   // either way, never a crash.
   EXPECT_FALSE(kernel->launch(args));
+}
+
+// Without host kernels there is no worker team: one range, on the caller.
+TEST(PackRuntimeParallelFor, OneRangeOnTheCallingThread) {
+  std::vector<std::pair<int64_t, int64_t>> ranges;
+  lq::Runtime::get().parallelFor(1 << 20, 1, [&](int64_t begin, int64_t end) {
+    ranges.emplace_back(begin, end);
+  });
+  ASSERT_EQ(ranges.size(), 1u);
+  EXPECT_EQ(ranges[0], std::make_pair(int64_t(0), int64_t(1) << 20));
+  lq::Runtime::get().parallelFor(0, 1, [&](int64_t, int64_t) {
+    ADD_FAILURE() << "no range for an empty count";
+  });
 }
