@@ -813,29 +813,36 @@ TEST(RuntimeLaunch, ConcurrentLaunchesAreBitExact) {
   EXPECT_EQ(mismatches.load(), 0);
 }
 
-// A large quantization runs on the worker team: the numerics core's
-// packed codes.
-TEST(RuntimeLaunch, LargeQuantizeMatchesNumerics) {
-  std::mt19937 rng(43);
-  const int64_t rows = 300, cols = 257;
-  Matrix x(rows, cols, rng, false);
+/// Runtime::quantize of x (f32) with LUQ under (seed, stream, sample):
+/// the numerics core's packed codes and scale, bit for bit.
+void expectLuqQuantizeMatchesNumerics(const Matrix &x, uint64_t seed,
+                                      uint32_t stream, uint32_t sample) {
+  int64_t rows = x.rows, cols = x.cols;
   std::vector<uint8_t> bytes(rows * ((cols + 1) / 2));
   lq::QuantizeArgs q;
   q.input = x.ref(DType::F32);
   q.output = lq::TensorRef::packed4(bytes.data(), rows, cols);
   q.format = Format::Log4;
-  q.seed = 5;
-  q.stream = 6;
+  q.seed = seed;
+  q.stream = stream;
+  q.sample = sample;
   auto status = lq::Runtime::get().quantize(q);
   ASSERT_TRUE(status.ok()) << status.error();
   std::vector<int8_t> codes(rows * cols);
-  num::LuqResult luq = num::luqEncode(x.view(DType::F32), {5, 6, 0},
-                                      codes.data());
+  num::LuqResult luq =
+      num::luqEncode(x.view(DType::F32), {seed, stream, sample}, codes.data());
   std::vector<uint8_t> expected(bytes.size());
-  num::packCodes(num::Format::Log4, codes.data(), rows, cols,
-                 expected.data());
+  num::packCodes(num::Format::Log4, codes.data(), rows, cols, expected.data());
   EXPECT_EQ(bytes, expected);
   EXPECT_EQ(num::floatToBits(status->scale), num::floatToBits(luq.alpha));
+}
+
+// A large quantization runs on the worker team: the numerics core's
+// packed codes.
+TEST(RuntimeLaunch, LargeQuantizeMatchesNumerics) {
+  std::mt19937 rng(43);
+  Matrix x(300, 257, rng, false);
+  expectLuqQuantizeMatchesNumerics(x, 5, 6, 0);
 }
 
 // The vectorized Philox keeps words in 64-bit lanes: a seed with both key
@@ -843,25 +850,9 @@ TEST(RuntimeLaunch, LargeQuantizeMatchesNumerics) {
 // start off a block boundary must still give the numerics core's bits.
 TEST(RuntimeLaunch, QuantizeWideKeyMatchesNumerics) {
   std::mt19937 rng(45);
-  const int64_t rows = 37, cols = 1001;
-  Matrix x(rows, cols, rng, false);
-  std::vector<uint8_t> bytes(rows * ((cols + 1) / 2));
-  lq::QuantizeArgs q;
-  q.input = x.ref(DType::F32);
-  q.output = lq::TensorRef::packed4(bytes.data(), rows, cols);
-  q.format = Format::Log4;
-  q.seed = 0xF3C9A1E5D7B20486ull;
-  q.stream = 0x80000003u;
-  q.sample = 0xC0000001u;
-  auto status = lq::Runtime::get().quantize(q);
-  ASSERT_TRUE(status.ok()) << status.error();
-  std::vector<int8_t> codes(rows * cols);
-  num::LuqResult luq = num::luqEncode(
-      x.view(DType::F32), {q.seed, q.stream, q.sample}, codes.data());
-  std::vector<uint8_t> expected(bytes.size());
-  num::packCodes(num::Format::Log4, codes.data(), rows, cols, expected.data());
-  EXPECT_EQ(bytes, expected);
-  EXPECT_EQ(num::floatToBits(status->scale), num::floatToBits(luq.alpha));
+  Matrix x(37, 1001, rng, false);
+  expectLuqQuantizeMatchesNumerics(x, 0xF3C9A1E5D7B20486ull, 0x80000003u,
+                                   0xC0000001u);
 }
 
 // Magnitudes at the LUQ code's edges: zeros of both signs, exact levels and
