@@ -5,7 +5,8 @@ pip's build isolation has no network here, so install with
 --no-build-isolation (docs/python.md: into a virtual environment).
 
 LQ_CMAKE_BUILD_DIR=<a configured lq build> takes the extension from that
-build (brought up to date with `cmake --build <dir> --target _lq`) instead
+build (brought up to date with `cmake --build <dir> --target lq-python`:
+_lq, and _lq_torch where that build found PyTorch's C++ headers) instead
 of configuring and building lq again in pip's build directory.
 """
 
@@ -41,7 +42,9 @@ class CMakeBuild(build_ext):
                 "cmake", "-G", "Ninja", "-S", ROOT, "-B", build,
                 "-DCMAKE_BUILD_TYPE=Release", "-DLQ_BUILD_TESTS=OFF",
                 f"-DPython3_EXECUTABLE={sys.executable}"])
-        subprocess.check_call(["cmake", "--build", build, "--target", "_lq"])
+        # _lq, and _lq_torch where the build found PyTorch's C++ headers.
+        subprocess.check_call(["cmake", "--build", build, "--target",
+                               "lq-python"])
         built = os.path.join(build, "python", "lq")
         # The extension must be built for this interpreter (an existing
         # build may have been configured for another Python).
@@ -52,6 +55,11 @@ class CMakeBuild(build_ext):
         target = self.get_ext_fullpath(ext.name)
         os.makedirs(os.path.dirname(target), exist_ok=True)
         shutil.copy(os.path.join(built, module), target)
+        # lq.torch runs its Python autograd.Function without this one.
+        torch_module = "_lq_torch" + sysconfig.get_config_var("EXT_SUFFIX")
+        if os.path.isfile(os.path.join(built, torch_module)):
+            shutil.copy(os.path.join(built, torch_module),
+                        os.path.join(os.path.dirname(target), torch_module))
 
 
 setup(

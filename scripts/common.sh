@@ -14,6 +14,7 @@ LQ_PACKAGES=(
   python3-matplotlib  # lq-train: lq-plot draws the curves
   fortunes  # examples/char_transformer.py: the text it trains on
   python3-dev pybind11-dev python3-numpy python3-torch python3-pytest  # python/
+  libtorch-dev  # python/: lq.torch.Linear as a C++ autograd function
   python3-venv python3-wheel  # scripts/test-venv: pip install into a venv
   libzstd-dev      # LLVMSupport links it in a -DLQ_STATIC_LLVM=ON build
 )

@@ -84,7 +84,10 @@ def main():
     torch.manual_seed(0)
     print(f"GEMM {args.size}x{args.size}x{args.size}, forward role; "
           f"torch {torch.__version__} with {torch.get_num_threads()} "
-          f"intra-op thread(s); lq JIT target {_lq.host_description()}")
+          f"intra-op thread(s); lq JIT target {_lq.host_description()}; "
+          "lq.torch.Linear through its " +
+          ("C++ autograd function" if lq.torch._native is not None
+           else "Python autograd.Function"))
     times = measure(cases(args.size), args.rounds, args.calls)
     print(f"{'call':38} {'median':>9} {'fastest':>9}  target")
     for name, values in times.items():

@@ -34,6 +34,13 @@ import torch
 from . import Error, _lq, gemm, gemm_spec
 from . import _torch_ops  # noqa: F401  (registers torch.ops.lq)
 
+try:
+    # Linear's forward as a C++ autograd function (built where PyTorch's
+    # C++ headers were found); else the Python Function below serves.
+    from . import _lq_torch as _native
+except ImportError:
+    _native = None
+
 _STREAM_POLICIES = ("per_rank", "shared")
 # The version of the lq state a layer keeps in its state_dict.
 _STATE_VERSION = 1
@@ -144,12 +151,22 @@ class _LinearFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, dy):
         x, weight = ctx.saved_tensors
-        dy = _float_tensor(dy.contiguous().float(), "grad_output")
-        dx, dw = _backward_gemms(ctx.layer, dy, weight.detach().contiguous(),
-                                 x)
         # needs_input_grad[2] is False without a bias.
-        db = dy.sum(0) if ctx.needs_input_grad[2] else None
+        dx, dw, db = _linear_backward(ctx.layer, dy, x, weight,
+                                      ctx.needs_input_grad[2])
         return dx, dw, db, None
+
+
+def _linear_backward(layer, dy, x, weight, bias_grad):
+    """(dx, dW, db) of a linear layer's forward y = x weight^T + bias: both
+    autograd functions' backward (the Python one above and _lq_torch's)."""
+    dy = _float_tensor(dy.contiguous().float(), "grad_output")
+    dx, dw = _backward_gemms(layer, dy, weight.detach().contiguous(), x)
+    return dx, dw, dy.sum(0) if bias_grad else None
+
+
+if _native is not None:
+    _native.setup(gemm_spec, _linear_backward)
 
 
 def _backward_gemms(layer, dy, weight, x):
@@ -294,6 +311,10 @@ class Linear(_LqLayer, torch.nn.Linear):
             weight, bias = table["weight"], table["bias"]
         else:
             weight, bias = self.weight, self.bias
+        if _native is not None:
+            y = _native.linear(x, weight, bias, self, self.unsigned_input)
+            if y is not None:
+                return y
         # Without autograd (no_grad, inference) the GEMM alone: an
         # autograd.Function costs more than a small GEMM.
         if not torch.is_grad_enabled():

@@ -14,6 +14,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "Bindings.h"
+#include "FastGemmApi.h"
 
 #include <pybind11/numpy.h>
 
@@ -106,22 +107,6 @@ struct Matrix {
   TensorRef ref;
   bool torch = false;
 };
-
-/// The TensorRef that _tensors.as_tensor_ref makes of a 2-D tensor with
-/// strides `inner` and `pitch` in elements, if it takes the tensor.
-std::optional<TensorRef> rowMajor(void *data, DType dtype, int64_t rows,
-                                  int64_t cols, int64_t inner, int64_t pitch) {
-  if (rows > 0 &&
-      ((cols > 1 && inner != 1) || (rows > 1 && cols > 0 && pitch < cols)))
-    return std::nullopt;
-  TensorRef t;
-  t.data = data;
-  t.dtype = dtype;
-  t.rows = rows;
-  t.cols = cols;
-  t.rowStride = rows <= 1 ? std::max<int64_t>(cols, 1) : pitch;
-  return t;
-}
 
 /// float32 or uint16 (bf16 bits) in this machine's byte order.
 std::optional<DType> numpyDType(const py::array &a) {
@@ -293,22 +278,6 @@ const char *specDType(DType dtype) {
   return dtype == DType::BF16 ? "bf16" : "f32";
 }
 
-/// What a host GEMM's spec depends on (the role table does the rest).
-struct GemmKey {
-  unsigned role = 0;
-  DType lhs = DType::F32, rhs = DType::F32, out = DType::F32;
-  bool unsignedInput = false, bias = false, relu = false, hindsight = false;
-  unsigned samples = 1; // at most 127
-
-  uint32_t packed() const {
-    return role | unsigned(unsignedInput) << 2 | unsigned(bias) << 3 |
-           unsigned(relu) << 4 | unsigned(hindsight) << 5 |
-           unsigned(lhs == DType::BF16) << 6 |
-           unsigned(rhs == DType::BF16) << 7 |
-           unsigned(out == DType::BF16) << 8 | samples << 9;
-  }
-};
-
 /// The kernel of `key`, compiled on its first use from the spec that
 /// `specOf` (lq.gemm_spec) makes.
 const Kernel &kernelFor(const GemmKey &key, py::handle specOf) {
@@ -364,6 +333,14 @@ py::object newOutput(const Matrix &a, py::handle aObject, int64_t rows,
   ref.cols = cols;
   ref.rowStride = rows <= 1 ? std::max<int64_t>(cols, 1) : cols;
   return out;
+}
+
+/// The output's shape for a launch of `kernel` on `lhs` and `rhs`.
+void apiOutputShape(const Kernel &kernel, const TensorRef &lhs,
+                    const TensorRef &rhs, int64_t *rows, int64_t *cols) {
+  const GemmSpec &spec = kernel.spec();
+  *rows = spec.lhs.transposed ? lhs.cols : lhs.rows;
+  *cols = spec.rhs.transposed ? rhs.rows : rhs.cols;
 }
 
 /// Launches with the GIL released, so that other Python threads run
@@ -449,9 +426,8 @@ py::object gemmHost(py::handle a, py::handle b, py::handle role,
   if (given) {
     args.out = given->ref;
   } else {
-    const GemmSpec &spec = kernel.spec();
-    int64_t rows = spec.lhs.transposed ? lhs->ref.cols : lhs->ref.rows;
-    int64_t cols = spec.rhs.transposed ? rhs->ref.rows : rhs->ref.cols;
+    int64_t rows, cols;
+    apiOutputShape(kernel, lhs->ref, rhs->ref, &rows, &cols);
     result = newOutput(*lhs, a, rows, cols, key.out == DType::BF16, args.out);
   }
   args.bias = biasRef->data;
@@ -466,8 +442,47 @@ py::object gemmHost(py::handle a, py::handle b, py::handle role,
   return py::make_tuple(result, statusDict(done));
 }
 
+/// The runtime's errors as lq.Error, Python's as they are, the rest as
+/// RuntimeError: what pybind11 would raise from a bound function.
+void setPythonError() {
+  try {
+    throw;
+  } catch (py::error_already_set &e) {
+    e.restore();
+  } catch (const PyError &e) {
+    static PyObject *error =
+        py::object(py::module_::import("lq._lq").attr("Error")).release().ptr();
+    PyErr_SetString(error, e.what());
+  } catch (const std::exception &e) {
+    PyErr_SetString(PyExc_RuntimeError, e.what());
+  }
+}
+
+const Kernel *apiKernelFor(const GemmKey &key, PyObject *specOf) {
+  try {
+    return &kernelFor(key, specOf);
+  } catch (...) {
+    setPythonError();
+    return nullptr;
+  }
+}
+
+bool apiLaunch(const Kernel &kernel, const LaunchArgs &args,
+               LaunchStatus *status) {
+  try {
+    *status = take(launchHoldingGilIfTiny(kernel, args));
+    return true;
+  } catch (...) {
+    setPythonError();
+    return false;
+  }
+}
+
 } // namespace
 
 void lq::python::bindFastGemm(py::module_ &m) {
   m.def("gemm_host", &gemmHost, "lq.gemm's fast path for host tensors");
+  static const FastGemmApi api{FastGemmApi::kVersion, apiKernelFor,
+                               apiOutputShape, apiLaunch};
+  m.attr("_fast_gemm_api") = py::capsule(&api, kFastGemmApiCapsule);
 }

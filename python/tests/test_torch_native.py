@@ -1,0 +1,192 @@
+"""lq.torch.Linear's C++ autograd function (lq._lq_torch) against the
+Python autograd.Function it stands in for: the same outputs and gradients
+bit for bit, the same errors, the same fallbacks."""
+
+import copy
+import gc
+import threading
+import weakref
+
+import pytest
+import torch
+
+import lq
+import lq.torch as lqt
+
+native = lqt._native
+pytestmark = pytest.mark.skipif(
+    native is None, reason="lq built without PyTorch's C++ headers")
+
+
+@pytest.fixture
+def python_path(monkeypatch):
+    """Runs lq.torch with its Python autograd.Function only."""
+    def use():
+        monkeypatch.setattr(lqt, "_native", None)
+    return use
+
+
+def _step(layer, x, dy, seed):
+    x = x.clone().requires_grad_(True)
+    torch.manual_seed(seed)
+    y = layer(x)
+    y.backward(dy)
+    grads = [x.grad, layer.weight.grad.clone()]
+    if layer.bias is not None:
+        grads.append(layer.bias.grad.clone())
+    layer.zero_grad(set_to_none=True)
+    return [y.detach()] + grads, type(y.grad_fn).__name__
+
+
+CASES = [
+    dict(),
+    dict(bias=False),
+    dict(unsigned_input=True),
+    dict(samples=2),
+    dict(hindsight=True),
+    dict(fnt=True),
+]
+
+
+@pytest.mark.parametrize("options", CASES, ids=lambda o: str(o) or "default")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_native_matches_the_python_function(options, dtype, python_path):
+    torch.manual_seed(0)
+    layer = lqt.Linear(37, 19, **options)
+    x = torch.randn(11, 37).to(dtype)
+    if options.get("unsigned_input"):
+        x = x.abs()
+    dy = torch.randn(11, 19)
+    # Two steps each, so that in-hindsight estimates and skipped-step
+    # counts evolve through the layer's state on both paths alike.
+    state = copy.deepcopy(layer.state_dict())
+    native_results = [_step(layer, x, dy, seed) for seed in (1, 2)]
+    layer.load_state_dict(state)
+    python_path()
+    python_results = [_step(layer, x, dy, seed) for seed in (1, 2)]
+    for (n, n_fn), (p, p_fn) in zip(native_results, python_results):
+        assert n_fn != p_fn == "_LinearFunctionBackward"
+        assert len(n) == len(p)
+        for a, b in zip(n, p):
+            assert a.dtype == b.dtype and torch.equal(a, b)
+
+
+def test_no_grad_and_inputs_without_grad_record_nothing():
+    torch.manual_seed(0)
+    layer = lqt.Linear(16, 8)
+    x = torch.randn(4, 16)
+    y = layer(x)
+    assert y.grad_fn is not None
+    with torch.no_grad():
+        y0 = layer(x)
+    layer.requires_grad_(False)
+    y1 = layer(x)
+    assert y0.grad_fn is None and y1.grad_fn is None
+    assert torch.equal(y0, y) and torch.equal(y1, y)
+
+
+def test_declined_inputs_take_the_python_path():
+    torch.manual_seed(0)
+    layer = lqt.Linear(16, 8)
+    x = torch.randn(4, 16)
+    w, b = layer.weight, layer.bias
+
+    class Sub(torch.Tensor):
+        pass
+
+    declined = [
+        (x.double(), w, b),                     # another dtype
+        (x, w.detach().t().contiguous().t(), b),  # columns not contiguous
+        (x.as_subclass(Sub), w, b),             # a tensor subclass
+        (x, w, b.detach().double()),            # a float64 bias
+        (x[None], w, b),                        # not 2-D
+    ]
+    for args in declined:
+        assert native.linear(*args, layer, False) is None
+    assert native.linear(x, w, b, layer, 1) is None  # not a bool
+    # Through the layer the Python path then raises its own error.
+    with pytest.raises(lq.Error, match="dtype torch.float64"):
+        layer(x.double())
+
+
+def test_runtime_errors_are_lq_errors():
+    torch.manual_seed(0)
+    layer = lqt.Linear(16, 8)
+    x = torch.randn(4, 12)  # the weight has 16 columns
+    with pytest.raises(lq.Error):
+        native.linear(x, layer.weight, layer.bias, layer, False)
+
+
+def test_saved_inputs_modified_in_place_are_refused():
+    torch.manual_seed(0)
+    layer = lqt.Linear(16, 8)
+    x = torch.randn(4, 16, requires_grad=True)
+    y = layer(x * 1)
+    with torch.no_grad():
+        layer.weight.add_(1.0)
+    with pytest.raises(RuntimeError, match="modified by an inplace"):
+        y.sum().backward()
+
+
+def test_errors_of_the_backward_reach_the_caller(monkeypatch):
+    def failing(layer, dy, x, weight, bias_grad):
+        raise lq.Error("backward failed on purpose")
+
+    torch.manual_seed(0)
+    layer = lqt.Linear(16, 8)
+    y = layer(torch.randn(4, 16))
+    native.setup(lq.gemm_spec, failing)
+    try:
+        with pytest.raises(lq.Error, match="on purpose"):
+            y.sum().backward()
+    finally:
+        native.setup(lq.gemm_spec, lqt._linear_backward)
+    y = layer(torch.randn(4, 16))
+    y.sum().backward()
+    assert layer.weight.grad is not None
+
+
+def test_the_graph_keeps_the_layer_alive_and_then_lets_it_go():
+    layer = lqt.Linear(16, 8)
+    alive = weakref.ref(layer)
+    y = layer(torch.randn(4, 16))
+    del layer
+    gc.collect()
+    assert alive() is not None
+    y.sum().backward()
+    del y
+    gc.collect()
+    assert alive() is None
+
+
+def test_backward_on_autograd_threads():
+    # Each thread's backward runs lq.torch's Python backward through the
+    # C++ node, taking the GIL; all must finish with the gradients a lone
+    # step gives.
+    torch.manual_seed(0)
+    layers = [lqt.Linear(32, 16) for _ in range(4)]
+    x = torch.randn(8, 32)
+    expected = []
+    for layer in layers:
+        layer(x).sum().backward()
+        expected.append(layer.weight.grad.clone())
+        layer.zero_grad(set_to_none=True)
+    failures = []
+
+    def work(layer, want):
+        for _ in range(10):
+            layer.zero_grad(set_to_none=True)
+            layer(x).sum().backward()
+            # LUQ draws a new seed each step: compare the deterministic
+            # parts only (shape, finiteness, the SAWB forward).
+            if (layer.weight.grad.shape != want.shape or
+                    not torch.isfinite(layer.weight.grad).all()):
+                failures.append(1)
+
+    threads = [threading.Thread(target=work, args=(l, e))
+               for l, e in zip(layers, expected)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not failures
