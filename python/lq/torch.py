@@ -87,7 +87,9 @@ def _float_tensor(t, name):
     if t.dim() != 2:
         raise Error(f"{name}: expected a 2-D tensor, got shape "
                     f"{tuple(t.shape)}")
-    if t.stride(1) != 1:
+    # As the kernels read a matrix: a row of one element, or no rows at
+    # all (an empty batch's gradient has zero strides), has no layout.
+    if t.stride(1) != 1 and t.size(0) > 0 and t.size(1) > 1:
         raise Error(f"{name}: rows must be contiguous (strides {t.stride()}); "
                     "call .contiguous()")
     return t

@@ -190,3 +190,17 @@ def test_backward_on_autograd_threads():
     for t in threads:
         t.join()
     assert not failures
+
+
+@pytest.mark.parametrize("path", ["native", "python"])
+def test_an_empty_batch_has_zero_gradients(path, python_path):
+    if path == "python":
+        python_path()
+    layer = lqt.Linear(16, 8)
+    x = torch.randn(0, 16, requires_grad=True)
+    y = layer(x)
+    # The gradient of a sum over no rows comes with zero strides.
+    y.sum().backward()
+    assert y.shape == (0, 8) and x.grad.shape == (0, 16)
+    assert torch.equal(layer.weight.grad, torch.zeros(8, 16))
+    assert torch.equal(layer.bias.grad, torch.zeros(8))
