@@ -29,6 +29,8 @@ The GEMM and the quantizer are also operators of torch's dispatcher,
 torch.ops.lq.gemm and torch.ops.lq.quantize (lq._torch_ops).
 """
 
+import warnings
+
 import torch
 
 from . import Error, _lq, gemm, gemm_spec
@@ -132,6 +134,7 @@ def _forward_gemm(ctx, layer, x, weight, bias):
     tensors."""
     y = _forward(layer, x, weight, bias)
     ctx.layer = layer
+    ctx.state = layer._lq
     ctx.has_bias = bias is not None
     return y
 
@@ -146,7 +149,7 @@ class _LinearFunction(torch.autograd.Function):
                           False)
         if y is None:
             y = _forward_general(layer, x, weight, bias)
-        ctx.layer = layer
+        ctx.state = layer._lq
         ctx.save_for_backward(x, weight)
         return y
 
@@ -154,39 +157,85 @@ class _LinearFunction(torch.autograd.Function):
     def backward(ctx, dy):
         x, weight = ctx.saved_tensors
         # needs_input_grad[2] is False without a bias.
-        dx, dw, db = _linear_backward(ctx.layer, dy, x, weight,
+        dx, dw, db = _linear_backward(ctx.state, dy, x, weight,
                                       ctx.needs_input_grad[2])
         return dx, dw, db, None
 
 
-def _linear_backward(layer, dy, x, weight, bias_grad):
-    """(dx, dW, db) of a linear layer's forward y = x weight^T + bias: both
-    autograd functions' backward (the Python one above and _lq_torch's)."""
+def _linear_backward(state, dy, x, weight, bias_grad):
+    """(dx, dW, db) of a linear layer's forward y = x weight^T + bias, with
+    the layer's _LqState: both autograd functions' backward (the Python one
+    above and _lq_torch's)."""
     dy = _float_tensor(dy.contiguous().float(), "grad_output")
-    dx, dw = _backward_gemms(layer, dy, weight.detach().contiguous(), x)
+    dx, dw = _backward_gemms(state, dy, weight.detach().contiguous(), x)
     return dx, dw, dy.sum(0) if bias_grad else None
 
 
 if _native is not None:
-    _native.setup(gemm_spec, _linear_backward)
+    try:
+        _native.setup(gemm_spec, _linear_backward)
+    except (ImportError, AttributeError) as e:  # built for another _lq
+        warnings.warn(f"lq: {e}; lq.torch.Linear runs its Python "
+                      "autograd.Function")
+        _native = None
 
 
-def _backward_gemms(layer, dy, weight, x):
+def _backward_gemms(state, dy, weight, x):
     """The backward-data and weight-gradient GEMMs of a layer whose forward
-    was y[B, O] = x[B, I] weight[O, I]^T: (dx, dW). With the layer's fnt
-    option they are fp32 GEMMs of the unquantized operands."""
-    if layer.fnt:
+    was y[B, O] = x[B, I] weight[O, I]^T: (dx, dW), with the layer's
+    _LqState. With its fnt option they are fp32 GEMMs of the unquantized
+    operands."""
+    if state.fnt:
         return dy.matmul(weight.float()), dy.t().matmul(x.float())
     # One draw of torch's generator per step: both GEMMs see one sample.
     seed = int(torch.randint(0, 2**62, (1,)).item())
-    estimate = layer.max_estimate if layer.hindsight else None
-    common = dict(samples=layer.samples, seed=seed,
-                  stream=layer.luq_stream(), max_estimate=estimate)
+    estimate = state.max_estimate if state.hindsight else None
+    common = dict(samples=state.samples, seed=seed,
+                  stream=state.luq_stream(), max_estimate=estimate)
     dx, status = gemm(dy, weight, role="backward_data", **common)
     dw, _ = gemm(dy, x, role="weight_grad",
-                 unsigned_input=layer.unsigned_input, **common)
-    layer._record(status)
+                 unsigned_input=state.unsigned_input, **common)
+    # An empty batch measured no gradient: its max of 0 is no estimate.
+    if dy.shape[0] > 0:
+        state.record(status)
     return dx, dw
+
+
+class _LqState:
+    """A layer's lq options and state: the gradient quantizer's options,
+    the LUQ stream, the in-hindsight estimate, the count of skipped steps.
+    Autograd graphs hold this, not the layer: a layer that keeps its own
+    output (a forward hook capturing activations) would otherwise be a
+    cycle through the C++ graph, which Python's collector cannot see."""
+
+    __slots__ = ("samples", "streams", "hindsight", "eta", "unsigned_input",
+                 "fnt", "max_estimate", "stream", "skipped_steps")
+
+    def luq_stream(self):
+        """The stream of the layer's LUQ draws in this process: the base
+        stream, mixed with the rank under torch.distributed unless the
+        layer's streams are shared."""
+        rank = _distributed_rank()
+        if rank is None or self.streams == "shared":
+            return self.stream
+        return rank_stream(self.stream, rank)
+
+    def record(self, status):
+        """A backward step's status: a skipped step, or the next
+        in-hindsight estimate."""
+        if status["nonfinite"]:
+            self.skipped_steps += 1
+            return
+        if self.hindsight:
+            current = status["lhs_max"]
+            self.max_estimate = current if self.max_estimate is None else (
+                (1 - self.eta) * current + self.eta * self.max_estimate)
+
+
+def _state_property(name):
+    return property(lambda layer: getattr(layer._lq, name),
+                    lambda layer, value: setattr(layer._lq, name, value),
+                    doc=f"the layer's {name} (its _LqState's)")
 
 
 class _LqLayer:
@@ -207,6 +256,7 @@ class _LqLayer:
         if streams not in _STREAM_POLICIES:
             raise Error(f"streams must be 'per_rank' or 'shared', got "
                         f"{streams!r}")
+        self._lq = _LqState()
         self.samples = samples
         self.streams = streams
         self.hindsight = hindsight
@@ -223,10 +273,7 @@ class _LqLayer:
         """The stream of this layer's LUQ draws in this process: the base
         stream, mixed with the rank under torch.distributed unless the
         layer's streams are shared."""
-        rank = _distributed_rank()
-        if rank is None or self.streams == "shared":
-            return self.stream
-        return rank_stream(self.stream, rank)
+        return self._lq.luq_stream()
 
     def get_extra_state(self):
         # Plain Python values: torch.save pickles them exactly (the
@@ -262,19 +309,15 @@ class _LqLayer:
         if key not in state_dict and key in missing_keys:
             missing_keys.remove(key)
 
-    def _record(self, status):
-        if status["nonfinite"]:
-            self.skipped_steps += 1
-            return
-        if self.hindsight:
-            current = status["lhs_max"]
-            self.max_estimate = current if self.max_estimate is None else (
-                (1 - self.eta) * current + self.eta * self.max_estimate)
-
     def extra_repr(self):
         return (super().extra_repr() + f", samples={self.samples}, "
                 f"hindsight={self.hindsight}, streams={self.streams}" +
                 (", fnt=True" if self.fnt else ""))
+
+
+for _name in _LqState.__slots__:
+    setattr(_LqLayer, _name, _state_property(_name))
+del _name
 
 
 class Linear(_LqLayer, torch.nn.Linear):
@@ -314,12 +357,14 @@ class Linear(_LqLayer, torch.nn.Linear):
         else:
             weight, bias = self.weight, self.bias
         if _native is not None:
-            y = _native.linear(x, weight, bias, self, self.unsigned_input)
+            state = self._lq
+            y = _native.linear(x, weight, bias, state, state.unsigned_input)
             if y is not None:
                 return y
         # Without autograd (no_grad, inference) the GEMM alone: an
-        # autograd.Function costs more than a small GEMM.
-        if not torch.is_grad_enabled():
+        # autograd.Function costs more than a small GEMM. A trace must
+        # record the Function (a PythonOp), not the output's allocation.
+        if not torch.is_grad_enabled() and not torch._C._get_tracing_state():
             return _forward(self, x, weight, bias)
         return _LinearFunction.apply(x, weight, bias, self)
 
@@ -371,7 +416,7 @@ class _Conv2dFunction(torch.autograd.Function):
             dy.float().permute(0, 2, 3, 1).reshape(-1, out_channels)
             .contiguous(), "grad_output")
         dcols, dw = _backward_gemms(
-            layer, dy, weight.detach().reshape(out_channels, -1).contiguous(),
+            ctx.state, dy, weight.detach().reshape(out_channels, -1).contiguous(),
             cols)
         dcols = dcols.reshape(n, -1, cols.shape[1]).transpose(1, 2)
         dx = torch.nn.functional.fold(dcols, (height, width), **geometry)

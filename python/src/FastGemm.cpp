@@ -442,6 +442,12 @@ py::object gemmHost(py::handle a, py::handle b, py::handle role,
   return py::make_tuple(result, statusDict(done));
 }
 
+/// lq.Error, set when the module is bound (the module keeps it alive).
+PyObject *&errorType() {
+  static PyObject *type = nullptr;
+  return type;
+}
+
 /// The runtime's errors as lq.Error, Python's as they are, the rest as
 /// RuntimeError: what pybind11 would raise from a bound function.
 void setPythonError() {
@@ -450,11 +456,11 @@ void setPythonError() {
   } catch (py::error_already_set &e) {
     e.restore();
   } catch (const PyError &e) {
-    static PyObject *error =
-        py::object(py::module_::import("lq._lq").attr("Error")).release().ptr();
-    PyErr_SetString(error, e.what());
+    PyErr_SetString(errorType(), e.what());
   } catch (const std::exception &e) {
     PyErr_SetString(PyExc_RuntimeError, e.what());
+  } catch (...) {
+    PyErr_SetString(PyExc_RuntimeError, "lq: unknown C++ exception");
   }
 }
 
@@ -482,7 +488,8 @@ bool apiLaunch(const Kernel &kernel, const LaunchArgs &args,
 
 void lq::python::bindFastGemm(py::module_ &m) {
   m.def("gemm_host", &gemmHost, "lq.gemm's fast path for host tensors");
-  static const FastGemmApi api{FastGemmApi::kVersion, apiKernelFor,
-                               apiOutputShape, apiLaunch};
+  errorType() = m.attr("Error").ptr();
+  static const FastGemmApi api{FastGemmApi::kVersion, FastGemmApi::layout(),
+                               apiKernelFor, apiOutputShape, apiLaunch};
   m.attr("_fast_gemm_api") = py::capsule(&api, kFastGemmApiCapsule);
 }

@@ -60,9 +60,20 @@ inline constexpr const char *kFastGemmApiCapsule = "lq._lq._fast_gemm_api";
 /// Called with the GIL held. On failure each sets a Python error (lq.Error
 /// for the runtime's errors) and returns null or false.
 struct FastGemmApi {
-  /// Bumped whenever this struct or GemmKey changes.
+  /// Bumped whenever the meaning of a function changes.
   static constexpr uint32_t kVersion = 1;
+  /// The sizes of what crosses the capsule, mixed: a module built against
+  /// other lq headers is refused even where no one bumped kVersion.
+  static constexpr uint64_t layout() {
+    uint64_t h = 0;
+    for (uint64_t size :
+         {sizeof(FastGemmApi), sizeof(GemmKey), sizeof(TensorRef),
+          sizeof(LaunchArgs), sizeof(LaunchStatus), sizeof(DType)})
+      h = h * 1000003u + size;
+    return h;
+  }
   uint32_t version;
+  uint64_t layoutHash;
   /// The kernel of `key`, compiled on its first use from the spec that
   /// `specOf` (lq.gemm_spec) makes.
   const Kernel *(*kernelFor)(const GemmKey &key, PyObject *specOf);

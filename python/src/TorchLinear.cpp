@@ -10,9 +10,13 @@
 // custom function. Its backward calls back into lq.torch, into the Python
 // function the Python Function's backward runs too, so the backward GEMMs'
 // semantics (the seed draw, the LUQ stream, in-hindsight, fnt, the status
-// record) have one source. What this path does not take (other devices,
-// tensor subclasses, unusual strides or dtypes) returns None, and
-// lq.torch's Python Function runs with its checks and messages.
+// record) have one source. The node holds the layer's lq state, not the
+// layer: a graph held by the layer (a hook keeping its output) would be a
+// cycle through C++, which Python's collector cannot see. What this path
+// does not take (other devices, tensor subclasses, unusual strides or
+// dtypes, forward-mode tangents, functorch's wrappers, a trace, which must
+// record the Python Function) returns None, and lq.torch's Python Function
+// runs with its checks and messages.
 //
 //===----------------------------------------------------------------------===//
 
@@ -21,21 +25,22 @@
 #include <torch/csrc/Exceptions.h>
 #include <torch/csrc/autograd/custom_function.h>
 #include <torch/csrc/autograd/python_variable.h>
+#include <torch/csrc/jit/frontend/tracer.h>
+#include <torch/csrc/utils/object_ptr.h>
 
 #include <ATen/ATen.h>
 
 #include <optional>
 #include <string>
 
-using namespace lq;
-using namespace lq::python;
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
+namespace lq::python {
 namespace {
 
 /// What setup() was given: _lq's fast path, lq.gemm_spec and lq.torch's
-/// backward of a layer. References kept for the life of the process.
+/// backward of a linear layer. References kept for the life of the process.
 struct Setup {
   const FastGemmApi *api = nullptr;
   PyObject *specOf = nullptr;
@@ -43,8 +48,9 @@ struct Setup {
 };
 Setup setupState;
 
-/// The layer, kept alive by the autograd graph until its backward ran or
-/// the graph was freed; that may happen on a thread without the GIL.
+/// The layer's lq state (lq.torch._LqState), kept alive by the autograd
+/// graph until its backward ran or the graph was freed; that may happen on
+/// a thread without the GIL.
 struct LayerHolder : c10::ivalue::PyObjectHolder {
   explicit LayerHolder(PyObject *layer) : layer(layer) { Py_INCREF(layer); }
   ~LayerHolder() override {
@@ -115,7 +121,9 @@ variable_list LinearNode::backward(AutogradContext *ctx, variable_list grads) {
   PyObject *layer = ctx->saved_data["layer"].toPyObject();
   PyObject *args[] = {layer, wrap(grads[0]), wrap(saved[0]), wrap(saved[1]),
                       biasGrad ? Py_True : Py_False};
-  PyObject *result = PyObject_Vectorcall(setupState.backward, args, 5, nullptr);
+  // Released before the GIL is: declared after it.
+  THPObjectPtr result(
+      PyObject_Vectorcall(setupState.backward, args, 5, nullptr));
   for (int i = 1; i < 4; ++i)
     Py_XDECREF(args[i]);
   if (!result) {
@@ -124,18 +132,26 @@ variable_list LinearNode::backward(AutogradContext *ctx, variable_list grads) {
     error.persist();
     throw error;
   }
+  TORCH_CHECK(PyTuple_Check(result.get()) &&
+                  PyTuple_GET_SIZE(result.get()) == 3,
+              "lq.torch: the layer's backward returned no (dx, dW, db)");
   variable_list out(5);
-  bool ok = PyTuple_Check(result) && PyTuple_GET_SIZE(result) == 3;
-  for (int i = 0; ok && i < 3; ++i)
-    out[i] = unwrap(PyTuple_GET_ITEM(result, i));
-  Py_DECREF(result);
-  TORCH_CHECK(ok, "lq.torch: the layer's backward returned no (dx, dW, db)");
+  for (int i = 0; i < 3; ++i)
+    out[i] = unwrap(PyTuple_GET_ITEM(result.get(), i));
   return out;
+}
+
+/// A plain host tensor: strided, with storage (not one of functorch's
+/// wrappers), without a forward-mode tangent (which only the Python
+/// Function rejects in its words).
+bool plainHostTensor(const at::Tensor &t) {
+  return t.layout() == at::kStrided && t.device().is_cpu() && t.has_storage() &&
+         !t._fw_grad(/*level=*/0).defined();
 }
 
 /// A host tensor as a row-major matrix, as gemm_host reads one.
 std::optional<TensorRef> hostMatrix(const at::Tensor &t) {
-  if (t.layout() != at::kStrided || !t.device().is_cpu() || t.dim() != 2)
+  if (!plainHostTensor(t) || t.dim() != 2)
     return std::nullopt;
   DType dtype;
   if (t.scalar_type() == at::kFloat)
@@ -150,8 +166,8 @@ std::optional<TensorRef> hostMatrix(const at::Tensor &t) {
 
 /// A bias the kernels take: float32 on the host, one row.
 bool hostBias(const at::Tensor &b) {
-  return b.layout() == at::kStrided && b.device().is_cpu() && b.dim() == 1 &&
-         b.scalar_type() == at::kFloat && (b.size(0) <= 1 || b.stride(0) == 1);
+  return plainHostTensor(b) && b.dim() == 1 && b.scalar_type() == at::kFloat &&
+         (b.size(0) <= 1 || b.stride(0) == 1);
 }
 
 /// An exact tensor (or Parameter): a subclass may mean something else.
@@ -159,19 +175,22 @@ const at::Tensor *exactTensor(PyObject *o) {
   return THPVariable_CheckExact(o) ? &THPVariable_Unpack(o) : nullptr;
 }
 
-/// _lq_torch.linear(x, weight, bias, layer, unsigned_input): the layer's
-/// output with its autograd history, or None for lq.torch's Python path.
+/// _lq_torch.linear(x, weight, bias, state, unsigned_input): the layer's
+/// output with its autograd history (whose backward gets `state`, the
+/// layer's _LqState), or None for lq.torch's Python path.
 PyObject *linear(PyObject *, PyObject *const *args, Py_ssize_t nargs) {
   HANDLE_TH_ERRORS
   if (nargs != 5) {
     PyErr_SetString(PyExc_TypeError,
-                    "linear(x, weight, bias, layer, unsigned_input)");
+                    "linear(x, weight, bias, state, unsigned_input)");
     return nullptr;
   }
   if (!setupState.api) {
     PyErr_SetString(PyExc_RuntimeError, "lq._lq_torch: setup() not called");
     return nullptr;
   }
+  if (torch::jit::tracer::isTracing())
+    Py_RETURN_NONE;
   const at::Tensor *x = exactTensor(args[0]), *weight = exactTensor(args[1]);
   const at::Tensor *bias = args[2] == Py_None ? nullptr : exactTensor(args[2]);
   if (!x || !weight || (args[2] != Py_None && !bias) ||
@@ -227,16 +246,20 @@ PyObject *setup(PyObject *, PyObject *const *args, Py_ssize_t nargs) {
       PyCapsule_Import(kFastGemmApiCapsule, 0));
   if (!api)
     return nullptr;
-  if (api->version != FastGemmApi::kVersion) {
+  if (api->version != FastGemmApi::kVersion ||
+      api->layoutHash != FastGemmApi::layout()) {
     PyErr_SetString(PyExc_ImportError,
                     "lq._lq_torch was built for another lq._lq");
     return nullptr;
   }
+  // The old callables go after the new ones are in place: freeing them
+  // may run Python code that calls back in.
+  Setup old = setupState;
   Py_INCREF(args[0]);
   Py_INCREF(args[1]);
-  Py_XDECREF(setupState.specOf);
-  Py_XDECREF(setupState.backward);
   setupState = Setup{api, args[0], args[1]};
+  Py_XDECREF(old.specOf);
+  Py_XDECREF(old.backward);
   Py_RETURN_NONE;
 }
 
@@ -252,5 +275,8 @@ PyModuleDef moduleDef = {PyModuleDef_HEAD_INIT, "_lq_torch",
                          methods};
 
 } // namespace
+} // namespace lq::python
 
-PyMODINIT_FUNC PyInit__lq_torch() { return PyModule_Create(&moduleDef); }
+PyMODINIT_FUNC PyInit__lq_torch() {
+  return PyModule_Create(&lq::python::moduleDef);
+}

@@ -146,17 +146,17 @@ def test_errors_of_the_backward_reach_the_caller(monkeypatch):
     assert layer.weight.grad is not None
 
 
-def test_the_graph_keeps_the_layer_alive_and_then_lets_it_go():
-    layer = lqt.Linear(16, 8)
+def test_the_graph_keeps_what_backward_needs_but_not_the_layer():
+    layer = lqt.Linear(16, 8, hindsight=True)
     alive = weakref.ref(layer)
+    weight = layer.weight
+    state = layer._lq
     y = layer(torch.randn(4, 16))
     del layer
     gc.collect()
-    assert alive() is not None
-    y.sum().backward()
-    del y
-    gc.collect()
     assert alive() is None
+    y.sum().backward()
+    assert weight.grad is not None and state.max_estimate is not None
 
 
 def test_backward_on_autograd_threads():
@@ -204,3 +204,75 @@ def test_an_empty_batch_has_zero_gradients(path, python_path):
     assert y.shape == (0, 8) and x.grad.shape == (0, 16)
     assert torch.equal(layer.weight.grad, torch.zeros(8, 16))
     assert torch.equal(layer.bias.grad, torch.zeros(8))
+
+
+def test_a_layer_that_keeps_its_output_is_collected():
+    # An activation-capturing hook makes a cycle layer -> output -> graph;
+    # the graph holds the layer's lq state, not the layer, so no cycle
+    # runs through C++ where the collector cannot see it.
+    layer = lqt.Linear(16, 8)
+    layer.register_forward_hook(lambda m, i, o: setattr(m, "last", o))
+    layer(torch.randn(4, 16))
+    alive = weakref.ref(layer)
+    del layer
+    gc.collect()
+    assert alive() is None
+
+
+@pytest.mark.parametrize("grad", [True, False])
+def test_a_trace_records_the_layer_not_its_allocation(grad):
+    torch.manual_seed(0)
+    layer = lqt.Linear(16, 8)
+    with torch.set_grad_enabled(grad):
+        traced = torch.jit.trace(layer, torch.randn(4, 16),
+                                 check_trace=False)
+        x = torch.randn(4, 16)
+        assert torch.equal(traced(x), layer(x))
+    assert "aten::empty" not in str(traced.graph)
+
+
+@pytest.mark.parametrize("path", ["native", "python"])
+def test_an_empty_batch_leaves_the_hindsight_estimate(path, python_path):
+    if path == "python":
+        python_path()
+    torch.manual_seed(0)
+    layer = lqt.Linear(16, 8, hindsight=True)
+    layer(torch.randn(4, 16)).sum().backward()
+    estimate = layer.max_estimate
+    assert estimate is not None and estimate > 0
+    layer(torch.randn(0, 16)).sum().backward()
+    assert layer.max_estimate == estimate and layer.skipped_steps == 0
+
+
+@pytest.mark.parametrize("frozen", [False, True])
+def test_forward_mode_tangents_are_refused_as_on_the_python_path(frozen):
+    import torch.autograd.forward_ad as fwad
+    layer = lqt.Linear(16, 8)
+    layer.requires_grad_(not frozen)
+    with fwad.dual_level():
+        x = fwad.make_dual(torch.randn(4, 16), torch.randn(4, 16))
+        with pytest.raises(NotImplementedError, match="jvp"):
+            layer(x)
+
+
+def test_a_malformed_backward_result_is_an_error():
+    torch.manual_seed(0)
+    layer = lqt.Linear(16, 8)
+    y = layer(torch.randn(4, 16))
+    native.setup(lq.gemm_spec, lambda state, dy, x, w, b: (1, 2, 3))
+    try:
+        with pytest.raises(RuntimeError, match="returned a non-tensor"):
+            y.sum().backward()
+    finally:
+        native.setup(lq.gemm_spec, lqt._linear_backward)
+
+
+def test_the_lq_options_live_in_the_state_the_graph_holds():
+    layer = lqt.Linear(16, 8, samples=4, hindsight=True, fnt=True)
+    assert (layer._lq.samples, layer._lq.hindsight, layer._lq.fnt) == (
+        4, True, True)
+    layer.fnt = False
+    assert layer._lq.fnt is False
+    copy_ = copy.deepcopy(layer)
+    copy_.samples = 2
+    assert layer.samples == 4 and copy_._lq is not layer._lq
