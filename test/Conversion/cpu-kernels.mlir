@@ -17,7 +17,7 @@
 // CHECK-LABEL: func.func @backward_data
 // CHECK: lq.matmul{{.*}}lq.cpu_kernel = "lq_gemm0"{{.*}}lq.cpu_spec = "lhs=log4:f32:n rhs=sint4:packed:n bias=0 relu=0 out=f32 tile=6x16 dot=avx2-vpmaddubsw"
 // VNNI: lq.cpu_spec = "{{.*}} tile=6x16 dot=avx-vnni"
-// VNNI512: lq.cpu_spec = "{{.*}} tile=6x16 dot=avx512-vnni"
+// VNNI512: lq.cpu_spec = "{{.*}} tile=6x64 dot=avx512-vnni"
 func.func @backward_data(%dy: tensor<?x512xf32>, %wp: tensor<512x392xi8>, %seed: i64, %sw: f32) -> tensor<?x784xf32> {
   %m, %bad = lq.max_abs %dy : tensor<?x512xf32>
   %g0, %a, %nf, %ov = lq.quantize %dy range %m seed %seed : tensor<?x512xf32> -> !lq.qtensor<?x512x!lq.log4>
@@ -50,9 +50,13 @@ func.func @backward_data(%dy: tensor<?x512xf32>, %wp: tensor<512x392xi8>, %seed:
 // VNNI: func.func @lq_gemm0_gemm(
 // VNNI-COUNT-12: llvm.call_intrinsic "llvm.x86.avx512.vpdpbusd.256"({{.*}}) : (vector<8xi32>, vector<32xi8>, vector<32xi8>) -> vector<8xi32>
 // VNNI: arith.sitofp {{.*}} : vector<8xi32> to vector<8xf32>
-// 512 bits: a row of the tile per instruction, even and odd K quads into
-// two sets of 6 accumulators, an odd last quad after the loop.
+// 512 bits: a row of a column block per instruction. Tiles of four column
+// blocks: two K quads per step into 24 accumulators, an odd last quad after
+// the loop; the column blocks left over: tiles of one block, even and odd K
+// quads into two sets of 6 accumulators.
 // VNNI512: func.func @lq_gemm0_gemm(
+// VNNI512-COUNT-72: llvm.call_intrinsic "llvm.x86.avx512.vpdpbusd.512"({{.*}}) : (vector<16xi32>, vector<64xi8>, vector<64xi8>) -> vector<16xi32>
+// VNNI512: arith.sitofp {{.*}} : vector<8xi32> to vector<8xf32>
 // VNNI512-COUNT-18: llvm.call_intrinsic "llvm.x86.avx512.vpdpbusd.512"({{.*}}) : (vector<16xi32>, vector<64xi8>, vector<64xi8>) -> vector<16xi32>
 // VNNI512: arith.sitofp {{.*}} : vector<8xi32> to vector<8xf32>
 

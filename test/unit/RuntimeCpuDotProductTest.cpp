@@ -160,6 +160,8 @@ void CpuDotProductPath::checkPacked(const GemmSpec &spec, int64_t m,
 /// Edge tiles on both sides: one row past a tile of 6, one column past a
 /// tile of 16.
 constexpr int64_t kEdgeRows = 7, kEdgeCols = 17;
+/// One column past the AVX-512 path's tile of four column blocks.
+constexpr int64_t kWideEdgeCols = 65;
 
 /// Sign patterns over K: one sign everywhere (|acc| up to 2^31 - 128), or
 /// the sign flipped at K / 2 on one operand, so that every block of the
@@ -248,12 +250,41 @@ TEST_P(CpuDotProductPath, OffsetLeftOperandAndSawbTimesSawb) {
               kEdgeRows, kEdgeCols, K, fifteen, minusEight);
 }
 
+// The AVX-512 path's tile of four column blocks at K's bound: with the
+// correction from each of its blocks' B headers (SAWB times log4) and from
+// A's row sums (backward data), next to a leftover block of one column.
+TEST_P(CpuDotProductPath, WideTilesAtKBound) {
+  const int64_t K = kBound(1);
+  GemmSpec sawbTimesLuq = GemmSpec::forward(DType::Packed4);
+  sawbTimesLuq.rhs.format = Format::Log4;
+  // One sign along K: every sum at its bound, of a sign that varies over
+  // the rows and from column block to column block.
+  CodeFn sawbA = [](unsigned, int64_t m, int64_t) {
+    return int4Code(m % 2 ? -7 : 7);
+  };
+  CodeFn sawbB = [](unsigned, int64_t, int64_t n) {
+    return int4Code((n + n / 16) % 2 ? -7 : 7);
+  };
+  CodeFn luqA = [](unsigned, int64_t m, int64_t) {
+    return log4Max(m % 3 ? 1 : -1);
+  };
+  CodeFn luqB = [](unsigned, int64_t, int64_t n) {
+    return log4Max((n + n / 16) % 2 ? 1 : -1);
+  };
+  checkPacked(sawbTimesLuq, kEdgeRows, kWideEdgeCols, K, sawbA, luqB);
+  checkPacked(GemmSpec::backwardData(DType::Packed4), kEdgeRows,
+              kWideEdgeCols, K, luqA, sawbB);
+}
+
 /// Shapes around the tile (6 x 16, K in quads): odd K, K one past and one
-/// short of a quad and of the AVX2 block of 16 quads, and random ones.
+/// short of a quad and of the AVX2 block of 16 quads; column counts around
+/// the AVX-512 tile of four column blocks (64 columns) and its leftover
+/// blocks; and random ones.
 std::vector<std::array<int64_t, 3>> edgeShapes(std::mt19937 &rng) {
   std::vector<std::array<int64_t, 3>> shapes = {
-      {1, 1, 1},  {6, 16, 4},   {7, 17, 5},   {5, 15, 3},
-      {13, 33, 63}, {12, 32, 64}, {11, 31, 65}, {1, 47, 129}};
+      {1, 1, 1},    {6, 16, 4},   {7, 17, 5},   {5, 15, 3},
+      {13, 33, 63}, {12, 32, 64}, {11, 31, 65}, {1, 47, 129},
+      {6, 64, 4},   {7, 63, 9},   {7, 65, 5},   {13, 113, 63}};
   std::uniform_int_distribution<int64_t> dim(1, 70);
   for (int i = 0; i < 3; ++i)
     shapes.push_back({dim(rng), dim(rng), 2 * dim(rng) + 1});

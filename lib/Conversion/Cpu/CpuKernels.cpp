@@ -145,7 +145,8 @@ std::string lq::describeCpuKernels(const GemmSpec &spec,
          " relu=" + (spec.relu ? "1" : "0") +
          " out=" + (spec.bf16Output() ? "bf16" : "f32") +
          " tile=" + std::to_string(kCpuTileRows) + "x" +
-         std::to_string(kCpuTileCols) + " dot=" + cpuDotProductName(options.dot);
+         std::to_string(kCpuTileCols * cpuTileColBlocks(options.dot)) +
+         " dot=" + cpuDotProductName(options.dot);
 }
 
 OwningOpRef<ModuleOp>

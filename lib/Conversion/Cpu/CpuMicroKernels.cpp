@@ -88,58 +88,104 @@ void KernelModuleBuilder::buildEpilogue(Value out, Value ldc, Value m,
 // lq_gemm(panelA, panelB, M, N, Kq, S, mb0, mb1, scale, bias, out, ldc,
 // group): row blocks [mb0, mb1) times every column block, `group` row blocks
 // at a time, so that their A panels stay in cache while every B panel
-// streams past them once per group.
+// streams past them once per group. A tile covers cpuTileColBlocks
+// adjacent column blocks; the blocks left over are tiles of one block.
 void KernelModuleBuilder::buildGemm() {
   Type i16 = b.getI16Type(), i32 = b.getI32Type(), f32 = b.getF32Type();
   Type outElem = spec.bf16Output() ? Type(i16) : f32;
   GemmArgs args;
   beginFunction("lq_gemm", cpu::kGemmKinds, {i32, i32, f32, outElem}, args);
-  Value panelA = args.panelA, panelB = args.panelB, M = args.m, N = args.n,
-        Kq = args.kQuads, S = args.samples, scale = args.scale,
-        bias = args.bias, out = args.out, ldc = args.ldc, group = args.group;
-  Value colBlocks = ceilDiv(N, kCpuTileCols);
-  Value aBlockWords =
-      muli(addi(muli(S, Kq), index(1)), index(kCpuTileRows));
-  Value bBlockWords = muli(addi(Kq, index(1)), index(kCpuTileCols));
+  int64_t wide = cpuTileColBlocks(options.dot);
+  Value colBlocks = ceilDiv(args.n, kCpuTileCols);
+  Value wideBlocks = roundDown(colBlocks, wide);
   // Edge tiles go through this stack copy; allocated once, outside the loops.
   Value tile = memref::AllocaOp::create(
       b, MemRefType::get({kCpuTileRows * kCpuTileCols}, b.getI32Type()));
 
-  auto groups = scf::ForOp::create(b, args.blockBegin, args.blockEnd, group);
+  auto groups =
+      scf::ForOp::create(b, args.blockBegin, args.blockEnd, args.group);
   b.setInsertionPointToStart(groups.getBody());
-  Value groupEnd = arith::MinUIOp::create(
-      b, addi(groups.getInductionVar(), group), args.blockEnd);
-  forLoop(index(0), colBlocks, {}, [&](Value nblock, ValueRange) {
-    forLoop(groups.getInductionVar(), groupEnd, {}, [&](Value mb, ValueRange) {
-      Value aBlock = muli(mb, aBlockWords);
-      Value bBlock = muli(nblock, bBlockWords);
-      MicroKernelPanels panels{panelA, panelB,
-                               addi(bBlock, index(kCpuTileCols)), Kq};
-      auto samples = forLoop(
-          index(0), S, initialAccumulators(panelA, aBlock, panelB, bBlock),
-          [&](Value s, ValueRange acc) {
-            panels.aBase = addi(aBlock, muli(addi(muli(s, Kq), index(1)),
-                                             index(kCpuTileRows)));
-            switch (options.dot) {
-            case CpuDotProduct::Avx2:
-              return avx2DotProducts(panels, acc);
-            case CpuDotProduct::AvxVnni:
-              return vnniDotProducts(panels, acc);
-            case CpuDotProduct::Avx512Vnni:
-              break;
-            }
-            return vnni512DotProducts(panels, acc);
-          });
-      SmallVector<Value> acc(samples.getResults());
-      buildEpilogue(out, ldc, muli(mb, index(kCpuTileRows)),
-                    muli(nblock, index(kCpuTileCols)), M, N, scale, bias, tile,
-                    acc);
-      return SmallVector<Value>{};
+  Value groupBegin = groups.getInductionVar();
+  Value groupEnd = arith::MinUIOp::create(b, addi(groupBegin, args.group),
+                                          args.blockEnd);
+  auto tiles = [&](Value nblock, int64_t blocks) {
+    forEach(groupBegin, groupEnd, [&](Value mb) {
+      buildTile(args, tile, mb, nblock, blocks);
     });
-    return SmallVector<Value>{};
-  });
+  };
+  auto tileLoop = [&](Value begin, Value end, int64_t blocks) {
+    scf::ForOp::create(b, begin, end, index(blocks), ValueRange{},
+                       [&](OpBuilder &, Location, Value nblock, ValueRange) {
+                         tiles(nblock, blocks);
+                         scf::YieldOp::create(b);
+                       });
+  };
+  tileLoop(index(0), wideBlocks, wide);
+  if (wide > 1)
+    tileLoop(wideBlocks, colBlocks, 1);
   b.setInsertionPointAfter(groups);
   endFunction();
+}
+
+// The tile of row block `mb` and the `blocks` column blocks from `nblock`:
+// the dot products over every SMP sample, then the epilogue per column
+// block.
+void KernelModuleBuilder::buildTile(const GemmArgs &args, Value tile,
+                                    Value mb, Value nblock, int64_t blocks) {
+  constexpr int64_t perBlock = kCpuTileRows * (kCpuTileCols / kLanes);
+  Value Kq = args.kQuads, S = args.samples;
+  Value aBlockWords = muli(addi(muli(S, Kq), index(1)), index(kCpuTileRows));
+  Value bBlockWords = muli(addi(Kq, index(1)), index(kCpuTileCols));
+  Value aBlock = muli(mb, aBlockWords);
+  MicroKernelPanels panels{args.panelA, args.panelB, {}, Kq, Value()};
+  SmallVector<Value> init;
+  for (int64_t j = 0; j < blocks; ++j) {
+    Value bBlock = muli(addi(nblock, index(j)), bBlockWords);
+    panels.bBases.push_back(addi(bBlock, index(kCpuTileCols)));
+    llvm::append_range(init, initialAccumulators(args.panelA, aBlock,
+                                                 args.panelB, bBlock));
+  }
+  prefetchOutput(args.out, args.ldc, muli(mb, index(kCpuTileRows)),
+                 muli(nblock, index(kCpuTileCols)), blocks);
+  auto samples = forLoop(index(0), S, init, [&](Value s, ValueRange acc) {
+    panels.aBase = addi(
+        aBlock, muli(addi(muli(s, Kq), index(1)), index(kCpuTileRows)));
+    switch (options.dot) {
+    case CpuDotProduct::Avx2:
+      return avx2DotProducts(panels, acc);
+    case CpuDotProduct::AvxVnni:
+      return vnniDotProducts(panels, acc);
+    case CpuDotProduct::Avx512Vnni:
+      break;
+    }
+    return vnni512DotProducts(panels, acc);
+  });
+  ValueRange acc = samples.getResults();
+  for (int64_t j = 0; j < blocks; ++j)
+    buildEpilogue(args.out, args.ldc, muli(mb, index(kCpuTileRows)),
+                  muli(addi(nblock, index(j)), index(kCpuTileCols)), args.m,
+                  args.n, args.scale, args.bias, tile,
+                  SmallVector<Value>(acc.slice(j * perBlock, perBlock)));
+}
+
+// The output lines a tile will write, fetched for writing while its dot
+// products run: a large output is not in cache, and without this every
+// epilogue waits for its lines. The first element of each column block and
+// the row's last element touch every line of a row. Rows past the output's
+// end are fetched too: a prefetch cannot fault.
+void KernelModuleBuilder::prefetchOutput(Value out, Value ldc, Value m,
+                                         Value n, int64_t blocks) {
+  SmallVector<int64_t> columns;
+  for (int64_t j = 0; j < blocks; ++j)
+    columns.push_back(j * kCpuTileCols);
+  columns.push_back(blocks * kCpuTileCols - 1);
+  for (int64_t r = 0; r < kCpuTileRows; ++r) {
+    Value row = addi(muli(addi(m, index(r)), ldc), n);
+    for (int64_t c : columns)
+      memref::PrefetchOp::create(b, out, ValueRange{addi(row, index(c))},
+                                 /*isWrite=*/true, /*localityHint=*/3,
+                                 /*isDataCache=*/true);
+  }
 }
 
 // The accumulators of a tile start at the offset's correction (see the
@@ -183,7 +229,7 @@ KernelModuleBuilder::quadOperands(const MicroKernelPanels &p, Value q) {
   auto byteType = VectorType::get({4 * kLanes}, b.getI8Type());
   bool lhsUnsigned = byteOperands(spec).lhsUnsigned;
   QuadOperands ops;
-  Value bOffset = addi(p.bBase, muli(q, index(kCpuTileCols)));
+  Value bOffset = addi(p.bBases.front(), muli(q, index(kCpuTileCols)));
   for (int64_t h = 0; h < halves; ++h)
     ops.rhs.push_back(vector::BitCastOp::create(
         b, byteType,
@@ -224,11 +270,14 @@ KernelModuleBuilder::vnniDotProducts(const MicroKernelPanels &p,
   return SmallVector<Value>(quads.getResults());
 }
 
-// AVX-512 VNNI: one 512-bit vpdpbusd per row and K quad covers the tile's
-// 16 columns. Even and odd quads go to two sets of accumulators, so that 12
-// independent sums hide the instruction's latency as the 256-bit form's 12
-// do; the sets are added at the end, and split into the halves the
-// epilogue takes.
+// AVX-512 VNNI: one 512-bit vpdpbusd per row, K quad and column block
+// covers the block's 16 columns. A tile of two blocks (6 x 32) loads two B
+// vectors and six A words per quad for 12 dot products, which the two
+// vpdpbusd ports can run back to back, and its 12 sums are independent
+// enough to hide the instruction's latency. A tile of one block puts even
+// and odd quads into two sets of accumulators for the same 12 sums; the
+// sets are added at the end. Each row's sums are split into the halves
+// the epilogue takes.
 SmallVector<Value>
 KernelModuleBuilder::vnni512DotProducts(const MicroKernelPanels &p,
                                         ValueRange init) {
@@ -238,65 +287,78 @@ KernelModuleBuilder::vnni512DotProducts(const MicroKernelPanels &p,
   auto byteType = VectorType::get({4 * kCpuTileCols}, b.getI8Type());
   StringAttr vpdpbusd = b.getStringAttr("llvm.x86.avx512.vpdpbusd.512");
   bool lhsUnsigned = byteOperands(spec).lhsUnsigned;
+  int64_t blocks = int64_t(p.bBases.size());
+  // Accumulators of one set: row r of block j at j * kCpuTileRows + r.
+  int64_t width = blocks * kCpuTileRows;
+  bool twoSets = blocks == 1;
   SmallVector<int64_t> whole, low, high;
   for (int64_t i = 0; i < kCpuTileCols; ++i) {
     whole.push_back(i);
     (i < kLanes ? low : high).push_back(i);
   }
 
-  // Quad q added to the accumulators `sums` of the tile's rows.
+  // Quad q added to one set of accumulators.
   auto quad = [&](Value q, ValueRange sums) {
-    Value bv = vector::BitCastOp::create(
-        b, byteType,
-        vector::LoadOp::create(
-            b, rowType, p.panelB,
-            ValueRange{addi(p.bBase, muli(q, index(kCpuTileCols)))}));
+    SmallVector<Value> bv;
+    for (Value bBase : p.bBases)
+      bv.push_back(vector::BitCastOp::create(
+          b, byteType,
+          vector::LoadOp::create(
+              b, rowType, p.panelB,
+              ValueRange{addi(bBase, muli(q, index(kCpuTileCols)))})));
     Value aOffset = addi(p.aBase, muli(q, index(kCpuTileRows)));
-    SmallVector<Value> next;
+    SmallVector<Value> next(sums.begin(), sums.end());
     for (int64_t r = 0; r < kCpuTileRows; ++r) {
       Value word = memref::LoadOp::create(b, p.panelA,
                                           ValueRange{addi(aOffset, index(r))});
       Value av = vector::BitCastOp::create(
           b, byteType, vector::BroadcastOp::create(b, rowType, word));
-      next.push_back(LLVM::CallIntrinsicOp::create(
-                         b, rowType, vpdpbusd,
-                         ValueRange{sums[r], lhsUnsigned ? av : bv,
-                                    lhsUnsigned ? bv : av})
-                         .getResult(0));
+      for (int64_t j = 0; j < blocks; ++j) {
+        Value &sum = next[j * kCpuTileRows + r];
+        sum = LLVM::CallIntrinsicOp::create(
+                  b, rowType, vpdpbusd,
+                  ValueRange{sum, lhsUnsigned ? av : bv[j],
+                             lhsUnsigned ? bv[j] : av})
+                  .getResult(0);
+      }
     }
     return next;
   };
   SmallVector<Value> sums;
-  for (int64_t r = 0; r < kCpuTileRows; ++r)
-    sums.push_back(vector::ShuffleOp::create(b, init[r * halves],
-                                             init[r * halves + 1], whole));
-  Value zero = arith::ConstantOp::create(
-      b, DenseElementsAttr::get(rowType, b.getI32IntegerAttr(0)));
-  sums.append(kCpuTileRows, zero);
+  for (int64_t i = 0; i < width; ++i)
+    sums.push_back(vector::ShuffleOp::create(b, init[i * halves],
+                                             init[i * halves + 1], whole));
+  if (twoSets)
+    sums.append(width, arith::ConstantOp::create(
+                           b, DenseElementsAttr::get(
+                                  rowType, b.getI32IntegerAttr(0))));
   auto pairs = forLoop(
       index(0), arith::DivUIOp::create(b, p.kQuads, index(2)), sums,
       [&](Value i, ValueRange acc) {
         Value q = muli(i, index(2));
-        // The tile's B words (32 KiB at K = 2048) and the A words stream
-        // through L1 next to each other; fetched kAhead quads early they
-        // are there when the dot products need them. A prefetch past a
-        // panel's end is harmless: it cannot fault.
+        // The tile's B words (32 KiB per block at K = 2048) and the A
+        // words stream through L1 next to each other; fetched kAhead quads
+        // early they are there when the dot products need them. A
+        // prefetch past a panel's end is harmless: it cannot fault.
         constexpr int64_t kAhead = 16;
-        memref::PrefetchOp::create(
-            b, p.panelB,
-            ValueRange{addi(p.bBase, muli(addi(q, index(kAhead)),
-                                          index(kCpuTileCols)))},
-            /*isWrite=*/false, /*localityHint=*/3, /*isDataCache=*/true);
-        memref::PrefetchOp::create(
-            b, p.panelA,
-            ValueRange{addi(p.aBase, muli(addi(q, index(kAhead)),
-                                          index(kCpuTileRows)))},
-            /*isWrite=*/false, /*localityHint=*/3, /*isDataCache=*/true);
-        SmallVector<Value> next = quad(q, acc.take_front(kCpuTileRows));
-        next.append(quad(addi(q, index(1)), acc.drop_front(kCpuTileRows)));
+        auto prefetch = [&](Value panel, Value base, int64_t stride) {
+          memref::PrefetchOp::create(
+              b, panel,
+              ValueRange{addi(base, muli(addi(q, index(kAhead)),
+                                         index(stride)))},
+              /*isWrite=*/false, /*localityHint=*/3, /*isDataCache=*/true);
+        };
+        for (Value bBase : p.bBases)
+          prefetch(p.panelB, bBase, kCpuTileCols);
+        prefetch(p.panelA, p.aBase, kCpuTileRows);
+        SmallVector<Value> next = quad(q, acc.take_front(width));
+        Value odd = addi(q, index(1));
+        if (!twoSets)
+          return quad(odd, next);
+        next.append(quad(odd, acc.drop_front(width)));
         return next;
       });
-  // An odd last quad goes to the even set.
+  // An odd last quad goes to the first set.
   Value oddCount = arith::CmpIOp::create(
       b, arith::CmpIPredicate::ne,
       arith::RemUIOp::create(b, p.kQuads, index(2)), index(0));
@@ -306,16 +368,18 @@ KernelModuleBuilder::vnni512DotProducts(const MicroKernelPanels &p,
         ValueRange acc = pairs.getResults();
         SmallVector<Value> next =
             quad(arith::SubIOp::create(b, p.kQuads, index(1)),
-                 acc.take_front(kCpuTileRows));
-        next.append(acc.begin() + kCpuTileRows, acc.end());
+                 acc.take_front(width));
+        next.append(acc.begin() + width, acc.end());
         scf::YieldOp::create(b, next);
       },
       [&](OpBuilder &, Location) {
         scf::YieldOp::create(b, pairs.getResults());
       });
   SmallVector<Value> result;
-  for (int64_t r = 0; r < kCpuTileRows; ++r) {
-    Value row = addi(last.getResult(r), last.getResult(kCpuTileRows + r));
+  for (int64_t i = 0; i < width; ++i) {
+    Value row = last.getResult(i);
+    if (twoSets)
+      row = addi(row, last.getResult(width + i));
     result.push_back(vector::ShuffleOp::create(b, row, row, low));
     result.push_back(vector::ShuffleOp::create(b, row, row, high));
   }

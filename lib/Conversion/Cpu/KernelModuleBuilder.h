@@ -188,9 +188,12 @@ private:
   void buildPackB();
 
   /// Where a tile's micro-kernel reads: A's words of one sample from
-  /// `aBase`, B's from `bBase` (past the headers), over `kQuads` quads.
+  /// `aBase`, B's of each of the tile's column blocks from `bBases` (past
+  /// the headers), over `kQuads` quads.
   struct MicroKernelPanels {
-    Value panelA, panelB, bBase, kQuads, aBase;
+    Value panelA, panelB;
+    SmallVector<Value, 4> bBases;
+    Value kQuads, aBase;
   };
   /// One K quad's operands as byte vectors: `lhs` a row's word broadcast,
   /// `rhs` half a tile's columns.
@@ -214,6 +217,9 @@ private:
   SmallVector<Value> avx2DotProducts(const MicroKernelPanels &p,
                                      ValueRange init);
   void buildGemm();
+  void buildTile(const GemmArgs &args, Value tile, Value mb, Value nblock,
+                 int64_t blocks);
+  void prefetchOutput(Value out, Value ldc, Value m, Value n, int64_t blocks);
   void buildEpilogue(Value out, Value ldc, Value m, Value n, Value rows,
                      Value cols, Value scale, Value bias, Value tile,
                      ArrayRef<Value> acc);

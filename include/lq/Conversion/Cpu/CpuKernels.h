@@ -68,6 +68,14 @@ std::string describeCpuKernels(const GemmSpec &spec,
 constexpr int64_t kCpuTileRows = 6;
 constexpr int64_t kCpuTileCols = 16;
 constexpr int64_t kCpuKQuad = 4;
+/// Adjacent column blocks (of kCpuTileCols, as the B panels hold them) a
+/// micro-kernel tile covers: four on the AVX-512 path, whose 6 x 64 tile
+/// runs 24 vpdpbusd per K quad on 4 B loads and 6 A broadcasts (a tile of
+/// one block, 6 vpdpbusd on 1 load and 6 broadcasts, is bound by the
+/// loads), else one.
+inline int64_t cpuTileColBlocks(CpuDotProduct dot) {
+  return dot == CpuDotProduct::Avx512Vnni ? 4 : 1;
+}
 
 /// The panels lq_pack_a and lq_pack_b write, in 32-bit words. A block of
 /// kCpuTileRows rows of A is a header of one correction word per row, then
