@@ -29,17 +29,24 @@ func.func @backward_data(%dy: tensor<?x512xf32>, %wp: tensor<512x392xi8>, %seed:
 }
 
 // The LUQ max and the quantization take 16 lanes at a time;
-// Philox is two 32x32->64 multiplies per round in 64-bit lanes: a block
-// per element at a row's ends, a block per lane in between.
+// Philox is two 32x32->64 multiplies per round in 64-bit lanes, two rounds
+// a step of a loop of five: a block per element at a row's ends, a block
+// per lane in between (four groups of 8 lanes side by side).
 // CHECK: func.func @lq_gemm0_maxabs_lhs({{.*}}) attributes {llvm.emit_c_interface}
 // CHECK: vector.maskedload
 // CHECK: vector.reduction <maxui>
 // CHECK: func.func @lq_gemm0_quant_lhs(
-// CHECK-COUNT-20: arith.muli {{.*}} : vector<16xi64>
+// CHECK: scf.for {{.*}} to %c5{{(_[0-9]+)?}} step {{.*}} -> (vector<16xi64>,
+// CHECK-COUNT-4: arith.muli {{.*}} : vector<16xi64>
 // CHECK: vector.maskedstore {{.*}} vector<16xi1>, vector<16xi8>
-// CHECK-COUNT-20: arith.muli {{.*}} : vector<8xi64>
+// CHECK: scf.for {{.*}} to %c5{{(_[0-9]+)?}} step {{.*}} -> (vector<8xi64>,
+// CHECK-COUNT-16: arith.muli {{.*}} : vector<8xi64>
 // CHECK: vector.store {{.*}} vector<16xi8>
+// Interior rows of dy's codes (one per byte): 8 K quads of each of the 6
+// rows by one load, decoded in i8 lanes, shuffled into panel order.
 // CHECK: func.func @lq_gemm0_pack_a(
+// CHECK-COUNT-6: vector.load {{.*}} vector<32xi8>
+// CHECK-COUNT-3: vector.store {{.*}} : memref<?xi32>, vector<16xi32>
 // CHECK: func.func @lq_gemm0_pack_b(
 // AVX2: 12 vpmaddubsw (unsigned x signed bytes) per K quad summed in i16,
 // then 12 vpmaddwd by ones widen the sums into the i32 accumulators.

@@ -30,6 +30,9 @@ namespace lq::cpu_stages {
 //    with o = 8 (u in -8..7), 15 * 64 * K * samples with o = 0. The
 //    contract bounds K * samples * 960 below 2^31.
 
+/// Quads of a row that a vector step of lq_pack_a takes: 32 bytes.
+constexpr int64_t kPackAQuads = 8;
+
 ByteOperands byteOperands(const GemmSpec &spec) {
   auto offsetOf = [](const OperandSpec &op) {
     return op.format == Format::UInt4 ? 0 : 8;
@@ -65,6 +68,62 @@ Value KernelModuleBuilder::loadCodeValue(const OperandSpec &op, Value src,
   }
   return nb.decode(code, op.format);
 }
+
+namespace {
+
+/// The values of byte codes (a vector of i8) as NumericsBuilder::decode
+/// gives them, but in i8 lanes: every value fits a byte (see above).
+Value decodeBytes(ImplicitLocOpBuilder &b, Value codes, Format format) {
+  NumericsBuilder nb(b, cast<VectorType>(codes.getType()).getNumElements());
+  switch (format) {
+  case Format::UInt4:
+    return codes;
+  case Format::SInt4:
+    return arith::ShRSIOp::create(
+        b, arith::ShLIOp::create(b, codes, nb.i8(4)), nb.i8(4));
+  case Format::Log4: {
+    Value e = arith::AndIOp::create(b, codes, nb.i8(7));
+    // (1 << e) >> 1, unsigned: 1 << 7 is the sign bit of a byte.
+    Value magnitude = arith::ShRUIOp::create(
+        b, arith::ShLIOp::create(b, nb.i8(1), e), nb.i8(1));
+    Value negative = arith::CmpIOp::create(
+        b, arith::CmpIPredicate::ne,
+        arith::AndIOp::create(b, codes, nb.i8(8)), nb.i8(0));
+    return arith::SelectOp::create(
+        b, negative, arith::SubIOp::create(b, nb.i8(0), magnitude),
+        magnitude);
+  }
+  }
+  llvm_unreachable("unknown lq format");
+}
+
+/// The words of `rows` (vectors of `quads` words each, row r's quad j at
+/// r * quads + j once concatenated) in panel order, quad by quad: at most
+/// 16 words per vector.
+SmallVector<Value> interleaveRows(ImplicitLocOpBuilder &b,
+                                  ArrayRef<Value> rows, int64_t quads) {
+  auto concat = [&](Value x, Value y) -> Value {
+    int64_t n = cast<VectorType>(x.getType()).getNumElements() +
+                cast<VectorType>(y.getType()).getNumElements();
+    return vector::ShuffleOp::create(
+        b, x, y, llvm::to_vector(llvm::seq<int64_t>(0, n)));
+  };
+  static_assert(kCpuTileRows == 6, "the row pairs below assume six rows");
+  Value head = concat(concat(rows[0], rows[1]), concat(rows[2], rows[3]));
+  Value tail = concat(rows[4], rows[5]);
+  int64_t total = int64_t(rows.size()) * quads;
+  SmallVector<Value> chunks;
+  for (int64_t begin = 0; begin < total; begin += 16) {
+    SmallVector<int64_t> mask;
+    for (int64_t i = begin; i < std::min(total, begin + 16); ++i)
+      mask.push_back((i % int64_t(rows.size())) * quads +
+                     i / int64_t(rows.size()));
+    chunks.push_back(vector::ShuffleOp::create(b, head, tail, mask));
+  }
+  return chunks;
+}
+
+} // namespace
 
 Value KernelModuleBuilder::quadWord(ArrayRef<Value> values, int64_t offset) {
   NumericsBuilder nb(b);
@@ -105,10 +164,14 @@ void KernelModuleBuilder::buildPackA() {
   int64_t correction = bytes.lhsUnsigned ? 0 : bytes.offset;
   NumericsBuilder nb(b);
   // Row sums on the stack at constant indices: LLVM keeps them in
-  // registers.
-  Value sums;
-  if (correction)
+  // registers. The checked quads, which loop over the rows, add theirs
+  // apart (a dynamic index would keep all of them in memory).
+  Value sums, edgeSums;
+  if (correction) {
     sums = memref::AllocaOp::create(b, MemRefType::get({kCpuTileRows}, i32));
+    edgeSums =
+        memref::AllocaOp::create(b, MemRefType::get({kCpuTileRows}, i32));
+  }
 
   // The value at (m, k) of a sample. Checked reads clamp the indices into
   // the operand and zero the padding; interior blocks skip that work.
@@ -124,34 +187,106 @@ void KernelModuleBuilder::buildPackA() {
         arith::CmpIOp::create(b, arith::CmpIPredicate::ult, k, K));
     return arith::SelectOp::create(b, inside, v, nb.i32(0)).getResult();
   };
+  // Where the words of quad q of sample s of row block mb start.
+  auto quadBase = [&](Value mb, Value s, Value q) {
+    return addi(muli(mb, blockWords),
+                muli(addi(muli(s, Kq), addi(q, index(1))),
+                     index(kCpuTileRows)));
+  };
+  // The word of row r (an index) of a quad, and its sum into `rowSums`.
+  auto packRow = [&](Value sampleSrc, Value mb, Value k0, Value base,
+                     Value r, Value rowSums, bool checked) {
+    Value m = addi(muli(mb, index(kCpuTileRows)), r);
+    SmallVector<Value> values;
+    for (int64_t j = 0; j < kCpuKQuad; ++j)
+      values.push_back(value(sampleSrc, m, addi(k0, index(j)), checked));
+    memref::StoreOp::create(b, quadWord(values, offset), panel,
+                            ValueRange{addi(base, r)});
+    if (!correction)
+      return;
+    Value sum = memref::LoadOp::create(b, rowSums, ValueRange{r});
+    for (Value v : values)
+      sum = addi(sum, v);
+    memref::StoreOp::create(b, sum, rowSums, ValueRange{r});
+  };
+  // Interior quads unroll the rows; the checked ones, at the edges of the
+  // operand, loop over them: unrolled, they were half of this stage's
+  // compile time for a few percent of its words.
   auto packQuads = [&](Value mb, Value s, Value sampleSrc, Value qBegin,
                        Value qEnd, bool checked) {
     forEach(qBegin, qEnd, [&](Value q) {
       Value k0 = muli(q, index(kCpuKQuad));
-      Value base = addi(muli(mb, blockWords),
-                        muli(addi(muli(s, Kq), addi(q, index(1))),
-                             index(kCpuTileRows)));
+      Value base = quadBase(mb, s, q);
+      if (checked) {
+        forEach(index(0), index(kCpuTileRows), [&](Value r) {
+          packRow(sampleSrc, mb, k0, base, r, edgeSums, true);
+        });
+        return;
+      }
+      for (int64_t r = 0; r < kCpuTileRows; ++r)
+        packRow(sampleSrc, mb, k0, base, index(r), sums, false);
+    });
+  };
+  // A stored [M, K] one code per byte: a row's run of `quads` quads is one
+  // vector of bytes, decoded in i8 lanes and offset there, and the rows'
+  // words are interleaved by shuffles. Quads [qBegin, qBegin + steps *
+  // quads) of interior rows; generated so, the loops need none of LLVM's
+  // vectorizers, whose time on this stage dominated its compile.
+  bool byteRows = !op.transposed && op.dtype != DType::Packed4;
+  auto packQuadVectors = [&](Value mb, Value s, Value sampleSrc,
+                             Value qBegin, Value steps, int64_t quads) {
+    auto bytes = VectorType::get({kCpuKQuad * quads}, i8);
+    auto words = VectorType::get({quads}, i32);
+    NumericsBuilder vnb(b, kCpuKQuad * quads);
+    forEach(index(0), steps, [&](Value step) {
+      Value q = addi(qBegin, muli(step, index(quads)));
+      Value k0 = muli(q, index(kCpuKQuad));
+      SmallVector<Value> rows;
       for (int64_t r = 0; r < kCpuTileRows; ++r) {
         Value m = addi(muli(mb, index(kCpuTileRows)), index(r));
-        SmallVector<Value> values;
-        for (int64_t j = 0; j < kCpuKQuad; ++j)
-          values.push_back(value(sampleSrc, m, addi(k0, index(j)), checked));
-        memref::StoreOp::create(b, quadWord(values, offset), panel,
-                                ValueRange{addi(base, index(r))});
+        Value codes = vector::LoadOp::create(
+            b, bytes, sampleSrc, ValueRange{addi(muli(m, rowStride), k0)});
+        Value values = decodeBytes(b, codes, op.format);
+        Value offsetValues =
+            offset ? arith::AddIOp::create(b, values, vnb.i8(offset))
+                         .getResult()
+                   : values;
+        rows.push_back(vector::BitCastOp::create(b, words, offsetValues));
         if (!correction)
           continue;
-        Value sum = memref::LoadOp::create(b, sums, ValueRange{index(r)});
-        for (Value v : values)
-          sum = addi(sum, v);
-        memref::StoreOp::create(b, sum, sums, ValueRange{index(r)});
+        Value sum = reduce(vector::CombiningKind::ADD,
+                           arith::ExtSIOp::create(b, vnb.shaped(i32), values));
+        memref::StoreOp::create(
+            b,
+            addi(memref::LoadOp::create(b, sums, ValueRange{index(r)}), sum),
+            sums, ValueRange{index(r)});
+      }
+      Value at = quadBase(mb, s, q);
+      for (Value chunk : interleaveRows(b, rows, quads)) {
+        vector::StoreOp::create(b, chunk, panel, ValueRange{at});
+        at = addi(at, index(cast<VectorType>(chunk.getType()).getNumElements()));
       }
     });
+  };
+  // Interior quads: vectors of kPackAQuads quads, then of one.
+  auto packInterior = [&](Value mb, Value s, Value sampleSrc,
+                          Value wholeQuads) {
+    if (!byteRows) {
+      packQuads(mb, s, sampleSrc, index(0), wholeQuads, false);
+      return;
+    }
+    Value steps = arith::DivUIOp::create(b, wholeQuads, index(kPackAQuads));
+    packQuadVectors(mb, s, sampleSrc, index(0), steps, kPackAQuads);
+    Value vectorEnd = muli(steps, index(kPackAQuads));
+    packQuadVectors(mb, s, sampleSrc, vectorEnd,
+                    arith::SubIOp::create(b, wholeQuads, vectorEnd), 1);
   };
   Value wholeQuads = arith::DivUIOp::create(b, K, index(kCpuKQuad));
   forEach(args.blockBegin, args.blockEnd, [&](Value mb) {
     if (correction)
       for (int64_t r = 0; r < kCpuTileRows; ++r)
-        memref::StoreOp::create(b, nb.i32(0), sums, ValueRange{index(r)});
+        for (Value rowSums : {sums, edgeSums})
+          memref::StoreOp::create(b, nb.i32(0), rowSums, ValueRange{index(r)});
     Value rowsInside = arith::CmpIOp::create(
         b, arith::CmpIPredicate::ule,
         muli(addi(mb, index(1)), index(kCpuTileRows)), M);
@@ -164,7 +299,7 @@ void KernelModuleBuilder::buildPackA() {
       scf::IfOp::create(
           b, rowsInside,
           [&](OpBuilder &, Location) {
-            packQuads(mb, s, sampleSrc, index(0), wholeQuads, false);
+            packInterior(mb, s, sampleSrc, wholeQuads);
             packQuads(mb, s, sampleSrc, wholeQuads, Kq, true);
             scf::YieldOp::create(b);
           },
@@ -176,8 +311,10 @@ void KernelModuleBuilder::buildPackA() {
     for (int64_t r = 0; r < kCpuTileRows; ++r) {
       Value header = nb.i32(0);
       if (correction)
-        header = muli(memref::LoadOp::create(b, sums, ValueRange{index(r)}),
-                      nb.i32(-correction));
+        header = muli(
+            addi(memref::LoadOp::create(b, sums, ValueRange{index(r)}),
+                 memref::LoadOp::create(b, edgeSums, ValueRange{index(r)})),
+            nb.i32(-correction));
       memref::StoreOp::create(b, header, panel,
                               ValueRange{addi(muli(mb, blockWords), index(r))});
     }

@@ -195,24 +195,46 @@ KernelModuleBuilder::philoxBlocks(Value seed, Value stream, Value sample,
   Value m0 = splat64(kM0), m1 = splat64(kM1);
   Value w0 = splat64(kW0), w1 = splat64(kW1);
   Value seedWide = toWide(seed);
-  Value k0 = seedWide, k1 = high(seedWide);
-  SmallVector<std::array<Value, 4>> words;
+  // The state: each block's four words, then the key's two.
+  SmallVector<Value> init;
   for (Value block : blocks)
-    words.push_back({block, high(block), toWide(sample), toWide(stream)});
-  for (int round = 0; round < kRounds; ++round) {
-    if (round > 0) {
-      k0 = arith::AddIOp::create(b, k0, w0);
-      k1 = arith::AddIOp::create(b, k1, w1);
-    }
-    for (std::array<Value, 4> &c : words) {
-      Value p0 = mulWide(m0, c[0]), p1 = mulWide(m1, c[2]);
+    init.append({block, high(block), toWide(sample), toWide(stream)});
+  init.append({seedWide, high(seedWide)});
+  size_t keys = 4 * blocks.size();
+  auto round = [&](SmallVector<Value> &state) {
+    Value k0 = state[keys], k1 = state[keys + 1];
+    for (size_t w = 0; w < keys; w += 4) {
+      Value p0 = mulWide(m0, state[w]), p1 = mulWide(m1, state[w + 2]);
       Value x0 = arith::XOrIOp::create(
-          b, arith::XOrIOp::create(b, high(p1), c[1]), k0);
+          b, arith::XOrIOp::create(b, high(p1), state[w + 1]), k0);
       Value x2 = arith::XOrIOp::create(
-          b, arith::XOrIOp::create(b, high(p0), c[3]), k1);
-      c = {x0, p1, x2, p0};
+          b, arith::XOrIOp::create(b, high(p0), state[w + 3]), k1);
+      state[w] = x0;
+      state[w + 1] = p1;
+      state[w + 2] = x2;
+      state[w + 3] = p0;
     }
-  }
+    state[keys] = arith::AddIOp::create(b, k0, w0);
+    state[keys + 1] = arith::AddIOp::create(b, k1, w1);
+  };
+  // A loop of two rounds a step, carrying the state. All ten unrolled made
+  // one straight-line block that took most of the quantizer's compile time
+  // (instruction combining and selection), for no faster code; one round
+  // a step moved the state between registers every round.
+  constexpr int64_t kRoundsPerStep = 2;
+  static_assert(kRounds % kRoundsPerStep == 0);
+  scf::ForOp rounds = forLoop(
+      index(0), index(kRounds / kRoundsPerStep), init,
+      [&](Value, ValueRange state) {
+        SmallVector<Value> next(state);
+        for (int64_t r = 0; r < kRoundsPerStep; ++r)
+          round(next);
+        return next;
+      });
+  SmallVector<std::array<Value, 4>> words;
+  ValueRange out = rounds.getResults();
+  for (size_t w = 0; w < keys; w += 4)
+    words.push_back({out[w], out[w + 1], out[w + 2], out[w + 3]});
   return words;
 }
 
