@@ -56,9 +56,6 @@ Result<HostObject> lq::compileHostObject(const GemmSpec &spec,
     fn.setName(name);
     result.stages.push_back({"_mlir_ciface_" + name, paramsOf(fn)});
   }
-  llvm::raw_string_ostream os(kernels.text);
-  kernels.text.clear();
-  kernels.module->print(os);
   // One object, the stages compiled in turn: a program links it like any
   // other.
   auto objects = (*jit)->compile(kernels, "", prefix, /*maxParts=*/1);

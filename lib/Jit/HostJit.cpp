@@ -437,8 +437,6 @@ HostJit::KernelModule HostJit::build(const GemmSpec &spec,
   kernels.module =
       quantizeOnly ? buildCpuQuantizeKernels(*kernels.context, spec.lhs)
                    : buildCpuGemmKernels(*kernels.context, spec, options);
-  llvm::raw_string_ostream os(kernels.text);
-  kernels.module->print(os);
   return kernels;
 }
 
@@ -499,7 +497,7 @@ Result<std::vector<std::string>> HostJit::compile(KernelModule &kernels,
                                                   unsigned maxParts) {
   mlir::MLIRContext &ctx = *kernels.context;
   dumpStage(dumpDir, name, "1-kernels.mlir",
-            [&](llvm::raw_ostream &os) { os << kernels.text; });
+            [&](llvm::raw_ostream &os) { kernels.module->print(os); });
   if (mlir::failed(kernels.module->verify()))
     return makeError("generated kernel module does not verify: " + name);
   std::lock_guard<std::mutex> lock(mutex);

@@ -57,8 +57,6 @@ public:
   struct KernelModule {
     std::unique_ptr<mlir::MLIRContext> context;
     mlir::OwningOpRef<mlir::ModuleOp> module;
-    /// The module printed: what the cache key hashes.
-    std::string text;
   };
   KernelModule build(const GemmSpec &spec, bool quantizeOnly) const;
 

@@ -139,13 +139,12 @@ RuntimeImpl::compile(const GemmSpec &spec, bool quantizeOnly,
     return host.takeError();
   const GemmSpec &cpuSpec = spec;
   std::string name = quantizeOnly ? "lq_quantize" : "lq_gemm";
-  // The generated IR is part of the key: a change of the generator changes
-  // the key even where the spec and versions do not.
-  HostJit::KernelModule kernels = (*host)->build(cpuSpec, quantizeOnly);
-  // The compiler identity covers lq's own lowering and post-processing,
-  // which the IR text does not.
+  // The generated IR is a function of what the key holds: the spec (the
+  // kernel's description), the dot product, and the generator's sources,
+  // which the compiler identity hashes with the rest of lq's (lowering and
+  // post-processing included). So the key needs no IR, and a cache hit
+  // generates none.
   std::string key = makeCompilerCacheKey({{"kernel", description},
-                                          {"ir", kernels.text},
                                           {"options", HostJit::options()},
                                           {"triple", (*host)->triple()},
                                           {"cpu", (*host)->cpu()},
@@ -157,6 +156,7 @@ RuntimeImpl::compile(const GemmSpec &spec, bool quantizeOnly,
   if (std::optional<std::string> dir = llvm::sys::Process::GetEnv("LQ_DUMP_DIR"))
     dumpDir = *dir;
   auto compileObject = [&]() -> Result<CompileResult> {
+    HostJit::KernelModule kernels = (*host)->build(cpuSpec, quantizeOnly);
     auto objects =
         (*host)->compile(kernels, dumpDir, name + "." + key.substr(0, 16));
     if (!objects)
