@@ -144,8 +144,9 @@ def LqCpuKernels : Pass<"lq-cpu-kernels", "::mlir::ModuleOp"> {
     * `pack_a` / `pack_b`: 8-bit integer values in 32-bit panel words for
       the micro-kernel, four K steps per word, one operand offset into the
       unsigned byte range with its exact correction in the panel;
-    * `gemm`: the 8-bit dot-product micro-kernel (6x16 tile, exact int32
-      accumulators, SMP samples summed in registers) and the f32 epilogue.
+    * `gemm`: the 8-bit dot-product micro-kernel (6x16 tiles, 6x64 with
+      `avx512-vnni`; exact int32 accumulators, SMP samples summed in
+      registers) and the f32 epilogue.
 
     `dot-product` names the micro-kernel's instruction, which the target
     CPU must have: `avx2-vpmaddubsw` (AVX2, the default), `avx-vnni` or

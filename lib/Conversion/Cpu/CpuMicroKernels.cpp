@@ -4,6 +4,9 @@
 
 namespace lq::cpu_stages {
 
+/// Accumulator words of a tile of one column block.
+constexpr int64_t kTileWords = kCpuTileRows * kCpuTileCols;
+
 //===----------------------------------------------------------------------===//
 // GEMM micro-kernel and epilogue
 //===----------------------------------------------------------------------===//
@@ -97,10 +100,14 @@ void KernelModuleBuilder::buildGemm() {
   beginFunction("lq_gemm", cpu::kGemmKinds, {i32, i32, f32, outElem}, args);
   int64_t wide = cpuTileColBlocks(options.dot);
   Value colBlocks = ceilDiv(args.n, kCpuTileCols);
-  Value wideBlocks = roundDown(colBlocks, wide);
-  // Edge tiles go through this stack copy; allocated once, outside the loops.
+  Value wideTiles = arith::DivUIOp::create(b, colBlocks, index(wide));
+  Value colTiles =
+      addi(wideTiles, arith::RemUIOp::create(b, colBlocks, index(wide)));
+  // Edge tiles go through the first tile of this stack copy, a wide tile's
+  // accumulators through the tiles after it; allocated once, outside the
+  // loops.
   Value tile = memref::AllocaOp::create(
-      b, MemRefType::get({kCpuTileRows * kCpuTileCols}, b.getI32Type()));
+      b, MemRefType::get({(wide > 1 ? 1 + wide : 1) * kTileWords}, i32));
 
   auto groups =
       scf::ForOp::create(b, args.blockBegin, args.blockEnd, args.group);
@@ -108,31 +115,61 @@ void KernelModuleBuilder::buildGemm() {
   Value groupBegin = groups.getInductionVar();
   Value groupEnd = arith::MinUIOp::create(b, addi(groupBegin, args.group),
                                           args.blockEnd);
-  auto tiles = [&](Value nblock, int64_t blocks) {
+  forEach(index(0), colTiles, [&](Value t) {
     forEach(groupBegin, groupEnd, [&](Value mb) {
-      buildTile(args, tile, mb, nblock, blocks);
+      if (wide == 1)
+        return epilogueBlock(args, tile, mb, t,
+                             tileDotProducts(args, mb, t, 1));
+      buildWideTile(args, tile, mb, t, wideTiles);
     });
-  };
-  auto tileLoop = [&](Value begin, Value end, int64_t blocks) {
-    scf::ForOp::create(b, begin, end, index(blocks), ValueRange{},
-                       [&](OpBuilder &, Location, Value nblock, ValueRange) {
-                         tiles(nblock, blocks);
-                         scf::YieldOp::create(b);
-                       });
-  };
-  tileLoop(index(0), wideBlocks, wide);
-  if (wide > 1)
-    tileLoop(wideBlocks, colBlocks, 1);
+  });
   b.setInsertionPointAfter(groups);
   endFunction();
 }
 
-// The tile of row block `mb` and the `blocks` column blocks from `nblock`:
-// the dot products over every SMP sample, then the epilogue per column
-// block.
-void KernelModuleBuilder::buildTile(const GemmArgs &args, Value tile,
-                                    Value mb, Value nblock, int64_t blocks) {
-  constexpr int64_t perBlock = kCpuTileRows * (kCpuTileCols / kLanes);
+// Tile `t` along N of row block `mb` where tiles are wide: those below
+// `wideTiles` cover cpuTileColBlocks column blocks, the others one. Both
+// kinds leave their accumulators in `tile` for one epilogue loop over the
+// blocks: a few stores and loads per tile, and one epilogue's code instead
+// of one per block and kind (compile time).
+void KernelModuleBuilder::buildWideTile(const GemmArgs &args, Value tile,
+                                        Value mb, Value t, Value wideTiles) {
+  int64_t wide = cpuTileColBlocks(options.dot);
+  Value isWide =
+      arith::CmpIOp::create(b, arith::CmpIPredicate::ult, t, wideTiles);
+  Value leftover = arith::SubIOp::create(b, t, wideTiles);
+  Value nblock =
+      arith::SelectOp::create(b, isWide, muli(t, index(wide)),
+                              addi(muli(wideTiles, index(wide)), leftover));
+  auto kinds = scf::IfOp::create(b, isWide, /*withElseRegion=*/true);
+  auto dotProducts = [&](Region &region, int64_t blocks) {
+    b.setInsertionPointToStart(&region.front());
+    SmallVector<Value> acc = tileDotProducts(args, mb, nblock, blocks);
+    for (auto [i, v] : llvm::enumerate(acc))
+      vector::StoreOp::create(b, v, tile,
+                              ValueRange{index(kTileWords + i * kLanes)});
+  };
+  dotProducts(kinds.getThenRegion(), wide);
+  dotProducts(kinds.getElseRegion(), 1);
+  b.setInsertionPointAfter(kinds);
+
+  auto accType = VectorType::get({kLanes}, b.getI32Type());
+  Value blocks = arith::SelectOp::create(b, isWide, index(wide), index(1));
+  forEach(index(0), blocks, [&](Value j) {
+    Value base = muli(addi(j, index(1)), index(kTileWords));
+    SmallVector<Value> acc;
+    for (int64_t i = 0; i < kTileWords / kLanes; ++i)
+      acc.push_back(vector::LoadOp::create(
+          b, accType, tile, ValueRange{addi(base, index(i * kLanes))}));
+    epilogueBlock(args, tile, mb, addi(nblock, j), acc);
+  });
+}
+
+// The accumulators of the tile of row block `mb` and the `blocks` column
+// blocks from `nblock`, after the dot products over every SMP sample.
+SmallVector<Value> KernelModuleBuilder::tileDotProducts(const GemmArgs &args,
+                                                        Value mb, Value nblock,
+                                                        int64_t blocks) {
   Value Kq = args.kQuads, S = args.samples;
   Value aBlockWords = muli(addi(muli(S, Kq), index(1)), index(kCpuTileRows));
   Value bBlockWords = muli(addi(Kq, index(1)), index(kCpuTileCols));
@@ -160,12 +197,16 @@ void KernelModuleBuilder::buildTile(const GemmArgs &args, Value tile,
     }
     return vnni512DotProducts(panels, acc);
   });
-  ValueRange acc = samples.getResults();
-  for (int64_t j = 0; j < blocks; ++j)
-    buildEpilogue(args.out, args.ldc, muli(mb, index(kCpuTileRows)),
-                  muli(addi(nblock, index(j)), index(kCpuTileCols)), args.m,
-                  args.n, args.scale, args.bias, tile,
-                  SmallVector<Value>(acc.slice(j * perBlock, perBlock)));
+  return SmallVector<Value>(samples.getResults());
+}
+
+// The epilogue of column block `nblock` of row block `mb`'s tile.
+void KernelModuleBuilder::epilogueBlock(const GemmArgs &args, Value tile,
+                                        Value mb, Value nblock,
+                                        ArrayRef<Value> acc) {
+  buildEpilogue(args.out, args.ldc, muli(mb, index(kCpuTileRows)),
+                muli(nblock, index(kCpuTileCols)), args.m, args.n, args.scale,
+                args.bias, tile, acc);
 }
 
 // The output lines a tile will write, fetched for writing while its dot
@@ -332,10 +373,13 @@ KernelModuleBuilder::vnni512DotProducts(const MicroKernelPanels &p,
     sums.append(width, arith::ConstantOp::create(
                            b, DenseElementsAttr::get(
                                   rowType, b.getI32IntegerAttr(0))));
-  auto pairs = forLoop(
-      index(0), arith::DivUIOp::create(b, p.kQuads, index(2)), sums,
+  // Quads per step: one for a tile of several blocks, whose sums are
+  // independent enough already; an even and an odd one for the two sets.
+  int64_t step = twoSets ? 2 : 1;
+  auto steps = forLoop(
+      index(0), arith::DivUIOp::create(b, p.kQuads, index(step)), sums,
       [&](Value i, ValueRange acc) {
-        Value q = muli(i, index(2));
+        Value q = muli(i, index(step));
         // The tile's B words (32 KiB per block at K = 2048) and the A
         // words stream through L1 next to each other; fetched kAhead quads
         // early they are there when the dot products need them. A
@@ -352,34 +396,33 @@ KernelModuleBuilder::vnni512DotProducts(const MicroKernelPanels &p,
           prefetch(p.panelB, bBase, kCpuTileCols);
         prefetch(p.panelA, p.aBase, kCpuTileRows);
         SmallVector<Value> next = quad(q, acc.take_front(width));
-        Value odd = addi(q, index(1));
-        if (!twoSets)
-          return quad(odd, next);
-        next.append(quad(odd, acc.drop_front(width)));
+        if (twoSets)
+          next.append(quad(addi(q, index(1)), acc.drop_front(width)));
         return next;
       });
-  // An odd last quad goes to the first set.
-  Value oddCount = arith::CmpIOp::create(
-      b, arith::CmpIPredicate::ne,
-      arith::RemUIOp::create(b, p.kQuads, index(2)), index(0));
-  auto last = scf::IfOp::create(
-      b, oddCount,
-      [&](OpBuilder &, Location) {
-        ValueRange acc = pairs.getResults();
-        SmallVector<Value> next =
-            quad(arith::SubIOp::create(b, p.kQuads, index(1)),
-                 acc.take_front(width));
-        next.append(acc.begin() + width, acc.end());
-        scf::YieldOp::create(b, next);
-      },
-      [&](OpBuilder &, Location) {
-        scf::YieldOp::create(b, pairs.getResults());
-      });
+  SmallVector<Value> sets(steps.getResults());
+  if (twoSets) {
+    // An odd last quad goes to the first set.
+    Value oddCount = arith::CmpIOp::create(
+        b, arith::CmpIPredicate::ne,
+        arith::RemUIOp::create(b, p.kQuads, index(2)), index(0));
+    auto last = scf::IfOp::create(
+        b, oddCount,
+        [&](OpBuilder &, Location) {
+          SmallVector<Value> next =
+              quad(arith::SubIOp::create(b, p.kQuads, index(1)),
+                   ValueRange(sets).take_front(width));
+          next.append(sets.begin() + width, sets.end());
+          scf::YieldOp::create(b, next);
+        },
+        [&](OpBuilder &, Location) { scf::YieldOp::create(b, sets); });
+    sets.assign(last.getResults().begin(), last.getResults().end());
+  }
   SmallVector<Value> result;
   for (int64_t i = 0; i < width; ++i) {
-    Value row = last.getResult(i);
+    Value row = sets[i];
     if (twoSets)
-      row = addi(row, last.getResult(width + i));
+      row = addi(row, sets[width + i]);
     result.push_back(vector::ShuffleOp::create(b, row, row, low));
     result.push_back(vector::ShuffleOp::create(b, row, row, high));
   }

@@ -217,8 +217,12 @@ private:
   SmallVector<Value> avx2DotProducts(const MicroKernelPanels &p,
                                      ValueRange init);
   void buildGemm();
-  void buildTile(const GemmArgs &args, Value tile, Value mb, Value nblock,
-                 int64_t blocks);
+  void buildWideTile(const GemmArgs &args, Value tile, Value mb, Value t,
+                     Value wideTiles);
+  SmallVector<Value> tileDotProducts(const GemmArgs &args, Value mb,
+                                     Value nblock, int64_t blocks);
+  void epilogueBlock(const GemmArgs &args, Value tile, Value mb, Value nblock,
+                     ArrayRef<Value> acc);
   void prefetchOutput(Value out, Value ldc, Value m, Value n, int64_t blocks);
   void buildEpilogue(Value out, Value ldc, Value m, Value n, Value rows,
                      Value cols, Value scale, Value bias, Value tile,
