@@ -97,20 +97,23 @@ Value decodeBytes(ImplicitLocOpBuilder &b, Value codes, Format format) {
   llvm_unreachable("unknown lq format");
 }
 
+/// The elements of `x`, then those of `y`, as one vector.
+Value concat(ImplicitLocOpBuilder &b, Value x, Value y) {
+  int64_t n = cast<VectorType>(x.getType()).getNumElements() +
+              cast<VectorType>(y.getType()).getNumElements();
+  return vector::ShuffleOp::create(
+      b, x, y, llvm::to_vector(llvm::seq<int64_t>(0, n)));
+}
+
 /// The words of `rows` (vectors of `quads` words each, row r's quad j at
 /// r * quads + j once concatenated) in panel order, quad by quad: at most
 /// 16 words per vector.
 SmallVector<Value> interleaveRows(ImplicitLocOpBuilder &b,
                                   ArrayRef<Value> rows, int64_t quads) {
-  auto concat = [&](Value x, Value y) -> Value {
-    int64_t n = cast<VectorType>(x.getType()).getNumElements() +
-                cast<VectorType>(y.getType()).getNumElements();
-    return vector::ShuffleOp::create(
-        b, x, y, llvm::to_vector(llvm::seq<int64_t>(0, n)));
-  };
   static_assert(kCpuTileRows == 6, "the row pairs below assume six rows");
-  Value head = concat(concat(rows[0], rows[1]), concat(rows[2], rows[3]));
-  Value tail = concat(rows[4], rows[5]);
+  Value head =
+      concat(b, concat(b, rows[0], rows[1]), concat(b, rows[2], rows[3]));
+  Value tail = concat(b, rows[4], rows[5]);
   int64_t total = int64_t(rows.size()) * quads;
   SmallVector<Value> chunks;
   for (int64_t begin = 0; begin < total; begin += 16) {
@@ -381,6 +384,56 @@ void KernelModuleBuilder::buildPackB() {
       });
     });
   };
+  // B stored [K, N] one code per byte: a quad of the block's columns is
+  // four row vectors, decoded in i8 lanes and offset there, whose bytes
+  // one shuffle interleaves into the columns' words. Quads [0, qEnd) of an
+  // interior block; the column sums are carried and added to the header.
+  bool byteRows = !op.transposed && op.dtype != DType::Packed4;
+  auto packQuadVectors = [&](Value nblock, Value qEnd) {
+    Value header = muli(nblock, blockWords);
+    Value n0 = muli(nblock, index(kCpuTileCols));
+    auto rowType = VectorType::get({kCpuTileCols}, i8);
+    auto wordsType = VectorType::get({kCpuTileCols}, i32);
+    NumericsBuilder vnb(b, kCpuTileCols);
+    SmallVector<int64_t> interleave;
+    for (int64_t c = 0; c < kCpuTileCols; ++c)
+      for (int64_t j = 0; j < kCpuKQuad; ++j)
+        interleave.push_back(j * kCpuTileCols + c);
+    scf::ForOp quads = forLoop(
+        index(0), qEnd, ValueRange{vnb.i32(0)},
+        [&](Value q, ValueRange sums) -> SmallVector<Value> {
+          Value k0 = muli(q, index(kCpuKQuad));
+          SmallVector<Value> rows;
+          Value colSums = sums[0];
+          for (int64_t j = 0; j < kCpuKQuad; ++j) {
+            Value codes = vector::LoadOp::create(
+                b, rowType, src,
+                ValueRange{addi(muli(addi(k0, index(j)), rowStride), n0)});
+            Value values = decodeBytes(b, codes, op.format);
+            rows.push_back(
+                offset ? arith::AddIOp::create(b, values, vnb.i8(offset))
+                             .getResult()
+                       : values);
+            if (correction)
+              colSums = addi(colSums,
+                             arith::ExtSIOp::create(b, wordsType, values));
+          }
+          Value quad = vector::ShuffleOp::create(
+              b, concat(b, rows[0], rows[1]), concat(b, rows[2], rows[3]),
+              interleave);
+          vector::StoreOp::create(
+              b, vector::BitCastOp::create(b, wordsType, quad), panel,
+              ValueRange{addi(header,
+                              muli(addi(q, index(1)), index(kCpuTileCols)))});
+          return {colSums};
+        });
+    if (!correction)
+      return;
+    Value before =
+        vector::LoadOp::create(b, wordsType, panel, ValueRange{header});
+    vector::StoreOp::create(b, addi(before, quads.getResult(0)), panel,
+                            ValueRange{header});
+  };
   Value wholeQuads = arith::DivUIOp::create(b, K, index(kCpuKQuad));
   forEach(args.blockBegin, args.blockEnd, [&](Value nblock) {
     Value header = muli(nblock, blockWords);
@@ -393,7 +446,10 @@ void KernelModuleBuilder::buildPackB() {
     scf::IfOp::create(
         b, colsInside,
         [&](OpBuilder &, Location) {
-          packQuads(nblock, index(0), wholeQuads, false);
+          if (byteRows)
+            packQuadVectors(nblock, wholeQuads);
+          else
+            packQuads(nblock, index(0), wholeQuads, false);
           packQuads(nblock, wholeQuads, Kq, true);
           scf::YieldOp::create(b);
         },
