@@ -134,7 +134,6 @@ def _forward_gemm(ctx, layer, x, weight, bias):
     tensors."""
     y = _forward(layer, x, weight, bias)
     ctx.layer = layer
-    ctx.state = layer._lq
     ctx.has_bias = bias is not None
     return y
 
@@ -416,7 +415,7 @@ class _Conv2dFunction(torch.autograd.Function):
             dy.float().permute(0, 2, 3, 1).reshape(-1, out_channels)
             .contiguous(), "grad_output")
         dcols, dw = _backward_gemms(
-            ctx.state, dy, weight.detach().reshape(out_channels, -1).contiguous(),
+            layer._lq, dy, weight.detach().reshape(out_channels, -1).contiguous(),
             cols)
         dcols = dcols.reshape(n, -1, cols.shape[1]).transpose(1, 2)
         dx = torch.nn.functional.fold(dcols, (height, width), **geometry)

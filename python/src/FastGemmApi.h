@@ -1,4 +1,4 @@
-//===- FastGemmApi.h - _lq's fast path for the other modules -*- C++ -*-===//
+//===- FastGemmApi.h - _lq's fast path for other modules --------*- C++ -*-===//
 //
 // The package's other extension modules (the torch layer, _lq_torch) launch
 // lq's kernels through _lq: one runtime, one kernel table and one error

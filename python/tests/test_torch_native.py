@@ -161,30 +161,22 @@ def test_the_graph_keeps_what_backward_needs_but_not_the_layer():
 
 def test_backward_on_autograd_threads():
     # Each thread's backward runs lq.torch's Python backward through the
-    # C++ node, taking the GIL; all must finish with the gradients a lone
-    # step gives.
+    # C++ node, taking the GIL; all must finish with finite gradients of
+    # the weight's shape (LUQ draws a new seed each step).
     torch.manual_seed(0)
     layers = [lqt.Linear(32, 16) for _ in range(4)]
     x = torch.randn(8, 32)
-    expected = []
-    for layer in layers:
-        layer(x).sum().backward()
-        expected.append(layer.weight.grad.clone())
-        layer.zero_grad(set_to_none=True)
     failures = []
 
-    def work(layer, want):
+    def work(layer):
         for _ in range(10):
             layer.zero_grad(set_to_none=True)
             layer(x).sum().backward()
-            # LUQ draws a new seed each step: compare the deterministic
-            # parts only (shape, finiteness, the SAWB forward).
-            if (layer.weight.grad.shape != want.shape or
+            if (layer.weight.grad.shape != layer.weight.shape or
                     not torch.isfinite(layer.weight.grad).all()):
                 failures.append(1)
 
-    threads = [threading.Thread(target=work, args=(l, e))
-               for l, e in zip(layers, expected)]
+    threads = [threading.Thread(target=work, args=(l,)) for l in layers]
     for t in threads:
         t.start()
     for t in threads:

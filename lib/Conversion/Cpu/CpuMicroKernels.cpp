@@ -1,4 +1,4 @@
-//===- CpuMicroKernels.cpp - dot products and epilogue ----------------------===//
+//===- CpuMicroKernels.cpp - dot products and epilogue --------------------===//
 
 #include "KernelModuleBuilder.h"
 

@@ -1,4 +1,4 @@
-//===- CpuPanels.cpp - packing into micro-kernel panels ---------------------===//
+//===- CpuPanels.cpp - packing into micro-kernel panels -------------------===//
 
 #include "KernelModuleBuilder.h"
 
@@ -67,6 +67,25 @@ Value KernelModuleBuilder::loadCodeValue(const OperandSpec &op, Value src,
                                   ValueRange{addi(muli(row, rowStride), col)});
   }
   return nb.decode(code, op.format);
+}
+
+Value KernelModuleBuilder::operandValue(const OperandSpec &op, Value src,
+                                        Value r, Value c,
+                                        const OperandBounds &bounds,
+                                        Value rowStride, bool checked) {
+  Value rc =
+      checked ? arith::MinUIOp::create(b, r, bounds.lastRow).getResult() : r;
+  Value cc =
+      checked ? arith::MinUIOp::create(b, c, bounds.lastCol).getResult() : c;
+  Value v = op.transposed ? loadCodeValue(op, src, cc, rc, rowStride)
+                          : loadCodeValue(op, src, rc, cc, rowStride);
+  if (!checked)
+    return v;
+  Value inside = arith::AndIOp::create(
+      b, arith::CmpIOp::create(b, arith::CmpIPredicate::ult, r, bounds.rows),
+      arith::CmpIOp::create(b, arith::CmpIPredicate::ult, c, bounds.cols));
+  return arith::SelectOp::create(b, inside, v, NumericsBuilder(b).i32(0))
+      .getResult();
 }
 
 namespace {
@@ -176,19 +195,10 @@ void KernelModuleBuilder::buildPackA() {
         memref::AllocaOp::create(b, MemRefType::get({kCpuTileRows}, i32));
   }
 
-  // The value at (m, k) of a sample. Checked reads clamp the indices into
-  // the operand and zero the padding; interior blocks skip that work.
+  // The value at (m, k) of a sample.
+  OperandBounds bounds{M, K, lastM, lastK};
   auto value = [&](Value sampleSrc, Value m, Value k, bool checked) {
-    Value mc = checked ? arith::MinUIOp::create(b, m, lastM).getResult() : m;
-    Value kc = checked ? arith::MinUIOp::create(b, k, lastK).getResult() : k;
-    Value v = op.transposed ? loadCodeValue(op, sampleSrc, kc, mc, rowStride)
-                            : loadCodeValue(op, sampleSrc, mc, kc, rowStride);
-    if (!checked)
-      return v;
-    Value inside = arith::AndIOp::create(
-        b, arith::CmpIOp::create(b, arith::CmpIPredicate::ult, m, M),
-        arith::CmpIOp::create(b, arith::CmpIPredicate::ult, k, K));
-    return arith::SelectOp::create(b, inside, v, nb.i32(0)).getResult();
+    return operandValue(op, sampleSrc, m, k, bounds, rowStride, checked);
   };
   // Where the words of quad q of sample s of row block mb start.
   auto quadBase = [&](Value mb, Value s, Value q) {
@@ -348,17 +358,9 @@ void KernelModuleBuilder::buildPackB() {
   int64_t correction = bytes.lhsUnsigned ? bytes.offset : 0;
   NumericsBuilder nb(b);
 
+  OperandBounds bounds{K, N, lastK, lastN};
   auto value = [&](Value k, Value n, bool checked) {
-    Value nc = checked ? arith::MinUIOp::create(b, n, lastN).getResult() : n;
-    Value kc = checked ? arith::MinUIOp::create(b, k, lastK).getResult() : k;
-    Value v = op.transposed ? loadCodeValue(op, src, nc, kc, rowStride)
-                            : loadCodeValue(op, src, kc, nc, rowStride);
-    if (!checked)
-      return v;
-    Value inside = arith::AndIOp::create(
-        b, arith::CmpIOp::create(b, arith::CmpIPredicate::ult, k, K),
-        arith::CmpIOp::create(b, arith::CmpIPredicate::ult, n, N));
-    return arith::SelectOp::create(b, inside, v, nb.i32(0)).getResult();
+    return operandValue(op, src, k, n, bounds, rowStride, checked);
   };
   auto packQuads = [&](Value nblock, Value qBegin, Value qEnd, bool checked) {
     Value header = muli(nblock, blockWords);

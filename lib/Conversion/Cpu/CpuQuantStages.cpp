@@ -1,4 +1,4 @@
-//===- CpuQuantStages.cpp - statistics and quantizer stages -----------------===//
+//===- CpuQuantStages.cpp - statistics and quantizer stages ---------------===//
 
 #include "KernelModuleBuilder.h"
 

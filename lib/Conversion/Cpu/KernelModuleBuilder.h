@@ -1,4 +1,4 @@
-//===- KernelModuleBuilder.h - the CPU stage generator's builder -*- C++ -*-===//
+//===- KernelModuleBuilder.h - the CPU stage builder ------------*- C++ -*-===//
 //
 // Private to lib/Conversion/Cpu: the builder of a module of x86-64 stage
 // functions, whose stages are defined by area in CpuQuantStages.cpp
@@ -162,6 +162,18 @@ private:
   /// The integer value (i32) of the code at (row, col) of a stored operand.
   Value loadCodeValue(const OperandSpec &op, Value src, Value row,
                       Value col, Value rowStride);
+  /// A GEMM operand's logical shape (rows x cols of A, or K x N of B) and
+  /// its last row and column, which clamp checked reads.
+  struct OperandBounds {
+    Value rows, cols, lastRow, lastCol;
+  };
+  /// The value at logical (r, c) of `op` stored at `src` (transposed
+  /// storage swaps the indices). Checked reads clamp the indices into the
+  /// operand and give 0 outside it, the panels' zero padding; interior
+  /// blocks skip that work.
+  Value operandValue(const OperandSpec &op, Value src, Value r, Value c,
+                     const OperandBounds &bounds, Value rowStride,
+                     bool checked);
   /// scf.for over [lo, hi) with step 1 and no loop-carried values.
   void forEach(Value lo, Value hi, function_ref<void(Value)> body) {
     scf::ForOp::create(b, lo, hi, index(1), ValueRange{},
